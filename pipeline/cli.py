@@ -1,0 +1,154 @@
+"""The ``cdrpipe`` command: worker, keys and demo traffic.
+
+Contract: configuration and keyring problems end the command with exit status
+2 and one line that says what to fix; no traceback, no secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from aiokafka import AIOKafkaProducer
+
+from pipeline import __version__, demo, keyring
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
+from pipeline.progress import wait_for_ingest
+from pipeline.runtime import build_parties
+from pipeline.topics import ensure_topics, topic_plans
+
+EXIT_CONFIG = 2
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+class _ConfigAwareGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"cdrpipe: {exc}", err=True)
+            ctx.exit(EXIT_CONFIG)
+
+
+@click.group(cls=_ConfigAwareGroup)
+@click.version_option(__version__, prog_name="cdrpipe")
+def cli() -> None:
+    """cdrpipe: CDRs from Kafka into pseudonymised Parquet partitions by call date.
+
+    Configuration comes from CDRPIPE_* environment variables (see README).
+    """
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+)
+@click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
+def worker(faust_args: tuple[str, ...]) -> None:
+    """Run the worker (Faust's worker command; try `cdrpipe worker --help`)."""
+    settings = _settings()
+    if "--help" not in faust_args:
+        build_parties(settings)
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    args = list(faust_args)
+    if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
+        args = ["--loglevel", "info", *args]
+    from pipeline.app import app  # noqa: PLC0415 - importing Faust is slow; only the worker needs it
+
+    sys.argv = ["cdrpipe", "worker", *args]
+    app.main()
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the keyring (CDRPIPE_KEYRING): init, rotate, list. Secrets are never printed."""
+
+
+def _keyring_path(path: Path | None) -> Path:
+    return path if path is not None else _settings().keyring
+
+
+_KEYRING_OPTION = click.option(
+    "--keyring", "keyring_path", type=click.Path(path_type=Path), help="Keyring file (default: CDRPIPE_KEYRING)."
+)
+
+
+@keys.command("init")
+@_KEYRING_OPTION
+@click.option("--if-missing", is_flag=True, help="Do nothing when the keyring already exists.")
+def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
+    """Create a keyring with one random 32-byte key (file mode 0600)."""
+    path = _keyring_path(keyring_path)
+    if if_missing and path.exists():
+        click.echo(f"keyring {path} exists; left as it is")
+        return
+    created = keyring.init_keyring(path)
+    click.echo(f"created keyring {path} with active key {created.active_id}")
+
+
+@keys.command("rotate")
+@_KEYRING_OPTION
+def keys_rotate(keyring_path: Path | None) -> None:
+    """Add a new active key; old keys stay for erasure and export of older rows."""
+    path = _keyring_path(keyring_path)
+    rotated = keyring.rotate_keyring(path)
+    click.echo(f"keyring {path}: active key is now {rotated.active_id}; restart the workers to use it")
+
+
+@keys.command("list")
+@_KEYRING_OPTION
+def keys_list(keyring_path: Path | None) -> None:
+    """List key ids and creation times (never secrets)."""
+    path = _keyring_path(keyring_path)
+    loaded = keyring.load_keyring(path)
+    for key in loaded.keys:
+        marker = "*" if key.key_id == loaded.active_id else " "
+        click.echo(f"{marker} {key.key_id}\tcreated {key.created_at}\t{len(key.secret)} bytes")
+
+
+@cli.command("demo")
+@click.option("--count", default=10_000, show_default=True, help="How many CDRs to publish.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same CDRs).")
+@click.option("--topic", default=None, help="Raw topic to publish to (default: the first CDRPIPE_RAW_TOPICS).")
+@click.option("--wait", "wait_s", default=0.0, help="Then wait up to this many seconds for the worker to store them.")
+def demo_command(count: int, seed: int, topic: str | None, wait_s: float) -> None:
+    """Publish realistic sample CDRs (canonical JSON) to the raw topic."""
+    settings = _settings()
+    asyncio.run(_publish_demo(settings, topic or settings.raw_topics[0], count, seed))
+    click.echo(f"published {count} CDRs to {topic or settings.raw_topics[0]}")
+    if wait_s > 0:
+        lag = asyncio.run(wait_for_ingest(settings, wait_s))
+        if lag:
+            raise click.ClickException(f"the worker still has {lag} records to store after {wait_s:.0f}s")
+        click.echo(f"all records stored under {settings.store}")
+
+
+async def _publish_demo(settings: Settings, topic: str, count: int, seed: int) -> None:
+    await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
+    )
+    await producer.start()
+    try:
+        with click.progressbar(length=count, label="publishing", file=sys.stderr) as bar:
+            batch = []
+            for cdr in demo.generate(count, seed=seed):
+                batch.append(await producer.send(topic, demo.encode(cdr), key=cdr.cdr_id.encode()))
+                if len(batch) >= 5_000:
+                    await asyncio.gather(*batch)
+                    bar.update(len(batch))
+                    batch.clear()
+            await asyncio.gather(*batch)
+            bar.update(len(batch))
+    finally:
+        await producer.stop()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="cdrpipe")

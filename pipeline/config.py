@@ -1,0 +1,143 @@
+"""Worker settings, read once from ``CDRPIPE_*`` environment variables.
+
+Contract: :func:`load_settings` either returns a fully validated
+:class:`Settings` or raises :class:`~pipeline.errors.ConfigError` whose message
+names the variable, the value's problem and the fix. Nothing else in the
+package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import phonenumbers
+
+from pipeline.errors import ConfigError
+
+PREFIX = "CDRPIPE_"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the worker and the CLI need to know about their environment."""
+
+    app_id: str = "cdrpipe"
+    broker: str = "kafka://127.0.0.1:9092"
+    raw_topics: tuple[str, ...] = ("cdr.raw",)
+    dlq_topic: str = "cdr.dlq"
+    topic_partitions: int = 4
+    raw_retention_days: float = 7.0
+    dlq_retention_days: float = 7.0
+    store: str = "./data/store"
+    keyring: Path = Path("./secrets/keyring.json")
+    region: str = "BE"
+    extension_digits: tuple[int, int] = (2, 5)
+    web_port: int = 6066
+    state_dir: Path = Path("./data/state")
+    flush_rows: int = 100_000
+    flush_seconds: float = 10.0
+    cache_size: int = 1 << 18
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list in the ``host:port,host:port`` form Kafka clients take."""
+        return ",".join(url.split("://", 1)[-1] for url in self.broker.split(","))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    source = os.environ if env is None else env
+    defaults = Settings()
+
+    def get(name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = source.get(PREFIX + name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}{name}={raw!r} is not usable: {exc}") from None
+
+    return Settings(
+        app_id=get("APP_ID", _identifier, defaults.app_id),
+        broker=get("BROKER", _broker_url, defaults.broker),
+        raw_topics=get("RAW_TOPICS", _topic_list, defaults.raw_topics),
+        dlq_topic=get("DLQ_TOPIC", _identifier, defaults.dlq_topic),
+        topic_partitions=get("TOPIC_PARTITIONS", _positive_int, defaults.topic_partitions),
+        raw_retention_days=get("RAW_RETENTION_DAYS", _positive_float, defaults.raw_retention_days),
+        dlq_retention_days=get("DLQ_RETENTION_DAYS", _positive_float, defaults.dlq_retention_days),
+        store=get("STORE", str, defaults.store),
+        keyring=get("KEYRING", Path, defaults.keyring),
+        region=get("REGION", _region, defaults.region),
+        extension_digits=get("EXTENSION_DIGITS", _digit_range, defaults.extension_digits),
+        web_port=get("WEB_PORT", _port, defaults.web_port),
+        state_dir=get("STATE_DIR", Path, defaults.state_dir),
+        flush_rows=get("FLUSH_ROWS", _positive_int, defaults.flush_rows),
+        flush_seconds=get("FLUSH_SECONDS", _positive_float, defaults.flush_seconds),
+        cache_size=get("CACHE_SIZE", _positive_int, defaults.cache_size),
+    )
+
+
+def _identifier(value: str) -> str:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not set(value) <= allowed:
+        raise ValueError("use only letters, digits, '.', '_' and '-'")
+    return value
+
+
+def _topic_list(value: str) -> tuple[str, ...]:
+    topics = tuple(_identifier(part.strip()) for part in value.split(",") if part.strip())
+    if not topics:
+        raise ValueError("name at least one topic")
+    return topics
+
+
+def _broker_url(value: str) -> str:
+    for url in value.split(","):
+        host_port = url.split("://", 1)[-1]
+        host, sep, port = host_port.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("expected kafka://HOST:PORT (comma-separated for several brokers)")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return number
+
+
+def _region(value: str) -> str:
+    region = value.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError("must be an ISO 3166-1 alpha-2 region known to phonenumbers, e.g. BE")
+    return region
+
+
+def _digit_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    shortest = int(low)
+    longest = int(high) if sep else shortest
+    if not 1 <= shortest <= longest <= 8:
+        raise ValueError("expected a digit count or range like 2-5, within 1-8")
+    return shortest, longest

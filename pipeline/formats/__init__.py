@@ -1,0 +1,1 @@
+"""Input formats: each module decodes one format's bytes into :class:`~pipeline.record.CanonicalCdr`."""

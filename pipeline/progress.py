@@ -1,0 +1,57 @@
+"""How far the ingest consumer group has come: committed offsets against the log end.
+
+The lookup uses a consumer with the ingest group id that never subscribes,
+so it never joins the group or disturbs its assignment.
+
+Contract: :func:`ingest_lag` returns the number of records in the raw topics
+that the ingest group has not committed yet (0 when the store holds everything
+published so far). Partitions without a committed offset count from 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipeline.config import Settings
+
+
+def ingest_group(settings: Settings) -> str:
+    """The consumer group id of the ingest path."""
+    return f"{settings.app_id}-ingest"
+
+
+async def ingest_lag(settings: Settings) -> int:
+    """Records published to the raw topics but not yet committed by the ingest group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=ingest_group(settings),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in settings.raw_topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await consumer.end_offsets(partitions)
+        lag = 0
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            lag += max(ends[tp] - (committed or 0), 0)
+        return lag
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_ingest(settings: Settings, timeout_s: float, poll_s: float = 0.5) -> int:
+    """Wait until the ingest lag is 0 or ``timeout_s`` passes; return the last lag seen."""
+    deadline = time.monotonic() + timeout_s
+    lag = await ingest_lag(settings)
+    while lag and time.monotonic() < deadline:
+        await asyncio.sleep(poll_s)
+        lag = await ingest_lag(settings)
+    return lag

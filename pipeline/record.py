@@ -1,0 +1,91 @@
+"""The canonical CDR every input format is decoded into, and its validation rules.
+
+Contract: :func:`validate` returns the record with all times in UTC, or raises
+:class:`RejectedRecord` carrying a :class:`RejectReason` and a message that
+names fields, never their values.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+MAX_RECORD_BYTES = 64 * 1024
+
+Direction = Literal["inbound", "outbound", "internal"]
+Disposition = Literal["answered", "no_answer", "busy", "failed", "congestion", "cancelled"]
+
+
+class RejectReason(enum.StrEnum):
+    """Why a record went to the dead-letter topic (the ``reason`` header)."""
+
+    UNDECODABLE = "undecodable"
+    SCHEMA = "schema"
+    INVALID_TIME = "invalid_time"
+    END_BEFORE_START = "end_before_start"
+    NEGATIVE_DURATION = "negative_duration"
+    MISSING_PARTY = "missing_party"
+    OVERSIZE = "oversize"
+    UNKNOWN_FORMAT = "unknown_format"
+
+
+class RejectedRecord(Exception):
+    """A record that cannot enter the store. ``str()`` is safe to log."""
+
+    def __init__(self, reason: RejectReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class CanonicalCdr(msgspec.Struct, kw_only=True, frozen=True):
+    """One call, as documented in ``schemas/cdr.schema.json``."""
+
+    schema_version: int = SCHEMA_VERSION
+    cdr_id: str
+    source: str
+    start_time: datetime
+    answer_time: datetime | None = None
+    end_time: datetime
+    duration_s: int
+    billsec_s: int
+    caller: str
+    callee: str
+    direction: Direction
+    disposition: Disposition
+    connected: str | None = None
+    queue: str | None = None
+    agent: str | None = None
+    hangup_cause: str | None = None
+    cost: float | None = None
+    currency: str | None = None
+
+
+def validate(cdr: CanonicalCdr) -> CanonicalCdr:
+    """Check the cross-field rules and return the record with times in UTC."""
+    if not cdr.cdr_id.strip():
+        raise RejectedRecord(RejectReason.SCHEMA, "cdr_id is empty")
+    start = _utc(cdr.start_time, "start_time")
+    end = _utc(cdr.end_time, "end_time")
+    answer = _utc(cdr.answer_time, "answer_time") if cdr.answer_time is not None else None
+    if end < start:
+        raise RejectedRecord(RejectReason.END_BEFORE_START, "end_time is before start_time")
+    if answer is not None and not start <= answer <= end:
+        raise RejectedRecord(RejectReason.INVALID_TIME, "answer_time is outside start_time..end_time")
+    if cdr.duration_s < 0 or cdr.billsec_s < 0:
+        raise RejectedRecord(RejectReason.NEGATIVE_DURATION, "duration_s or billsec_s is negative")
+    if cdr.billsec_s > cdr.duration_s:
+        raise RejectedRecord(RejectReason.NEGATIVE_DURATION, "billsec_s exceeds duration_s")
+    if not cdr.callee.strip():
+        raise RejectedRecord(RejectReason.MISSING_PARTY, "callee is empty")
+    return msgspec.structs.replace(cdr, start_time=start, end_time=end, answer_time=answer)
+
+
+def _utc(moment: datetime, field: str) -> datetime:
+    if moment.tzinfo is None:
+        raise RejectedRecord(RejectReason.INVALID_TIME, f"{field} has no UTC offset")
+    return moment.astimezone(UTC)

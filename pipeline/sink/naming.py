@@ -1,0 +1,21 @@
+"""Deterministic object names: a replay of the same offsets produces the same names.
+
+``cdr/call_date=YYYY-MM-DD/<topic>+<partition>+<first offset, 20 digits>.parquet``
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+DATASET = "cdr"
+SUFFIX = ".parquet"
+
+
+def partition_dir(call_date: date) -> str:
+    """The Hive partition directory of ``call_date``, relative to the store root."""
+    return f"{DATASET}/call_date={call_date.isoformat()}"
+
+
+def file_path(call_date: date, topic: str, partition: int, first_offset: int) -> str:
+    """The store-relative path of the file that starts at ``first_offset`` of ``topic``/``partition``."""
+    return f"{partition_dir(call_date)}/{topic}+{partition}+{first_offset:020d}{SUFFIX}"
