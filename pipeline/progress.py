@@ -14,6 +14,7 @@ import asyncio
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.config import Settings
 
@@ -23,8 +24,26 @@ def ingest_group(settings: Settings) -> str:
     return f"{settings.app_id}-ingest"
 
 
+async def _raw_partitions(settings: Settings) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(settings.raw_topics))
+    finally:
+        await admin.close()
+    missing = [topic["topic"] for topic in described if topic["error_code"] != 0]
+    if missing:
+        raise LookupError(f"raw topics {missing} do not exist yet: start the worker first")
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
+
+
 async def ingest_lag(settings: Settings) -> int:
     """Records published to the raw topics but not yet committed by the ingest group."""
+    partitions = await _raw_partitions(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=ingest_group(settings),
@@ -32,11 +51,6 @@ async def ingest_lag(settings: Settings) -> int:
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in settings.raw_topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
         ends = await consumer.end_offsets(partitions)
         lag = 0
         for tp in partitions:

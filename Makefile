@@ -1,0 +1,46 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    local Kafka + keyring + worker + sample traffic; Parquet lands under ./data/store
+#   make test   the whole test suite (it starts its own local Kafka)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_COUNT ?= 20000
+
+export CDRPIPE_STORE ?= ./data/store
+export CDRPIPE_KEYRING ?= ./secrets/keyring.json
+export CDRPIPE_STATE_DIR ?= ./data/state
+
+.PHONY: install run test lint bench kafka-start kafka-stop stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+kafka-start:
+	deploy/kafka-local start
+
+kafka-stop stop:
+	deploy/kafka-local stop
+
+run: install kafka-start
+	@bash deploy/run-demo.sh "$(DEMO_COUNT)"
+
+test: install
+	$(BIN)/python -m pytest -ra
+
+lint: install
+	$(BIN)/ruff check pipeline tests benchmarks
+	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m benchmarks.pseudonym_hot_path
+
+clean:
+	rm -rf $(VENV) data .kafka-local

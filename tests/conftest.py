@@ -1,0 +1,56 @@
+"""Fixtures: a real local Kafka (deploy/kafka-local) for the session, keyrings, worker settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.keyring import init_keyring
+from tests.helpers import REPO, free_port, free_port_pair
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a single-node KRaft broker started for this test session."""
+    port = free_port_pair()
+    data = tmp_path_factory.mktemp("kafka")
+    env = {**os.environ, "CDRPIPE_KAFKA_PORT": str(port), "CDRPIPE_KAFKA_DATA": str(data)}
+    launcher = str(REPO / "deploy" / "kafka-local")
+    started = subprocess.run([launcher, "start"], env=env, capture_output=True, text=True, timeout=600)
+    assert started.returncode == 0, f"kafka-local start failed:\n{started.stdout}\n{started.stderr}"
+    assert f"bootstrap=127.0.0.1:{port}" in started.stdout
+    yield f"127.0.0.1:{port}"
+    subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def keyring_path(tmp_path: Path) -> Path:
+    path = tmp_path / "secrets" / "keyring.json"
+    init_keyring(path)
+    return path
+
+
+@pytest.fixture
+def worker_env(kafka: str, tmp_path: Path, keyring_path: Path) -> dict[str, str]:
+    """Environment for a worker with its own topics, group, store and web port."""
+    run = uuid.uuid4().hex[:8]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CDRPIPE_")}
+    env.update(
+        {
+            "CDRPIPE_BROKER": f"kafka://{kafka}",
+            "CDRPIPE_APP_ID": f"cdrpipe-test-{run}",
+            "CDRPIPE_RAW_TOPICS": f"cdr.raw.{run}",
+            "CDRPIPE_DLQ_TOPIC": f"cdr.dlq.{run}",
+            "CDRPIPE_STORE": str(tmp_path / "store"),
+            "CDRPIPE_KEYRING": str(keyring_path),
+            "CDRPIPE_STATE_DIR": str(tmp_path / "state"),
+            "CDRPIPE_WEB_PORT": str(free_port()),
+            "CDRPIPE_FLUSH_SECONDS": "1",
+        }
+    )
+    return env

@@ -1,0 +1,93 @@
+"""End to end on the real broker: worker process, canonical JSON in, Parquet checked with DuckDB."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pytest
+
+from pipeline import demo
+from pipeline.record import CanonicalCdr
+from tests.helpers import WorkerProcess, publish, wait_stored
+
+pytestmark = pytest.mark.integration
+
+CDR_COUNT = 5_000
+
+
+def _traffic(count: int, seed: int) -> tuple[list[CanonicalCdr], dict[str, str]]:
+    """Demo CDRs whose caller is re-drawn from a small pool, each call spelling it anew.
+
+    Returns the CDRs and, per cdr_id, the caller's true E.164 number.
+    """
+    rng = random.Random(seed)
+    pool = [demo._random_subscriber(rng) for _ in range(300)]
+    cdrs, truth = [], {}
+    for cdr in demo.generate(count, seed=seed, start=datetime(2026, 11, 20, 12, tzinfo=UTC), days=4):
+        subscriber = rng.choice(pool)
+        cdrs.append(msgspec.structs.replace(cdr, caller=demo.spell(subscriber, rng), direction="inbound"))
+        truth[cdr.cdr_id] = subscriber.e164
+    return cdrs, truth
+
+
+def test_worker_stores_every_cdr_once_pseudonymised(worker_env: dict[str, str], tmp_path: Path) -> None:
+    cdrs, caller_truth = _traffic(CDR_COUNT, seed=11)
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    try:
+        sent = asyncio.run(
+            publish(
+                worker_env["CDRPIPE_BROKER"].removeprefix("kafka://"),
+                worker_env["CDRPIPE_RAW_TOPICS"],
+                (demo.encode(cdr) for cdr in cdrs),
+            )
+        )
+        assert sent == CDR_COUNT
+        wait_stored(worker_env)
+    finally:
+        assert worker.stop() == 0, worker.log()
+
+    store = Path(worker_env["CDRPIPE_STORE"])
+    files = sorted(store.glob("cdr/call_date=*/*.parquet"))
+    assert files, "no Parquet file was published"
+    rows = duckdb.sql(
+        f"""SELECT cdr_id, call_date, start_time, caller_pseudonym, caller_number_type, key_id
+            FROM read_parquet('{store}/cdr/*/*.parquet', hive_partitioning = true)"""
+    ).fetchall()
+
+    stored_ids = [row[0] for row in rows]
+    assert len(stored_ids) == CDR_COUNT
+    assert set(stored_ids) == {cdr.cdr_id for cdr in cdrs}
+
+    expected_dates = {cdr.cdr_id: cdr.start_time.astimezone(UTC).date() for cdr in cdrs}
+    assert all(call_date == expected_dates[cdr_id] for cdr_id, call_date, *_ in rows)
+    assert all(start.astimezone(UTC).date() == call_date for _, call_date, start, *_ in rows)
+
+    pseudonyms_of_number: dict[str, set[str]] = defaultdict(set)
+    for cdr_id, _, _, pseudonym, number_type, key_id in rows:
+        assert number_type == "E164" and key_id == "k1"
+        pseudonyms_of_number[caller_truth[cdr_id]].add(pseudonym)
+    assert all(len(pseudonyms) == 1 for pseudonyms in pseudonyms_of_number.values())
+    distinct = {next(iter(pseudonyms)) for pseudonyms in pseudonyms_of_number.values()}
+    assert len(distinct) == len(pseudonyms_of_number), "two numbers share a pseudonym"
+
+    _assert_no_raw_numbers(files, cdrs, set(caller_truth.values()))
+    _assert_no_raw_numbers([tmp_path / "worker.log"], cdrs, set(caller_truth.values()))
+
+
+def _assert_no_raw_numbers(paths: list[Path], cdrs: list[CanonicalCdr], numbers: set[str]) -> None:
+    """No party string, E.164 number or national significant number occurs in the raw bytes."""
+    needles = {number.encode() for number in numbers}
+    needles |= {number[3:].encode() for number in numbers}  # national significant digits (any 2-digit cc)
+    needles |= {cdr.caller.encode() for cdr in cdrs} | {cdr.callee.encode() for cdr in cdrs}
+    needles |= {re.sub(r"\D", "", cdr.caller)[-8:].encode() for cdr in cdrs}
+    for path in paths:
+        content = path.read_bytes()
+        leaked = [needle for needle in needles if needle in content]
+        assert not leaked, f"{path.name} contains {len(leaked)} raw numbers"
