@@ -74,7 +74,10 @@ def _keyring_path(path: Path | None) -> Path:
 
 
 _KEYRING_OPTION = click.option(
-    "--keyring", "keyring_path", type=click.Path(path_type=Path), help="Keyring file (default: CDRPIPE_KEYRING)."
+    "--keyring",
+    "keyring_path",
+    type=click.Path(path_type=Path),
+    help="Keyring file (default: CDRPIPE_KEYRING).",
 )
 
 
@@ -114,8 +117,12 @@ def keys_list(keyring_path: Path | None) -> None:
 @cli.command("demo")
 @click.option("--count", default=10_000, show_default=True, help="How many CDRs to publish.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same CDRs).")
-@click.option("--topic", default=None, help="Raw topic to publish to (default: the first CDRPIPE_RAW_TOPICS).")
-@click.option("--wait", "wait_s", default=0.0, help="Then wait up to this many seconds for the worker to store them.")
+@click.option(
+    "--topic", default=None, help="Raw topic to publish to (default: the first CDRPIPE_RAW_TOPICS)."
+)
+@click.option(
+    "--wait", "wait_s", default=0.0, help="Then wait up to this many seconds for the worker to store them."
+)
 def demo_command(count: int, seed: int, topic: str | None, wait_s: float) -> None:
     """Publish realistic sample CDRs (canonical JSON) to the raw topic."""
     settings = _settings()
@@ -130,9 +137,7 @@ def demo_command(count: int, seed: int, topic: str | None, wait_s: float) -> Non
 
 async def _publish_demo(settings: Settings, topic: str, count: int, seed: int) -> None:
     await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20)
     await producer.start()
     try:
         with click.progressbar(length=count, label="publishing", file=sys.stderr) as bar:

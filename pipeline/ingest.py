@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from pipeline.pseudonym import PartyPseudonymizer
-from pipeline.record import CanonicalCdr, RejectedRecord, RejectReason
+from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import ColumnBuffer
 from pipeline.sink.naming import file_path
 
@@ -110,7 +110,7 @@ class Ingestor:
             return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)")
         try:
             cdr = self._decode(record.value)
-        except RejectedRecord as rejected:
+        except RecordRejectedError as rejected:
             return DeadLetter(record, rejected.reason, rejected.message)
         call_date = cdr.start_time.date()
         buffer = batch.by_date.get(call_date)

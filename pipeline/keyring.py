@@ -79,10 +79,10 @@ def load_keyring(path: Path) -> Keyring:
 
 def _parse(path: Path, document: object) -> Keyring:
     if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
-        raise KeyringError(f"keyring {path} must be a JSON object with \"format\": {FORMAT_VERSION}")
+        raise KeyringError(f'keyring {path} must be a JSON object with "format": {FORMAT_VERSION}')
     entries = document.get("keys")
     if not isinstance(entries, list) or not entries:
-        raise KeyringError(f"keyring {path} has no \"keys\" list: add at least one key")
+        raise KeyringError(f'keyring {path} has no "keys" list: add at least one key')
     keys = tuple(_parse_key(path, index, entry) for index, entry in enumerate(entries))
     ids = [key.key_id for key in keys]
     if len(set(ids)) != len(ids):
@@ -91,7 +91,7 @@ def _parse(path: Path, document: object) -> Keyring:
     if not isinstance(active, str) or active not in ids:
         raise KeyringError(
             f"keyring {path}: active key id {active!r} is not among the keys {ids}: "
-            "set \"active\" to one of them"
+            'set "active" to one of them'
         )
     return Keyring(active_id=active, keys=keys)
 

@@ -92,9 +92,7 @@ class NumberClassifier:
             return PartyNumber(NumberKind.EXTENSION, digits)
         if len(digits) <= 6:
             parsed = _parse(digits, self._region)
-            if parsed is not None and shortnumberinfo.is_valid_short_number_for_region(
-                parsed, self._region
-            ):
+            if parsed is not None and shortnumberinfo.is_valid_short_number_for_region(parsed, self._region):
                 return PartyNumber(NumberKind.SHORTCODE, digits)
         return None
 

@@ -51,8 +51,7 @@ class Pseudonymizer:
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
         self._states = {
-            domain: hmac.new(derive_subkey(key.secret, domain), digestmod=hashlib.sha256)
-            for domain in Domain
+            domain: hmac.new(derive_subkey(key.secret, domain), digestmod=hashlib.sha256) for domain in Domain
         }
 
     def pseudonym(self, domain: Domain, value: str) -> str:

@@ -1,7 +1,7 @@
 """The canonical CDR every input format is decoded into, and its validation rules.
 
 Contract: :func:`validate` returns the record with all times in UTC, or raises
-:class:`RejectedRecord` carrying a :class:`RejectReason` and a message that
+:class:`RecordRejectedError` carrying a :class:`RejectReason` and a message that
 names fields, never their values.
 """
 
@@ -33,7 +33,7 @@ class RejectReason(enum.StrEnum):
     UNKNOWN_FORMAT = "unknown_format"
 
 
-class RejectedRecord(Exception):
+class RecordRejectedError(Exception):
     """A record that cannot enter the store. ``str()`` is safe to log."""
 
     def __init__(self, reason: RejectReason, message: str) -> None:
@@ -68,24 +68,24 @@ class CanonicalCdr(msgspec.Struct, kw_only=True, frozen=True):
 def validate(cdr: CanonicalCdr) -> CanonicalCdr:
     """Check the cross-field rules and return the record with times in UTC."""
     if not cdr.cdr_id.strip():
-        raise RejectedRecord(RejectReason.SCHEMA, "cdr_id is empty")
+        raise RecordRejectedError(RejectReason.SCHEMA, "cdr_id is empty")
     start = _utc(cdr.start_time, "start_time")
     end = _utc(cdr.end_time, "end_time")
     answer = _utc(cdr.answer_time, "answer_time") if cdr.answer_time is not None else None
     if end < start:
-        raise RejectedRecord(RejectReason.END_BEFORE_START, "end_time is before start_time")
+        raise RecordRejectedError(RejectReason.END_BEFORE_START, "end_time is before start_time")
     if answer is not None and not start <= answer <= end:
-        raise RejectedRecord(RejectReason.INVALID_TIME, "answer_time is outside start_time..end_time")
+        raise RecordRejectedError(RejectReason.INVALID_TIME, "answer_time is outside start_time..end_time")
     if cdr.duration_s < 0 or cdr.billsec_s < 0:
-        raise RejectedRecord(RejectReason.NEGATIVE_DURATION, "duration_s or billsec_s is negative")
+        raise RecordRejectedError(RejectReason.NEGATIVE_DURATION, "duration_s or billsec_s is negative")
     if cdr.billsec_s > cdr.duration_s:
-        raise RejectedRecord(RejectReason.NEGATIVE_DURATION, "billsec_s exceeds duration_s")
+        raise RecordRejectedError(RejectReason.NEGATIVE_DURATION, "billsec_s exceeds duration_s")
     if not cdr.callee.strip():
-        raise RejectedRecord(RejectReason.MISSING_PARTY, "callee is empty")
+        raise RecordRejectedError(RejectReason.MISSING_PARTY, "callee is empty")
     return msgspec.structs.replace(cdr, start_time=start, end_time=end, answer_time=answer)
 
 
 def _utc(moment: datetime, field: str) -> datetime:
     if moment.tzinfo is None:
-        raise RejectedRecord(RejectReason.INVALID_TIME, f"{field} has no UTC offset")
+        raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} has no UTC offset")
     return moment.astimezone(UTC)

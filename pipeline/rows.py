@@ -59,9 +59,7 @@ class ColumnBuffer:
 
     def to_table(self) -> pa.Table:
         """The buffered rows as an Arrow table with the store's schema."""
-        arrays = [
-            _array(self._columns[field.name], field.type) for field in CDR_SCHEMA
-        ]
+        arrays = [_array(self._columns[field.name], field.type) for field in CDR_SCHEMA]
         return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)
 
 

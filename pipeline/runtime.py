@@ -26,4 +26,6 @@ def build_parties(settings: Settings) -> PartyPseudonymizer:
 
 def build_ingestor(settings: Settings) -> Ingestor:
     """The ingest path for ``settings``: canonical JSON in, pseudonymised rows out."""
-    return Ingestor(canonical_json.decode, build_parties(settings), settings.flush_rows, settings.flush_seconds)
+    return Ingestor(
+        canonical_json.decode, build_parties(settings), settings.flush_rows, settings.flush_seconds
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import msgspec
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from pipeline import demo
 from pipeline.record import CanonicalCdr
@@ -91,3 +92,46 @@ def _assert_no_raw_numbers(paths: list[Path], cdrs: list[CanonicalCdr], numbers:
         content = path.read_bytes()
         leaked = [needle for needle in needles if needle in content]
         assert not leaked, f"{path.name} contains {len(leaked)} raw numbers"
+
+
+async def _read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        messages: list = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(messages) < expected and asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                messages.extend(batch)
+        return messages
+    finally:
+        await consumer.stop()
+
+
+def test_undecodable_records_go_to_the_dlq_with_reason_and_source(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    raw_topic = worker_env["CDRPIPE_RAW_TOPICS"]
+    good = [demo.encode(cdr) for cdr in demo.generate(200, seed=5)]
+    bad = [b"{not json", b'{"cdr_id": "x"}', b"\xff\xfe\x00"]
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    try:
+        asyncio.run(publish(bootstrap, raw_topic, good[:100] + bad + good[100:]))
+        wait_stored(worker_env)
+        dead = asyncio.run(_read_topic(bootstrap, worker_env["CDRPIPE_DLQ_TOPIC"], expected=len(bad)))
+    finally:
+        assert worker.stop() == 0, worker.log()
+
+    assert sorted(message.value for message in dead) == sorted(bad)
+    for message in dead:
+        headers = {name: value.decode() for name, value in message.headers}
+        assert headers["dlq-reason"] in {"undecodable", "schema"}
+        assert headers["dlq-message"]
+        assert headers["dlq-source-topic"] == raw_topic
+        assert headers["dlq-format"] == "canonical-json"
+        assert int(headers["dlq-source-offset"]) >= 0
+    stored = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{worker_env['CDRPIPE_STORE']}/cdr/*/*.parquet')"
+    ).fetchall()
+    assert stored == [(200,)]

@@ -1,7 +1,7 @@
 """``canonical-json``: cdrpipe's own CDR JSON (``schemas/cdr.schema.json``).
 
 Contract: :func:`decode` returns a validated record or raises
-:class:`~pipeline.record.RejectedRecord`; unknown fields are ignored so that
+:class:`~pipeline.record.RecordRejectedError`; unknown fields are ignored so that
 producers can add fields without breaking consumers.
 """
 
@@ -13,7 +13,7 @@ from pipeline.record import (
     MAX_RECORD_BYTES,
     SCHEMA_VERSION,
     CanonicalCdr,
-    RejectedRecord,
+    RecordRejectedError,
     RejectReason,
     validate,
 )
@@ -25,15 +25,15 @@ _DECODER = msgspec.json.Decoder(CanonicalCdr)
 def decode(payload: bytes) -> CanonicalCdr:
     """Decode one canonical JSON CDR."""
     if len(payload) > MAX_RECORD_BYTES:
-        raise RejectedRecord(RejectReason.OVERSIZE, f"record exceeds {MAX_RECORD_BYTES} bytes")
+        raise RecordRejectedError(RejectReason.OVERSIZE, f"record exceeds {MAX_RECORD_BYTES} bytes")
     try:
         cdr = _DECODER.decode(payload)
     except msgspec.ValidationError as exc:
-        raise RejectedRecord(RejectReason.SCHEMA, _field_message(str(exc))) from None
+        raise RecordRejectedError(RejectReason.SCHEMA, _field_message(str(exc))) from None
     except msgspec.DecodeError:
-        raise RejectedRecord(RejectReason.UNDECODABLE, "payload is not valid UTF-8 JSON") from None
+        raise RecordRejectedError(RejectReason.UNDECODABLE, "payload is not valid UTF-8 JSON") from None
     if cdr.schema_version > SCHEMA_VERSION:
-        raise RejectedRecord(
+        raise RecordRejectedError(
             RejectReason.SCHEMA, f"schema_version {cdr.schema_version} is newer than {SCHEMA_VERSION}"
         )
     return validate(cdr)

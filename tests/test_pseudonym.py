@@ -1,0 +1,69 @@
+"""Pseudonyms: deterministic per key and domain, unrelated across them, not enumerable without the key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from pipeline.keyring import Key
+from pipeline.msisdn import NumberClassifier
+from pipeline.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer, derive_subkey
+
+KEY = Key("k1", bytes(range(32)), "2026-01-01T00:00:00Z")
+OTHER_KEY = Key("k2", bytes(range(1, 33)), "2026-01-01T00:00:00Z")
+
+
+def test_pseudonym_is_hmac_sha256_under_the_domain_subkey() -> None:
+    expected_digest = hmac.new(
+        derive_subkey(KEY.secret, Domain.SUBSCRIBER), b"+32475123456", "sha256"
+    ).digest()
+    pseudonym = Pseudonymizer(KEY).pseudonym(Domain.SUBSCRIBER, "+32475123456")
+    assert len(pseudonym) == 32  # 160 bits in base32
+
+    assert base64.b32decode(pseudonym.upper()) == expected_digest[:20]
+
+
+def test_deterministic_and_separated_by_domain_and_key() -> None:
+    one = Pseudonymizer(KEY)
+    assert one.pseudonym(Domain.SUBSCRIBER, "+32475123456") == Pseudonymizer(KEY).pseudonym(
+        Domain.SUBSCRIBER, "+32475123456"
+    )
+    values = {
+        one.pseudonym(Domain.SUBSCRIBER, "201"),
+        one.pseudonym(Domain.EXTENSION, "201"),
+        one.pseudonym(Domain.AGENT, "201"),
+        Pseudonymizer(OTHER_KEY).pseudonym(Domain.SUBSCRIBER, "201"),
+    }
+    assert len(values) == 4
+
+
+def test_party_columns_share_one_pseudonym_across_spellings() -> None:
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), cache_size=16)
+    spellings = ["0475 12 34 56", "+32475123456", "0032475123456", "tel:+32-475-123456", "sip:+32475123456@h"]
+    columns = {parties.columns(spelling) for spelling in spellings}
+    assert len(columns) == 1
+    (column,) = columns
+    assert column.number_type == "E164" and column.country == "BE" and column.line_type == "MOBILE"
+    assert "475" not in (column.pseudonym or "")
+
+
+def test_shortcodes_stay_in_clear_and_withheld_has_no_pseudonym() -> None:
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), cache_size=16)
+    emergency = parties.columns("112")
+    assert (emergency.pseudonym, emergency.shortcode, emergency.number_type) == (None, "112", "SHORTCODE")
+    withheld = parties.columns("anonymous")
+    assert (withheld.pseudonym, withheld.number_type) == (None, "WITHHELD")
+
+
+def test_enumeration_without_the_key_matches_nothing() -> None:
+    """Hash a block of 100,000 Belgian mobiles unkeyed and under a wrong key: no pseudonym is found."""
+    right = Pseudonymizer(KEY)
+    targets = {right.pseudonym(Domain.SUBSCRIBER, f"+3247512{n:04d}") for n in range(0, 10_000, 7)}
+    wrong_subkey = derive_subkey(secrets.token_bytes(32), Domain.SUBSCRIBER)
+
+    for n in range(100_000):
+        value = f"+324751{n:05d}".encode()
+        for digest in (hashlib.sha256(value).digest(), hmac.new(wrong_subkey, value, "sha256").digest()):
+            assert base64.b32encode(digest[:20]).decode().lower() not in targets
