@@ -3,17 +3,15 @@
 Contract: for one key and one :class:`Domain`, :meth:`Pseudonymizer.pseudonym`
 is a deterministic function of the normalised value; different domains or
 keys give unrelated outputs (each domain uses its own HKDF-derived subkey), so
-pseudonyms from two domains cannot be joined. Output: 160 bits as 32 lowercase
-base32 characters. :class:`PartyPseudonymizer` adds number classification and a
+pseudonyms from two domains cannot be joined. Output: the first 128 bits of
+the HMAC as 32 lowercase hex characters. :class:`PartyPseudonymizer` adds number classification and a
 bounded cache keyed by the raw party string.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 import functools
-import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -23,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier, NumberKind
 
-PSEUDONYM_BYTES = 20
+PSEUDONYM_BYTES = 16
 _HKDF_SALT = b"cdrpipe/pseudonym/v1"
 
 
@@ -51,14 +49,14 @@ class Pseudonymizer:
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
         self._states = {
-            domain: hmac.new(derive_subkey(key.secret, domain), digestmod=hashlib.sha256) for domain in Domain
+            domain: hmac.new(derive_subkey(key.secret, domain), digestmod="sha256") for domain in Domain
         }
 
     def pseudonym(self, domain: Domain, value: str) -> str:
         """The pseudonym of ``value`` (an already normalised string) in ``domain``."""
         state = self._states[domain].copy()
         state.update(value.encode("utf-8"))
-        return base64.b32encode(state.digest()[:PSEUDONYM_BYTES]).decode("ascii").lower()
+        return state.digest()[:PSEUDONYM_BYTES].hex()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import phonenumbers
 from aiokafka import AIOKafkaProducer
 
 from pipeline.config import load_settings
@@ -108,3 +110,28 @@ def wait_stored(env: dict[str, str], timeout_s: float = 120) -> None:
     """Block until the ingest group has committed everything in the raw topics."""
     lag = asyncio.run(wait_for_ingest(load_settings(env), timeout_s))
     assert lag == 0, f"{lag} records still not stored after {timeout_s}s"
+
+
+def raw_number_needles(numbers: Iterable[str], spellings: Iterable[str] = ()) -> set[bytes]:
+    """What a leak of these numbers looks like in bytes: E.164 with and without '+',
+    the national significant number, and every spelling seen on the wire."""
+    needles: set[bytes] = set()
+    for number in numbers:
+        parsed = phonenumbers.parse(number)
+        needles |= {number.encode(), number[1:].encode()}
+        needles.add(phonenumbers.national_significant_number(parsed).encode())
+    needles |= {spelling.encode() for spelling in spellings if len(spelling) >= 6}
+    return needles
+
+
+def find_raw_numbers(content: bytes, needles: set[bytes]) -> list[bytes]:
+    """Needles occurring in ``content`` as whole tokens (not inside a longer digit or word run).
+
+    Pseudonyms are 32 hex characters: a digit run inside one is not a leak, while
+    a leaked value is delimited by a length prefix, quote, separator or the line.
+    """
+    if not needles:
+        return []
+    alternatives = b"|".join(re.escape(needle) for needle in sorted(needles, key=len, reverse=True))
+    pattern = re.compile(rb"(?<![0-9A-Za-z])(?:" + alternatives + rb")(?![0-9])")
+    return sorted({match.group(0) for match in pattern.finditer(content)})

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import msgspec
+import polars as pl
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from pipeline import demo
 from pipeline.record import CanonicalCdr
-from tests.helpers import WorkerProcess, publish, wait_stored
+from tests.helpers import WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
 
 pytestmark = pytest.mark.integration
 
@@ -78,19 +78,28 @@ def test_worker_stores_every_cdr_once_pseudonymised(worker_env: dict[str, str], 
     distinct = {next(iter(pseudonyms)) for pseudonyms in pseudonyms_of_number.values()}
     assert len(distinct) == len(pseudonyms_of_number), "two numbers share a pseudonym"
 
+    by_date = (
+        pl.scan_parquet(f"{store}/cdr/**/*.parquet", hive_partitioning=True)
+        .group_by("call_date")
+        .agg(pl.len().alias("calls"))
+        .collect()
+    )
+    assert by_date.schema["call_date"] == pl.Date
+    expected_per_date: dict[object, int] = defaultdict(int)
+    for call_date in expected_dates.values():
+        expected_per_date[call_date] += 1
+    stored_per_date = dict(zip(by_date["call_date"].to_list(), by_date["calls"].to_list(), strict=True))
+    assert stored_per_date == expected_per_date
+
     _assert_no_raw_numbers(files, cdrs, set(caller_truth.values()))
     _assert_no_raw_numbers([tmp_path / "worker.log"], cdrs, set(caller_truth.values()))
 
 
 def _assert_no_raw_numbers(paths: list[Path], cdrs: list[CanonicalCdr], numbers: set[str]) -> None:
     """No party string, E.164 number or national significant number occurs in the raw bytes."""
-    needles = {number.encode() for number in numbers}
-    needles |= {number[3:].encode() for number in numbers}  # national significant digits (any 2-digit cc)
-    needles |= {cdr.caller.encode() for cdr in cdrs} | {cdr.callee.encode() for cdr in cdrs}
-    needles |= {re.sub(r"\D", "", cdr.caller)[-8:].encode() for cdr in cdrs}
+    needles = raw_number_needles(numbers, [cdr.caller for cdr in cdrs] + [cdr.callee for cdr in cdrs])
     for path in paths:
-        content = path.read_bytes()
-        leaked = [needle for needle in needles if needle in content]
+        leaked = find_raw_numbers(path.read_bytes(), needles)
         assert not leaked, f"{path.name} contains {len(leaked)} raw numbers"
 
 
