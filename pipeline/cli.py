@@ -7,6 +7,7 @@ Contract: configuration and keyring problems end the command with exit status
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 from pathlib import Path
 
@@ -116,17 +117,18 @@ def keys_list(keyring_path: Path | None) -> None:
 
 @cli.command("demo")
 @click.option("--count", default=10_000, show_default=True, help="How many CDRs to publish.")
-@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same CDRs).")
+@click.option("--seed", type=int, default=None, help="Random seed for repeatable traffic (default: random).")
 @click.option(
     "--topic", default=None, help="Raw topic to publish to (default: the first CDRPIPE_RAW_TOPICS)."
 )
 @click.option(
     "--wait", "wait_s", default=0.0, help="Then wait up to this many seconds for the worker to store them."
 )
-def demo_command(count: int, seed: int, topic: str | None, wait_s: float) -> None:
+def demo_command(count: int, seed: int | None, topic: str | None, wait_s: float) -> None:
     """Publish realistic sample CDRs (canonical JSON) to the raw topic."""
     settings = _settings()
-    asyncio.run(_publish_demo(settings, topic or settings.raw_topics[0], count, seed))
+    chosen_seed = seed if seed is not None else secrets.randbits(32)
+    asyncio.run(_publish_demo(settings, topic or settings.raw_topics[0], count, chosen_seed))
     click.echo(f"published {count} CDRs to {topic or settings.raw_topics[0]}")
     if wait_s > 0:
         lag = asyncio.run(wait_for_ingest(settings, wait_s))

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, shortnumberinfo
+from phonenumbers import PhoneMetadata, PhoneNumberType, shortnumberinfo
 
 WITHHELD_WORDS = frozenset(
     {
@@ -69,6 +69,7 @@ class NumberClassifier:
     def __init__(self, region: str, extension_digits: tuple[int, int]) -> None:
         self._region = region
         self._shortest_extension, self._longest_extension = extension_digits
+        self._longest_short_number = max(self._longest_extension, _longest_short_number(region))
 
     def classify(self, raw: str) -> PartyNumber:
         """Classify ``raw`` (any spelling: national, international, URI, with separators)."""
@@ -86,6 +87,8 @@ class NumberClassifier:
         return self._classify_e164(digits)
 
     def _classify_local(self, digits: str) -> PartyNumber | None:
+        if len(digits) > self._longest_short_number:
+            return None
         if shortnumberinfo.is_emergency_number(digits, self._region):
             return PartyNumber(NumberKind.SHORTCODE, digits)
         if self._shortest_extension <= len(digits) <= self._longest_extension:
@@ -108,6 +111,20 @@ class NumberClassifier:
             phonenumbers.region_code_for_number(parsed),
             _line_type_name(phonenumbers.number_type(parsed)),
         )
+
+
+def _longest_short_number(region: str) -> int:
+    """The longest short (service or emergency) number of ``region`` in phonenumbers' metadata."""
+    metadata = PhoneMetadata.short_metadata_for_region(region)
+    if metadata is None:
+        return 0
+    lengths = [
+        length
+        for description in (metadata.general_desc, metadata.emergency)
+        if description is not None
+        for length in (description.possible_length or ())
+    ]
+    return max(lengths, default=0)
 
 
 def _dialled_part(raw: str) -> str:
