@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import faust
 
+from pipeline import log_scrub
 from pipeline.config import load_settings
 from pipeline.ingest_service import IngestService
 from pipeline.runtime import build_ingestor
 from pipeline.sink.storage import open_storage
 
+log_scrub.install()
 settings = load_settings()
 
 app = faust.App(

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaProducer
 
-from pipeline import __version__, demo, keyring
+from pipeline import __version__, demo, keyring, log_scrub
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.progress import wait_for_ingest
@@ -158,4 +158,5 @@ async def _publish_demo(settings: Settings, topic: str, count: int, seed: int) -
 
 def main() -> None:
     """Console-script entry point."""
+    log_scrub.install()
     cli(prog_name="cdrpipe")

@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from pipeline import demo
+from pipeline.keyring import rotate_keyring
 from pipeline.record import CanonicalCdr
 from tests.helpers import WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
 
@@ -144,3 +145,32 @@ def test_undecodable_records_go_to_the_dlq_with_reason_and_source(
         f"SELECT count(*) FROM read_parquet('{worker_env['CDRPIPE_STORE']}/cdr/*/*.parquet')"
     ).fetchall()
     assert stored == [(200,)]
+
+
+def test_rows_keep_the_key_id_they_were_written_with_across_rotation(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    raw_topic = worker_env["CDRPIPE_RAW_TOPICS"]
+    before = list(demo.generate(300, seed=21))
+    after = list(demo.generate(300, seed=22))
+
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    asyncio.run(publish(bootstrap, raw_topic, (demo.encode(cdr) for cdr in before)))
+    wait_stored(worker_env)
+    assert worker.stop() == 0, worker.log()
+    store = worker_env["CDRPIPE_STORE"]
+    query = f"SELECT cdr_id, key_id FROM read_parquet('{store}/cdr/*/*.parquet')"
+    first_run = dict(duckdb.sql(query).fetchall())
+
+    rotate_keyring(Path(worker_env["CDRPIPE_KEYRING"]))
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    asyncio.run(publish(bootstrap, raw_topic, (demo.encode(cdr) for cdr in after)))
+    wait_stored(worker_env)
+    assert worker.stop() == 0, worker.log()
+
+    key_ids = dict(duckdb.sql(query).fetchall())
+    assert len(key_ids) == 600
+    assert {key_ids[cdr.cdr_id] for cdr in before} == {"k1"}
+    assert {key_ids[cdr.cdr_id] for cdr in after} == {"k2"}
+    assert {cdr_id: key_ids[cdr_id] for cdr_id in first_run} == first_run

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import re
 import secrets
+
+import phonenumbers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
@@ -64,3 +70,45 @@ def test_enumeration_without_the_key_matches_nothing() -> None:
         value = f"+324751{n:05d}".encode()
         for digest in (hashlib.sha256(value).digest(), hmac.new(wrong_subkey, value, "sha256").digest()):
             assert digest[:16].hex() not in targets
+
+
+def _e164_numbers() -> st.SearchStrategy[str]:
+    regions = ["BE", "FR", "NL", "DE", "GB", "US"]
+
+    def build(region: str, tail: int) -> str | None:
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        national = str(example.national_number)
+        candidate = national[:3] + str(tail).zfill(len(national) - 3)[-(len(national) - 3) :]
+        number = phonenumbers.parse(f"+{example.country_code}{candidate}")
+        if not phonenumbers.is_valid_number(number):
+            return None
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    return (
+        st.builds(build, st.sampled_from(regions), st.integers(min_value=0, max_value=10**9))
+        .filter(lambda number: number is not None)
+        .map(str)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_e164_numbers(), min_size=2, max_size=30, unique=True))
+def test_distinct_numbers_get_distinct_pseudonyms(numbers: list[str]) -> None:
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), cache_size=64)
+    pseudonyms = [parties.columns(number).pseudonym for number in numbers]
+    assert None not in pseudonyms
+    assert len(set(pseudonyms)) == len(numbers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_e164_numbers(), st.sampled_from(["{n}", "00{d}", "tel:{n}", "sip:{n}@h.example;user=phone"]))
+def test_no_run_of_significant_digits_reaches_the_row(number: str, template: str) -> None:
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), cache_size=64)
+    columns = parties.columns(template.format(n=number, d=number[1:]))
+    significant = phonenumbers.national_significant_number(phonenumbers.parse(number))
+    row_text = " ".join(str(value) for value in dataclasses.astuple(columns) if value is not None)
+    runs = {significant[i : i + 6] for i in range(len(significant) - 5)}
+    assert columns.number_type == "E164"
+    for run in runs:
+        assert not re.search(rf"(?<![0-9a-f]){run}(?![0-9a-f])", row_text), run
+    assert significant not in row_text
