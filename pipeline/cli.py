@@ -18,7 +18,7 @@ from pipeline import __version__, demo, keyring, log_scrub
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.progress import wait_for_ingest
-from pipeline.runtime import build_parties
+from pipeline.runtime import build_ingestor
 from pipeline.topics import ensure_topics, topic_plans
 
 EXIT_CONFIG = 2
@@ -54,7 +54,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     """Run the worker (Faust's worker command; try `cdrpipe worker --help`)."""
     settings = _settings()
     if "--help" not in faust_args:
-        build_parties(settings)
+        build_ingestor(settings)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -29,6 +30,9 @@ class Settings:
     app_id: str = "cdrpipe"
     broker: str = "kafka://127.0.0.1:9092"
     raw_topics: tuple[str, ...] = ("cdr.raw",)
+    topic_formats: tuple[tuple[str, str], ...] = ()
+    source_timezone: str = "Europe/Brussels"
+    mappings_dir: Path = Path("./schemas/mappings")
     dlq_topic: str = "cdr.dlq"
     topic_partitions: int = 4
     raw_retention_days: float = 7.0
@@ -67,6 +71,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         app_id=get("APP_ID", _identifier, defaults.app_id),
         broker=get("BROKER", _broker_url, defaults.broker),
         raw_topics=get("RAW_TOPICS", _topic_list, defaults.raw_topics),
+        topic_formats=get("TOPIC_FORMATS", _topic_formats, defaults.topic_formats),
+        source_timezone=get("SOURCE_TIMEZONE", _time_zone, defaults.source_timezone),
+        mappings_dir=get("MAPPINGS", Path, defaults.mappings_dir),
         dlq_topic=get("DLQ_TOPIC", _identifier, defaults.dlq_topic),
         topic_partitions=get("TOPIC_PARTITIONS", _positive_int, defaults.topic_partitions),
         raw_retention_days=get("RAW_RETENTION_DAYS", _positive_float, defaults.raw_retention_days),
@@ -95,6 +102,24 @@ def _topic_list(value: str) -> tuple[str, ...]:
     if not topics:
         raise ValueError("name at least one topic")
     return topics
+
+
+def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for part in value.split(","):
+        topic, sep, format_name = part.strip().partition("=")
+        if not sep or not topic.strip() or not format_name.strip():
+            raise ValueError("expected topic=format pairs, e.g. cdr.asterisk=asterisk-csv")
+        pairs.append((_identifier(topic.strip()), format_name.strip()))
+    return tuple(pairs)
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Brussels or UTC") from None
+    return value
 
 
 def _broker_url(value: str) -> str:

@@ -18,7 +18,7 @@ HEADER_FORMAT = "dlq-format"
 HEADER_PIPELINE_VERSION = "dlq-pipeline-version"
 
 
-def dead_letter_headers(letter: DeadLetter, format_name: str) -> list[tuple[str, bytes]]:
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     """The headers of the DLQ message for ``letter``."""
     record = letter.record
     added = {
@@ -27,7 +27,7 @@ def dead_letter_headers(letter: DeadLetter, format_name: str) -> list[tuple[str,
         HEADER_SOURCE_TOPIC: record.topic,
         HEADER_SOURCE_PARTITION: str(record.partition),
         HEADER_SOURCE_OFFSET: str(record.offset),
-        HEADER_FORMAT: format_name,
+        HEADER_FORMAT: letter.format_name,
         HEADER_PIPELINE_VERSION: __version__,
     }
     kept = [(name, value) for name, value in record.headers if name not in added]

@@ -15,17 +15,23 @@ Contract:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Protocol
 
 from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import ColumnBuffer
 from pipeline.sink.naming import file_path
 
-Decoder = Callable[[bytes], CanonicalCdr]
 TopicPartitionKey = tuple[str, int]
+
+
+class RecordDecoder(Protocol):
+    """Decodes a message's payload given its topic and headers (see ``FormatSelector``)."""
+
+    def decode(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> CanonicalCdr: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,7 @@ class DeadLetter:
     record: RawRecord
     reason: RejectReason
     message: str
+    format_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +87,13 @@ class Ingestor:
 
     def __init__(
         self,
-        decoder: Decoder,
+        decoder: RecordDecoder,
         parties: PartyPseudonymizer,
         flush_rows: int,
         flush_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._decode = decoder
+        self._decoder = decoder
         self._parties = parties
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
@@ -107,11 +114,11 @@ class Ingestor:
             self._batches[key] = batch
         batch.next_offset = record.offset + 1
         if record.value is None:
-            return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)")
+            return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)", "unknown")
         try:
-            cdr = self._decode(record.value)
+            cdr = self._decoder.decode(record.topic, record.headers, record.value)
         except RecordRejectedError as rejected:
-            return DeadLetter(record, rejected.reason, rejected.message)
+            return DeadLetter(record, rejected.reason, rejected.message, rejected.format_name)
         call_date = cdr.start_time.date()
         buffer = batch.by_date.get(call_date)
         if buffer is None:

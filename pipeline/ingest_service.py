@@ -20,7 +20,6 @@ from mode import Service
 
 from pipeline.config import Settings
 from pipeline.dlq import dead_letter_headers
-from pipeline.formats import canonical_json
 from pipeline.ingest import DeadLetter, Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage
@@ -117,7 +116,7 @@ class IngestService(Service):
             await producer.send(
                 self._settings.dlq_topic,
                 value=letter.record.value,
-                headers=dead_letter_headers(letter, canonical_json.NAME),
+                headers=dead_letter_headers(letter),
             )
             for letter in letters
         ]

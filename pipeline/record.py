@@ -36,10 +36,11 @@ class RejectReason(enum.StrEnum):
 class RecordRejectedError(Exception):
     """A record that cannot enter the store. ``str()`` is safe to log."""
 
-    def __init__(self, reason: RejectReason, message: str) -> None:
+    def __init__(self, reason: RejectReason, message: str, format_name: str = "") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.format_name = format_name
 
 
 class CanonicalCdr(msgspec.Struct, kw_only=True, frozen=True):

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from pipeline.formats import DecodeContext, canonical_json
+from pipeline.msisdn import NumberClassifier
+from pipeline.record import CanonicalCdr
 
 
 def canonical(**overrides: Any) -> dict[str, Any]:
@@ -42,3 +47,13 @@ def call_at(start: str, **overrides: Any) -> bytes:
         "end_time": (began + timedelta(seconds=150)).isoformat(),
     }
     return canonical_bytes(**{**times, **overrides})
+
+
+def decode_context(region: str = "BE") -> DecodeContext:
+    """A decode context for Belgian traffic with Brussels local times."""
+    return DecodeContext(ZoneInfo("Europe/Brussels"), NumberClassifier(region, (2, 5)))
+
+
+def canonical_decode(payload: bytes) -> CanonicalCdr:
+    """Decode canonical JSON with the default test context."""
+    return canonical_json.decode(payload, decode_context())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.formats.canonical_json import decode
+from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest import Ingestor, RawRecord
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import RejectReason
 from pipeline.sink.schema import CDR_SCHEMA
-from tests.samples import call_at, canonical_bytes
+from tests.samples import call_at, canonical_bytes, decode_context
 
 
 class FakeClock:
@@ -26,7 +26,8 @@ def _ingestor(clock: FakeClock, flush_rows: int = 1000) -> Ingestor:
     parties = PartyPseudonymizer(
         NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k7", b"s" * 32, "2026-01-01")), 64
     )
-    return Ingestor(decode, parties, flush_rows=flush_rows, flush_seconds=5.0, clock=clock)
+    formats = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
+    return Ingestor(formats, parties, flush_rows=flush_rows, flush_seconds=5.0, clock=clock)
 
 
 def _record(offset: int, payload: bytes | None, partition: int = 0) -> RawRecord:
@@ -54,6 +55,7 @@ def test_dead_letters_are_returned_and_still_advance_the_commit_offset() -> None
     ingestor = _ingestor(FakeClock())
     letter = ingestor.add(_record(7, b"{broken"))
     assert letter is not None and letter.reason is RejectReason.UNDECODABLE and letter.record.offset == 7
+    assert letter.format_name == "canonical-json"
     tombstone = ingestor.add(_record(8, None))
     assert tombstone is not None and tombstone.reason is RejectReason.UNDECODABLE
     flush = ingestor.take(("cdr.raw", 0))

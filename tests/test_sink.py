@@ -8,7 +8,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.formats.canonical_json import decode
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -16,6 +15,7 @@ from pipeline.rows import ColumnBuffer
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from tests.samples import canonical_bytes
+from tests.samples import canonical_decode as decode
 
 
 def test_publish_creates_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:

@@ -1,1 +1,26 @@
-"""Input formats: each module decodes one format's bytes into :class:`~pipeline.record.CanonicalCdr`."""
+"""Input formats: each module decodes one format's bytes into :class:`~pipeline.record.CanonicalCdr`.
+
+Contract of every decoder: ``decode(payload, context)`` returns a validated
+record or raises :class:`~pipeline.record.RecordRejectedError`; no other
+exception escapes, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from pipeline.msisdn import NumberClassifier
+from pipeline.record import CanonicalCdr
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeContext:
+    """What decoders may need beyond the bytes: the zone of zone-less times, number classes."""
+
+    source_timezone: ZoneInfo
+    classifier: NumberClassifier
+
+
+Decoder = Callable[[bytes, DecodeContext], CanonicalCdr]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from pipeline.formats import DecodeContext
 from pipeline.record import (
     MAX_RECORD_BYTES,
     SCHEMA_VERSION,
@@ -22,8 +23,9 @@ NAME = "canonical-json"
 _DECODER = msgspec.json.Decoder(CanonicalCdr)
 
 
-def decode(payload: bytes) -> CanonicalCdr:
-    """Decode one canonical JSON CDR."""
+def decode(payload: bytes, context: DecodeContext) -> CanonicalCdr:
+    """Decode one canonical JSON CDR (times carry their own offsets; ``context`` is not needed)."""
+    del context
     if len(payload) > MAX_RECORD_BYTES:
         raise RecordRejectedError(RejectReason.OVERSIZE, f"record exceeds {MAX_RECORD_BYTES} bytes")
     try:

@@ -1,0 +1,132 @@
+"""``asterisk-csv``: one line of Asterisk's ``cdr_csv`` backend (``Master.csv``).
+
+Columns: accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp,
+lastdata, start, answer, end, duration, billsec, disposition, amaflags,
+uniqueid, userfield, and with ``newcdrcolumns`` linkedid, peeraccount,
+sequence. Times carry no zone: they are read in the context's source time zone.
+
+Policy (data dictionary): src/dst become caller/callee (pseudonymised); clid
+(display name and number), channel, dstchannel, lastdata (Dial() arguments),
+accountcode, peeraccount and userfield are never copied; the queue name is
+taken from lastdata only when lastapp is ``Queue``.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+
+from pipeline.formats import DecodeContext
+from pipeline.formats.local_time import resolve_call_times
+from pipeline.msisdn import NumberKind
+from pipeline.record import (
+    MAX_RECORD_BYTES,
+    CanonicalCdr,
+    Direction,
+    Disposition,
+    RecordRejectedError,
+    RejectReason,
+    validate,
+)
+
+NAME = "asterisk-csv"
+BASE_COLUMNS = (
+    "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
+    "start", "answer", "end", "duration", "billsec", "disposition", "amaflags", "uniqueid", "userfield",
+)  # fmt: skip
+NEW_COLUMNS = ("linkedid", "peeraccount", "sequence")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DISPOSITIONS: dict[str, Disposition] = {
+    "ANSWERED": "answered",
+    "NO ANSWER": "no_answer",
+    "BUSY": "busy",
+    "FAILED": "failed",
+    "CONGESTION": "congestion",
+}
+
+
+def split_line(payload: bytes) -> list[str]:
+    """The fields of one Master.csv line (Asterisk quotes strings and doubles embedded quotes)."""
+    if len(payload) > MAX_RECORD_BYTES:
+        raise RecordRejectedError(RejectReason.OVERSIZE, f"record exceeds {MAX_RECORD_BYTES} bytes")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordRejectedError(RejectReason.UNDECODABLE, "line is not UTF-8") from None
+    rows = list(csv.reader(text.strip("\r\n").splitlines() or [""], strict=True))
+    if len(rows) != 1:
+        raise RecordRejectedError(RejectReason.UNDECODABLE, "payload is not exactly one CSV line")
+    return rows[0]
+
+
+def decode(payload: bytes, context: DecodeContext) -> CanonicalCdr:
+    """Decode one Master.csv line."""
+    try:
+        fields = split_line(payload)
+    except csv.Error:
+        raise RecordRejectedError(RejectReason.UNDECODABLE, "line is not valid CSV") from None
+    if len(fields) not in (len(BASE_COLUMNS), len(BASE_COLUMNS) + len(NEW_COLUMNS)):
+        raise RecordRejectedError(
+            RejectReason.SCHEMA, f"expected 18 or 21 Master.csv columns, found {len(fields)}"
+        )
+    row = dict(zip(BASE_COLUMNS + NEW_COLUMNS, fields, strict=False))
+    disposition = DISPOSITIONS.get(row["disposition"].strip().upper())
+    if disposition is None:
+        raise RecordRejectedError(RejectReason.SCHEMA, "disposition is not an Asterisk disposition")
+    duration = _seconds(row["duration"], "duration")
+    start, answer, end = resolve_call_times(
+        _local_time(row["start"], "start"),
+        _local_time(row["answer"], "answer") if row["answer"].strip() else None,
+        _local_time(row["end"], "end"),
+        duration,
+        context.source_timezone,
+    )
+    uniqueid = row["uniqueid"].strip()
+    if not uniqueid:
+        raise RecordRejectedError(RejectReason.SCHEMA, "uniqueid is empty")
+    sequence = row.get("sequence", "").strip()
+    return validate(
+        CanonicalCdr(
+            cdr_id=f"{uniqueid}#{sequence}" if sequence else uniqueid,
+            source="asterisk",
+            start_time=start,
+            answer_time=answer if disposition == "answered" else None,
+            end_time=end,
+            duration_s=duration,
+            billsec_s=_seconds(row["billsec"], "billsec"),
+            caller=row["src"],
+            callee=row["dst"],
+            direction=_direction(row["src"], row["dst"], context),
+            disposition=disposition,
+            queue=_queue(row["lastapp"], row["lastdata"]),
+        )
+    )
+
+
+def _local_time(text: str, field: str) -> datetime:
+    try:
+        return datetime.strptime(text.strip(), TIME_FORMAT)
+    except ValueError:
+        raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} is not YYYY-MM-DD HH:MM:SS") from None
+
+
+def _seconds(text: str, field: str) -> int:
+    value = text.strip()
+    if not value.lstrip("-").isdigit() or len(value) > 9:
+        raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is not a whole number of seconds")
+    return int(value)
+
+
+def _direction(src: str, dst: str, context: DecodeContext) -> Direction:
+    caller_is_extension = context.classifier.classify(src).kind is NumberKind.EXTENSION
+    callee_is_extension = context.classifier.classify(dst).kind is NumberKind.EXTENSION
+    if caller_is_extension and callee_is_extension:
+        return "internal"
+    return "outbound" if caller_is_extension else "inbound"
+
+
+def _queue(lastapp: str, lastdata: str) -> str | None:
+    if lastapp.strip().lower() != "queue":
+        return None
+    name = lastdata.replace("|", ",").split(",", 1)[0].strip()
+    return name or None
