@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 from aiokafka import AIOKafkaProducer
 
-from pipeline import __version__, demo, keyring, log_scrub
+from pipeline import __version__, demo, file_source, keyring, log_scrub
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
+from pipeline.formats.mapped_csv import load_mappings
+from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.progress import wait_for_ingest
 from pipeline.runtime import build_ingestor
 from pipeline.topics import ensure_topics, topic_plans
@@ -128,7 +131,8 @@ def demo_command(count: int, seed: int | None, topic: str | None, wait_s: float)
     """Publish realistic sample CDRs (canonical JSON) to the raw topic."""
     settings = _settings()
     chosen_seed = seed if seed is not None else secrets.randbits(32)
-    asyncio.run(_publish_demo(settings, topic or settings.raw_topics[0], count, chosen_seed))
+    payloads = (demo.encode(cdr) for cdr in demo.generate(count, seed=chosen_seed))
+    asyncio.run(_publish(settings, topic or settings.raw_topics[0], payloads, count))
     click.echo(f"published {count} CDRs to {topic or settings.raw_topics[0]}")
     if wait_s > 0:
         lag = asyncio.run(wait_for_ingest(settings, wait_s))
@@ -137,23 +141,54 @@ def demo_command(count: int, seed: int | None, topic: str | None, wait_s: float)
         click.echo(f"all records stored under {settings.store}")
 
 
-async def _publish_demo(settings: Settings, topic: str, count: int, seed: int) -> None:
+async def _publish(
+    settings: Settings,
+    topic: str,
+    payloads: Iterable[bytes],
+    total: int,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Send ``payloads`` (acks=all) with a progress bar; returns once all are acknowledged."""
     await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20)
     await producer.start()
     try:
-        with click.progressbar(length=count, label="publishing", file=sys.stderr) as bar:
-            batch = []
-            for cdr in demo.generate(count, seed=seed):
-                batch.append(await producer.send(topic, demo.encode(cdr), key=cdr.cdr_id.encode()))
-                if len(batch) >= 5_000:
-                    await asyncio.gather(*batch)
-                    bar.update(len(batch))
-                    batch.clear()
-            await asyncio.gather(*batch)
-            bar.update(len(batch))
+        with click.progressbar(length=total, label="publishing", file=sys.stderr) as bar:
+            pending = []
+            for payload in payloads:
+                pending.append(await producer.send(topic, payload, headers=headers))
+                if len(pending) >= 5_000:
+                    await asyncio.gather(*pending)
+                    bar.update(len(pending))
+                    pending.clear()
+            await asyncio.gather(*pending)
+            bar.update(len(pending))
     finally:
         await producer.stop()
+
+
+@cli.command("publish")
+@click.option(
+    "--format", "format_name", required=True,
+    help="asterisk-csv, freeswitch-json, canonical-json (JSON lines) or mapped-csv/<mapping name>.",
+)  # fmt: skip
+@click.option("--topic", default=None, help="Raw topic (default: the first CDRPIPE_RAW_TOPICS).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def publish_command(format_name: str, topic: str | None, paths: tuple[Path, ...]) -> None:
+    """Publish CDR files to the raw topic, one message per CDR with the cdr-format header.
+
+    Reads an Asterisk Master.csv, a directory of FreeSWITCH JSON CDRs, a JSON-lines
+    file of canonical CDRs, or a carrier CSV described by a mapping.
+    """
+    settings = _settings()
+    files = file_source.files_of(format_name, paths)
+    mappings = load_mappings(settings.mappings_dir)
+    total = sum(1 for _ in file_source.messages(format_name, files, mappings))
+    target = topic or settings.raw_topics[0]
+    payloads = file_source.messages(format_name, files, mappings)
+    headers = [(FORMAT_HEADER, format_name.encode())]
+    asyncio.run(_publish(settings, target, payloads, total, headers))
+    click.echo(f"published {total} CDRs from {len(files)} files to {target} (format {format_name})")
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def decode(payload: bytes, context: DecodeContext) -> CanonicalCdr:
         cdr = _DECODER.decode(payload)
     except msgspec.ValidationError as exc:
         raise RecordRejectedError(RejectReason.SCHEMA, _field_message(str(exc))) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise RecordRejectedError(RejectReason.UNDECODABLE, "payload is not valid UTF-8 JSON") from None
     if cdr.schema_version > SCHEMA_VERSION:
         raise RecordRejectedError(

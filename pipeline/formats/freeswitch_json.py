@@ -78,7 +78,7 @@ def decode(payload: bytes, context: DecodeContext) -> CanonicalCdr:
         document = _DECODER.decode(payload)
     except msgspec.ValidationError:
         raise RecordRejectedError(RejectReason.SCHEMA, "not a mod_json_cdr document with variables") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise RecordRejectedError(RejectReason.UNDECODABLE, "payload is not valid UTF-8 JSON") from None
     variables = {key: _text(value) for key, value in document.variables.items()}
     flow = document.callflow[0] if isinstance(document.callflow, list) and document.callflow else None
