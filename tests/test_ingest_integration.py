@@ -125,6 +125,7 @@ def test_undecodable_records_go_to_the_dlq_with_reason_and_source(
     raw_topic = worker_env["CDRPIPE_RAW_TOPICS"]
     good = [demo.encode(cdr) for cdr in demo.generate(200, seed=5)]
     bad = [b"{not json", b'{"cdr_id": "x"}', b"\xff\xfe\x00"]
+    worker_env = {**worker_env, "CDRPIPE_TOPIC_FORMATS": f"{raw_topic}=canonical-json"}
     worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
     try:
         asyncio.run(publish(bootstrap, raw_topic, good[:100] + bad + good[100:]))
