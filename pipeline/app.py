@@ -12,6 +12,7 @@ from pipeline import log_scrub
 from pipeline.config import load_settings
 from pipeline.ingest_service import IngestService
 from pipeline.runtime import build_ingestor
+from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import open_storage
 
 log_scrub.install()
@@ -34,4 +35,5 @@ class CdrIngest(IngestService):
     """The ingest service bound to this app's settings."""
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(settings, build_ingestor(settings), open_storage(settings.store), **kwargs)
+        publisher = BatchPublisher(open_storage(settings.store))
+        super().__init__(settings, build_ingestor(settings), publisher, **kwargs)

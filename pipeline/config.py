@@ -45,6 +45,7 @@ class Settings:
     state_dir: Path = Path("./data/state")
     flush_rows: int = 100_000
     flush_seconds: float = 10.0
+    max_buffered_rows: int = 250_000
     cache_size: int = 1 << 18
 
     @property
@@ -86,6 +87,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_dir=get("STATE_DIR", Path, defaults.state_dir),
         flush_rows=get("FLUSH_ROWS", _positive_int, defaults.flush_rows),
         flush_seconds=get("FLUSH_SECONDS", _positive_float, defaults.flush_seconds),
+        max_buffered_rows=get("MAX_BUFFERED_ROWS", _positive_int, defaults.max_buffered_rows),
         cache_size=get("CACHE_SIZE", _positive_int, defaults.cache_size),
     )
 

@@ -5,11 +5,14 @@ Contract:
 * :meth:`Ingestor.add` consumes one raw record in offset order per partition.
   A valid record becomes a row in its partition's batch, under its call date;
   any other record is returned as a :class:`DeadLetter` (never raised).
-* :meth:`Ingestor.take` removes a partition's batch and returns the files to
-  publish and the offset to commit once they (and the dead letters returned
-  for that partition so far) are durable. File names depend only on the
-  topic, partition and the batch's first offset, so a replay from the
-  committed offset reproduces them.
+* :meth:`Ingestor.take` removes a partition's oldest batch and returns the
+  files to publish and the offset to commit once they (and the dead letters
+  returned for that partition so far) are durable. File names depend only on
+  the topic, partition and the batch's first offset.
+* Boundaries: a batch is cut by row count, by age, or at a boundary recorded
+  earlier for its first offset (:meth:`Ingestor.rewind`). Replaying from a
+  batch's first offset with its recorded boundary rebuilds exactly the same
+  batch, and so exactly the same files.
 """
 
 from __future__ import annotations
@@ -65,12 +68,21 @@ class PendingFile:
 
 @dataclass(frozen=True, slots=True)
 class PartitionFlush:
-    """What one partition's batch produced: files to publish, then the offset to commit."""
+    """What one batch produced: files to publish, then the offset to commit.
+
+    The batch covers offsets ``first_offset`` (inclusive) to ``commit_offset`` (exclusive).
+    """
 
     topic: str
     partition: int
+    first_offset: int
     files: tuple[PendingFile, ...]
     commit_offset: int
+
+    @property
+    def rows(self) -> int:
+        """Rows across the batch's files."""
+        return sum(len(pending.rows) for pending in self.files)
 
 
 @dataclass(slots=True)
@@ -78,8 +90,16 @@ class _PartitionBatch:
     first_offset: int
     opened_at: float
     next_offset: int
+    end_offset: int | None
+    sealed: bool = False
     rows: int = 0
     by_date: dict[date, ColumnBuffer] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _PartitionState:
+    batches: list[_PartitionBatch] = field(default_factory=list)
+    boundaries: dict[int, int] = field(default_factory=dict)
 
 
 class Ingestor:
@@ -91,27 +111,26 @@ class Ingestor:
         parties: PartyPseudonymizer,
         flush_rows: int,
         flush_seconds: float,
+        *,
+        max_buffered_rows: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._decoder = decoder
         self._parties = parties
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
+        self._max_buffered_rows = max_buffered_rows or 8 * flush_rows
         self._clock = clock
-        self._batches: dict[TopicPartitionKey, _PartitionBatch] = {}
+        self._partitions: dict[TopicPartitionKey, _PartitionState] = {}
 
     @property
     def buffered_rows(self) -> int:
         """Rows held in memory across all partitions."""
-        return sum(batch.rows for batch in self._batches.values())
+        return sum(batch.rows for state in self._partitions.values() for batch in state.batches)
 
     def add(self, record: RawRecord) -> DeadLetter | None:
         """Route ``record``; return it as a dead letter if it cannot be stored."""
-        key = (record.topic, record.partition)
-        batch = self._batches.get(key)
-        if batch is None:
-            batch = _PartitionBatch(record.offset, self._clock(), record.offset)
-            self._batches[key] = batch
+        batch = self._batch_for(record)
         batch.next_offset = record.offset + 1
         if record.value is None:
             return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)", "unknown")
@@ -127,30 +146,66 @@ class Ingestor:
         batch.rows += 1
         return None
 
+    def _batch_for(self, record: RawRecord) -> _PartitionBatch:
+        state = self._partitions.setdefault((record.topic, record.partition), _PartitionState())
+        current = state.batches[-1] if state.batches else None
+        if current is not None and not current.sealed:
+            if current.end_offset is None or record.offset < current.end_offset:
+                return current
+            current.sealed = True
+        batch = _PartitionBatch(
+            first_offset=record.offset,
+            opened_at=self._clock(),
+            next_offset=record.offset,
+            end_offset=state.boundaries.pop(record.offset, None),
+        )
+        state.batches.append(batch)
+        return batch
+
     def due(self) -> list[TopicPartitionKey]:
-        """Partitions whose batch reached the row limit or the age limit."""
+        """Partitions whose oldest batch should be published now.
+
+        A batch is due when sealed at a recorded boundary, when it reached the
+        row or age limit (unless it must run to a recorded boundary), or when
+        the worker holds more rows than its memory limit.
+        """
         now = self._clock()
-        return [
-            key
-            for key, batch in self._batches.items()
-            if batch.rows >= self._flush_rows or now - batch.opened_at >= self._flush_seconds
-        ]
+        pressure = self.buffered_rows >= self._max_buffered_rows
+        due = []
+        for key, state in self._partitions.items():
+            if not state.batches:
+                continue
+            batch = state.batches[0]
+            if batch.end_offset is not None:
+                ready = batch.sealed or batch.next_offset >= batch.end_offset
+            else:
+                aged = now - batch.opened_at >= self._flush_seconds
+                ready = pressure or aged or batch.rows >= self._flush_rows
+            if ready:
+                due.append(key)
+        return due
 
     def held(self) -> list[TopicPartitionKey]:
         """Every partition with a batch in memory."""
-        return list(self._batches)
+        return [key for key, state in self._partitions.items() if state.batches]
 
     def take(self, key: TopicPartitionKey) -> PartitionFlush:
-        """Remove the batch of ``key`` and describe how to publish and commit it."""
-        batch = self._batches.pop(key)
+        """Remove the oldest batch of ``key`` and describe how to publish and commit it."""
+        batch = self._partitions[key].batches.pop(0)
         topic, partition = key
         files = tuple(
             PendingFile(file_path(call_date, topic, partition, batch.first_offset), rows)
             for call_date, rows in sorted(batch.by_date.items())
         )
-        return PartitionFlush(topic, partition, files, batch.next_offset)
+        return PartitionFlush(topic, partition, batch.first_offset, files, batch.next_offset)
+
+    def rewind(self, key: TopicPartitionKey, first_offset: int, end_offset: int) -> None:
+        """Drop the partition's batches: consumption restarts at ``first_offset``, cut at ``end_offset``."""
+        state = self._partitions.setdefault(key, _PartitionState())
+        state.batches.clear()
+        state.boundaries[first_offset] = end_offset
 
     def discard(self, keys: Iterable[TopicPartitionKey]) -> None:
-        """Forget batches of partitions this worker no longer owns (they will be replayed)."""
+        """Forget partitions this worker no longer owns (their records will be replayed)."""
         for key in keys:
-            self._batches.pop(key, None)
+            self._partitions.pop(key, None)

@@ -1,10 +1,13 @@
 """The CDR hot path inside the Faust app: batches from an aiokafka consumer.
 
-Contract: offsets move only forward past records that are durable elsewhere:
-a partition's offset is committed after its Parquet files are published and
-its dead letters acknowledged by the broker. Revoked partitions are flushed
-and committed before they are released. A failure to publish leaves the
-offset where it was, so the records are consumed again.
+Contract: offsets move only forward past records that are durable elsewhere.
+For each batch, in this order: the worker checks nobody committed past the
+batch (a stale owner drops it), records the batch's offset range (or adopts
+the range recorded by an earlier owner, rewinding to rebuild that exact
+batch), publishes its Parquet files, and only then commits. Dead letters are
+acknowledged by the broker before the loop goes on. Revoked partitions are
+flushed and committed before they are released. A failed publish commits
+nothing and rewinds the partition, so its records are consumed again.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ import logging
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from pipeline.config import Settings
 from pipeline.dlq import dead_letter_headers
 from pipeline.ingest import DeadLetter, Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
-from pipeline.sink.parquet import encode
-from pipeline.sink.storage import Storage
+from pipeline.sink.publisher import BatchPublisher
+from pipeline.sink.storage import StorageError
 from pipeline.topics import ensure_topics, topic_plans
 
 log = logging.getLogger(__name__)
@@ -34,14 +37,17 @@ MAX_POLL_RECORDS = 20_000
 class IngestService(Service):
     """Consumes the raw topics in batches and publishes Parquet before committing."""
 
-    def __init__(self, settings: Settings, ingestor: Ingestor, storage: Storage, **kwargs: object) -> None:
+    def __init__(
+        self, settings: Settings, ingestor: Ingestor, publisher: BatchPublisher, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._settings = settings
         self._ingestor = ingestor
-        self._storage = storage
+        self._publisher = publisher
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._committed_batch: dict[TopicPartitionKey, int] = {}
 
     async def on_start(self) -> None:
         settings = self._settings
@@ -70,13 +76,13 @@ class IngestService(Service):
             "ingest started: topics=%s group=%s-ingest store=%s",
             ",".join(settings.raw_topics),
             settings.app_id,
-            self._storage.describe(),
+            self._publisher.storage.describe(),
         )
 
     async def on_stop(self) -> None:
         if self._consumer is not None:
             async with self._lock:
-                await self._flush(self._ingestor.held())
+                await self._flush(self._ingestor.held(), until_empty=True)
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
@@ -103,10 +109,11 @@ class IngestService(Service):
                 await self._flush(self._ingestor.due())
 
     async def flush_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        """Publish and commit what is held for partitions being taken away."""
+        """Publish and commit what is held for partitions being taken away, then forget them."""
         keys = {(tp.topic, tp.partition) for tp in revoked}
         async with self._lock:
-            await self._flush([key for key in self._ingestor.held() if key in keys])
+            await self._flush([key for key in self._ingestor.held() if key in keys], until_empty=True)
+            self._ingestor.discard(keys)
 
     async def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
         if not letters:
@@ -114,40 +121,88 @@ class IngestService(Service):
         producer = self._require_producer()
         futures = [
             await producer.send(
-                self._settings.dlq_topic,
-                value=letter.record.value,
-                headers=dead_letter_headers(letter),
+                self._settings.dlq_topic, value=letter.record.value, headers=dead_letter_headers(letter)
             )
             for letter in letters
         ]
         await asyncio.gather(*futures)
         log.warning("dead-lettered %d records", len(letters))
 
-    async def _flush(self, keys: list[TopicPartitionKey]) -> None:
+    async def _flush(self, keys: list[TopicPartitionKey], until_empty: bool = False) -> None:
         for key in keys:
-            flush = self._ingestor.take(key)
-            await asyncio.to_thread(self._publish, flush)
-            await self._commit(flush)
+            while key in self._ingestor.held():
+                if not await self._flush_one(self._ingestor.take(key)) or not until_empty:
+                    break
 
-    def _publish(self, flush: PartitionFlush) -> None:
-        for pending in flush.files:
-            self._storage.publish(pending.path, encode(pending.rows.to_table()))
-        rows = sum(len(pending.rows) for pending in flush.files)
+    async def _flush_one(self, flush: PartitionFlush) -> bool:
+        """Publish and commit one batch; False if the partition was rewound or dropped instead."""
+        key = (flush.topic, flush.partition)
+        tp = TopicPartition(flush.topic, flush.partition)
+        consumer = self._require_consumer()
+        try:
+            committed = await consumer.committed(tp)
+        except KafkaError as exc:
+            log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc)
+            self._rewind(key, flush.first_offset, flush.commit_offset)
+            return False
+        if committed is not None and committed > flush.first_offset:
+            log.warning(
+                "%s[%d]: offsets from %d are already committed by another owner; dropping a stale batch",
+                *key,
+                flush.first_offset,
+            )
+            self._ingestor.discard([key])
+            self._seek(tp, committed)
+            return False
+        try:
+            recorded_end = await asyncio.to_thread(self._publisher.claim, flush)
+            if recorded_end != flush.commit_offset:
+                log.info(
+                    "%s[%d]: offset %d was first cut at %d; rebuilding that batch",
+                    *key,
+                    flush.first_offset,
+                    recorded_end,
+                )
+                self._rewind(key, flush.first_offset, recorded_end)
+                return False
+            written = await asyncio.to_thread(self._publisher.publish, flush)
+        except StorageError as exc:
+            log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
+            self._rewind(key, flush.first_offset, flush.commit_offset)
+            return False
         log.info(
-            "published %d files (%d rows) for %s[%d] up to offset %d",
+            "published %d files (%d rows, %d bytes) for %s[%d] offsets %d..%d",
             len(flush.files),
-            rows,
+            flush.rows,
+            written,
             flush.topic,
             flush.partition,
+            flush.first_offset,
             flush.commit_offset,
         )
+        return await self._commit(key, tp, flush)
 
-    async def _commit(self, flush: PartitionFlush) -> None:
-        tp = TopicPartition(flush.topic, flush.partition)
+    async def _commit(self, key: TopicPartitionKey, tp: TopicPartition, flush: PartitionFlush) -> bool:
         try:
             await self._require_consumer().commit({tp: OffsetAndMetadata(flush.commit_offset, "")})
         except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit of %s[%d] failed, records will be replayed: %s", tp.topic, tp.partition, exc)
+            log.warning("commit of %s[%d] failed, its new owner replays the batch: %s", *key, exc)
+            self._ingestor.discard([key])
+            return False
+        previous = self._committed_batch.get(key)
+        if previous is not None:
+            await asyncio.to_thread(self._publisher.forget, flush.topic, flush.partition, previous)
+        self._committed_batch[key] = flush.first_offset
+        return True
+
+    def _rewind(self, key: TopicPartitionKey, first_offset: int, end_offset: int) -> None:
+        self._ingestor.rewind(key, first_offset, end_offset)
+        self._seek(TopicPartition(*key), first_offset)
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        consumer = self._require_consumer()
+        if tp in consumer.assignment():
+            consumer.seek(tp, offset)
 
     def _require_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:

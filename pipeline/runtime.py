@@ -39,5 +39,9 @@ def build_formats(settings: Settings) -> FormatSelector:
 def build_ingestor(settings: Settings) -> Ingestor:
     """The ingest path for ``settings``."""
     return Ingestor(
-        build_formats(settings), build_parties(settings), settings.flush_rows, settings.flush_seconds
+        build_formats(settings),
+        build_parties(settings),
+        settings.flush_rows,
+        settings.flush_seconds,
+        max_buffered_rows=settings.max_buffered_rows,
     )

@@ -27,7 +27,7 @@ def _ingestor(clock: FakeClock, flush_rows: int = 1000) -> Ingestor:
         NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k7", b"s" * 32, "2026-01-01")), 64
     )
     formats = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
-    return Ingestor(formats, parties, flush_rows=flush_rows, flush_seconds=5.0, clock=clock)
+    return Ingestor(formats, parties, flush_rows, 5.0, clock=clock)
 
 
 def _record(offset: int, payload: bytes | None, partition: int = 0) -> RawRecord:

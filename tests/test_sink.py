@@ -13,7 +13,7 @@ from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.rows import ColumnBuffer
 from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage
+from pipeline.sink.storage import LocalStorage, StorageError
 from tests.samples import canonical_bytes
 from tests.samples import canonical_decode as decode
 
@@ -34,7 +34,7 @@ def test_failed_publish_leaves_neither_final_nor_temporary_file(
         raise OSError("disk full")
 
     monkeypatch.setattr("pipeline.sink.storage.os.replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match="disk full"):
         LocalStorage(tmp_path).publish("cdr/x/t+0+1.parquet", b"data")
     assert list((tmp_path / "cdr" / "x").iterdir()) == []
 

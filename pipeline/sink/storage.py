@@ -1,9 +1,18 @@
-"""Where published files live: a local directory (more backends plug in here).
+"""Where published files live: a local directory or an S3 bucket, through ``pyarrow.fs``.
 
-Contract: :meth:`Storage.publish` makes a complete file visible under its final
-name atomically (absent or complete, never partial) and durably before it
-returns; a failed publish leaves no file under the final name. Temporary files
-start with ``.`` and never end in ``.parquet``, so readers' globs skip them.
+Contract:
+
+* :meth:`Storage.publish` makes a complete file visible under its final name
+  atomically (absent or complete, never partial) and durably before it
+  returns; a failed publish leaves no file under the final name. Locally:
+  temporary file in the same directory, fsync, rename, fsync of the directory
+  (temporary names start with ``.`` and never end in ``.parquet``, so readers'
+  globs skip them). On S3: one PUT of the complete object.
+* :meth:`Storage.create_exclusive` creates a small file only if it does not
+  exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
+  offers no conditional create through ``pyarrow.fs``, so there it is a
+  check followed by a PUT.
+* Errors are raised as :class:`StorageError` (transient or not); callers retry.
 """
 
 from __future__ import annotations
@@ -13,19 +22,37 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow.fs as pafs
+
+
+class StorageError(Exception):
+    """A storage operation failed; nothing was published by it."""
+
 
 class Storage(Protocol):
-    """A store of immutable files addressed by store-relative paths."""
+    """A store of files addressed by store-relative paths (``/``-separated)."""
 
     def publish(self, relative_path: str, data: bytes) -> None:
         """Atomically create or replace ``relative_path`` with ``data``."""
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        """Create ``relative_path`` with ``data`` unless it exists; True if this call created it."""
+
+    def read(self, relative_path: str) -> bytes | None:
+        """The content of ``relative_path``, or None if it does not exist."""
+
+    def delete(self, relative_path: str) -> None:
+        """Remove ``relative_path`` if it exists."""
+
+    def list(self, relative_dir: str) -> list[str]:
+        """Store-relative paths of the files directly or indirectly under ``relative_dir``."""
 
     def describe(self) -> str:
         """A human-readable location, for logs (no credentials)."""
 
 
 class LocalStorage:
-    """Files under a local directory; publish = temp file, fsync, rename, fsync directory."""
+    """Files under a local directory."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -35,18 +62,62 @@ class LocalStorage:
 
     def publish(self, relative_path: str, data: bytes) -> None:
         target = self.root / relative_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            with open(temp, "wb") as handle:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                with open(temp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)
+        except OSError as exc:
+            raise StorageError(f"publishing {relative_path} failed: {exc.strerror or exc}") from exc
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        target = self.root / relative_path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+            _fsync_directory(target.parent)
+            return True
+        except OSError as exc:
+            raise StorageError(f"creating {relative_path} failed: {exc.strerror or exc}") from exc
+
+    def read(self, relative_path: str) -> bytes | None:
+        try:
+            return (self.root / relative_path).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"reading {relative_path} failed: {exc.strerror or exc}") from exc
+
+    def delete(self, relative_path: str) -> None:
+        try:
+            (self.root / relative_path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"deleting {relative_path} failed: {exc.strerror or exc}") from exc
+
+    def list(self, relative_dir: str) -> list[str]:
+        base = self.root / relative_dir
+        if not base.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -57,6 +128,81 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def open_storage(location: str) -> Storage:
-    """The storage for a ``CDRPIPE_STORE`` value (a local path)."""
-    return LocalStorage(Path(location))
+class ObjectStorage:
+    """Objects under ``bucket/prefix`` of an S3-compatible store (one PUT per object)."""
+
+    def __init__(self, filesystem: pafs.FileSystem, base: str, display: str) -> None:
+        self._fs = filesystem
+        self._base = base.rstrip("/")
+        self._display = display
+
+    def describe(self) -> str:
+        return self._display
+
+    def _path(self, relative_path: str) -> str:
+        return f"{self._base}/{relative_path}"
+
+    def publish(self, relative_path: str, data: bytes) -> None:
+        try:
+            with self._fs.open_output_stream(self._path(relative_path)) as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise StorageError(f"publishing {relative_path} failed: {exc}") from exc
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        if self.read(relative_path) is not None:
+            return False
+        self.publish(relative_path, data)
+        return True
+
+    def read(self, relative_path: str) -> bytes | None:
+        try:
+            with self._fs.open_input_stream(self._path(relative_path)) as stream:
+                return bytes(stream.read())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"reading {relative_path} failed: {exc}") from exc
+
+    def delete(self, relative_path: str) -> None:
+        try:
+            self._fs.delete_file(self._path(relative_path))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"deleting {relative_path} failed: {exc}") from exc
+
+    def list(self, relative_dir: str) -> list[str]:
+        selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except OSError as exc:
+            raise StorageError(f"listing {relative_dir} failed: {exc}") from exc
+        prefix = self._base + "/"
+        return sorted(
+            info.path.removeprefix(prefix)
+            for info in infos
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+        )
+
+
+def open_storage(location: str, env: dict[str, str] | None = None) -> Storage:
+    """The storage for a ``CDRPIPE_STORE`` value: a local path or ``s3://bucket/prefix``.
+
+    For S3 the endpoint comes from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
+    (for MinIO and other S3-compatible stores), the region from ``AWS_REGION`` or
+    ``AWS_DEFAULT_REGION``; credentials from the AWS SDK's standard chain.
+    """
+    if not location.startswith("s3://"):
+        return LocalStorage(Path(location))
+    variables = os.environ if env is None else env
+    endpoint = variables.get("AWS_ENDPOINT_URL_S3") or variables.get("AWS_ENDPOINT_URL")
+    region = variables.get("AWS_REGION") or variables.get("AWS_DEFAULT_REGION") or "us-east-1"
+    options: dict[str, object] = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(3)}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+        options["force_virtual_addressing"] = False
+    filesystem = pafs.S3FileSystem(**options)
+    base = location.removeprefix("s3://")
+    return ObjectStorage(filesystem, base, location)
