@@ -26,6 +26,8 @@ app = faust.App(
     store="memory://",
     autodiscover=False,
     topic_replication_factor=1,
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=settings.session_timeout_s / 3,
     env={},
 )
 

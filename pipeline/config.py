@@ -42,6 +42,7 @@ class Settings:
     region: str = "BE"
     extension_digits: tuple[int, int] = (2, 5)
     web_port: int = 6066
+    session_timeout_s: float = 10.0
     state_dir: Path = Path("./data/state")
     flush_rows: int = 100_000
     flush_seconds: float = 10.0
@@ -84,6 +85,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         region=get("REGION", _region, defaults.region),
         extension_digits=get("EXTENSION_DIGITS", _digit_range, defaults.extension_digits),
         web_port=get("WEB_PORT", _port, defaults.web_port),
+        session_timeout_s=get("SESSION_TIMEOUT_S", _positive_float, defaults.session_timeout_s),
         state_dir=get("STATE_DIR", Path, defaults.state_dir),
         flush_rows=get("FLUSH_ROWS", _positive_int, defaults.flush_rows),
         flush_seconds=get("FLUSH_SECONDS", _positive_float, defaults.flush_seconds),

@@ -69,6 +69,8 @@ class IngestService(Service):
             auto_offset_reset="earliest",
             max_poll_records=MAX_POLL_RECORDS,
             isolation_level="read_committed",
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3),
         )
         self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
         await self._consumer.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,19 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def kafka_restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A broker of its own that a test may stop and start: (bootstrap, launcher environment)."""
+    port = free_port_pair()
+    data = tmp_path_factory.mktemp("kafka-restartable")
+    env = {**os.environ, "CDRPIPE_KAFKA_PORT": str(port), "CDRPIPE_KAFKA_DATA": str(data)}
+    launcher = str(REPO / "deploy" / "kafka-local")
+    started = subprocess.run([launcher, "start"], env=env, capture_output=True, text=True, timeout=600)
+    assert started.returncode == 0, f"kafka-local start failed:\n{started.stdout}\n{started.stderr}"
+    yield f"127.0.0.1:{port}", env
+    subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
+
+
 @pytest.fixture
 def keyring_path(tmp_path: Path) -> Path:
     path = tmp_path / "secrets" / "keyring.json"
@@ -36,8 +49,18 @@ def keyring_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def worker_env_on(tmp_path: Path, keyring_path: Path) -> Callable[[str], dict[str, str]]:
+    """Build a worker environment for a given broker (see ``worker_env``)."""
+    return lambda bootstrap: _worker_env(bootstrap, tmp_path, keyring_path)
+
+
+@pytest.fixture
 def worker_env(kafka: str, tmp_path: Path, keyring_path: Path) -> dict[str, str]:
     """Environment for a worker with its own topics, group, store and web port."""
+    return _worker_env(kafka, tmp_path, keyring_path)
+
+
+def _worker_env(kafka: str, tmp_path: Path, keyring_path: Path) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
     env = {key: value for key, value in os.environ.items() if not key.startswith("CDRPIPE_")}
     env.update(

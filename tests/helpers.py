@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.config import load_settings
 from pipeline.progress import wait_for_ingest
+from pipeline.topics import TopicPlan, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,6 +76,14 @@ class WorkerProcess:
             time.sleep(0.2)
         raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log()}")
 
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        """Block until ``text`` appears in the worker's log."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged after {timeout_s}s:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -95,7 +104,8 @@ class WorkerProcess:
 
 
 async def publish(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
-    """Publish ``values`` to ``topic`` (acks=all); return how many were sent."""
+    """Publish ``values`` to ``topic`` (created with 4 partitions if missing, acks=all); return the count."""
+    await ensure_topics(bootstrap, [TopicPlan(topic, 4, {})])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
     try:
