@@ -1,0 +1,84 @@
+"""The S3 storage path against moto in server mode, with the endpoint failing on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import boto3
+import polars as pl
+import pyarrow.dataset as ds
+import pytest
+
+from pipeline.config import load_settings
+from pipeline.progress import ingest_lag
+from pipeline.sink.storage import open_storage
+from tests.helpers import WorkerProcess, wait_stored
+from tests.s3_support import FaultyProxy, moto_server
+from tests.test_exactly_once_integration import _publish_demo
+
+pytestmark = pytest.mark.integration
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+def _stored_ids(env: dict[str, str]) -> list[str]:
+    storage = open_storage(env["CDRPIPE_STORE"], env)
+    files = [path for path in storage.list("cdr") if path.endswith(".parquet")]
+    filesystem = storage._fs
+    base = env["CDRPIPE_STORE"].removeprefix("s3://")
+    dataset = ds.dataset([f"{base}/{path}" for path in files], filesystem=filesystem, format="parquet")
+    return dataset.to_table(columns=["cdr_id"]).column("cdr_id").to_pylist()
+
+
+def test_s3_store_survives_endpoint_errors_without_losing_or_duplicating(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    with moto_server() as moto_endpoint:
+        boto3.client("s3", endpoint_url=moto_endpoint, **{
+            "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1",
+        }).create_bucket(Bucket="lake")  # fmt: skip
+        with FaultyProxy(int(moto_endpoint.rsplit(":", 1)[1])) as proxy:
+            env = {
+                **worker_env,
+                **CREDENTIALS,
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "CDRPIPE_STORE": "s3://lake/cdrpipe",
+                "CDRPIPE_FLUSH_SECONDS": "0.5",
+                "CDRPIPE_FLUSH_ROWS": "3000",
+            }
+            first = _publish_demo(env, 10_000, seed=31)
+            worker = WorkerProcess(env, tmp_path / "worker.log").start()
+            try:
+                wait_stored(env, timeout_s=120)
+                proxy.failing = True
+                second = _publish_demo(env, 10_000, seed=32)
+                time.sleep(6)
+                lag_while_failing = asyncio.run(ingest_lag(load_settings(env)))
+                assert proxy.failures_served > 0
+                assert lag_while_failing == 10_000, "offsets were committed while S3 was failing"
+                proxy.failing = False
+                wait_stored(env, timeout_s=180)
+            finally:
+                assert worker.stop() == 0, worker.log()[-3000:]
+            assert "storage attempt 1/5 failed" in worker.log()
+            stored = _stored_ids(env)
+            assert len(stored) == len(set(stored)) == 20_000
+            assert set(stored) == first | second
+            frame = (
+                pl.scan_parquet(
+                    "s3://lake/cdrpipe/cdr/**/*.parquet",
+                    hive_partitioning=True,
+                    storage_options={
+                        "aws_endpoint_url": moto_endpoint,
+                        "aws_access_key_id": "testing",
+                        "aws_secret_access_key": "testing",
+                        "aws_region": "us-east-1",
+                        "aws_allow_http": "true",
+                    },
+                )
+                .select(pl.len())
+                .collect()
+            )
+            assert frame.item() == 20_000
