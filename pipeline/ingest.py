@@ -205,6 +205,15 @@ class Ingestor:
         state.batches.clear()
         state.boundaries[first_offset] = end_offset
 
+    def restart(self, key: TopicPartitionKey) -> int | None:
+        """Drop the partition's batches; return the offset consumption must restart from."""
+        state = self._partitions.get(key)
+        if state is None or not state.batches:
+            return None
+        first_offset = state.batches[0].first_offset
+        state.batches.clear()
+        return first_offset
+
     def discard(self, keys: Iterable[TopicPartitionKey]) -> None:
         """Forget partitions this worker no longer owns (their records will be replayed)."""
         for key in keys:

@@ -107,8 +107,8 @@ class IngestService(Service):
                         letter = self._ingestor.add(record)
                         if letter is not None:
                             dead.append(letter)
-                await self._send_dead_letters(dead)
-                await self._flush(self._ingestor.due())
+                if await self._send_dead_letters(dead):
+                    await self._flush(self._ingestor.due())
 
     async def flush_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         """Publish and commit what is held for partitions being taken away, then forget them."""
@@ -117,18 +117,28 @@ class IngestService(Service):
             await self._flush([key for key in self._ingestor.held() if key in keys], until_empty=True)
             self._ingestor.discard(keys)
 
-    async def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
+    async def _send_dead_letters(self, letters: list[DeadLetter]) -> bool:
+        """Send and await the dead letters; on failure rewind their partitions and return False."""
         if not letters:
-            return
+            return True
         producer = self._require_producer()
-        futures = [
-            await producer.send(
-                self._settings.dlq_topic, value=letter.record.value, headers=dead_letter_headers(letter)
-            )
-            for letter in letters
-        ]
-        await asyncio.gather(*futures)
+        try:
+            futures = [
+                await producer.send(
+                    self._settings.dlq_topic, value=letter.record.value, headers=dead_letter_headers(letter)
+                )
+                for letter in letters
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            log.error("the dead-letter topic cannot be written, replaying those partitions: %s", exc)
+            for key in {(letter.record.topic, letter.record.partition) for letter in letters}:
+                restart = self._ingestor.restart(key)
+                if restart is not None:
+                    self._seek(TopicPartition(*key), restart)
+            return False
         log.warning("dead-lettered %d records", len(letters))
+        return True
 
     async def _flush(self, keys: list[TopicPartitionKey], until_empty: bool = False) -> None:
         for key in keys:

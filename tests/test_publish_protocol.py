@@ -141,3 +141,14 @@ def test_lasting_failures_raise_and_publish_nothing(tmp_path: Path) -> None:
     assert len(sleeps) == 4
     assert _rows(tmp_path) == []
     assert (tmp_path / intent_path("cdr.raw", 0, 0)).exists()
+
+
+def test_restart_drops_every_batch_and_returns_the_oldest_first_offset() -> None:
+    ingestor = _ingestor(flush_rows=2)
+    records = _records(6)
+    _consume(ingestor, records[:2], 0)
+    ingestor.rewind(KEY, 2, 4)
+    _consume(ingestor, records, 2)
+    assert ingestor.restart(KEY) == 2
+    assert ingestor.held() == []
+    assert ingestor.restart(KEY) is None
