@@ -1,14 +1,19 @@
 """Parquet encoding of CDR tables: zstd, dictionaries, bloom filters on pseudonyms.
 
 Pseudonyms are random-looking, so min/max statistics on them never prune a
-file; they are left out, and bloom filters (which DuckDB probes) take their place.
+file; they are left out, and Parquet bloom filters (which DuckDB probes) take
+their place. Each file also carries cdrpipe's subject index in its footer
+(:mod:`pipeline.sink.subject_index`), which erasure and export use to find a
+subject's files without reading their data.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.sink import subject_index
 from pipeline.sink.schema import CDR_SCHEMA, PSEUDONYM_COLUMNS
 
 BLOOM_FPP = 0.01
@@ -16,12 +21,20 @@ ROW_GROUP_ROWS = 256 * 1024
 _STATISTICS_COLUMNS = [name for name in CDR_SCHEMA.names if name not in PSEUDONYM_COLUMNS]
 
 
+INDEXED_COLUMNS = ("caller_pseudonym", "callee_pseudonym", "connected_pseudonym")
+
+
 def encode(table: pa.Table) -> bytes:
-    """The complete Parquet file of ``table`` as bytes."""
+    """The complete Parquet file of ``table`` as bytes, with its subject index in the footer."""
+    pseudonyms: set[str] = set()
+    for column in INDEXED_COLUMNS:
+        pseudonyms.update(value for value in pc.unique(table.column(column)).to_pylist() if value is not None)
+    metadata = {**(table.schema.metadata or {}), subject_index.METADATA_KEY: subject_index.build(pseudonyms)}
+    indexed = table.replace_schema_metadata(metadata)
     sink = pa.BufferOutputStream()
     ndv = max(table.num_rows, 1)
     pq.write_table(
-        table,
+        indexed,
         sink,
         compression="zstd",
         row_group_size=ROW_GROUP_ROWS,

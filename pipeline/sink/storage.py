@@ -22,6 +22,7 @@ import secrets
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 
@@ -40,6 +41,9 @@ class Storage(Protocol):
 
     def read(self, relative_path: str) -> bytes | None:
         """The content of ``relative_path``, or None if it does not exist."""
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        """A random-access reader of ``relative_path`` (e.g. to read only a Parquet footer)."""
 
     def delete(self, relative_path: str) -> None:
         """Remove ``relative_path`` if it exists."""
@@ -103,6 +107,12 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"reading {relative_path} failed: {exc.strerror or exc}") from exc
 
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        try:
+            return pa.OSFile(str(self.root / relative_path))
+        except OSError as exc:
+            raise StorageError(f"opening {relative_path} failed: {exc}") from exc
+
     def delete(self, relative_path: str) -> None:
         try:
             (self.root / relative_path).unlink(missing_ok=True)
@@ -163,6 +173,12 @@ class ObjectStorage:
             return None
         except OSError as exc:
             raise StorageError(f"reading {relative_path} failed: {exc}") from exc
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        try:
+            return self._fs.open_input_file(self._path(relative_path))
+        except OSError as exc:
+            raise StorageError(f"opening {relative_path} failed: {exc}") from exc
 
     def delete(self, relative_path: str) -> None:
         try:

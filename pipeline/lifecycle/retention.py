@@ -1,0 +1,73 @@
+"""Retention by call date: partitions older than the retention period are deleted.
+
+Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
+older than ``today - retention_days``; :func:`apply_retention` deletes their
+files (unless ``dry_run``) and writes one audit entry per deleted partition.
+:func:`is_expired` is the same rule for a single record at ingest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.finder import data_files
+from pipeline.sink.storage import Storage
+
+_PARTITION_PREFIX = "call_date="
+
+
+def horizon(today: date, retention_days: int) -> date:
+    """The oldest call date still kept."""
+    return today - timedelta(days=retention_days)
+
+
+def is_expired(call_date: date, today: date, retention_days: int) -> bool:
+    """True when a record of ``call_date`` may no longer be kept."""
+    return call_date < horizon(today, retention_days)
+
+
+def _call_date(path: str) -> date:
+    directory = path.split("/")[1]
+    return date.fromisoformat(directory.removeprefix(_PARTITION_PREFIX))
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What a retention run found and did."""
+
+    horizon: date
+    partitions: dict[date, list[str]]
+    dry_run: bool
+
+    @property
+    def files(self) -> int:
+        return sum(len(paths) for paths in self.partitions.values())
+
+
+def apply_retention(
+    storage: Storage, now: datetime, retention_days: int, dry_run: bool = False
+) -> RetentionReport:
+    """Delete (or list, with ``dry_run``) every partition past the retention period."""
+    oldest_kept = horizon(now.date(), retention_days)
+    expired: dict[date, list[str]] = {}
+    for path in data_files(storage):
+        call_date = _call_date(path)
+        if call_date < oldest_kept:
+            expired.setdefault(call_date, []).append(path)
+    if not dry_run:
+        for call_date, paths in sorted(expired.items()):
+            for path in paths:
+                storage.delete(path)
+            append_audit(
+                storage,
+                "retention",
+                {
+                    "call_date": call_date.isoformat(),
+                    "files_deleted": paths,
+                    "retention_days": retention_days,
+                },
+                now,
+            )
+    return RetentionReport(oldest_kept, expired, dry_run)

@@ -1,0 +1,83 @@
+"""Remove or redact a subject's rows in an Arrow table (shared by the sink and the rewriter).
+
+Contract: :func:`erase_rows` affects exactly the rows in which any of the
+subject's pseudonyms appears as caller, callee or connected party and whose
+``start_time`` is at or before ``requested_at``. ``delete`` drops those rows;
+``redact`` keeps them but removes the subject's side: its pseudonym becomes
+null, its number type ``REDACTED`` and its country, line type and short code
+null. Other rows are returned unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.sink.schema import CDR_SCHEMA
+
+Mode = Literal["delete", "redact"]
+REDACTED = "REDACTED"
+_PARTY_COLUMNS = {
+    "caller": (
+        "caller_pseudonym",
+        "caller_number_type",
+        "caller_country",
+        "caller_line_type",
+        "caller_shortcode",
+    ),
+    "callee": (
+        "callee_pseudonym",
+        "callee_number_type",
+        "callee_country",
+        "callee_line_type",
+        "callee_shortcode",
+    ),
+    "connected": ("connected_pseudonym",),
+}
+
+
+def _party_masks(table: pa.Table, pseudonyms: pa.Array, requested_at: datetime) -> dict[str, pa.Array]:
+    in_time = pc.less_equal(
+        table.column("start_time"), pa.scalar(requested_at, type=CDR_SCHEMA.field("start_time").type)
+    )
+    return {
+        role: pc.fill_null(pc.and_(pc.is_in(table.column(columns[0]), value_set=pseudonyms), in_time), False)
+        for role, columns in _PARTY_COLUMNS.items()
+    }
+
+
+def subject_row_mask(table: pa.Table, pseudonyms: Iterable[str], requested_at: datetime) -> pa.Array:
+    """True for the rows that involve the subject up to ``requested_at``."""
+    masks = list(_party_masks(table, pa.array(sorted(pseudonyms), pa.string()), requested_at).values())
+    return pc.or_(pc.or_(masks[0], masks[1]), masks[2])
+
+
+def erase_rows(
+    table: pa.Table, pseudonyms: Iterable[str], mode: Mode, requested_at: datetime
+) -> tuple[pa.Table, int]:
+    """The table without (or with redacted) subject rows, and how many rows were affected."""
+    value_set = pa.array(sorted(pseudonyms), pa.string())
+    masks = _party_masks(table, value_set, requested_at)
+    any_party = pc.or_(pc.or_(masks["caller"], masks["callee"]), masks["connected"])
+    affected = pc.sum(pc.cast(any_party, pa.int64())).as_py() or 0
+    if affected == 0:
+        return table, 0
+    if mode == "delete":
+        return table.filter(pc.invert(any_party)), affected
+    for role, columns in _PARTY_COLUMNS.items():
+        mask = masks[role]
+        for name in columns:
+            field = CDR_SCHEMA.field(name)
+            column = table.column(name).cast(
+                field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+            )
+            replacement = pa.scalar(REDACTED if name.endswith("_number_type") else None, column.type)
+            redacted = pc.if_else(mask, replacement, column)
+            if pa.types.is_dictionary(field.type):
+                redacted = redacted.dictionary_encode()
+            table = table.set_column(table.schema.get_field_index(name), field, redacted)
+    return table, affected
