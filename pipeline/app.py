@@ -1,21 +1,41 @@
-"""The Faust app: settings, services and web views. Glue only.
+"""The Faust app: settings, services, agents and timers. Glue only.
 
 Faust settings are passed explicitly and Faust's own environment lookup is
 disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
+
+* The ingest path is a service with its own aiokafka consumer (batches).
+* The lifecycle path is the erasure agent on the single-partition request
+  topic plus the retention timer; both run under one lock, and the timer only
+  acts in the worker that owns the request partition, so erasures, retention
+  and purges never touch the same files at once, even with several workers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+
 import faust
+import msgspec
 
 from pipeline import log_scrub
 from pipeline.config import load_settings
 from pipeline.ingest_service import IngestService
-from pipeline.runtime import build_ingestor
+from pipeline.keyring import load_keyring
+from pipeline.lifecycle.audit import purge_audit
+from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest, ResidualCopy
+from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
+from pipeline.lifecycle.ledger_reader import LedgerReader
+from pipeline.lifecycle.receipts import purge_receipts
+from pipeline.lifecycle.retention import apply_retention
+from pipeline.runtime import build_classifier, build_ingestor
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import open_storage
 
 log_scrub.install()
+log = logging.getLogger(__name__)
 settings = load_settings()
 
 app = faust.App(
@@ -30,12 +50,78 @@ app = faust.App(
     broker_heartbeat_interval=settings.session_timeout_s / 3,
     env={},
 )
+storage = open_storage(settings.store)
+ledger = ErasureLedger()
+lifecycle_lock = asyncio.Lock()
+
+erasure_requests = app.topic(settings.erasure_topic, key_serializer="raw", value_serializer="raw")
+ledger_topic = app.topic(settings.ledger_topic, key_serializer="raw", value_serializer="raw")
+receipts_topic = app.topic(settings.receipts_topic, key_serializer="raw", value_serializer="raw")
 
 
 @app.service
 class CdrIngest(IngestService):
-    """The ingest service bound to this app's settings."""
+    """The ingest service bound to this app's settings and erasure ledger."""
 
     def __init__(self, **kwargs: object) -> None:
-        publisher = BatchPublisher(open_storage(settings.store))
-        super().__init__(settings, build_ingestor(settings), publisher, **kwargs)
+        publisher = BatchPublisher(storage, row_filter=ledger.apply)
+        reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
+        super().__init__(settings, build_ingestor(settings), publisher, reader, **kwargs)
+
+
+async def _publish_ledger(entry: LedgerEntry) -> None:
+    ledger.add(entry)
+    await (await ledger_topic.send(key=entry.request_id.encode(), value=encode_entry(entry)))
+
+
+def _erasure_processor() -> ErasureProcessor:
+    residual = [
+        *(ResidualCopy(topic, "raw CDRs", settings.raw_retention_days) for topic in settings.raw_topics),
+        ResidualCopy(settings.dlq_topic, "rejected raw CDRs", settings.dlq_retention_days),
+        ResidualCopy(
+            settings.erasure_topic,
+            "erasure requests with the subject's number",
+            settings.request_retention_days,
+        ),
+    ]
+    return ErasureProcessor(
+        storage,
+        load_keyring(settings.keyring),
+        build_classifier(settings),
+        publish_ledger=_publish_ledger,
+        settle_seconds=settings.settle_seconds,
+        residual_copies=residual,
+    )
+
+
+@app.agent(erasure_requests)
+async def erasures(stream: faust.StreamT[bytes]) -> None:
+    """Process erasure requests one at a time; publish each receipt."""
+    processor = _erasure_processor()
+    async for payload in stream:
+        try:
+            request = msgspec.json.decode(payload, type=ErasureRequest)
+        except msgspec.DecodeError:
+            log.error("skipping an erasure request that does not match schemas/erasure-request.schema.json")
+            continue
+        async with lifecycle_lock:
+            receipt = await processor.process(request)
+        body = json.dumps(receipt, sort_keys=True).encode()
+        await (await receipts_topic.send(key=request.request_id.encode(), value=body))
+
+
+def _owns_lifecycle() -> bool:
+    return any(tp.topic == settings.erasure_topic for tp in app.consumer.assignment())
+
+
+@app.timer(interval=settings.retention_interval_s)  # type: ignore[untyped-decorator]
+async def retention() -> None:
+    """Delete expired partitions and purge DPO records, in the lifecycle owner only."""
+    if not _owns_lifecycle():
+        return
+    async with lifecycle_lock:
+        now = datetime.now(UTC)
+        report = await asyncio.to_thread(apply_retention, storage, now, settings.retention_days)
+        purged = await asyncio.to_thread(purge_audit, storage, settings.dpo_record_days, now.date())
+        purged += await asyncio.to_thread(purge_receipts, storage, settings.dpo_record_days, now)
+    log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)

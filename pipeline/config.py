@@ -37,6 +37,14 @@ class Settings:
     topic_partitions: int = 4
     raw_retention_days: float = 7.0
     dlq_retention_days: float = 7.0
+    erasure_topic: str = "cdr.erasure.requests"
+    ledger_topic: str = "cdr.erasure.ledger"
+    receipts_topic: str = "cdr.erasure.receipts"
+    request_retention_days: float = 7.0
+    retention_days: int = 365
+    dpo_record_days: int = 183
+    retention_interval_s: float = 3600.0
+    erasure_settle_s: float | None = None
     store: str = "./data/store"
     keyring: Path = Path("./secrets/keyring.json")
     region: str = "BE"
@@ -48,6 +56,11 @@ class Settings:
     flush_seconds: float = 10.0
     max_buffered_rows: int = 250_000
     cache_size: int = 1 << 18
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long an erasure waits before its second pass: longer than a flush period."""
+        return self.erasure_settle_s if self.erasure_settle_s is not None else 2 * self.flush_seconds + 5
 
     @property
     def bootstrap_servers(self) -> str:
@@ -80,6 +93,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         topic_partitions=get("TOPIC_PARTITIONS", _positive_int, defaults.topic_partitions),
         raw_retention_days=get("RAW_RETENTION_DAYS", _positive_float, defaults.raw_retention_days),
         dlq_retention_days=get("DLQ_RETENTION_DAYS", _positive_float, defaults.dlq_retention_days),
+        erasure_topic=get("ERASURE_TOPIC", _identifier, defaults.erasure_topic),
+        ledger_topic=get("LEDGER_TOPIC", _identifier, defaults.ledger_topic),
+        receipts_topic=get("RECEIPTS_TOPIC", _identifier, defaults.receipts_topic),
+        request_retention_days=get(
+            "REQUEST_RETENTION_DAYS", _positive_float, defaults.request_retention_days
+        ),
+        retention_days=get("RETENTION_DAYS", _positive_int, defaults.retention_days),
+        dpo_record_days=get("DPO_RECORD_DAYS", _positive_int, defaults.dpo_record_days),
+        retention_interval_s=get("RETENTION_INTERVAL_S", _positive_float, defaults.retention_interval_s),
+        erasure_settle_s=get("ERASURE_SETTLE_S", _positive_float, defaults.erasure_settle_s),
         store=get("STORE", str, defaults.store),
         keyring=get("KEYRING", Path, defaults.keyring),
         region=get("REGION", _region, defaults.region),

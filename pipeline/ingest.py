@@ -3,8 +3,10 @@
 Contract:
 
 * :meth:`Ingestor.add` consumes one raw record in offset order per partition.
-  A valid record becomes a row in its partition's batch, under its call date;
-  any other record is returned as a :class:`DeadLetter` (never raised).
+  A valid record becomes a row in its partition's batch, under its call date,
+  unless its call date is already past the retention period (then it is
+  dropped and counted in ``expired_dropped``); any other record is returned
+  as a :class:`DeadLetter` (never raised).
 * :meth:`Ingestor.take` removes a partition's oldest batch and returns the
   files to publish and the offset to commit once they (and the dead letters
   returned for that partition so far) are durable. File names depend only on
@@ -20,9 +22,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Protocol
 
+from pipeline.lifecycle.retention import is_expired
 from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import ColumnBuffer
@@ -113,6 +116,8 @@ class Ingestor:
         flush_seconds: float,
         *,
         max_buffered_rows: int | None = None,
+        retention_days: int | None = None,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._decoder = decoder
@@ -121,6 +126,9 @@ class Ingestor:
         self._flush_seconds = flush_seconds
         self._max_buffered_rows = max_buffered_rows or 8 * flush_rows
         self._clock = clock
+        self._retention_days = retention_days
+        self._today = today
+        self.expired_dropped = 0
         self._partitions: dict[TopicPartitionKey, _PartitionState] = {}
 
     @property
@@ -139,6 +147,9 @@ class Ingestor:
         except RecordRejectedError as rejected:
             return DeadLetter(record, rejected.reason, rejected.message, rejected.format_name)
         call_date = cdr.start_time.date()
+        if self._retention_days is not None and is_expired(call_date, self._today(), self._retention_days):
+            self.expired_dropped += 1
+            return None
         buffer = batch.by_date.get(call_date)
         if buffer is None:
             buffer = batch.by_date[call_date] = ColumnBuffer()

@@ -24,6 +24,7 @@ from mode import Service
 from pipeline.config import Settings
 from pipeline.dlq import dead_letter_headers
 from pipeline.ingest import DeadLetter, Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
+from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import StorageError
 from pipeline.topics import ensure_topics, topic_plans
@@ -38,12 +39,18 @@ class IngestService(Service):
     """Consumes the raw topics in batches and publishes Parquet before committing."""
 
     def __init__(
-        self, settings: Settings, ingestor: Ingestor, publisher: BatchPublisher, **kwargs: object
+        self,
+        settings: Settings,
+        ingestor: Ingestor,
+        publisher: BatchPublisher,
+        ledger_reader: LedgerReader,
+        **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._settings = settings
         self._ingestor = ingestor
         self._publisher = publisher
+        self._ledger_reader = ledger_reader
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -61,6 +68,7 @@ class IngestService(Service):
             enable_idempotence=True,
         )
         await self._producer.start()
+        await self._ledger_reader.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-ingest",
@@ -88,6 +96,12 @@ class IngestService(Service):
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        await self._ledger_reader.stop()
+
+    @Service.task
+    async def _follow_ledger(self) -> None:
+        while not self.should_stop:
+            await self._ledger_reader.poll(timeout_ms=500)
 
     @Service.task
     async def _consume(self) -> None:

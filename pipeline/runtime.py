@@ -44,4 +44,5 @@ def build_ingestor(settings: Settings) -> Ingestor:
         settings.flush_rows,
         settings.flush_seconds,
         max_buffered_rows=settings.max_buffered_rows,
+        retention_days=settings.retention_days,
     )

@@ -25,13 +25,27 @@ class TopicPlan:
     config: dict[str, str]
 
 
+def _retention(days: float) -> dict[str, str]:
+    return {"retention.ms": str(int(days * MS_PER_DAY))}
+
+
 def topic_plans(settings: Settings) -> list[TopicPlan]:
-    """The topics of the ingest path: raw topics and the dead-letter topic."""
-    raw_retention = {"retention.ms": str(int(settings.raw_retention_days * MS_PER_DAY))}
-    dlq_retention = {"retention.ms": str(int(settings.dlq_retention_days * MS_PER_DAY))}
+    """Every topic cdrpipe uses.
+
+    Raw, dead-letter and erasure-request topics hold raw numbers: bounded
+    retention. The ledger is compacted (one entry per request, kept). Receipts
+    are kept as long as the DPO record period. Lifecycle topics have one
+    partition, so one worker at a time runs the serial lifecycle path.
+    """
     return [
-        *(TopicPlan(topic, settings.topic_partitions, raw_retention) for topic in settings.raw_topics),
-        TopicPlan(settings.dlq_topic, 1, dlq_retention),
+        *(
+            TopicPlan(topic, settings.topic_partitions, _retention(settings.raw_retention_days))
+            for topic in settings.raw_topics
+        ),
+        TopicPlan(settings.dlq_topic, 1, _retention(settings.dlq_retention_days)),
+        TopicPlan(settings.erasure_topic, 1, _retention(settings.request_retention_days)),
+        TopicPlan(settings.ledger_topic, 1, {"cleanup.policy": "compact"}),
+        TopicPlan(settings.receipts_topic, 1, _retention(settings.dpo_record_days)),
     ]
 
 

@@ -12,7 +12,8 @@ Contract:
 
 * :meth:`BatchPublisher.claim` returns the end offset recorded for the
   batch's first offset: the batch's own end if this call recorded it.
-* :meth:`BatchPublisher.publish` publishes every file of the batch, retrying
+* :meth:`BatchPublisher.publish` passes each file's rows through the row
+  filter (the erasure ledger), then publishes every file of the batch, retrying
   failed writes with exponential backoff, and raises
   :class:`~pipeline.sink.storage.StorageError` if they keep failing; the
   caller must then not commit the batch's offsets.
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
+
+import pyarrow as pa
 
 from pipeline.ingest import PartitionFlush
 from pipeline.sink.parquet import encode
@@ -49,11 +52,13 @@ class BatchPublisher:
     def __init__(
         self,
         storage: Storage,
+        row_filter: Callable[[pa.Table], pa.Table] = lambda table: table,
         attempts: int = 5,
         first_backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.storage = storage
+        self._row_filter = row_filter
         self._attempts = attempts
         self._first_backoff_s = first_backoff_s
         self._sleep = sleep
@@ -77,10 +82,13 @@ class BatchPublisher:
         return int(json.loads(recorded)["end_offset"])
 
     def publish(self, flush: PartitionFlush) -> int:
-        """Publish every file of the batch; return the bytes written."""
+        """Publish every file of the batch (minus erased rows); return the bytes written."""
         written = 0
         for pending in flush.files:
-            data = encode(pending.rows.to_table())
+            table = self._row_filter(pending.rows.to_table())
+            if table.num_rows == 0:
+                continue
+            data = encode(table)
             self._retrying(partial(self.storage.publish, pending.path, data))
             written += len(data)
         return written
