@@ -5,9 +5,11 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
 
 * The ingest path is a service with its own aiokafka consumer (batches).
 * The lifecycle path is the erasure agent on the single-partition request
-  topic plus the retention timer; both run under one lock, and the timer only
-  acts in the worker that owns the request partition, so erasures, retention
-  and purges never touch the same files at once, even with several workers.
+  topic plus the retention timer. Faust declares the lifecycle topics itself
+  (as internal topics), so the agent's subscription never misses its topic.
+  Both run under one lock, and the timer only acts in the worker that owns
+  the request partition, so erasures, retention and purges never touch the
+  same files at once, even with several workers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import faust
 import msgspec
@@ -54,9 +56,24 @@ storage = open_storage(settings.store)
 ledger = ErasureLedger()
 lifecycle_lock = asyncio.Lock()
 
-erasure_requests = app.topic(settings.erasure_topic, key_serializer="raw", value_serializer="raw")
-ledger_topic = app.topic(settings.ledger_topic, key_serializer="raw", value_serializer="raw")
-receipts_topic = app.topic(settings.receipts_topic, key_serializer="raw", value_serializer="raw")
+
+def _lifecycle_topic(name: str, retention_days: float | None) -> faust.TopicT:
+    """A single-partition internal topic of raw bytes (compacted when it has no retention)."""
+    return app.topic(
+        name,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+        internal=True,
+        retention=timedelta(days=retention_days) if retention_days is not None else None,
+        compacting=retention_days is None,
+        deleting=retention_days is not None,
+    )
+
+
+erasure_requests = _lifecycle_topic(settings.erasure_topic, settings.request_retention_days)
+ledger_topic = _lifecycle_topic(settings.ledger_topic, None)
+receipts_topic = _lifecycle_topic(settings.receipts_topic, settings.dpo_record_days)
 
 
 @app.service

@@ -7,21 +7,32 @@ Contract: configuration and keyring problems end the command with exit status
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import sys
+import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from aiokafka import AIOKafkaProducer
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline import __version__, demo, file_source, keyring, log_scrub
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
+from pipeline.keyring import load_keyring
+from pipeline.lifecycle.erasure import ErasureRequest
+from pipeline.lifecycle.export import subject_rows, write_export
+from pipeline.lifecycle.finder import data_files
+from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.progress import wait_for_ingest
-from pipeline.runtime import build_ingestor
+from pipeline.runtime import build_classifier, build_ingestor
+from pipeline.sink.storage import open_storage
 from pipeline.topics import ensure_topics, topic_plans
 
 EXIT_CONFIG = 2
@@ -189,6 +200,119 @@ def publish_command(format_name: str, topic: str | None, paths: tuple[Path, ...]
     headers = [(FORMAT_HEADER, format_name.encode())]
     asyncio.run(_publish(settings, target, payloads, total, headers))
     click.echo(f"published {total} CDRs from {len(files)} files to {target} (format {format_name})")
+
+
+def _subject(settings: Settings, number: str | None, pseudonym: str | None) -> Subject:
+    if (number is None) == (pseudonym is None):
+        raise click.UsageError("give exactly one of --number or --pseudonym")
+    if pseudonym is not None:
+        return subject_from_pseudonym(pseudonym)
+    assert number is not None
+    return subject_from_number(number, load_keyring(settings.keyring), build_classifier(settings))
+
+
+@cli.command("erase")
+@click.option("--number", help="The subject's phone number or extension, in any spelling.")
+@click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
+@click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
+              help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
+@click.option("--request-id", default=None, help="Request id (default: a new UUID).")
+@click.option(
+    "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
+)
+def erase_command(
+    number: str | None, pseudonym: str | None, mode: str, request_id: str | None, wait_s: float
+) -> None:
+    """Publish a GDPR erasure request for one subject to the erasure request topic."""
+    settings = _settings()
+    _subject(settings, number, pseudonym)  # validates the subject before anything is sent
+    request = ErasureRequest(
+        request_id=request_id or str(uuid.uuid4()),
+        subject=number if number is not None else str(pseudonym),
+        subject_kind="number" if number is not None else "pseudonym",
+        requested_at=datetime.now(UTC),
+        mode="redact" if mode == "redact" else "delete",
+    )
+    receipt = asyncio.run(_request_erasure(settings, request, wait_s))
+    if receipt is None:
+        click.echo(f"erasure request {request.request_id} published to {settings.erasure_topic}")
+        if wait_s > 0:
+            raise click.ClickException(
+                f"no receipt for {request.request_id} after {wait_s:.0f}s; is a worker running?"
+            )
+        return
+    click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+
+
+async def _request_erasure(
+    settings: Settings, request: ErasureRequest, wait_s: float
+) -> dict[str, object] | None:
+    await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
+    receipts = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await receipts.start()
+    try:
+        partition = TopicPartition(settings.receipts_topic, 0)
+        receipts.assign([partition])
+        await receipts.seek_to_end(partition)
+        await receipts.position(partition)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.erasure_topic, msgspec.json.encode(request), key=request.request_id.encode()
+            )
+        finally:
+            await producer.stop()
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await receipts.getmany(timeout_ms=500)).values():
+                for message in messages:
+                    if message.key == request.request_id.encode() and message.value is not None:
+                        receipt: dict[str, object] = json.loads(message.value)
+                        return receipt
+        return None
+    finally:
+        await receipts.stop()
+
+
+@cli.command("export")
+@click.option("--number", help="The subject's phone number or extension, in any spelling.")
+@click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
+@click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
+              show_default=True)  # fmt: skip
+def export_command(number: str | None, pseudonym: str | None, out: Path, export_format: str) -> None:
+    """Export all of one subject's rows (every partition, every key id) for an access request."""
+    settings = _settings()
+    subject = _subject(settings, number, pseudonym)
+    storage = open_storage(settings.store)
+    total = len(data_files(storage))
+    with click.progressbar(length=total, label="searching files", file=sys.stderr) as bar:
+        table = subject_rows(storage, subject, progress=bar.update)
+    if table is None:
+        click.echo("no rows for this subject")
+        return
+    write_export(
+        table, out, "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
+    )
+    click.echo(f"exported {table.num_rows} rows to {out} ({export_format})")
+
+
+@cli.command("retention")
+@click.option("--dry-run", is_flag=True, help="Only list the call_date partitions that would be deleted.")
+def retention_command(dry_run: bool) -> None:
+    """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS (the worker also does this hourly).
+
+    Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
+    """
+    settings = _settings()
+    report = apply_retention(
+        open_storage(settings.store), datetime.now(UTC), settings.retention_days, dry_run
+    )
+    verb = "would delete" if dry_run else "deleted"
+    for call_date, paths in sorted(report.partitions.items()):
+        click.echo(f"{verb} call_date={call_date.isoformat()} ({len(paths)} files)")
+    click.echo(f"{verb} {len(report.partitions)} partitions older than {report.horizon.isoformat()}")
 
 
 def main() -> None:

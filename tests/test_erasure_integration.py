@@ -1,0 +1,203 @@
+"""GDPR erasure and access on the real broker: concurrent ingest, key rotation, late records, redact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import demo
+from pipeline.keyring import load_keyring, rotate_keyring
+from pipeline.lifecycle.subject import subject_from_number
+from pipeline.msisdn import NumberClassifier
+from pipeline.record import CanonicalCdr
+from tests.helpers import REPO, WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
+
+pytestmark = pytest.mark.integration
+
+SUBJECT = "+32475000111"
+SPELLINGS = [
+    "0475 00 01 11",
+    "+32475000111",
+    "0032475000111",
+    "tel:+32-475-000111",
+    "sip:+32475000111@sbc.example",
+]
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _traffic(
+    count: int, seed: int, subject_every: int, start: datetime = NOW
+) -> tuple[list[CanonicalCdr], int]:
+    """Demo CDRs where every ``subject_every``-th call is from (or, one in three, to) the subject."""
+    cdrs, subject_rows = [], 0
+    for index, generated in enumerate(demo.generate(count, seed=seed, start=start, days=2)):
+        cdr = generated
+        if index % subject_every == 0:
+            spelling = SPELLINGS[index % len(SPELLINGS)]
+            if index % 3 == 0:
+                cdr = msgspec.structs.replace(
+                    cdr, callee=spelling, caller="+3225550100", direction="outbound"
+                )
+            else:
+                cdr = msgspec.structs.replace(cdr, caller=spelling, direction="inbound")
+            subject_rows += 1
+        cdrs.append(cdr)
+    return cdrs, subject_rows
+
+
+def _send(env: dict[str, str], cdrs: list[CanonicalCdr]) -> None:
+    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _rows(store: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    query = (
+        "SELECT cdr_id, caller_pseudonym, callee_pseudonym, key_id FROM read_parquet('{}/cdr/*/*.parquet')"
+    )
+    return duckdb.sql(query.format(store)).fetchall()
+
+
+def _env(worker_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **worker_env,
+        "CDRPIPE_FLUSH_SECONDS": "1",
+        "CDRPIPE_ERASURE_SETTLE_S": "4",
+        "CDRPIPE_ERASURE_TOPIC": f"cdr.erasure.requests.{worker_env['CDRPIPE_APP_ID']}",
+        "CDRPIPE_LEDGER_TOPIC": f"cdr.erasure.ledger.{worker_env['CDRPIPE_APP_ID']}",
+        "CDRPIPE_RECEIPTS_TOPIC": f"cdr.erasure.receipts.{worker_env['CDRPIPE_APP_ID']}",
+    }
+
+
+def test_erasure_across_rotation_with_concurrent_ingest_and_a_late_record(  # noqa: PLR0915 - one scenario
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = _env(worker_env)
+    keyring_path = Path(env["CDRPIPE_KEYRING"])
+    before_rotation, subject_before = _traffic(2_000, seed=61, subject_every=50)
+    worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
+    _send(env, before_rotation)
+    wait_stored(env)
+    assert worker.stop() == 0, worker.log()[-3000:]
+
+    rotate_keyring(keyring_path)
+    after_rotation, subject_after = _traffic(2_000, seed=62, subject_every=40)
+    worker = WorkerProcess(env, tmp_path / "worker-2.log").start()
+    try:
+        _send(env, after_rotation)
+        wait_stored(env)
+        subject = subject_from_number(SUBJECT, load_keyring(keyring_path), NumberClassifier("BE", (2, 5)))
+        assert len(subject.pseudonyms) == 2
+
+        export_path = tmp_path / "subject.jsonl"
+        _cli(env, "export", "--number", "0475/00.01.11", "--out", str(export_path))
+        exported = [json.loads(line) for line in export_path.read_text().splitlines()]
+        assert len(exported) == subject_before + subject_after
+        for row in exported:
+            assert {row["caller_pseudonym"], row["callee_pseudonym"]} & subject.pseudonyms
+
+        concurrent, subject_concurrent = _traffic(3_000, seed=63, subject_every=30)
+        sender = threading.Thread(target=_send, args=(env, concurrent))
+        sender.start()
+        erased = _cli(env, "erase", "--number", "0475 00 01 11", "--wait", "180")
+        sender.join()
+        receipt = json.loads(erased.stdout)
+
+        (older,) = demo.generate(1, seed=64, start=NOW - timedelta(days=1))
+        late = msgspec.structs.replace(older, caller=SPELLINGS[0], direction="inbound")
+        _send(env, [late])
+        wait_stored(env)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert receipt["verification"]["passed"] is True
+    assert receipt["key_ids"] == ["k1", "k2"]
+    assert receipt["rows_removed"] >= subject_before + subject_after
+    assert {copy["topic"] for copy in receipt["residual_copies"]} >= {
+        env["CDRPIPE_RAW_TOPICS"],
+        env["CDRPIPE_DLQ_TOPIC"],
+    }
+
+    store = env["CDRPIPE_STORE"]
+    rows = _rows(store)
+    assert not [row for row in rows if {row[1], row[2]} & subject.pseudonyms]
+    expected_others = {cdr.cdr_id for cdr in before_rotation + after_rotation + concurrent} - {
+        cdr.cdr_id for cdr in before_rotation + after_rotation + concurrent + [late] if _is_subject(cdr)
+    }
+    assert {row[0] for row in rows} == expected_others
+    assert len(rows) == len(expected_others)
+    for path in Path(store).glob("cdr/*/*.parquet"):
+        content = path.read_bytes()
+        assert not [pseudonym for pseudonym in subject.pseudonyms if pseudonym.encode() in content]
+        pq.read_metadata(path)
+
+    needles = raw_number_needles([SUBJECT], SPELLINGS)
+    audit = b"".join(path.read_bytes() for path in Path(store).glob("_cdrpipe/**/*.json"))
+    logs = b"".join(path.read_bytes() for path in tmp_path.glob("worker-*.log"))
+    assert find_raw_numbers(audit, needles) == []
+    assert find_raw_numbers(logs, needles) == []
+    assert find_raw_numbers(erased.stdout.encode(), needles) == []
+    assert subject_concurrent > 0
+
+
+def _is_subject(cdr: CanonicalCdr) -> bool:
+    return cdr.caller in SPELLINGS or cdr.callee in SPELLINGS
+
+
+def test_redact_keeps_the_other_party(worker_env: dict[str, str], tmp_path: Path) -> None:
+    env = _env(worker_env)
+    cdrs, subject_count = _traffic(600, seed=71, subject_every=20)
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        _send(env, cdrs)
+        wait_stored(env)
+        receipt = json.loads(
+            _cli(env, "erase", "--number", SUBJECT, "--mode", "redact", "--wait", "120").stdout
+        )
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    assert receipt["rows_redacted"] == subject_count and receipt["verification"]["passed"]
+    subject = subject_from_number(
+        SUBJECT, load_keyring(Path(env["CDRPIPE_KEYRING"])), NumberClassifier("BE", (2, 5))
+    )
+    store = env["CDRPIPE_STORE"]
+    rows = duckdb.sql(
+        f"""SELECT cdr_id, caller_pseudonym, callee_pseudonym, caller_number_type, callee_number_type
+            FROM read_parquet('{store}/cdr/*/*.parquet')"""
+    ).fetchall()
+    assert len(rows) == 600
+    by_id = {row[0]: row for row in rows}
+    for cdr in cdrs:
+        if not _is_subject(cdr):
+            continue
+        _, caller, callee, caller_type, callee_type = by_id[cdr.cdr_id]
+        assert not {caller, callee} & subject.pseudonyms
+        subject_side, other_side = ((caller, caller_type), (callee, callee_type))[
+            :: 1 if cdr.caller in SPELLINGS else -1
+        ]
+        assert subject_side == (None, "REDACTED")
+        other_pseudonym, other_type = other_side
+        assert other_type != "REDACTED"
+        assert (other_pseudonym is not None) == (other_type in {"E164", "EXTENSION"})
