@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import jsonschema
 import msgspec
 import pyarrow.parquet as pq
 import pytest
@@ -132,6 +133,8 @@ def test_erasure_across_rotation_with_concurrent_ingest_and_a_late_record(  # no
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
+    schema = json.loads((REPO / "schemas" / "erasure-receipt.schema.json").read_text())
+    jsonschema.validate(receipt, schema)
     assert receipt["verification"]["passed"] is True
     assert receipt["key_ids"] == ["k1", "k2"]
     assert receipt["rows_removed"] >= subject_before + subject_after

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import jsonschema
+import msgspec
 import yaml
 
 from pipeline import demo
 from pipeline.keyring import init_keyring
+from pipeline.lifecycle.erasure import ErasureRequest
 from pipeline.sink.schema import CDR_SCHEMA
 from tests.helpers import REPO
 from tests.samples import canonical
@@ -73,3 +76,12 @@ def test_dockerfile_runs_as_non_root_with_a_pinned_base_and_no_secret() -> None:
     copies = re.findall(r"^(?:COPY|ADD) .*$", dockerfile, re.MULTILINE)
     assert copies and not any("secret" in line or "keyring" in line for line in copies)
     assert "data/" not in " ".join(copies)
+
+
+def test_erasure_requests_as_the_cli_sends_them_match_their_schema() -> None:
+    request = ErasureRequest(request_id="r1", subject="0475 12 34 56", requested_at=datetime.now(UTC))
+    jsonschema.validate(
+        json.loads(msgspec.json.encode(request)),
+        _load("erasure-request.schema.json"),
+        format_checker=jsonschema.FormatChecker(),
+    )
