@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -204,3 +205,46 @@ def test_redact_keeps_the_other_party(worker_env: dict[str, str], tmp_path: Path
         other_pseudonym, other_type = other_side
         assert other_type != "REDACTED"
         assert (other_pseudonym is not None) == (other_type in {"E164", "EXTENSION"})
+
+
+def test_kill_9_during_the_rewrite_then_the_erasure_completes_after_restart(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**_env(worker_env), "CDRPIPE_FLUSH_ROWS": "150", "CDRPIPE_FLUSH_SECONDS": "0.3"}
+    cdrs, _ = _traffic(12_000, seed=81, subject_every=12)
+    worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
+    _send(env, cdrs)
+    wait_stored(env, timeout_s=180)
+    erase = ["erase", "--number", SUBJECT, "--request-id", "crash-1", "--wait", "240"]
+    request = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *erase],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker.wait_for("erasure crash-1 started", timeout_s=60)
+    started = time.time()
+    store = Path(env["CDRPIPE_STORE"])
+    while not any(path.stat().st_mtime > started for path in store.glob("cdr/*/*.parquet")):
+        assert time.time() - started < 30, "no file was rewritten"
+        time.sleep(0.005)
+    worker.kill()  # in the middle of the first pass: some files are rewritten, others not yet
+    assert "erasure crash-1 done" not in worker.log()
+    restarted = WorkerProcess(env, tmp_path / "worker-2.log").start()
+    try:
+        stdout, stderr = request.communicate(timeout=300)
+        assert request.returncode == 0, stderr
+    finally:
+        assert restarted.stop() == 0, restarted.log()[-3000:]
+    receipt = json.loads(stdout)
+    assert receipt["request_id"] == "crash-1" and receipt["verification"]["passed"]
+
+    visible = list(store.glob("cdr/*/*"))
+    assert all(path.name.endswith(".parquet") and not path.name.startswith(".") for path in visible)
+    for path in visible:
+        pq.read_metadata(path)
+    subject = subject_from_number(
+        SUBJECT, load_keyring(Path(env["CDRPIPE_KEYRING"])), NumberClassifier("BE", (2, 5))
+    )
+    rows = _rows(str(store))
+    assert not [row for row in rows if {row[1], row[2]} & subject.pseudonyms]
+    others = [cdr.cdr_id for cdr in cdrs if not _is_subject(cdr)]
+    assert sorted(row[0] for row in rows) == sorted(others)

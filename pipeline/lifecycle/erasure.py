@@ -103,6 +103,12 @@ class ErasureProcessor:
             return receipt
         started = self._clock()
         subject = self.subject_of(request)
+        log.info(
+            "erasure %s started: %d pseudonyms under keys %s",
+            request.request_id,
+            len(subject.pseudonyms),
+            ",".join(subject.key_ids) or "(given pseudonym)",
+        )
         requested_at = request.requested_at.astimezone(UTC)
         await self._publish_ledger(
             LedgerEntry(
