@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test lint bench kafka-start kafka-stop stop clean
+.PHONY: install run test lint bench bench-lifecycle kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.pseudonym_hot_path
+
+bench-lifecycle: install
+	$(BIN)/python -m benchmarks.lifecycle_store
 
 clean:
 	rm -rf $(VENV) data .kafka-local

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -74,6 +75,18 @@ def test_finder_uses_footers_and_finds_rows_under_every_key(tmp_path: Path) -> N
         "cdr/call_date=2026-11-01/t+0+0.parquet",
         "cdr/call_date=2026-11-01/t+1+0.parquet",
     ]
+
+
+def test_the_finder_can_search_only_files_modified_since_an_instant(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    subject = subject_from_number("+32475000111", KEYS, CLASSIFIER)
+    a_day_ago = (datetime.now(UTC) - timedelta(days=1)).timestamp()
+    os.utime(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet", (a_day_ago, a_day_ago))
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert find_subject_files(storage, subject.pseudonyms, modified_since=an_hour_ago) == [
+        "cdr/call_date=2026-11-01/t+1+0.parquet"
+    ]
+    assert len(find_subject_files(storage, subject.pseudonyms)) == 2
 
 
 def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -82,3 +83,7 @@ def test_s3_store_survives_endpoint_errors_without_losing_or_duplicating(
                 .collect()
             )
             assert frame.item() == 20_000
+            storage = open_storage(env["CDRPIPE_STORE"], {**env, "AWS_ENDPOINT_URL": moto_endpoint})
+            listed, now = storage.list("cdr"), datetime.now(UTC)
+            assert listed and storage.list("cdr", modified_since=now - timedelta(hours=1)) == listed
+            assert storage.list("cdr", modified_since=now + timedelta(hours=1)) == []

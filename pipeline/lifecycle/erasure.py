@@ -9,8 +9,9 @@ Contract of :meth:`ErasureProcessor.process`:
    write is acknowledged.
 3. Files holding the subject are found through their footers' subject index
    and rewritten copy-on-write (emptied files are deleted).
-4. After ``settle_seconds`` (longer than a flush period) the store is searched
-   again, closing the race with batches published during the first pass.
+4. After ``settle_seconds`` (longer than a flush period) the files modified
+   since the first pass began (less :data:`CLOCK_MARGIN`) are searched again,
+   closing the race with batches published during the first pass.
 5. Every touched file is re-read: no subject row and no raw pseudonym byte may
    remain. The receipt records the result, is stored under
    ``_cdrpipe/receipts/<request id>.json`` and appended to the audit log.
@@ -27,7 +28,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -45,6 +46,14 @@ from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import Storage
 
 log = logging.getLogger(__name__)
+
+CLOCK_MARGIN = timedelta(minutes=15)
+"""How far before the first pass the second one looks back.
+
+It covers a publish that was writing when the first pass listed the store (a
+local file keeps the time its temporary file was written) and the clock of an
+object store (S3 refuses requests whose clock is more than 15 minutes off).
+"""
 
 
 class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -118,9 +127,12 @@ class ErasureProcessor:
                 mode=request.mode,
             )
         )
-        first = await asyncio.to_thread(self._erase_pass, subject, request.mode, requested_at)
+        first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
+        first = await asyncio.to_thread(self._erase_pass, subject, request.mode, requested_at, None)
         await asyncio.sleep(self._settle_seconds)
-        second = await asyncio.to_thread(self._erase_pass, subject, request.mode, requested_at)
+        second = await asyncio.to_thread(
+            self._erase_pass, subject, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
+        )
         touched = sorted({result.path for result in first + second})
         verification = await asyncio.to_thread(
             verify_files, self._storage, touched, subject.pseudonyms, requested_at
@@ -162,8 +174,10 @@ class ErasureProcessor:
         )
         return receipt
 
-    def _erase_pass(self, subject: Subject, mode: Mode, requested_at: datetime) -> list[RewriteResult]:
-        paths = find_subject_files(self._storage, subject.pseudonyms)
+    def _erase_pass(
+        self, subject: Subject, mode: Mode, requested_at: datetime, modified_since: datetime | None
+    ) -> list[RewriteResult]:
+        paths = find_subject_files(self._storage, subject.pseudonyms, modified_since=modified_since)
         return [rewrite_file(self._storage, path, subject.pseudonyms, mode, requested_at) for path in paths]
 
     def _record(self, receipt: dict[str, Any]) -> None:

@@ -25,20 +25,23 @@ INDEXED_COLUMNS = ("caller_pseudonym", "callee_pseudonym", "connected_pseudonym"
 
 
 def encode(table: pa.Table) -> bytes:
-    """The complete Parquet file of ``table`` as bytes, with its subject index in the footer."""
+    """The complete Parquet file of ``table`` as bytes, with its subject index in the footer.
+
+    The index goes into the Parquet footer's key-value metadata only, not into
+    the embedded Arrow schema, so a footer read parses it once.
+    """
     pseudonyms: set[str] = set()
     for column in INDEXED_COLUMNS:
         pseudonyms.update(value for value in pc.unique(table.column(column)).to_pylist() if value is not None)
-    metadata = {**(table.schema.metadata or {}), subject_index.METADATA_KEY: subject_index.build(pseudonyms)}
-    indexed = table.replace_schema_metadata(metadata)
     sink = pa.BufferOutputStream()
     ndv = max(table.num_rows, 1)
-    pq.write_table(
-        indexed,
+    with pq.ParquetWriter(
         sink,
+        table.schema,
         compression="zstd",
-        row_group_size=ROW_GROUP_ROWS,
         write_statistics=_STATISTICS_COLUMNS,
         bloom_filter_options={column: {"ndv": ndv, "fpp": BLOOM_FPP} for column in PSEUDONYM_COLUMNS},
-    )
+    ) as writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        writer.add_key_value_metadata({subject_index.METADATA_KEY: subject_index.build(pseudonyms)})
     return bytes(sink.getvalue().to_pybytes())

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -48,8 +50,12 @@ class Storage(Protocol):
     def delete(self, relative_path: str) -> None:
         """Remove ``relative_path`` if it exists."""
 
-    def list(self, relative_dir: str) -> list[str]:
-        """Store-relative paths of the files directly or indirectly under ``relative_dir``."""
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        """Store-relative paths of the files directly or indirectly under ``relative_dir``.
+
+        With ``modified_since``, only files whose modification time (as the
+        store's clock records it) is at or after that instant.
+        """
 
     def describe(self) -> str:
         """A human-readable location, for logs (no credentials)."""
@@ -119,15 +125,22 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"deleting {relative_path} failed: {exc.strerror or exc}") from exc
 
-    def list(self, relative_dir: str) -> list[str]:
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         base = self.root / relative_dir
         if not base.is_dir():
             return []
-        return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in base.rglob("*")
-            if path.is_file() and not path.name.startswith(".")
-        )
+        since = float("-inf") if modified_since is None else modified_since.timestamp()
+        listed = []
+        for path in base.rglob("*"):
+            if path.name.startswith("."):
+                continue
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(status.st_mode) and status.st_mtime >= since:
+                listed.append(path.relative_to(self.root).as_posix())
+        return sorted(listed)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -188,7 +201,7 @@ class ObjectStorage:
         except OSError as exc:
             raise StorageError(f"deleting {relative_path} failed: {exc}") from exc
 
-    def list(self, relative_dir: str) -> list[str]:
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
         try:
             infos = self._fs.get_file_info(selector)
@@ -198,7 +211,9 @@ class ObjectStorage:
         return sorted(
             info.path.removeprefix(prefix)
             for info in infos
-            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+            if info.type == pafs.FileType.File
+            and not info.base_name.startswith(".")
+            and (modified_since is None or info.mtime is None or info.mtime >= modified_since)
         )
 
 

@@ -13,6 +13,8 @@ holds in any pseudonym column; a file without an index might contain anything.
 from __future__ import annotations
 
 import base64
+import sys
+from array import array
 from collections.abc import Iterable
 
 METADATA_KEY = b"cdrpipe.subjects"
@@ -21,25 +23,30 @@ POSITIONS = 4
 MIN_BITS = 1024
 
 
-def _positions(pseudonym: str, bits: int) -> list[int]:
-    return [int(pseudonym[8 * index : 8 * index + 8], 16) % bits for index in range(POSITIONS)]
+def _positions(pseudonyms: list[str], bits: int) -> array[int]:
+    """Bit positions of each pseudonym: its four big-endian 32-bit words modulo ``bits`` (a power of 2)."""
+    words = array("I", bytes.fromhex("".join(pseudonyms)))
+    if sys.byteorder == "little":
+        words.byteswap()
+    mask = bits - 1
+    return array("I", (word & mask for word in words))
 
 
 def build(pseudonyms: Iterable[str]) -> bytes:
     """The index of ``pseudonyms`` (32-hex-character strings), base64-encoded."""
-    distinct = set(pseudonyms)
+    distinct = list(set(pseudonyms))
     bits = MIN_BITS
     while bits < len(distinct) * BITS_PER_ENTRY:
         bits *= 2
     bitset = bytearray(bits // 8)
-    for pseudonym in distinct:
-        for position in _positions(pseudonym, bits):
-            bitset[position >> 3] |= 1 << (position & 7)
+    for position in _positions(distinct, bits):
+        bitset[position >> 3] |= 1 << (position & 7)
     return base64.b64encode(bytes(bitset))
 
 
 def might_contain(index: bytes, pseudonym: str) -> bool:
     """False only if the indexed file certainly holds no row with ``pseudonym``."""
     bitset = base64.b64decode(index)
-    bits = len(bitset) * 8
-    return all(bitset[position >> 3] & (1 << (position & 7)) for position in _positions(pseudonym, bits))
+    return all(
+        bitset[position >> 3] & (1 << (position & 7)) for position in _positions([pseudonym], len(bitset) * 8)
+    )
