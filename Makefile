@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test lint bench bench-lifecycle kafka-start kafka-stop stop clean
+.PHONY: install run test lint bench bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,16 @@ lint: install
 	$(BIN)/ruff format --check pipeline tests benchmarks
 	$(BIN)/mypy
 
-bench: install
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) kafka-start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.throughput
+
+bench-pseudonym: install
 	$(BIN)/python -m benchmarks.pseudonym_hot_path
 
 bench-lifecycle: install

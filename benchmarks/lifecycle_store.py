@@ -192,7 +192,7 @@ def main() -> None:
             table = subject_rows(storage, subject)
             assert table is not None
             write_export(table, export_path, "parquet")
-            return table.num_rows
+            return int(table.num_rows)
 
         export_s, exported = _timed(export)
         assert exported == subject_count, (exported, subject_count)

@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import faust
 import msgspec
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import log_scrub
 from pipeline.config import load_settings
@@ -32,6 +35,15 @@ from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.receipts import purge_receipts
 from pipeline.lifecycle.retention import apply_retention
+from pipeline.metrics import (
+    ERASURE_SECONDS,
+    ERASURES_COMPLETED,
+    ERASURES_RECEIVED,
+    HEALTH,
+    REGISTRY,
+    RETENTION_PARTITIONS_DELETED,
+    watch_cache_hit_ratio,
+)
 from pipeline.runtime import build_classifier, build_ingestor
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import open_storage
@@ -81,9 +93,27 @@ class CdrIngest(IngestService):
     """The ingest service bound to this app's settings and erasure ledger."""
 
     def __init__(self, **kwargs: object) -> None:
-        publisher = BatchPublisher(storage, row_filter=ledger.apply)
+        publisher = BatchPublisher(storage, row_filter=ledger.apply, on_storage_failure=HEALTH.failed)
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
-        super().__init__(settings, build_ingestor(settings), publisher, reader, **kwargs)
+        ingestor = build_ingestor(settings)
+        watch_cache_hit_ratio(ingestor.parties.columns.cache_info)
+        super().__init__(settings, ingestor, publisher, reader, **kwargs)
+
+
+@app.page("/metrics")
+async def metrics(view: View, request: Request) -> Response:
+    """Prometheus metrics of this worker."""
+    del request
+    return view.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@app.page("/health")
+async def health(view: View, request: Request) -> Response:
+    """200 while the worker can publish and commit, 503 while it cannot."""
+    del request
+    if HEALTH.healthy:
+        return view.json({"status": "ok"})
+    return view.json({"status": "failing", "failing_since": HEALTH.failing_since}, status=503)
 
 
 async def _publish_ledger(entry: LedgerEntry) -> None:
@@ -121,8 +151,13 @@ async def erasures(stream: faust.StreamT[bytes]) -> None:
         except msgspec.DecodeError:
             log.error("skipping an erasure request that does not match schemas/erasure-request.schema.json")
             continue
+        ERASURES_RECEIVED.inc()
+        began = time.perf_counter()
         async with lifecycle_lock:
             receipt = await processor.process(request)
+        ERASURE_SECONDS.observe(time.perf_counter() - began)
+        verification = "passed" if receipt["verification"]["passed"] else "failed"
+        ERASURES_COMPLETED.labels(verification=verification).inc()
         body = json.dumps(receipt, sort_keys=True).encode()
         await (await receipts_topic.send(key=request.request_id.encode(), value=body))
 
@@ -141,4 +176,5 @@ async def retention() -> None:
         report = await asyncio.to_thread(apply_retention, storage, now, settings.retention_days)
         purged = await asyncio.to_thread(purge_audit, storage, settings.dpo_record_days, now.date())
         purged += await asyncio.to_thread(purge_receipts, storage, settings.dpo_record_days, now)
+    RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
     log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)

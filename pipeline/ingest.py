@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-from pipeline.lifecycle.retention import is_expired
+from pipeline.lifecycle.retention import horizon
 from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import ColumnBuffer
@@ -129,7 +129,13 @@ class Ingestor:
         self._retention_days = retention_days
         self._today = today
         self.expired_dropped = 0
+        self._horizon: tuple[float, date] | None = None
         self._partitions: dict[TopicPartitionKey, _PartitionState] = {}
+
+    @property
+    def parties(self) -> PartyPseudonymizer:
+        """The pseudonymiser the rows are built with."""
+        return self._parties
 
     @property
     def buffered_rows(self) -> int:
@@ -147,7 +153,7 @@ class Ingestor:
         except RecordRejectedError as rejected:
             return DeadLetter(record, rejected.reason, rejected.message, rejected.format_name)
         call_date = cdr.start_time.date()
-        if self._retention_days is not None and is_expired(call_date, self._today(), self._retention_days):
+        if self._retention_days is not None and call_date < self._oldest_kept_date(self._retention_days):
             self.expired_dropped += 1
             return None
         buffer = batch.by_date.get(call_date)
@@ -156,6 +162,13 @@ class Ingestor:
         buffer.append(cdr, self._parties)
         batch.rows += 1
         return None
+
+    def _oldest_kept_date(self, retention_days: int) -> date:
+        """The retention horizon, looked up again at most once a second."""
+        now = self._clock()
+        if self._horizon is None or now - self._horizon[0] >= 1.0:
+            self._horizon = (now, horizon(self._today(), retention_days))
+        return self._horizon[1]
 
     def _batch_for(self, record: RawRecord) -> _PartitionBatch:
         state = self._partitions.setdefault((record.topic, record.partition), _PartitionState())

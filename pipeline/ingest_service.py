@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -25,6 +26,17 @@ from pipeline.config import Settings
 from pipeline.dlq import dead_letter_headers
 from pipeline.ingest import DeadLetter, Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
 from pipeline.lifecycle.ledger_reader import LedgerReader
+from pipeline.metrics import (
+    BYTES_PUBLISHED,
+    CONSUMER_LAG,
+    FILES_PUBLISHED,
+    HEALTH,
+    PUBLISH_SECONDS,
+    RECORDS_CONSUMED,
+    RECORDS_DEAD_LETTERED,
+    RECORDS_EXPIRED,
+    RECORDS_WRITTEN,
+)
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import StorageError
 from pipeline.topics import ensure_topics, topic_plans
@@ -111,9 +123,15 @@ class IngestService(Service):
             async with self._lock:
                 owned = consumer.assignment()
                 dead: list[DeadLetter] = []
+                expired_before = self._ingestor.expired_dropped
                 for tp, messages in batches.items():
-                    if tp not in owned:
+                    if tp not in owned or not messages:
                         continue
+                    RECORDS_CONSUMED.inc(len(messages))
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        lag = max(highwater - messages[-1].offset - 1, 0)
+                        CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
                     for message in messages:
                         record = RawRecord(
                             tp.topic, tp.partition, message.offset, message.value, tuple(message.headers)
@@ -121,6 +139,7 @@ class IngestService(Service):
                         letter = self._ingestor.add(record)
                         if letter is not None:
                             dead.append(letter)
+                RECORDS_EXPIRED.inc(self._ingestor.expired_dropped - expired_before)
                 if await self._send_dead_letters(dead):
                     await self._flush(self._ingestor.due())
 
@@ -151,6 +170,8 @@ class IngestService(Service):
                 if restart is not None:
                     self._seek(TopicPartition(*key), restart)
             return False
+        for letter in letters:
+            RECORDS_DEAD_LETTERED.labels(reason=letter.reason.value).inc()
         log.warning("dead-lettered %d records", len(letters))
         return True
 
@@ -169,6 +190,7 @@ class IngestService(Service):
             committed = await consumer.committed(tp)
         except KafkaError as exc:
             log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc)
+            HEALTH.failed()
             self._rewind(key, flush.first_offset, flush.commit_offset)
             return False
         if committed is not None and committed > flush.first_offset:
@@ -180,6 +202,7 @@ class IngestService(Service):
             self._ingestor.discard([key])
             self._seek(tp, committed)
             return False
+        began = time.perf_counter()
         try:
             recorded_end = await asyncio.to_thread(self._publisher.claim, flush)
             if recorded_end != flush.commit_offset:
@@ -206,7 +229,14 @@ class IngestService(Service):
             flush.first_offset,
             flush.commit_offset,
         )
-        return await self._commit(key, tp, flush)
+        if not await self._commit(key, tp, flush):
+            return False
+        HEALTH.recovered()
+        RECORDS_WRITTEN.inc(flush.rows)
+        FILES_PUBLISHED.inc(len(flush.files))
+        BYTES_PUBLISHED.inc(written)
+        PUBLISH_SECONDS.observe(time.perf_counter() - began)
+        return True
 
     async def _commit(self, key: TopicPartitionKey, tp: TopicPartition, flush: PartitionFlush) -> bool:
         try:

@@ -6,6 +6,11 @@ only ``E164`` results carry an E.164 string (``+<country><national>``), and
 every spelling of one subscriber number yields the same E.164 string. The
 classification order errs towards privacy: a string of extension length is an
 extension (pseudonymised) unless it is an emergency number.
+
+Parsing is the expensive part, so each classifier remembers (up to
+:data:`VALID_NUMBERS_REMEMBERED`) the valid numbers it has seen by E.164
+string and skips validation and line-type lookup when another spelling of
+one of them comes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ WITHHELD_WORDS = frozenset(
 _SEPARATORS = re.compile(r"[\s.\-/()\[\]]+")
 _DIALLABLE = re.compile(r"\+?[0-9]+")
 _URI_SCHEMES = ("tel:", "sip:", "sips:")
+VALID_NUMBERS_REMEMBERED = 100_000
 
 
 class NumberKind(enum.StrEnum):
@@ -70,13 +76,17 @@ class NumberClassifier:
         self._region = region
         self._shortest_extension, self._longest_extension = extension_digits
         self._longest_short_number = max(self._longest_extension, _longest_short_number(region))
+        self._valid_numbers: dict[str, PartyNumber] = {}
+        self._international_prefix, self._national_prefix, self._country_prefix = _literal_prefixes(region)
 
     def classify(self, raw: str) -> PartyNumber:
         """Classify ``raw`` (any spelling: national, international, URI, with separators)."""
-        dialled = _dialled_part(raw)
-        if dialled.lower() in WITHHELD_WORDS:
+        return self.classify_dialled(dialled_key(raw))
+
+    def classify_dialled(self, digits: str) -> PartyNumber:
+        """Classify a :func:`dialled_key` (the expensive half of :meth:`classify`)."""
+        if not digits:
             return WITHHELD
-        digits = _SEPARATORS.sub("", dialled)
         if not _DIALLABLE.fullmatch(digits):
             return INVALID
         if not digits.startswith("+"):
@@ -99,18 +109,65 @@ class NumberClassifier:
                 return PartyNumber(NumberKind.SHORTCODE, digits)
         return None
 
+    def _known_number(self, digits: str) -> PartyNumber | None:
+        """A remembered valid number that ``digits`` certainly spell, without parsing.
+
+        A valid number's E.164 string parses back to that number; so do the
+        same digits after the region's international prefix, or after its
+        national prefix where the region's metadata strips exactly that prefix.
+        """
+        if digits.startswith("+"):
+            return self._valid_numbers.get(digits)
+        if self._international_prefix and digits.startswith(self._international_prefix):
+            return self._valid_numbers.get("+" + digits.removeprefix(self._international_prefix))
+        if self._national_prefix and digits.startswith(self._national_prefix):
+            return self._valid_numbers.get(self._country_prefix + digits.removeprefix(self._national_prefix))
+        return None
+
     def _classify_e164(self, digits: str) -> PartyNumber:
+        known = self._known_number(digits)
+        if known is not None:
+            return known
         parsed = _parse(digits, self._region)
+        if parsed is not None:
+            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            known = self._valid_numbers.get(e164)
+            if known is not None:
+                return known
         if parsed is None or not phonenumbers.is_valid_number(parsed):
             parsed = _parse("+" + digits, self._region) if not digits.startswith("+") else None
             if parsed is None or not phonenumbers.is_valid_number(parsed):
                 return INVALID
-        return PartyNumber(
+        number = PartyNumber(
             NumberKind.E164,
             phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
             phonenumbers.region_code_for_number(parsed),
             _line_type_name(phonenumbers.number_type(parsed)),
         )
+        if len(self._valid_numbers) >= VALID_NUMBERS_REMEMBERED:
+            self._valid_numbers.clear()
+        self._valid_numbers[number.value or ""] = number
+        return number
+
+
+def _literal_prefixes(region: str) -> tuple[str | None, str | None, str]:
+    """``region``'s international and national prefixes where they are plain digits, and ``+<country code>``.
+
+    A prefix is None where phonenumbers' metadata parses it with a pattern or a
+    transformation (there, only a real parse tells what the digits mean).
+    """
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return None, None, "+"
+    international = metadata.international_prefix if (metadata.international_prefix or "").isdigit() else None
+    national = metadata.national_prefix
+    plain_national = (
+        national
+        and national.isdigit()
+        and metadata.national_prefix_for_parsing == national
+        and metadata.national_prefix_transform_rule is None
+    )
+    return international, national if plain_national else None, f"+{metadata.country_code}"
 
 
 def _longest_short_number(region: str) -> int:
@@ -125,6 +182,19 @@ def _longest_short_number(region: str) -> int:
         for length in (description.possible_length or ())
     ]
     return max(lengths, default=0)
+
+
+def dialled_key(raw: str) -> str:
+    """The dialled digits of ``raw`` without separators or URI parts; ``""`` if it is withheld.
+
+    Spellings that differ only in separators, display names, URI scheme, host
+    or parameters share one key, and :meth:`NumberClassifier.classify_dialled`
+    gives the same result for them; computing the key is cheap.
+    """
+    dialled = _dialled_part(raw)
+    if dialled.lower() in WITHHELD_WORDS:
+        return ""
+    return _SEPARATORS.sub("", dialled)
 
 
 def _dialled_part(raw: str) -> str:

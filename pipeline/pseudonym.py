@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier, NumberKind
+from pipeline.msisdn import NumberClassifier, NumberKind, dialled_key
 
 PSEUDONYM_BYTES = 16
 _HKDF_SALT = b"cdrpipe/pseudonym/v1"
@@ -79,16 +79,26 @@ _DOMAIN_OF_KIND = {NumberKind.E164: Domain.SUBSCRIBER, NumberKind.EXTENSION: Dom
 
 
 class PartyPseudonymizer:
-    """Raw party string to :class:`PartyColumns`, cached (bounded LRU) per raw string."""
+    """Raw party string to :class:`PartyColumns`, with bounded LRU caches.
+
+    ``columns`` is cached per raw string, and behind it per dialled key (one
+    entry for the spellings of a number that differ only in separators or URI
+    parts); ``agent`` pseudonyms are cached per agent id.
+    """
 
     def __init__(self, classifier: NumberClassifier, pseudonymizer: Pseudonymizer, cache_size: int) -> None:
         self._classifier = classifier
         self._pseudonymizer = pseudonymizer
         self.key_id = pseudonymizer.key_id
         self.columns = functools.lru_cache(maxsize=cache_size)(self._columns)
+        self._dialled_columns = functools.lru_cache(maxsize=cache_size)(self._columns_of_dialled)
+        self.agent = functools.lru_cache(maxsize=cache_size)(self._agent)
 
     def _columns(self, raw: str) -> PartyColumns:
-        number = self._classifier.classify(raw)
+        return self._dialled_columns(dialled_key(raw))
+
+    def _columns_of_dialled(self, digits: str) -> PartyColumns:
+        number = self._classifier.classify_dialled(digits)
         domain = _DOMAIN_OF_KIND.get(number.kind)
         pseudonym = (
             self._pseudonymizer.pseudonym(domain, number.value)
@@ -98,6 +108,6 @@ class PartyPseudonymizer:
         shortcode = number.value if number.kind is NumberKind.SHORTCODE else None
         return PartyColumns(pseudonym, number.kind.value, number.region, number.line_type, shortcode)
 
-    def agent(self, agent_id: str) -> str:
+    def _agent(self, agent_id: str) -> str:
         """The pseudonym of a contact-centre agent id (agent domain)."""
         return self._pseudonymizer.pseudonym(Domain.AGENT, agent_id.strip())

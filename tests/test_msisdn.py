@@ -135,3 +135,21 @@ def test_international_spellings_agree(number: phonenumbers.PhoneNumber, data: s
     results = {BELGIAN.classify(data.draw(st.sampled_from(spellings))).value for _ in range(3)}
     results |= {BELGIAN.classify(spelling).value for spelling in spellings}
     assert results == {e164}
+
+
+TRICKY_SPELLINGS = [
+    "{e164}", "00{cc}{nsn}", "0{nsn}", "{nsn}", "+{cc}0{nsn}", "0{nsn}9", "00{cc}0{nsn}", "{cc}{nsn}",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(valid_numbers(), st.sampled_from(TRICKY_SPELLINGS))
+def test_remembered_numbers_never_change_a_classification(
+    number: phonenumbers.PhoneNumber, template: str
+) -> None:
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    nsn = phonenumbers.national_significant_number(number)
+    text = template.format(e164=e164, cc=number.country_code, nsn=nsn)
+    remembering = NumberClassifier("BE", (2, 5))
+    assert remembering.classify(e164).value == e164
+    assert remembering.classify(text) == NumberClassifier("BE", (2, 5)).classify(text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +24,15 @@ from tests.test_exactly_once_integration import _publish_demo
 pytestmark = pytest.mark.integration
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+def _health(env: dict[str, str]) -> int:
+    try:
+        url = f"http://127.0.0.1:{env['CDRPIPE_WEB_PORT']}/health"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def _stored_ids(env: dict[str, str]) -> list[str]:
@@ -59,8 +70,10 @@ def test_s3_store_survives_endpoint_errors_without_losing_or_duplicating(
                 lag_while_failing = asyncio.run(ingest_lag(load_settings(env)))
                 assert proxy.failures_served > 0
                 assert lag_while_failing == 10_000, "offsets were committed while S3 was failing"
+                assert _health(env) == 503
                 proxy.failing = False
                 wait_stored(env, timeout_s=180)
+                assert _health(env) == 200
             finally:
                 assert worker.stop() == 0, worker.log()[-3000:]
             assert "storage attempt 1/5 failed" in worker.log()

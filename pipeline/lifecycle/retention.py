@@ -3,7 +3,8 @@
 Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
 older than ``today - retention_days``; :func:`apply_retention` deletes their
 files (unless ``dry_run``) and writes one audit entry per deleted partition.
-:func:`is_expired` is the same rule for a single record at ingest.
+:func:`horizon` is the same rule for a single record at ingest: a record
+whose call date is before it is dropped.
 """
 
 from __future__ import annotations
@@ -21,11 +22,6 @@ _PARTITION_PREFIX = "call_date="
 def horizon(today: date, retention_days: int) -> date:
     """The oldest call date still kept."""
     return today - timedelta(days=retention_days)
-
-
-def is_expired(call_date: date, today: date, retention_days: int) -> bool:
-    """True when a record of ``call_date`` may no longer be kept."""
-    return call_date < horizon(today, retention_days)
 
 
 def _call_date(path: str) -> date:

@@ -47,17 +47,24 @@ def intent_path(topic: str, partition: int, first_offset: int) -> str:
 
 
 class BatchPublisher:
-    """Claims boundaries and publishes batches to one storage."""
+    """Claims boundaries and publishes batches to one storage.
+
+    Each failed storage attempt is retried with exponential backoff and
+    reported to ``on_storage_failure`` (the worker's health).
+    """
 
     def __init__(
         self,
         storage: Storage,
+        *,
         row_filter: Callable[[pa.Table], pa.Table] = lambda table: table,
         attempts: int = 5,
         first_backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        on_storage_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.storage = storage
+        self._on_storage_failure = on_storage_failure
         self._row_filter = row_filter
         self._attempts = attempts
         self._first_backoff_s = first_backoff_s
@@ -106,6 +113,7 @@ class BatchPublisher:
             try:
                 return operation()
             except StorageError as exc:
+                self._on_storage_failure()
                 if attempt == self._attempts:
                     raise
                 log.warning(

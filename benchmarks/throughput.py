@@ -1,0 +1,332 @@
+"""Ingest throughput on the real local broker: cdrpipe against the floor, Faust and Quix Streams.
+
+One run (``make bench``; record count from ``BENCH_COUNT``, default 1,000,000;
+partitions from ``BENCH_PARTITIONS``, default 4):
+
+1. produces ``BENCH_COUNT`` demo CDRs (about 20% distinct subscribers, numbers
+   in varying spellings, canonical JSON without a format header) once into a
+   fresh topic;
+2. (a) ``floor``: a bare aiokafka ``getmany`` loop that touches every value;
+3. (b) ``cdrpipe``: ``cdrpipe worker`` from process start until the group has
+   committed everything (offsets are committed only after the Parquet is
+   published), then checks that the store holds exactly ``BENCH_COUNT``
+   distinct ``cdr_id`` s; its peak RSS comes from ``/proc``;
+4. (b2) ``cdrpipe_x2``: two worker processes sharing the topic, aggregate;
+5. (c) ``faust_agent``: an idiomatic Faust agent doing the same per-record
+   work (:mod:`benchmarks.faust_agent`), on the first ``BENCH_BASELINE_COUNT``
+   records (default 200,000: it is slow);
+6. (d) ``quix``: the same job in Quix Streams (:mod:`benchmarks.quix_job`), on
+   all records.
+
+The baselines' rates count from their first to their last record (their start-up
+is not charged to them); cdrpipe's rate counts from process start. Workers run
+with default settings except ``CDRPIPE_FLUSH_SECONDS`` (``BENCH_FLUSH_SECONDS``,
+default 2): with the default 10 s, the last partial batch of each partition
+waits up to 10 s after the topic is drained, which measures the age limit, not
+the throughput. It prints
+records/s, the ratios b/a, b/c, b/d, x2/b and the peak RSS, and writes them to
+``benchmarks/results/throughput.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.dataset as ds
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from benchmarks.record_job import written_rows
+from pipeline.config import load_settings
+from pipeline.demo import encode, generate
+from pipeline.keyring import init_keyring
+from pipeline.progress import ingest_lag
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One measured configuration."""
+
+    records: int
+    seconds: float
+    peak_rss_mib: float | None = None
+
+    @property
+    def rate(self) -> float:
+        """Records per second."""
+        return self.records / self.seconds
+
+
+def _setting(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _bootstrap() -> str:
+    return os.environ.get("CDRPIPE_BROKER", "kafka://127.0.0.1:9092").removeprefix("kafka://")
+
+
+async def produce(topic: str, count: int, partitions: int) -> None:
+    """Create ``topic`` and write ``count`` demo CDRs into it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=_bootstrap(), linger_ms=20, max_batch_size=512 * 1024, acks=1
+    )
+    await producer.start()
+    try:
+        pending = []
+        for cdr in generate(count, seed=1):
+            pending.append(await producer.send(topic, encode(cdr)))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def floor(topic: str, count: int, partition_count: int) -> Run:
+    """A bare aiokafka ``getmany`` loop over every partition, touching every value."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for partition in range(partition_count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        began = time.perf_counter()
+        seen = touched = 0
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            for messages in batches.values():
+                for message in messages:
+                    touched += len(message.value or b"")
+                seen += len(messages)
+        assert touched > 0
+        return Run(seen, time.perf_counter() - began)
+    finally:
+        await consumer.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _profile(pid: int, work: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` until it exits; collapsed stacks go to ``results/cdrpipe-profile.txt``."""
+    RESULTS.mkdir(exist_ok=True)
+    output = RESULTS / "cdrpipe-profile.txt"
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", str(output)]
+    with (work / "py-spy.log").open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _worker_env(base: dict[str, str], app_id: str, work: Path, topic: str) -> dict[str, str]:
+    return {
+        **base,
+        "CDRPIPE_APP_ID": app_id,
+        "CDRPIPE_RAW_TOPICS": topic,
+        "CDRPIPE_STORE": str(work / "store"),
+        "CDRPIPE_STATE_DIR": str(work / "state"),
+    }
+
+
+def cdrpipe(base: dict[str, str], work: Path, topic: str, count: int, processes: int) -> Run:
+    """``processes`` cdrpipe workers from start until the group committed all ``count`` records."""
+    env = _worker_env(base, f"bench-cdrpipe-{uuid.uuid4().hex[:8]}", work, topic)
+    settings = load_settings(env)
+    began = time.perf_counter()
+    workers = []
+    work.mkdir(parents=True)
+    for index in range(processes):
+        worker_env = {**env, "CDRPIPE_WEB_PORT": str(_free_port())}
+        with (work / f"worker-{index}.log").open("wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "pipeline", "worker", "--loglevel", "warn"],
+                    env=worker_env,
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    profiler = _profile(workers[0].pid, work) if processes == 1 and os.environ.get("BENCH_PROFILE") else None
+    try:
+        while True:
+            for worker in workers:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited early; see {work}/worker-*.log")
+            try:
+                if asyncio.run(ingest_lag(settings)) == 0:
+                    break
+            except LookupError:
+                pass
+            time.sleep(POLL_S)
+        seconds = time.perf_counter() - began
+        peak = max(_peak_rss_mib(worker.pid) for worker in workers)
+    finally:
+        for worker in workers:
+            _stop(worker)
+        if profiler is not None:
+            profiler.wait(timeout=60)
+    _check_store(work / "store", count)
+    return Run(count, seconds, peak)
+
+
+def _check_store(store: Path, count: int) -> None:
+    table = ds.dataset(store / "cdr", format="parquet", partitioning="hive").to_table(columns=["cdr_id"])
+    ids = table.column("cdr_id")
+    distinct = len(ids.unique())
+    if table.num_rows != count or distinct != count:
+        raise AssertionError(f"the store holds {table.num_rows} rows, {distinct} distinct; expected {count}")
+
+
+def baseline(module: str, base: dict[str, str], work: Path, topic: str, count: int) -> Run:
+    """A per-record baseline job, timed from its first to its last record."""
+    work.mkdir(parents=True)
+    env = {
+        **base,
+        "BENCH_APP_ID": f"bench-{module.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:8]}",
+        "BENCH_TOPIC": topic,
+        "BENCH_TARGET": str(count),
+        "BENCH_OUT": str(work),
+    }
+    arguments = [sys.executable, "-m", module] + (
+        ["worker", "--loglevel", "warn"] if "faust" in module else []
+    )
+    with (work / "job.log").open("wb") as log:
+        process = subprocess.Popen(arguments, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    done = work / "done.json"
+    try:
+        while not done.exists():
+            if process.poll() is not None and not done.exists():
+                raise RuntimeError(f"{module} exited early; see {work}/job.log")
+            time.sleep(POLL_S)
+        peak = _peak_rss_mib(process.pid) if process.poll() is None else None
+    finally:
+        _stop(process)
+    report = json.loads(done.read_text())
+    rows = written_rows(work)
+    if rows != count:
+        raise AssertionError(f"{module} wrote {rows} rows; expected {count}")
+    return Run(count, report["last_record_at"] - report["first_record_at"], peak)
+
+
+def _timed_section(label: str, measure: Callable[[], Run]) -> Run:
+    print(f"measuring {label} ...", flush=True)
+    run = measure()
+    rss = f", peak RSS {run.peak_rss_mib:.0f} MiB" if run.peak_rss_mib is not None else ""
+    print(
+        f"  {label:12s} {run.rate:>10,.0f} records/s ({run.records:,} in {run.seconds:.1f} s{rss})",
+        flush=True,
+    )
+    return run
+
+
+def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partitions: int) -> dict[str, Run]:
+    """Produce the topic, then measure every configuration (logs stay in ``work`` on failure)."""
+    keyring = work / "keyring.json"
+    init_keyring(keyring)
+    base = {key: value for key, value in os.environ.items() if not key.startswith("CDRPIPE_")}
+    base.update(
+        {
+            "CDRPIPE_BROKER": f"kafka://{_bootstrap()}",
+            "CDRPIPE_KEYRING": str(keyring),
+            "CDRPIPE_FLUSH_SECONDS": os.environ.get("BENCH_FLUSH_SECONDS", "2"),
+        }
+    )
+    print(f"producing {count:,} CDRs into {topic} ({partitions} partitions) ...", flush=True)
+    began = time.perf_counter()
+    asyncio.run(produce(topic, count, partitions))
+    print(f"  produced in {time.perf_counter() - began:.1f} s", flush=True)
+
+    return {
+        "floor": _timed_section("floor", lambda: asyncio.run(floor(topic, count, partitions))),
+        "cdrpipe": _timed_section("cdrpipe", lambda: cdrpipe(base, work / "one", topic, count, 1)),
+        "cdrpipe_x2": _timed_section("cdrpipe x2", lambda: cdrpipe(base, work / "two", topic, count, 2)),
+        "faust_agent": _timed_section(
+            "faust agent",
+            lambda: baseline("benchmarks.faust_agent", base, work / "faust", topic, baseline_count),
+        ),
+        "quix": _timed_section(
+            "quix", lambda: baseline("benchmarks.quix_job", base, work / "quix", topic, count)
+        ),
+    }
+
+
+def main() -> None:
+    count = _setting("BENCH_COUNT", 1_000_000)
+    baseline_count = min(count, _setting("BENCH_BASELINE_COUNT", 200_000))
+    partitions = _setting("BENCH_PARTITIONS", 4)
+    topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="cdrpipe-bench-"))
+    runs = _measure_all(work, topic, count, baseline_count, partitions)
+    shutil.rmtree(work)
+    ours = runs["cdrpipe"].rate
+    ratios = {
+        "b/a (goal >= 0.25)": ours / runs["floor"].rate,
+        "b/c (goal >= 10)": ours / runs["faust_agent"].rate,
+        "b/d (goal >= 2)": ours / runs["quix"].rate,
+        "x2/b (goal >= 1.6)": runs["cdrpipe_x2"].rate / ours,
+    }
+    print()
+    for name, ratio in ratios.items():
+        print(f"{name:20s} {ratio:6.2f}")
+    print(f"{'peak RSS (MiB)':20s} {runs['cdrpipe'].peak_rss_mib:6.0f}  (goal <= 512)")
+    report = {
+        "records": count,
+        "baseline_records": baseline_count,
+        "partitions": partitions,
+        "runs": {
+            name: {
+                "records_per_s": round(run.rate),
+                "seconds": round(run.seconds, 2),
+                "peak_rss_mib": run.peak_rss_mib,
+            }
+            for name, run in runs.items()
+        },
+        "ratios": {name.split()[0]: round(ratio, 3) for name, ratio in ratios.items()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

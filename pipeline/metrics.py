@@ -1,0 +1,95 @@
+"""The worker's Prometheus metrics (names prefixed ``cdrpipe_``) and its health.
+
+Contract: labels carry only topic names, partition numbers and reason codes,
+never a number, pseudonym or key byte. :data:`HEALTH` is unhealthy while the
+ingest path cannot publish or commit (set on the first failure, cleared by
+the next batch that is published and committed); ``/health`` answers 503 then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECORDS_CONSUMED = Counter("cdrpipe_records_consumed", "Records read from the raw topics", registry=REGISTRY)
+RECORDS_WRITTEN = Counter("cdrpipe_records_written", "Rows published to the store", registry=REGISTRY)
+RECORDS_DEAD_LETTERED = Counter(
+    "cdrpipe_records_dead_lettered", "Records sent to the dead-letter topic", ["reason"], registry=REGISTRY
+)
+RECORDS_EXPIRED = Counter(
+    "cdrpipe_records_expired", "Records dropped at ingest: past the retention period", registry=REGISTRY
+)
+FILES_PUBLISHED = Counter("cdrpipe_files_published", "Parquet files published", registry=REGISTRY)
+BYTES_PUBLISHED = Counter("cdrpipe_bytes_published", "Bytes of Parquet published", registry=REGISTRY)
+PUBLISH_SECONDS = Histogram(
+    "cdrpipe_publish_seconds",
+    "Time to encode, publish and commit one batch",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+STORAGE_FAILURES = Counter(
+    "cdrpipe_storage_failures",
+    "Failed attempts to write the store or read committed offsets (each is retried)",
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "cdrpipe_consumer_lag",
+    "Records behind the log end, per raw partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+ERASURES_RECEIVED = Counter("cdrpipe_erasures_received", "Erasure requests received", registry=REGISTRY)
+ERASURES_COMPLETED = Counter(
+    "cdrpipe_erasures_completed", "Erasure requests completed", ["verification"], registry=REGISTRY
+)
+ERASURE_SECONDS = Histogram(
+    "cdrpipe_erasure_seconds",
+    "Duration of one erasure, both passes and verification",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+RETENTION_PARTITIONS_DELETED = Counter(
+    "cdrpipe_retention_partitions_deleted", "call_date partitions deleted by retention", registry=REGISTRY
+)
+
+
+def watch_cache_hit_ratio(cache_info: Callable[[], tuple[int, int, int | None, int]]) -> None:
+    """Expose ``cdrpipe_pseudonym_cache_hit_ratio`` from an ``lru_cache``'s ``cache_info``."""
+
+    def ratio() -> float:
+        hits, misses, _, _ = cache_info()
+        return hits / (hits + misses) if hits + misses else 0.0
+
+    Gauge(
+        "cdrpipe_pseudonym_cache_hit_ratio", "Share of party strings found in the cache", registry=REGISTRY
+    ).set_function(ratio)
+
+
+@dataclass
+class Health:
+    """Whether the ingest path can publish and commit."""
+
+    failing_since: float | None = None
+
+    def failed(self) -> None:
+        """Record a failed attempt to publish or to read committed offsets."""
+        if self.failing_since is None:
+            self.failing_since = time.time()
+        STORAGE_FAILURES.inc()
+
+    def recovered(self) -> None:
+        """Record a batch published and committed."""
+        self.failing_since = None
+
+    @property
+    def healthy(self) -> bool:
+        """False while publishing or committing fails."""
+        return self.failing_since is None
+
+
+HEALTH = Health()
