@@ -65,6 +65,58 @@ def test_compose_file_uses_pinned_official_kafka_in_kraft_mode_and_a_keyring_sec
     assert compose["secrets"]["cdrpipe_keyring"]["file"].startswith("./secrets/")
     assert (REPO / worker["build"]["dockerfile"]).exists()
     assert "container_name" not in worker, "a fixed container name prevents --scale"
+    assert "ports" not in worker, "published ports prevent --scale"
+
+
+def test_compose_writes_to_minio_and_prometheus_scrapes_every_worker() -> None:
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
+    assert "mc mb --ignore-existing store/cdrpipe" in services["minio-init"]["entrypoint"]
+    worker = services["worker"]
+    bucket = worker["environment"]["CDRPIPE_STORE"].removeprefix("s3://").split("/")[0]
+    assert bucket == "cdrpipe"
+    assert worker["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert worker["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    assert "/health" in " ".join(worker["healthcheck"]["test"])
+    prometheus = services["prometheus"]
+    mounted = prometheus["volumes"][0].split(":")[0]
+    config = yaml.safe_load((REPO / mounted).read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["dns_sd_configs"] == [{"names": ["worker"], "type": "A", "port": 6066}]
+
+
+def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_from_a_secret() -> None:
+    documents = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / "cdrpipe.yaml").read_text()))
+    kinds = {document["kind"]: document for document in documents}
+    assert set(kinds) == {"Deployment", "Service"}
+    deployment = kinds["Deployment"]["spec"]
+    assert deployment["replicas"] >= 2
+    pod = deployment["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+    (worker,) = pod["containers"]
+    environment = {variable["name"]: variable.get("value") for variable in worker["env"]}
+    keyring_dir = environment["CDRPIPE_KEYRING"].rsplit("/", 1)[0]
+    mounts = {mount["name"]: mount["mountPath"] for mount in worker["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    (copy,) = pod["initContainers"]
+    assert (
+        copy["command"][:3] == ["install", "-m", "0600"]
+        and copy["command"][-1] == environment["CDRPIPE_KEYRING"]
+    )
+    assert (
+        volumes[next(name for name, path in mounts.items() if path == keyring_dir)]["emptyDir"]["medium"]
+        == "Memory"
+    )
+    secret_mount = next(
+        mount for mount in copy["volumeMounts"] if copy["command"][3].startswith(mount["mountPath"])
+    )
+    assert volumes[secret_mount["name"]]["secret"]["secretName"] == "cdrpipe-keyring"
+    assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert ":" in worker["image"] and not worker["image"].endswith(":latest")
+    service = kinds["Service"]
+    assert service["spec"]["selector"] == deployment["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == 6066
 
 
 def test_dockerfile_runs_as_non_root_with_a_pinned_base_and_no_secret() -> None:
