@@ -35,6 +35,7 @@ from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.receipts import purge_receipts
 from pipeline.lifecycle.retention import apply_retention
+from pipeline.log_json import logging_config
 from pipeline.metrics import (
     ERASURE_SECONDS,
     ERASURES_COMPLETED,
@@ -62,6 +63,7 @@ app = faust.App(
     topic_replication_factor=1,
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=settings.session_timeout_s / 3,
+    logging_config=logging_config() if settings.log_format == "json" else None,
     env={},
 )
 storage = open_storage(settings.store)

@@ -56,6 +56,7 @@ class Settings:
     flush_seconds: float = 10.0
     max_buffered_rows: int = 250_000
     cache_size: int = 1 << 18
+    log_format: str = "text"
 
     @property
     def settle_seconds(self) -> float:
@@ -114,7 +115,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         flush_seconds=get("FLUSH_SECONDS", _positive_float, defaults.flush_seconds),
         max_buffered_rows=get("MAX_BUFFERED_ROWS", _positive_int, defaults.max_buffered_rows),
         cache_size=get("CACHE_SIZE", _positive_int, defaults.cache_size),
+        log_format=get("LOG_FORMAT", _log_format, defaults.log_format),
     )
+
+
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError("use text or json")
+    return value
 
 
 def _identifier(value: str) -> str:

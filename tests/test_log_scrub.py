@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+from datetime import datetime
 
 import pytest
 
 from pipeline import log_scrub
+from pipeline.log_json import JsonFormatter, logging_config
 
 
 @pytest.mark.parametrize(
@@ -45,3 +49,31 @@ def test_installed_factory_scrubs_formatted_arguments(caplog: pytest.LogCaptureF
         assert caplog.messages == ["could not route [number]"]
     finally:
         logging.setLogRecordFactory(previous)
+
+
+def test_json_lines_carry_the_fields_and_scrub_message_and_exception() -> None:
+    handler_stream = io.StringIO()
+    handler = logging.StreamHandler(handler_stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("cdrpipe.test.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError("bad party 0475 12 34 56")
+        except ValueError:
+            logger.exception("rejected %s", "tel:+32475123456")
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(handler_stream.getvalue())
+    assert line["level"] == "ERROR" and line["logger"] == "cdrpipe.test.json"
+    assert line["message"] == "rejected tel:[number]"
+    assert "ValueError: bad party [number]" in line["exception"]
+    assert datetime.fromisoformat(line["time"]).tzinfo is not None
+    assert "475" not in handler_stream.getvalue()
+
+
+def test_json_logging_config_routes_the_root_logger_to_json() -> None:
+    config = logging_config("WARNING")
+    assert config["root"] == {"level": "WARNING", "handlers": ["stderr"]}
+    assert config["formatters"]["json"]["()"] is JsonFormatter

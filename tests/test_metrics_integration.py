@@ -36,6 +36,7 @@ def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 
 def test_metrics_count_what_the_worker_did(worker_env: dict[str, str], tmp_path: Path) -> None:
+    worker_env = {**worker_env, "CDRPIPE_LOG_FORMAT": "json"}
     now = datetime.now(UTC).replace(microsecond=0)
     valid = list(demo.generate(3_000, seed=21, start=now, days=2))
     expired = list(demo.generate(7, seed=22, start=now - timedelta(days=800), days=1))
@@ -74,3 +75,7 @@ def test_metrics_count_what_the_worker_did(worker_env: dict[str, str], tmp_path:
     assert health_status == 200 and json.loads(health) == {"status": "ok"}
     numbers = [party for cdr in valid for party in (cdr.caller, cdr.callee)]
     assert find_raw_numbers(body, raw_number_needles([], numbers)) == []
+
+    ours = [json.loads(line) for line in worker.log().splitlines() if '"logger": "pipeline.' in line]
+    assert any(line["message"].startswith("ingest started") for line in ours)
+    assert any(line["message"].startswith("published") and line["level"] == "INFO" for line in ours)

@@ -1,0 +1,46 @@
+"""JSON log lines (``CDRPIPE_LOG_FORMAT=json``): one object per line, scrubbed like every log line.
+
+Contract: :class:`JsonFormatter` writes ``time`` (UTC, RFC 3339), ``level``,
+``logger``, ``process`` and ``message``, plus ``exception`` when there is one;
+the message and the exception text pass through :func:`pipeline.log_scrub.scrub`.
+:func:`logging_config` is the ``logging.config.dictConfig`` document that
+routes every logger to standard error in this format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.log_scrub import scrub
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a log record as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "message": scrub(record.getMessage()),
+        }
+        if record.exc_info:
+            document["exception"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(document, ensure_ascii=False)
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """A dictConfig document: every logger to standard error as JSON at ``level``."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
