@@ -28,6 +28,9 @@ from pipeline.keyring import load_keyring
 from pipeline.lifecycle.erasure import ErasureRequest
 from pipeline.lifecycle.export import subject_rows, write_export
 from pipeline.lifecycle.finder import data_files
+from pipeline.lifecycle.ledger import ErasureLedger
+from pipeline.lifecycle.ledger_reader import LedgerReader
+from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.progress import wait_for_ingest
@@ -313,6 +316,33 @@ def retention_command(dry_run: bool) -> None:
     for call_date, paths in sorted(report.partitions.items()):
         click.echo(f"{verb} call_date={call_date.isoformat()} ({len(paths)} files)")
     click.echo(f"{verb} {len(report.partitions)} partitions older than {report.horizon.isoformat()}")
+
+
+@cli.command("reapply-erasures")
+def reapply_erasures_command() -> None:
+    """Apply every erasure in the ledger topic to the store again (after restoring a backup).
+
+    Stop the workers first: this rewrites files outside the worker's lifecycle path.
+    """
+    settings = _settings()
+    ledger = ErasureLedger()
+    asyncio.run(_read_ledger(settings, ledger))
+    entries = ledger.entries()
+    with click.progressbar(length=len(entries), label="re-applying erasures", file=sys.stderr) as bar:
+        report = reapply_ledger(open_storage(settings.store), entries, progress=bar.update)
+    click.echo(
+        f"{report.requests} erasures re-applied: {len(report.files_rewritten)} files rewritten, "
+        f"{len(report.files_deleted)} deleted, {report.rows_affected} rows affected, "
+        f"verification {'passed' if report.verification_passed else 'FAILED'}"
+    )
+    if not report.verification_passed:
+        raise SystemExit(1)
+
+
+async def _read_ledger(settings: Settings, ledger: ErasureLedger) -> None:
+    reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
+    await reader.start()
+    await reader.stop()
 
 
 def main() -> None:

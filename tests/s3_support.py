@@ -11,14 +11,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import boto3
+
 from tests.helpers import free_port
+
+BUCKET = "lake"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+def s3_store_env(endpoint: str) -> dict[str, str]:
+    """Worker variables for a store under ``s3://lake/cdrpipe`` at ``endpoint``."""
+    return {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "CDRPIPE_STORE": f"s3://{BUCKET}/cdrpipe"}
+
 
 FAILURE_RESPONSE = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """Run ``moto_server`` on a free loopback port; yield its endpoint URL."""
+    """Run ``moto_server`` on a free loopback port with the bucket ``lake``; yield its endpoint URL."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -35,7 +46,15 @@ def moto_server() -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=CREDENTIALS["AWS_REGION"],
+        ).create_bucket(Bucket=BUCKET)
+        yield endpoint
     finally:
         process.terminate()
         process.wait(10)

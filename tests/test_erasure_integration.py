@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -248,3 +249,31 @@ def test_kill_9_during_the_rewrite_then_the_erasure_completes_after_restart(
     assert not [row for row in rows if {row[1], row[2]} & subject.pseudonyms]
     others = [cdr.cdr_id for cdr in cdrs if not _is_subject(cdr)]
     assert sorted(row[0] for row in rows) == sorted(others)
+
+
+def test_a_restored_backup_loses_the_erased_subject_again(worker_env: dict[str, str], tmp_path: Path) -> None:
+    env = _env(worker_env)
+    cdrs, subject_rows = _traffic(3_000, seed=71, subject_every=20)
+    store = Path(env["CDRPIPE_STORE"])
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        _send(env, cdrs)
+        wait_stored(env)
+        backup = tmp_path / "backup"
+        shutil.copytree(store / "cdr", backup)
+        receipt = json.loads(_cli(env, "erase", "--number", SUBJECT, "--wait", "180").stdout)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    assert receipt["rows_removed"] == subject_rows
+
+    shutil.rmtree(store / "cdr")
+    shutil.copytree(backup, store / "cdr")
+    assert len(_rows(str(store))) == len(cdrs), "the backup holds the subject again"
+    reapplied = _cli(env, "reapply-erasures")
+    assert f"{subject_rows} rows affected, verification passed" in reapplied.stdout
+    subject = subject_from_number(
+        SUBJECT, load_keyring(Path(env["CDRPIPE_KEYRING"])), NumberClassifier("BE", (2, 5))
+    )
+    rows = _rows(str(store))
+    assert len(rows) == len(cdrs) - subject_rows
+    assert not [row for row in rows if {row[1], row[2]} & subject.pseudonyms]

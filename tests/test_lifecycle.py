@@ -18,6 +18,8 @@ from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.audit import append_audit, purge_audit, read_audit
 from pipeline.lifecycle.export import subject_rows, write_export
 from pipeline.lifecycle.finder import find_subject_files
+from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.receipts import purge_receipts, receipt_path
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.rewriter import rewrite_file, verify_files
@@ -188,3 +190,23 @@ def test_dpo_records_are_purged_after_their_period(tmp_path: Path) -> None:
 def test_a_subject_must_be_a_number_or_extension() -> None:
     with pytest.raises(ConfigError, match="WITHHELD"):
         subject_from_number("anonymous", KEYS, CLASSIFIER)
+
+
+def test_reapplying_the_ledger_erases_restored_rows_once_and_audits_it(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    subject = subject_from_number("+32475000111", KEYS, CLASSIFIER)
+    entry = LedgerEntry(
+        request_id="r-1", pseudonyms=sorted(subject.pseudonyms), requested_at=datetime.now(UTC)
+    )
+    first = reapply_ledger(storage, [entry])
+    assert first.rows_affected == 2 and first.verification_passed
+    assert first.files_deleted == ["cdr/call_date=2026-11-01/t+1+0.parquet"]
+    assert first.files_rewritten == ["cdr/call_date=2026-11-01/t+0+0.parquet"]
+    assert subject_rows(storage, subject) is None
+    kept = {path: (tmp_path / path).stat().st_mtime_ns for path in storage.list("cdr")}
+    second = reapply_ledger(storage, [entry])
+    assert (second.rows_affected, second.files_rewritten, second.files_deleted) == (0, [], [])
+    assert {path: (tmp_path / path).stat().st_mtime_ns for path in storage.list("cdr")} == kept
+    audits = [entry for entry in read_audit(storage) if entry["kind"] == "ledger-reapply"]
+    assert [audit["rows_affected"] for audit in audits] == [2, 0]
+    assert all(audit["request_ids"] == ["r-1"] for audit in audits)

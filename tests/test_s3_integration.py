@@ -9,7 +9,6 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
@@ -18,12 +17,10 @@ from pipeline.config import load_settings
 from pipeline.progress import ingest_lag
 from pipeline.sink.storage import open_storage
 from tests.helpers import WorkerProcess, wait_stored
-from tests.s3_support import FaultyProxy, moto_server
+from tests.s3_support import FaultyProxy, moto_server, s3_store_env
 from tests.test_exactly_once_integration import _publish_demo
 
 pytestmark = pytest.mark.integration
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 
 
 def _health(env: dict[str, str]) -> int:
@@ -47,56 +44,50 @@ def _stored_ids(env: dict[str, str]) -> list[str]:
 def test_s3_store_survives_endpoint_errors_without_losing_or_duplicating(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    with moto_server() as moto_endpoint:
-        boto3.client("s3", endpoint_url=moto_endpoint, **{
-            "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1",
-        }).create_bucket(Bucket="lake")  # fmt: skip
-        with FaultyProxy(int(moto_endpoint.rsplit(":", 1)[1])) as proxy:
-            env = {
-                **worker_env,
-                **CREDENTIALS,
-                "AWS_ENDPOINT_URL": proxy.endpoint,
-                "CDRPIPE_STORE": "s3://lake/cdrpipe",
-                "CDRPIPE_FLUSH_SECONDS": "0.5",
-                "CDRPIPE_FLUSH_ROWS": "3000",
-            }
-            first = _publish_demo(env, 10_000, seed=31)
-            worker = WorkerProcess(env, tmp_path / "worker.log").start()
-            try:
-                wait_stored(env, timeout_s=120)
-                proxy.failing = True
-                second = _publish_demo(env, 10_000, seed=32)
-                time.sleep(6)
-                lag_while_failing = asyncio.run(ingest_lag(load_settings(env)))
-                assert proxy.failures_served > 0
-                assert lag_while_failing == 10_000, "offsets were committed while S3 was failing"
-                assert _health(env) == 503
-                proxy.failing = False
-                wait_stored(env, timeout_s=180)
-                assert _health(env) == 200
-            finally:
-                assert worker.stop() == 0, worker.log()[-3000:]
-            assert "storage attempt 1/5 failed" in worker.log()
-            stored = _stored_ids(env)
-            assert len(stored) == len(set(stored)) == 20_000
-            assert set(stored) == first | second
-            frame = (
-                pl.scan_parquet(
-                    "s3://lake/cdrpipe/cdr/**/*.parquet",
-                    hive_partitioning=True,
-                    storage_options={
-                        "aws_endpoint_url": moto_endpoint,
-                        "aws_access_key_id": "testing",
-                        "aws_secret_access_key": "testing",
-                        "aws_region": "us-east-1",
-                        "aws_allow_http": "true",
-                    },
-                )
-                .select(pl.len())
-                .collect()
+    with moto_server() as moto_endpoint, FaultyProxy(int(moto_endpoint.rsplit(":", 1)[1])) as proxy:
+        env = {
+            **worker_env,
+            **s3_store_env(proxy.endpoint),
+            "CDRPIPE_FLUSH_SECONDS": "0.5",
+            "CDRPIPE_FLUSH_ROWS": "3000",
+        }
+        first = _publish_demo(env, 10_000, seed=31)
+        worker = WorkerProcess(env, tmp_path / "worker.log").start()
+        try:
+            wait_stored(env, timeout_s=120)
+            proxy.failing = True
+            second = _publish_demo(env, 10_000, seed=32)
+            time.sleep(6)
+            lag_while_failing = asyncio.run(ingest_lag(load_settings(env)))
+            assert proxy.failures_served > 0
+            assert lag_while_failing == 10_000, "offsets were committed while S3 was failing"
+            assert _health(env) == 503
+            proxy.failing = False
+            wait_stored(env, timeout_s=180)
+            assert _health(env) == 200
+        finally:
+            assert worker.stop() == 0, worker.log()[-3000:]
+        assert "storage attempt 1/5 failed" in worker.log()
+        stored = _stored_ids(env)
+        assert len(stored) == len(set(stored)) == 20_000
+        assert set(stored) == first | second
+        frame = (
+            pl.scan_parquet(
+                "s3://lake/cdrpipe/cdr/**/*.parquet",
+                hive_partitioning=True,
+                storage_options={
+                    "aws_endpoint_url": moto_endpoint,
+                    "aws_access_key_id": "testing",
+                    "aws_secret_access_key": "testing",
+                    "aws_region": "us-east-1",
+                    "aws_allow_http": "true",
+                },
             )
-            assert frame.item() == 20_000
-            storage = open_storage(env["CDRPIPE_STORE"], {**env, "AWS_ENDPOINT_URL": moto_endpoint})
-            listed, now = storage.list("cdr"), datetime.now(UTC)
-            assert listed and storage.list("cdr", modified_since=now - timedelta(hours=1)) == listed
-            assert storage.list("cdr", modified_since=now + timedelta(hours=1)) == []
+            .select(pl.len())
+            .collect()
+        )
+        assert frame.item() == 20_000
+        storage = open_storage(env["CDRPIPE_STORE"], {**env, "AWS_ENDPOINT_URL": moto_endpoint})
+        listed, now = storage.list("cdr"), datetime.now(UTC)
+        assert listed and storage.list("cdr", modified_since=now - timedelta(hours=1)) == listed
+        assert storage.list("cdr", modified_since=now + timedelta(hours=1)) == []

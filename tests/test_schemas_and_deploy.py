@@ -11,6 +11,7 @@ import msgspec
 import yaml
 
 from pipeline import demo
+from pipeline.data_dictionary import render_shipped
 from pipeline.keyring import init_keyring
 from pipeline.lifecycle.erasure import ErasureRequest
 from pipeline.sink.schema import CDR_SCHEMA
@@ -137,3 +138,10 @@ def test_erasure_requests_as_the_cli_sends_them_match_their_schema() -> None:
         _load("erasure-request.schema.json"),
         format_checker=jsonschema.FormatChecker(),
     )
+
+
+def test_the_rendered_data_dictionary_is_up_to_date() -> None:
+    rendered = (REPO / "docs" / "data-dictionary.md").read_text()
+    assert rendered == render_shipped(), "run: python -m pipeline.data_dictionary > docs/data-dictionary.md"
+    for field in CDR_SCHEMA:
+        assert f"| `{field.name}` | `{field.type}` |" in rendered

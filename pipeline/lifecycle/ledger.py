@@ -48,6 +48,10 @@ class ErasureLedger:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def entries(self) -> list[LedgerEntry]:
+        """Every entry, in the order the requests were first seen."""
+        return list(self._entries.values())
+
     def add(self, entry: LedgerEntry) -> None:
         """Record (or replace) an entry."""
         self._entries[entry.request_id] = entry

@@ -1,0 +1,72 @@
+"""Re-apply every erasure of the ledger to the store, e.g. after restoring files from a backup.
+
+Contract: :func:`reapply_ledger` finds, for every ledger entry, the files that
+may hold its pseudonyms, rewrites them without the erased rows (or parties),
+verifies them, and appends one ``ledger-reapply`` audit entry with the request
+ids, files rewritten, rows affected and the verification result. Applying it
+to a store that already reflects every erasure changes no file. It must not
+run while a worker erases (run it with the workers stopped, like ``cdrpipe
+retention``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.finder import find_subject_files
+from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.rewriter import rewrite_file, verify_files
+from pipeline.sink.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class ReapplyReport:
+    """What re-applying the ledger did."""
+
+    requests: int
+    files_rewritten: list[str]
+    files_deleted: list[str]
+    rows_affected: int
+    verification_passed: bool
+
+
+def reapply_ledger(
+    storage: Storage,
+    entries: list[LedgerEntry],
+    progress: Callable[[int], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ReapplyReport:
+    """Apply every entry of ``entries`` to the files of ``storage``; audit and return the outcome."""
+    rewritten: set[str] = set()
+    deleted: set[str] = set()
+    affected = 0
+    passed = True
+    for entry in entries:
+        pseudonyms = frozenset(entry.pseudonyms)
+        requested_at = entry.requested_at.astimezone(UTC)
+        paths = find_subject_files(storage, pseudonyms)
+        for path in paths:
+            result = rewrite_file(storage, path, pseudonyms, entry.mode, requested_at)
+            affected += result.rows_affected
+            if result.rows_affected:
+                (deleted if result.deleted else rewritten).add(path)
+        passed = passed and verify_files(storage, paths, pseudonyms, requested_at).passed
+        if progress is not None:
+            progress(1)
+    report = ReapplyReport(len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed)
+    append_audit(
+        storage,
+        "ledger-reapply",
+        {
+            "request_ids": [entry.request_id for entry in entries],
+            "files_rewritten": report.files_rewritten,
+            "files_deleted": report.files_deleted,
+            "rows_affected": report.rows_affected,
+            "verification_passed": report.verification_passed,
+        },
+        now(),
+    )
+    return report
