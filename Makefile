@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test lint bench bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
+.PHONY: install run test lint chart bench bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,8 @@ test: install
 	$(BIN)/python -m pytest -ra
 
 lint: install
-	$(BIN)/ruff check pipeline tests benchmarks
-	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/ruff check pipeline tests benchmarks docs
+	$(BIN)/ruff format --check pipeline tests benchmarks docs
 	$(BIN)/mypy
 
 BENCH_STAMP := $(VENV)/.bench-stamp
@@ -47,6 +47,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) kafka-start
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.throughput
+
+chart: install
+	$(BIN)/pip install --quiet -e '.[test,docs]'
+	$(BIN)/python docs/make_chart.py ./data/store docs/calls-per-queue.png
 
 bench-pseudonym: install
 	$(BIN)/python -m benchmarks.pseudonym_hot_path
