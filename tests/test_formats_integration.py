@@ -11,12 +11,16 @@ from pathlib import Path
 import duckdb
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline import demo
+from pipeline.config import load_settings
 from pipeline.formats import asterisk_csv
 from pipeline.formats.selection import FormatSelector, builtin_decoders
+from pipeline.progress import ingest_lag
 from pipeline.record import RecordRejectedError
-from tests.helpers import REPO, WorkerProcess, wait_stored
+from pipeline.topics import ensure_topics, topic_plans
+from tests.helpers import REPO, WorkerProcess, publish, wait_stored
 from tests.samples import decode_context
 from tests.wire_formats import asterisk_line, freeswitch_document
 
@@ -160,3 +164,40 @@ def test_publish_round_trips_a_master_csv(worker_env: dict[str, str], tmp_path: 
     assert rows.fetchall() == [(len(lines),)]
     assert sorted(letter["dlq-reason"] for letter in letters) == ["schema", "schema"]
     assert {letter["dlq-format"] for letter in letters} == {"asterisk-csv"}
+
+
+def test_records_wait_while_the_dead_letter_topic_cannot_be_written(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    dlq = worker_env["CDRPIPE_DLQ_TOPIC"]
+    valid = list(demo.generate(400, seed=41))
+    malformed = [f'{{"cdr_id": "broken-{index}"'.encode() for index in range(40)]
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    try:
+        asyncio.run(_delete_topic(bootstrap, dlq))
+        asyncio.run(publish(bootstrap, worker_env["CDRPIPE_RAW_TOPICS"],
+                            [demo.encode(cdr) for cdr in valid] + malformed))  # fmt: skip
+        worker.wait_for("the dead-letter topic cannot be written", timeout_s=120)
+        settings = load_settings(worker_env)
+        assert asyncio.run(ingest_lag(settings)) > 0, "offsets moved past unsent dead letters"
+        plan = next(plan for plan in topic_plans(settings) if plan.name == dlq)
+        asyncio.run(ensure_topics(bootstrap, [plan]))
+        wait_stored(worker_env, timeout_s=240)
+        letters = asyncio.run(_dead_letters(bootstrap, dlq, len(malformed)))
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    coordinates = {(letter["dlq-source-partition"], letter["dlq-source-offset"]) for letter in letters}
+    assert len(coordinates) == len(malformed), "a dead letter was lost"
+    store = worker_env["CDRPIPE_STORE"]
+    stored = duckdb.sql(f"SELECT cdr_id FROM read_parquet('{store}/cdr/*/*.parquet')").fetchall()
+    assert sorted(row[0] for row in stored) == sorted(cdr.cdr_id for cdr in valid)
+
+
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
