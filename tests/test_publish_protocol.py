@@ -152,3 +152,16 @@ def test_restart_drops_every_batch_and_returns_the_oldest_first_offset() -> None
     assert ingestor.restart(KEY) == 2
     assert ingestor.held() == []
     assert ingestor.restart(KEY) is None
+
+
+def test_a_publish_removes_the_temporary_file_a_killed_publish_left(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    day = tmp_path / "cdr" / "call_date=2026-11-01"
+    day.mkdir(parents=True)
+    orphan = day / ".t+0+0.parquet.0123456789ab.tmp"
+    orphan.write_bytes(b"half a file")
+    other = day / ".t+1+0.parquet.0123456789ab.tmp"
+    other.write_bytes(b"another batch, still being written")
+    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", b"complete")
+    assert sorted(path.name for path in day.iterdir()) == [other.name, "t+0+0.parquet"]
+    assert (day / "t+0+0.parquet").read_bytes() == b"complete"

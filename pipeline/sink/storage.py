@@ -7,7 +7,10 @@ Contract:
   returns; a failed publish leaves no file under the final name. Locally:
   temporary file in the same directory, fsync, rename, fsync of the directory
   (temporary names start with ``.`` and never end in ``.parquet``, so readers'
-  globs skip them). On S3: one PUT of the complete object.
+  globs skip them). On S3: one PUT of the complete object. A local publish
+  first removes the temporary files of the same name that a process killed
+  while publishing left behind: a batch cut short by a crash is always
+  published again under the same name, so no orphan outlives the recovery.
 * :meth:`Storage.create_exclusive` creates a small file only if it does not
   exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
   offers no conditional create through ``pyarrow.fs``, so there it is a
@@ -17,6 +20,7 @@ Contract:
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import stat
@@ -74,6 +78,8 @@ class LocalStorage:
         target = self.root / relative_path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                orphan.unlink(missing_ok=True)
             temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
             try:
                 with open(temp, "wb") as handle:
