@@ -13,6 +13,7 @@ nothing and rewinds the partition, so its records are consumed again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -149,6 +150,9 @@ class IngestService(Service):
         async with self._lock:
             await self._flush([key for key in self._ingestor.held() if key in keys], until_empty=True)
             self._ingestor.discard(keys)
+        for topic, partition in keys:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(topic, str(partition))
 
     async def _send_dead_letters(self, letters: list[DeadLetter]) -> bool:
         """Send and await the dead letters; on failure rewind their partitions and return False."""
