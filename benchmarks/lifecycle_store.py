@@ -32,9 +32,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.demo import example_number
 from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest
 from pipeline.lifecycle.export import subject_rows, write_export
@@ -48,7 +50,7 @@ from pipeline.sink.schema import CDR_SCHEMA
 from pipeline.sink.storage import LocalStorage, Storage
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SUBJECT = "+32475000111"
+SUBJECT = example_number(phonenumbers.PhoneNumberType.MOBILE)
 SUBJECT_CALLS_PER_DAY = 0.1
 DISTINCT_NUMBERS = 200_000
 CLASSIFIER = NumberClassifier("BE", (2, 5))
@@ -61,7 +63,8 @@ def _setting(name: str, default: int) -> int:
 
 def _pseudonym_pool(key: Key) -> list[str]:
     pseudonymizer = Pseudonymizer(key)
-    return [pseudonymizer.pseudonym(Domain.SUBSCRIBER, f"+3247{n:07d}") for n in range(DISTINCT_NUMBERS)]
+    others = (f"+3247{n:07d}" for n in range(DISTINCT_NUMBERS + 1))
+    return [pseudonymizer.pseudonym(Domain.SUBSCRIBER, number) for number in others if number != SUBJECT]
 
 
 def _day_file(

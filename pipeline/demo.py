@@ -38,7 +38,25 @@ HANGUP_CAUSES = {
     "failed": "UNALLOCATED_NUMBER",
     "congestion": "NORMAL_CIRCUIT_CONGESTION",
 }
-SERVICE_LINES = ("+3225550100", "+3235550200", "+3295550300")
+
+
+def example_number(kind: int, region: str = "BE") -> str:
+    """libphonenumber's documented example number of ``kind`` in ``region``, as E.164."""
+    number = phonenumbers.example_number_for_type(region, kind)
+    if number is None:
+        raise LookupError(f"phonenumbers has no example number of type {kind} for {region}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+SERVICE_LINES = tuple(
+    example_number(kind)
+    for kind in (
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+        phonenumbers.PhoneNumberType.SHARED_COST,
+    )
+)
+"""The contact centre's own lines: example numbers, nobody's real line."""
 _FOREIGN_PREFIXES = (("+33", "6", 8), ("+31", "6", 8), ("+49", "151", 8), ("+44", "7", 9), ("+352", "621", 6))
 
 

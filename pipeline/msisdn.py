@@ -128,25 +128,31 @@ class NumberClassifier:
         known = self._known_number(digits)
         if known is not None:
             return known
-        parsed = _parse(digits, self._region)
-        if parsed is not None:
-            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-            known = self._valid_numbers.get(e164)
-            if known is not None:
-                return known
-        if parsed is None or not phonenumbers.is_valid_number(parsed):
-            parsed = _parse("+" + digits, self._region) if not digits.startswith("+") else None
-            if parsed is None or not phonenumbers.is_valid_number(parsed):
-                return INVALID
+        candidates = (digits,) if digits.startswith("+") else (digits, "+" + digits)
+        for candidate in candidates:
+            parsed = _parse(candidate, self._region)
+            number = self._valid_number(parsed) if parsed is not None else None
+            if number is not None:
+                return number
+        return INVALID
+
+    def _valid_number(self, parsed: phonenumbers.PhoneNumber) -> PartyNumber | None:
+        """The E.164 classification of ``parsed`` if it is a valid number (remembered), else None."""
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        known = self._valid_numbers.get(e164)
+        if known is not None:
+            return known
+        if not phonenumbers.is_valid_number(parsed):
+            return None
         number = PartyNumber(
             NumberKind.E164,
-            phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+            e164,
             phonenumbers.region_code_for_number(parsed),
             _line_type_name(phonenumbers.number_type(parsed)),
         )
         if len(self._valid_numbers) >= VALID_NUMBERS_REMEMBERED:
             self._valid_numbers.clear()
-        self._valid_numbers[number.value or ""] = number
+        self._valid_numbers[e164] = number
         return number
 
 

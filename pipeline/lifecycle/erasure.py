@@ -36,10 +36,9 @@ import msgspec
 from pipeline import __version__
 from pipeline.keyring import Keyring
 from pipeline.lifecycle.audit import append_audit
-from pipeline.lifecycle.finder import find_subject_files
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.receipts import receipt_path
-from pipeline.lifecycle.rewriter import RewriteResult, rewrite_file, verify_files
+from pipeline.lifecycle.rewriter import rewrite_subject_files, verify_files
 from pipeline.lifecycle.rows import Mode
 from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.msisdn import NumberClassifier
@@ -128,10 +127,17 @@ class ErasureProcessor:
             )
         )
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
-        first = await asyncio.to_thread(self._erase_pass, subject, request.mode, requested_at, None)
+        first = await asyncio.to_thread(
+            rewrite_subject_files, self._storage, subject.pseudonyms, request.mode, requested_at
+        )
         await asyncio.sleep(self._settle_seconds)
         second = await asyncio.to_thread(
-            self._erase_pass, subject, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
+            rewrite_subject_files,
+            self._storage,
+            subject.pseudonyms,
+            request.mode,
+            requested_at,
+            first_pass_began - CLOCK_MARGIN,
         )
         touched = sorted({result.path for result in first + second})
         verification = await asyncio.to_thread(
@@ -173,12 +179,6 @@ class ErasureProcessor:
             "passed" if verification.passed else "FAILED",
         )
         return receipt
-
-    def _erase_pass(
-        self, subject: Subject, mode: Mode, requested_at: datetime, modified_since: datetime | None
-    ) -> list[RewriteResult]:
-        paths = find_subject_files(self._storage, subject.pseudonyms, modified_since=modified_since)
-        return [rewrite_file(self._storage, path, subject.pseudonyms, mode, requested_at) for path in paths]
 
     def _record(self, receipt: dict[str, Any]) -> None:
         document = json.dumps(receipt, sort_keys=True).encode()

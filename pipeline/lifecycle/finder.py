@@ -40,7 +40,7 @@ def find_subject_files(
         with storage.open_input(path) as handle:
             metadata = pq.read_metadata(handle).metadata or {}
         index = metadata.get(subject_index.METADATA_KEY)
-        return index is None or any(subject_index.might_contain(index, pseudonym) for pseudonym in wanted)
+        return index is None or subject_index.might_contain_any(index, wanted)
 
     found = []
     paths = data_files(storage, modified_since)

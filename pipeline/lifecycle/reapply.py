@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.lifecycle.audit import append_audit
-from pipeline.lifecycle.finder import find_subject_files
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.rewriter import rewrite_file, verify_files
+from pipeline.lifecycle.rewriter import rewrite_subject_files, verify_files
 from pipeline.sink.storage import Storage
 
 
@@ -47,13 +46,13 @@ def reapply_ledger(
     for entry in entries:
         pseudonyms = frozenset(entry.pseudonyms)
         requested_at = entry.requested_at.astimezone(UTC)
-        paths = find_subject_files(storage, pseudonyms)
-        for path in paths:
-            result = rewrite_file(storage, path, pseudonyms, entry.mode, requested_at)
+        results = rewrite_subject_files(storage, pseudonyms, entry.mode, requested_at)
+        for result in results:
             affected += result.rows_affected
             if result.rows_affected:
-                (deleted if result.deleted else rewritten).add(path)
-        passed = passed and verify_files(storage, paths, pseudonyms, requested_at).passed
+                (deleted if result.deleted else rewritten).add(result.path)
+        touched = [result.path for result in results]
+        passed = passed and verify_files(storage, touched, pseudonyms, requested_at).passed
         if progress is not None:
             progress(1)
     report = ReapplyReport(len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed)

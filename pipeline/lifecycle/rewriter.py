@@ -17,6 +17,7 @@ from datetime import datetime
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.lifecycle.finder import find_subject_files
 from pipeline.lifecycle.rows import Mode, erase_rows, subject_row_mask
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage
@@ -61,6 +62,18 @@ def rewrite_file(
         return RewriteResult(path, affected, deleted=True)
     storage.publish(path, encode(erased))
     return RewriteResult(path, affected, deleted=False)
+
+
+def rewrite_subject_files(
+    storage: Storage,
+    pseudonyms: frozenset[str],
+    mode: Mode,
+    requested_at: datetime,
+    modified_since: datetime | None = None,
+) -> list[RewriteResult]:
+    """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each."""
+    paths = find_subject_files(storage, pseudonyms, modified_since=modified_since)
+    return [rewrite_file(storage, path, pseudonyms, mode, requested_at) for path in paths]
 
 
 def verify_files(

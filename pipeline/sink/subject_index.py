@@ -46,7 +46,14 @@ def build(pseudonyms: Iterable[str]) -> bytes:
 
 def might_contain(index: bytes, pseudonym: str) -> bool:
     """False only if the indexed file certainly holds no row with ``pseudonym``."""
+    return might_contain_any(index, [pseudonym])
+
+
+def might_contain_any(index: bytes, pseudonyms: Iterable[str]) -> bool:
+    """False only if the indexed file certainly holds no row with any of ``pseudonyms``."""
     bitset = base64.b64decode(index)
-    return all(
-        bitset[position >> 3] & (1 << (position & 7)) for position in _positions([pseudonym], len(bitset) * 8)
+    bits = len(bitset) * 8
+    return any(
+        all(bitset[position >> 3] & (1 << (position & 7)) for position in _positions([pseudonym], bits))
+        for pseudonym in pseudonyms
     )
