@@ -46,13 +46,13 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.record_job import written_rows
 from pipeline.config import load_settings
 from pipeline.demo import encode, generate
 from pipeline.keyring import init_keyring
 from pipeline.progress import ingest_lag
+from pipeline.topics import TopicPlan, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -83,12 +83,7 @@ def _bootstrap() -> str:
 
 async def produce(topic: str, count: int, partitions: int) -> None:
     """Create ``topic`` and write ``count`` demo CDRs into it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
+    await ensure_topics(_bootstrap(), [TopicPlan(topic, partitions, {})])
     producer = AIOKafkaProducer(
         bootstrap_servers=_bootstrap(), linger_ms=20, max_batch_size=512 * 1024, acks=1
     )
