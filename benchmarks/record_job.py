@@ -51,7 +51,7 @@ class RecordJob:
             return True
         if self._first is None:
             self._first = time.time()
-        self._rows.append(self._formats.decode(topic, headers, value), self._parties)
+        self._rows.append(self._formats.decode(topic, headers, value), self._parties, self.count)
         self.count += 1
         if len(self._rows) >= FILE_ROWS:
             self._write()

@@ -20,7 +20,7 @@ Contract:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
@@ -103,6 +103,7 @@ class _PartitionBatch:
 class _PartitionState:
     batches: list[_PartitionBatch] = field(default_factory=list)
     boundaries: dict[int, int] = field(default_factory=dict)
+    unstorable: dict[int, str] = field(default_factory=dict)
 
 
 class Ingestor:
@@ -148,6 +149,9 @@ class Ingestor:
         batch.next_offset = record.offset + 1
         if record.value is None:
             return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)", "unknown")
+        unstorable = self._partitions[(record.topic, record.partition)].unstorable.pop(record.offset, None)
+        if unstorable is not None:
+            return DeadLetter(record, RejectReason.UNSTORABLE, unstorable, "unknown")
         try:
             cdr = self._decoder.decode(record.topic, record.headers, record.value)
         except RecordRejectedError as rejected:
@@ -159,7 +163,12 @@ class Ingestor:
         buffer = batch.by_date.get(call_date)
         if buffer is None:
             buffer = batch.by_date[call_date] = ColumnBuffer()
-        buffer.append(cdr, self._parties)
+        try:
+            buffer.append(cdr, self._parties, record.offset)
+        except Exception as exc:
+            # One record that cannot become a row must not stop the partition; append is
+            # all-or-nothing, so the buffer is intact. The text of exc may quote a value.
+            return DeadLetter(record, RejectReason.UNSTORABLE, _unstorable_message(exc), "unknown")
         batch.rows += 1
         return None
 
@@ -223,11 +232,22 @@ class Ingestor:
         )
         return PartitionFlush(topic, partition, batch.first_offset, files, batch.next_offset)
 
-    def rewind(self, key: TopicPartitionKey, first_offset: int, end_offset: int) -> None:
-        """Drop the partition's batches: consumption restarts at ``first_offset``, cut at ``end_offset``."""
+    def rewind(
+        self,
+        key: TopicPartitionKey,
+        first_offset: int,
+        end_offset: int,
+        unstorable: Mapping[int, str] | None = None,
+    ) -> None:
+        """Drop the partition's batches: consumption restarts at ``first_offset``, cut at ``end_offset``.
+
+        The records at the offsets of ``unstorable`` (offset to message) are
+        returned as dead letters when they come again instead of being decoded.
+        """
         state = self._partitions.setdefault(key, _PartitionState())
         state.batches.clear()
         state.boundaries[first_offset] = end_offset
+        state.unstorable.update(unstorable or {})
 
     def restart(self, key: TopicPartitionKey) -> int | None:
         """Drop the partition's batches; return the offset consumption must restart from."""
@@ -242,3 +262,8 @@ class Ingestor:
         """Forget partitions this worker no longer owns (their records will be replayed)."""
         for key in keys:
             self._partitions.pop(key, None)
+
+
+def _unstorable_message(exc: BaseException) -> str:
+    """A dead letter's message for a record that could not become a row: the exception type only."""
+    return f"the record could not be stored ({type(exc).__name__})"

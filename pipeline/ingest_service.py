@@ -38,7 +38,7 @@ from pipeline.metrics import (
     RECORDS_EXPIRED,
     RECORDS_WRITTEN,
 )
-from pipeline.sink.publisher import BatchPublisher
+from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.sink.storage import StorageError
 from pipeline.topics import ensure_topics, topic_plans
 
@@ -223,6 +223,18 @@ class IngestService(Service):
             log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
             self._rewind(key, flush.first_offset, flush.commit_offset)
             return False
+        except UnstorableRowsError as exc:
+            # Nothing was written. Replaying the same range (its boundary is recorded) turns
+            # those records into dead letters, so the partition moves on without them.
+            log.error(
+                "%s[%d]: %d records cannot be stored; replaying offsets %d..%d with them dead-lettered",
+                *key,
+                len(exc.offsets),
+                flush.first_offset,
+                flush.commit_offset,
+            )
+            self._rewind(key, flush.first_offset, flush.commit_offset, exc.offsets)
+            return False
         log.info(
             "published %d files (%d rows, %d bytes) for %s[%d] offsets %d..%d",
             len(flush.files),
@@ -255,8 +267,14 @@ class IngestService(Service):
         self._committed_batch[key] = flush.first_offset
         return True
 
-    def _rewind(self, key: TopicPartitionKey, first_offset: int, end_offset: int) -> None:
-        self._ingestor.rewind(key, first_offset, end_offset)
+    def _rewind(
+        self,
+        key: TopicPartitionKey,
+        first_offset: int,
+        end_offset: int,
+        unstorable: dict[int, str] | None = None,
+    ) -> None:
+        self._ingestor.rewind(key, first_offset, end_offset, unstorable)
         self._seek(TopicPartition(*key), first_offset)
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:

@@ -3,7 +3,9 @@
 Contract: :meth:`ColumnBuffer.append` stores only what the data dictionary
 allows (pseudonyms, coarse attributes, service short codes); the raw party
 strings of the record are never kept. :meth:`ColumnBuffer.to_table` builds an
-Arrow table with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`.
+Arrow table with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`; when it
+cannot, :meth:`ColumnBuffer.unstorable_offsets` names the source offsets of
+the rows to blame, so that those records, and only those, are dead-lettered.
 """
 
 from __future__ import annotations
@@ -18,49 +20,82 @@ from pipeline.sink.schema import CDR_SCHEMA
 
 
 class ColumnBuffer:
-    """Rows of one output file, held as Python lists per column."""
+    """Rows of one output file, held as Python lists per column, with each row's source offset."""
 
     def __init__(self) -> None:
         self._columns: dict[str, list[Any]] = {name: [] for name in CDR_SCHEMA.names}
+        self._offsets: list[int] = []
 
     def __len__(self) -> int:
-        return len(self._columns["cdr_id"])
+        return len(self._offsets)
 
-    def append(self, cdr: CanonicalCdr, parties: PartyPseudonymizer) -> None:
-        """Append the pseudonymised row of ``cdr``."""
-        columns = self._columns
-        columns["cdr_id"].append(cdr.cdr_id)
-        columns["source"].append(cdr.source)
-        columns["start_time"].append(cdr.start_time)
-        columns["answer_time"].append(cdr.answer_time)
-        columns["end_time"].append(cdr.end_time)
-        columns["duration_s"].append(cdr.duration_s)
-        columns["billsec_s"].append(cdr.billsec_s)
-        columns["direction"].append(cdr.direction)
-        columns["disposition"].append(cdr.disposition)
-        self._append_party("caller", parties.columns(cdr.caller))
-        self._append_party("callee", parties.columns(cdr.callee))
-        connected = parties.columns(cdr.connected) if cdr.connected else None
-        columns["connected_pseudonym"].append(connected.pseudonym if connected else None)
-        columns["agent_pseudonym"].append(parties.agent(cdr.agent) if cdr.agent else None)
-        columns["queue"].append(cdr.queue)
-        columns["hangup_cause"].append(cdr.hangup_cause)
-        columns["cost"].append(cdr.cost)
-        columns["currency"].append(cdr.currency)
-        columns["key_id"].append(parties.key_id)
+    def append(self, cdr: CanonicalCdr, parties: PartyPseudonymizer, offset: int) -> None:
+        """Append the pseudonymised row of ``cdr`` (consumed at ``offset``).
 
-    def _append_party(self, role: str, party: PartyColumns) -> None:
-        columns = self._columns
-        columns[f"{role}_pseudonym"].append(party.pseudonym)
-        columns[f"{role}_number_type"].append(party.number_type)
-        columns[f"{role}_country"].append(party.country)
-        columns[f"{role}_line_type"].append(party.line_type)
-        columns[f"{role}_shortcode"].append(party.shortcode)
+        All-or-nothing: every value is computed before any column grows, so a
+        failure leaves the buffer as it was.
+        """
+        caller = parties.columns(cdr.caller)
+        callee = parties.columns(cdr.callee)
+        connected = parties.columns(cdr.connected).pseudonym if cdr.connected else None
+        agent = parties.agent(cdr.agent) if cdr.agent else None
+        row = (  # in the order of CDR_SCHEMA's columns
+            cdr.cdr_id,
+            cdr.source,
+            cdr.start_time,
+            cdr.answer_time,
+            cdr.end_time,
+            cdr.duration_s,
+            cdr.billsec_s,
+            cdr.direction,
+            cdr.disposition,
+            *_party_values(caller),
+            *_party_values(callee),
+            connected,
+            agent,
+            cdr.queue,
+            cdr.hangup_cause,
+            cdr.cost,
+            cdr.currency,
+            parties.key_id,
+        )
+        for values, value in zip(self._columns.values(), row, strict=True):
+            values.append(value)
+        self._offsets.append(offset)
 
     def to_table(self) -> pa.Table:
         """The buffered rows as an Arrow table with the store's schema."""
         arrays = [_array(self._columns[field.name], field.type) for field in CDR_SCHEMA]
         return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)
+
+    def unstorable_offsets(self) -> list[int]:
+        """The source offsets of the rows that cannot be converted to the store's schema.
+
+        Called only after :meth:`to_table` failed. Each column is converted on
+        its own, and a failing column value by value; if no single row is to
+        blame, every row is (the failure cannot be pinned on fewer records).
+        """
+        bad: set[int] = set()
+        for field in CDR_SCHEMA:
+            values = self._columns[field.name]
+            if _converts(values, field.type):
+                continue
+            bad.update(index for index, value in enumerate(values) if not _converts([value], field.type))
+        rows = sorted(bad) if bad else range(len(self._offsets))
+        return [self._offsets[index] for index in rows]
+
+
+def _party_values(party: PartyColumns) -> tuple[str | None, str, str | None, str | None, str | None]:
+    """A party's values in the order of the schema's party columns."""
+    return party.pseudonym, party.number_type, party.country, party.line_type, party.shortcode
+
+
+def _converts(values: list[Any], arrow_type: pa.DataType) -> bool:
+    try:
+        _array(values, arrow_type)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError, UnicodeError):
+        return False
+    return True
 
 
 def _array(values: list[Any], arrow_type: pa.DataType) -> pa.Array:

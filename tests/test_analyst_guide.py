@@ -45,8 +45,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     storage = LocalStorage(root)
     for call_date, calls in by_date.items():
         rows = ColumnBuffer()
-        for cdr in calls:
-            rows.append(cdr, parties)
+        for offset, cdr in enumerate(calls):
+            rows.append(cdr, parties, offset)
         storage.publish(f"cdr/call_date={call_date}/cdr.raw+0+0.parquet", encode(rows.to_table()))
     return root
 

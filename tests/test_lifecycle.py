@@ -41,8 +41,8 @@ def _file(key: Key, calls: list[tuple[str, str, str]]) -> bytes:
     """A Parquet file of calls (cdr_id, caller, start) pseudonymised under ``key``."""
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 64)
     rows = ColumnBuffer()
-    for cdr_id, caller, start in calls:
-        rows.append(canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)), parties)
+    for offset, (cdr_id, caller, start) in enumerate(calls):
+        rows.append(canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)), parties, offset)
     return encode(rows.to_table())
 
 

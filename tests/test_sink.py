@@ -43,7 +43,7 @@ def _table():
     parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"k" * 32, "t")), 8)
     rows = ColumnBuffer()
     for index in range(50):
-        rows.append(decode(canonical_bytes(cdr_id=f"id-{index}")), parties)
+        rows.append(decode(canonical_bytes(cdr_id=f"id-{index}")), parties, offset=index)
     return rows.to_table()
 
 

@@ -5,20 +5,26 @@ Contract: :meth:`FormatSelector.decode` returns a validated record or raises
 format was tried (``unknown`` when none could be chosen). Sniffing recognises
 canonical JSON, FreeSWITCH JSON and Asterisk CSV by their shape; when a
 payload fits none, or more than one, it is rejected as ``unknown_format``
-rather than guessed. Mapped CSV layouts are never sniffed.
+rather than guessed. Mapped CSV layouts are never sniffed. Any other
+exception a decoder raises becomes a rejection with reason ``decoder_error``
+whose message names the exception type and the line, never its text.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
+import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext, Decoder, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import CsvMapping, MappedCsvDecoder
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 
+log = logging.getLogger(__name__)
 FORMAT_HEADER = "cdr-format"
 UNKNOWN = "unknown"
 _ASTERISK_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -59,6 +65,16 @@ class FormatSelector:
         except RecordRejectedError as rejected:
             rejected.format_name = name
             raise
+        except Exception as exc:
+            # A decoder bug must cost one record, never the worker: the record goes to the
+            # DLQ. Only the exception's type and where it was raised are kept, because its
+            # text may quote the payload (a phone number among it).
+            where = _innermost_frame(exc)
+            kind = type(exc).__name__
+            log.error("decoder %s raised %s at %s; the record goes to the DLQ", name, kind, where)
+            raise RecordRejectedError(
+                RejectReason.DECODER_ERROR, f"decoder raised {kind} at {where}", name
+            ) from None
 
     def choose(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> str:
         """The format name for a message (header, then topic mapping, then sniffing)."""
@@ -80,6 +96,15 @@ class FormatSelector:
             )
             raise RecordRejectedError(RejectReason.UNKNOWN_FORMAT, message, UNKNOWN)
         return candidates[0]
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised (no values: the traceback's text is not used)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
 def sniff(payload: bytes) -> list[str]:

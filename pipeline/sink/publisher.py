@@ -16,7 +16,9 @@ Contract:
   filter (the erasure ledger), then publishes every file of the batch, retrying
   failed writes with exponential backoff, and raises
   :class:`~pipeline.sink.storage.StorageError` if they keep failing; the
-  caller must then not commit the batch's offsets.
+  caller must then not commit the batch's offsets. Rows that cannot be
+  encoded raise :class:`UnstorableRowsError` before anything is written: the
+  caller replays the batch with those records dead-lettered.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from pipeline.ingest import PartitionFlush
+from pipeline.ingest import PartitionFlush, PendingFile
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage, StorageError
 
@@ -44,6 +46,14 @@ T = TypeVar("T")
 def intent_path(topic: str, partition: int, first_offset: int) -> str:
     """Where the intent of the batch starting at ``first_offset`` is recorded."""
     return f"{INTENT_DIR}/{topic}+{partition}+{first_offset:020d}.json"
+
+
+class UnstorableRowsError(Exception):
+    """Some rows of a batch cannot be stored; ``offsets`` maps their source offsets to a safe message."""
+
+    def __init__(self, offsets: dict[int, str]) -> None:
+        super().__init__(f"{len(offsets)} rows cannot be stored")
+        self.offsets = offsets
 
 
 class BatchPublisher:
@@ -89,16 +99,32 @@ class BatchPublisher:
         return int(json.loads(recorded)["end_offset"])
 
     def publish(self, flush: PartitionFlush) -> int:
-        """Publish every file of the batch (minus erased rows); return the bytes written."""
+        """Publish every file of the batch (minus erased rows); return the bytes written.
+
+        Every file is encoded before the first one is written, so a batch with
+        an unstorable row publishes nothing (:class:`UnstorableRowsError`).
+        """
+        encoded = [(pending.path, self._encode(pending)) for pending in flush.files]
         written = 0
-        for pending in flush.files:
-            table = self._row_filter(pending.rows.to_table())
-            if table.num_rows == 0:
+        for path, data in encoded:
+            if data is None:
                 continue
-            data = encode(table)
-            self._retrying(partial(self.storage.publish, pending.path, data))
+            self._retrying(partial(self.storage.publish, path, data))
             written += len(data)
         return written
+
+    def _encode(self, pending: PendingFile) -> bytes | None:
+        """The Parquet bytes of a file's rows after the row filter; None if no row is left."""
+        try:
+            table = self._row_filter(pending.rows.to_table())
+            return encode(table) if table.num_rows else None
+        except StorageError:
+            raise
+        except Exception as exc:
+            # Anything else is about the rows, not the store: blame the rows that fail to
+            # convert (or all of them) so that they, not the partition, stop here.
+            message = f"the row could not be written to Parquet ({type(exc).__name__})"
+            raise UnstorableRowsError(dict.fromkeys(pending.rows.unstorable_offsets(), message)) from exc
 
     def forget(self, topic: str, partition: int, first_offset: int) -> None:
         """Remove the intent of a batch whose offsets are committed and superseded."""
