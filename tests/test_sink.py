@@ -13,7 +13,8 @@ from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.rows import ColumnBuffer
 from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage, StorageError
+from pipeline.sink.storage import LocalStorage
+from pipeline.sink.storage_errors import StorageError
 from tests.samples import canonical_bytes
 from tests.samples import canonical_decode as decode
 

@@ -35,7 +35,8 @@ import pyarrow as pa
 
 from pipeline.ingest import PartitionFlush, PendingFile
 from pipeline.sink.parquet import encode
-from pipeline.sink.storage import Storage, StorageError
+from pipeline.sink.storage import Storage
+from pipeline.sink.storage_errors import StorageError, TerminalStorageError
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ class UnstorableRowsError(Exception):
 class BatchPublisher:
     """Claims boundaries and publishes batches to one storage.
 
-    Each failed storage attempt is retried with exponential backoff and
-    reported to ``on_storage_failure`` (the worker's health).
+    Each failed storage attempt is reported to ``on_storage_failure`` (the
+    worker's health) and retried with exponential backoff, except a
+    :class:`~pipeline.sink.storage_errors.TerminalStorageError`, which is
+    raised at once.
     """
 
     def __init__(
@@ -138,6 +141,9 @@ class BatchPublisher:
         for attempt in range(1, self._attempts + 1):
             try:
                 return operation()
+            except TerminalStorageError:
+                self._on_storage_failure()
+                raise  # retrying cannot help; the caller reports what to fix
             except StorageError as exc:
                 self._on_storage_failure()
                 if attempt == self._attempts:
