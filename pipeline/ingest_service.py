@@ -125,13 +125,12 @@ class IngestService(Service):
                     if highwater is not None:
                         lag = max(highwater - messages[-1].offset - 1, 0)
                         CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-                    for message in messages:
-                        record = RawRecord(
-                            tp.topic, tp.partition, message.offset, message.value, tuple(message.headers)
-                        )
-                        letter = self._ingestor.add(record)
-                        if letter is not None:
-                            dead.append(letter)
+                    topic, partition = tp.topic, tp.partition
+                    records = [
+                        RawRecord(topic, partition, message.offset, message.value, tuple(message.headers))
+                        for message in messages
+                    ]
+                    dead.extend(self._ingestor.add_batch(records))
                 RECORDS_EXPIRED.inc(self._ingestor.expired_dropped - expired_before)
                 if await self._send_dead_letters(dead):
                     await self._flush(self._ingestor.due())

@@ -1,104 +1,107 @@
-"""Turn canonical CDRs into pseudonymised rows, buffered column by column.
+"""Pseudonymised rows, built a chunk at a time straight into Arrow columns.
 
-Contract: :meth:`ColumnBuffer.append` stores only what the data dictionary
-allows (pseudonyms, coarse attributes, service short codes); the raw party
-strings of the record are never kept. :meth:`ColumnBuffer.to_table` builds an
-Arrow table with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`; when it
-cannot, :meth:`ColumnBuffer.unstorable_offsets` names the source offsets of
-the rows to blame, so that those records, and only those, are dead-lettered.
+Contract: :func:`build_rows` turns a sequence of decoded CDRs (anything with
+the fields of :class:`~pipeline.record.CanonicalCdr`) into a table with the
+exact :data:`~pipeline.sink.schema.CDR_SCHEMA`, one row per CDR, in order.
+It keeps only what the data dictionary allows (pseudonyms, coarse attributes,
+service short codes); the raw party strings are never stored. Each distinct
+party string of the chunk is resolved once. Times come either from the CDRs'
+aware ``datetime`` values or, for rows decoded with their times as text,
+from UTC arrays the caller parsed already (``times``).
+
+When a chunk cannot be built, :func:`unstorable_rows` names the rows to blame,
+so that those records, and only those, are dead-lettered.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from operator import attrgetter
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from pipeline.pseudonym import PartyColumns, PartyPseudonymizer
-from pipeline.record import CanonicalCdr
-from pipeline.sink.schema import CDR_SCHEMA
+from pipeline.sink.schema import CDR_SCHEMA, TIMESTAMP
+
+TIME_COLUMNS = ("start_time", "answer_time", "end_time")
+_PARTY_FIELDS = ("pseudonym", "number_type", "country", "line_type", "shortcode")
+_PLAIN_COLUMNS = (
+    "cdr_id", "source", "duration_s", "billsec_s", "direction", "disposition", "queue", "hangup_cause",
+    "cost", "currency",
+)  # fmt: skip
 
 
-class ColumnBuffer:
-    """Rows of one output file, held as Python lists per column, with each row's source offset."""
+class CdrFields(Protocol):
+    """The fields rows are built from (a :class:`~pipeline.record.CanonicalCdr` has them)."""
 
-    def __init__(self) -> None:
-        self._columns: dict[str, list[Any]] = {name: [] for name in CDR_SCHEMA.names}
-        self._offsets: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self._offsets)
-
-    def append(self, cdr: CanonicalCdr, parties: PartyPseudonymizer, offset: int) -> None:
-        """Append the pseudonymised row of ``cdr`` (consumed at ``offset``).
-
-        All-or-nothing: every value is computed before any column grows, so a
-        failure leaves the buffer as it was.
-        """
-        caller = parties.columns(cdr.caller)
-        callee = parties.columns(cdr.callee)
-        connected = parties.columns(cdr.connected).pseudonym if cdr.connected else None
-        agent = parties.agent(cdr.agent) if cdr.agent else None
-        row = (  # in the order of CDR_SCHEMA's columns
-            cdr.cdr_id,
-            cdr.source,
-            cdr.start_time,
-            cdr.answer_time,
-            cdr.end_time,
-            cdr.duration_s,
-            cdr.billsec_s,
-            cdr.direction,
-            cdr.disposition,
-            *_party_values(caller),
-            *_party_values(callee),
-            connected,
-            agent,
-            cdr.queue,
-            cdr.hangup_cause,
-            cdr.cost,
-            cdr.currency,
-            parties.key_id,
-        )
-        for values, value in zip(self._columns.values(), row, strict=True):
-            values.append(value)
-        self._offsets.append(offset)
-
-    def to_table(self) -> pa.Table:
-        """The buffered rows as an Arrow table with the store's schema."""
-        arrays = [_array(self._columns[field.name], field.type) for field in CDR_SCHEMA]
-        return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)
-
-    def unstorable_offsets(self) -> list[int]:
-        """The source offsets of the rows that cannot be converted to the store's schema.
-
-        Called only after :meth:`to_table` failed. Each column is converted on
-        its own, and a failing column value by value; if no single row is to
-        blame, every row is (the failure cannot be pinned on fewer records).
-        """
-        bad: set[int] = set()
-        for field in CDR_SCHEMA:
-            values = self._columns[field.name]
-            if _converts(values, field.type):
-                continue
-            bad.update(index for index, value in enumerate(values) if not _converts([value], field.type))
-        rows = sorted(bad) if bad else range(len(self._offsets))
-        return [self._offsets[index] for index in rows]
+    @property
+    def cdr_id(self) -> str: ...
+    @property
+    def caller(self) -> str: ...
+    @property
+    def callee(self) -> str: ...
+    @property
+    def connected(self) -> str | None: ...
+    @property
+    def agent(self) -> str | None: ...
 
 
-def _party_values(party: PartyColumns) -> tuple[str | None, str, str | None, str | None, str | None]:
-    """A party's values in the order of the schema's party columns."""
-    return party.pseudonym, party.number_type, party.country, party.line_type, party.shortcode
+def build_rows(
+    cdrs: Sequence[CdrFields],
+    parties: PartyPseudonymizer,
+    times: Mapping[str, pa.Array] | None = None,
+) -> pa.Table:
+    """The store's rows of ``cdrs`` (times from ``times`` where given, else from the CDRs)."""
+    values: dict[str, Any] = {name: list(map(attrgetter(name), cdrs)) for name in _PLAIN_COLUMNS}
+    for name in TIME_COLUMNS:
+        values[name] = times[name] if times is not None else _timestamps(list(map(attrgetter(name), cdrs)))
+    columns = parties.columns
+    callers = [cdr.caller for cdr in cdrs]
+    callees = [cdr.callee for cdr in cdrs]
+    resolved = {raw: columns(raw) for raw in {*callers, *callees}}
+    _add_party(values, "caller", [resolved[raw] for raw in callers])
+    _add_party(values, "callee", [resolved[raw] for raw in callees])
+    values["connected_pseudonym"] = [
+        columns(cdr.connected).pseudonym if cdr.connected else None for cdr in cdrs
+    ]
+    agents = {agent: parties.agent(agent) for agent in {cdr.agent for cdr in cdrs} if agent}
+    values["agent_pseudonym"] = [agents.get(cdr.agent) if cdr.agent else None for cdr in cdrs]
+    values["key_id"] = [parties.key_id] * len(cdrs)
+    arrays = [_array(values[field.name], field.type) for field in CDR_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)
 
 
-def _converts(values: list[Any], arrow_type: pa.DataType) -> bool:
-    try:
-        _array(values, arrow_type)
-    except (pa.ArrowException, ValueError, TypeError, OverflowError, UnicodeError):
-        return False
-    return True
+def unstorable_rows(
+    cdrs: Sequence[CdrFields], parties: PartyPseudonymizer, times: Mapping[str, pa.Array] | None = None
+) -> list[int]:
+    """The positions of the CDRs that cannot become rows (called after :func:`build_rows` failed).
+
+    Each row is built on its own; if no single row is to blame, every row is.
+    """
+    bad = []
+    for index in range(len(cdrs)):
+        row_times = {name: array.slice(index, 1) for name, array in times.items()} if times else None
+        try:
+            build_rows([cdrs[index]], parties, row_times)
+        except Exception:  # whatever fails here is the row's fault
+            bad.append(index)
+    return bad or list(range(len(cdrs)))
 
 
-def _array(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
+def _add_party(values: dict[str, Any], role: str, parties: list[PartyColumns]) -> None:
+    for field in _PARTY_FIELDS:
+        values[f"{role}_{field}"] = list(map(attrgetter(field), parties))
+
+
+def _timestamps(moments: list[datetime | None]) -> pa.Array:
+    return pa.array(moments, TIMESTAMP)
+
+
+def _array(values: list[Any] | pa.Array, arrow_type: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values
     if pa.types.is_dictionary(arrow_type):
         return pa.array(values, type=arrow_type.value_type).dictionary_encode()
     return pa.array(values, type=arrow_type)

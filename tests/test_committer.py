@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
@@ -180,17 +181,26 @@ def test_an_intent_is_forgotten_only_after_the_next_batch_commits(tmp_path: Path
     assert storage.read(intent_path("cdr.raw", 0, 3)) is not None
 
 
-def test_unstorable_rows_are_replayed_as_dead_letters_and_the_rest_is_committed(tmp_path: Path) -> None:
-    ingestor, offsets, committer = _parts(tmp_path)
-    records = _records(3)
-    _feed(ingestor, records)
-    flush = ingestor.take(KEY)
-    flush.files[0].rows._columns["duration_s"][1] = 2**40  # what a decoder bug could let through
-    assert not committer.commit_batch(flush)
-    assert offsets.seeks == [(KEY, 0)] and _stored_ids(tmp_path) == []
-    letters = [ingestor.add(record) for record in records]
-    assert [(letter.record.offset, letter.reason.value) for letter in letters if letter] == [
-        (1, "unstorable")
+def test_a_file_that_cannot_be_encoded_is_replayed_as_dead_letters_and_the_rest_is_committed(
+    tmp_path: Path,
+) -> None:
+    ingestor, offsets = _ingestor(), FakeOffsets(tmp_path)
+
+    def failing_filter(table: pa.Table) -> pa.Table:
+        if "c1" in table.column("cdr_id").to_pylist():
+            raise ValueError("cannot")
+        return table
+
+    publisher = BatchPublisher(LocalStorage(tmp_path), row_filter=failing_filter)
+    committer = BatchCommitter(ingestor, publisher, offsets)
+    days = ["2026-11-01T10:00:00+00:00", "2026-11-02T10:00:00+00:00"]
+    records = [
+        RawRecord("cdr.raw", 0, offset, call_at(days[offset % 2], cdr_id=f"c{offset}")) for offset in range(3)
     ]
+    _feed(ingestor, records)
+    assert not committer.commit_batch(ingestor.take(KEY))
+    assert offsets.seeks == [(KEY, 0)] and _stored_ids(tmp_path) == []
+    letters = ingestor.add_batch(records)
+    assert [(letter.record.offset, letter.reason.value) for letter in letters] == [(1, "unstorable")]
     assert committer.commit_batch(ingestor.take(KEY))
     assert offsets.committed_offsets[KEY] == 3 and _stored_ids(tmp_path) == ["c0", "c2"]

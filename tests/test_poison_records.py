@@ -16,12 +16,12 @@ from pipeline.ingest import Ingestor, RawRecord
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason, validate
-from pipeline.rows import ColumnBuffer
+from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+from pipeline.rows import build_rows, unstorable_rows
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.sink.schema import CDR_SCHEMA
 from pipeline.sink.storage import LocalStorage
-from tests.samples import canonical_bytes, canonical_decode, decode_context
+from tests.samples import call_at, canonical_bytes, canonical_decode, decode_context
 
 NON_ASCII_DIGITS = ["\u00b9", "\u0663", "\uff11\uff12", "1\u00b2", "\u0967\u0966", "\U0001d7ce"]
 
@@ -115,60 +115,47 @@ def _unvalidated(cdr_id: str, **changes: object) -> CanonicalCdr:
     )  # fmt: skip
 
 
-def test_column_buffer_keeps_each_value_in_its_schema_column() -> None:
-    buffer = ColumnBuffer()
-    cdr = validate(canonical_decode(canonical_bytes(cost=1.5, currency="EUR", hangup_cause="NORMAL")))
-    buffer.append(cdr, _parties(), offset=7)
-    row = buffer.to_table().to_pylist()[0]
+def test_built_rows_keep_each_value_in_its_schema_column() -> None:
+    cdr = canonical_decode(canonical_bytes(cost=1.5, currency="EUR", hangup_cause="NORMAL"))
+    row = build_rows([cdr], _parties()).to_pylist()[0]
     assert row["cdr_id"] == cdr.cdr_id and row["source"] == cdr.source and row["queue"] == cdr.queue
     assert row["duration_s"] == cdr.duration_s and row["billsec_s"] == cdr.billsec_s
+    assert row["start_time"] == cdr.start_time and row["end_time"] == cdr.end_time
     assert row["caller_number_type"] == "E164" and row["caller_country"] == "BE"
     assert row["callee_line_type"] == "FIXED_LINE" and row["agent_pseudonym"] is not None
     assert (row["hangup_cause"], row["cost"], row["currency"], row["key_id"]) == ("NORMAL", 1.5, "EUR", "k1")
 
 
-def test_unstorable_rows_are_named_by_their_source_offsets() -> None:
-    buffer = ColumnBuffer()
+def test_unstorable_rows_are_named_by_their_position() -> None:
     parties = _parties()
-    buffer.append(_unvalidated("ok-1"), parties, offset=10)
-    buffer.append(_unvalidated("poison", duration_s=3_000_000_000), parties, offset=11)
-    buffer.append(_unvalidated("ok-2"), parties, offset=12)
+    cdrs = [_unvalidated("ok-1"), _unvalidated("poison", duration_s=3_000_000_000), _unvalidated("ok-2")]
     with pytest.raises(pa.ArrowInvalid):
-        buffer.to_table()
-    assert buffer.unstorable_offsets() == [11]
+        build_rows(cdrs, parties)
+    assert unstorable_rows(cdrs, parties) == [1]
 
 
-def test_a_failing_append_leaves_the_buffer_intact() -> None:
-    class Exploding(PartyPseudonymizer):
-        def __init__(self) -> None:
-            super().__init__(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"s" * 32, "x")), 8)
-            self.agent = self._explode  # type: ignore[method-assign]
-
-        def _explode(self, agent_id: str) -> str:
-            raise RuntimeError(agent_id)
-
-    buffer = ColumnBuffer()
-    buffer.append(_unvalidated("ok", agent=None), _parties(), offset=1)
-    with pytest.raises(RuntimeError):
-        buffer.append(_unvalidated("bad"), Exploding(), offset=2)
-    assert len(buffer) == 1
-    assert buffer.to_table().num_rows == 1
-
-
-def test_the_publisher_writes_nothing_of_a_batch_with_an_unstorable_row(tmp_path: Path) -> None:
+def test_the_publisher_writes_nothing_of_a_batch_whose_file_cannot_be_encoded(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     selector = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
     ingestor = Ingestor(selector, _parties(), 100, 5)
-    for offset in range(3):
-        assert ingestor.add(RawRecord("cdr.raw", 0, offset, canonical_bytes(cdr_id=f"c{offset}"))) is None
+    days = ["2026-03-28T10:00:00+00:00", "2026-03-29T10:00:00+00:00"]
+    for offset in range(4):
+        record = RawRecord("cdr.raw", 0, offset, call_at(days[offset % 2], cdr_id=f"c{offset}"))
+        assert ingestor.add(record) is None
     flush = ingestor.take(("cdr.raw", 0))
-    parties = _parties()
-    flush.files[0].rows.append(_unvalidated("poison", billsec_s=2**40, duration_s=2**41), parties, offset=3)
+
+    def failing_filter(table: pa.Table) -> pa.Table:
+        if "c1" in table.column("cdr_id").to_pylist():
+            raise ValueError("0470 12 34 56")
+        return table
+
     with pytest.raises(UnstorableRowsError) as unstorable:
-        BatchPublisher(storage).publish(flush)
-    assert list(unstorable.value.offsets) == [3]
-    assert "ArrowInvalid" in unstorable.value.offsets[3]
-    assert storage.list("cdr") == []
+        BatchPublisher(storage, row_filter=failing_filter).publish(flush)
+    assert sorted(unstorable.value.offsets) == [1, 3], "the records of the file that failed"
+    assert all(
+        "ValueError" in message and "0470" not in message for message in unstorable.value.offsets.values()
+    )
+    assert storage.list("cdr") == [], "nothing of the batch is published"
 
 
 def test_a_replayed_batch_dead_letters_the_unstorable_records_and_keeps_the_rest() -> None:
@@ -187,7 +174,7 @@ def test_a_replayed_batch_dead_letters_the_unstorable_records_and_keeps_the_rest
     assert ingestor.add(records[2]) is None, "only the replay of the recorded batch dead-letters it"
 
 
-def test_an_append_failure_is_a_dead_letter_and_the_partition_goes_on() -> None:
+def test_a_record_that_cannot_become_a_row_is_a_dead_letter_and_the_partition_goes_on() -> None:
     class BrokenAgents(PartyPseudonymizer):
         def _agent(self, agent_id: str) -> str:
             if agent_id == "agent-boom":
@@ -197,11 +184,17 @@ def test_an_append_failure_is_a_dead_letter_and_the_partition_goes_on() -> None:
     parties = BrokenAgents(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"s" * 32, "x")), 8)
     selector = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
     ingestor = Ingestor(selector, parties, 100, 5)
-    assert ingestor.add(RawRecord("cdr.raw", 0, 0, canonical_bytes(cdr_id="a"))) is None
-    letter = ingestor.add(RawRecord("cdr.raw", 0, 1, canonical_bytes(cdr_id="b", agent="agent-boom")))
-    assert letter is not None and letter.reason is RejectReason.UNSTORABLE
-    assert letter.message == "the record could not be stored (RuntimeError)"
-    assert ingestor.add(RawRecord("cdr.raw", 0, 2, canonical_bytes(cdr_id="c"))) is None
+    payloads = [
+        canonical_bytes(cdr_id="a"),
+        canonical_bytes(cdr_id="b", agent="agent-boom"),
+        canonical_bytes(cdr_id="c"),
+    ]
+    letters = ingestor.add_batch(
+        [RawRecord("cdr.raw", 0, offset, payload) for offset, payload in enumerate(payloads)]
+    )
+    assert [(letter.record.offset, letter.reason) for letter in letters] == [(1, RejectReason.UNSTORABLE)]
+    assert letters[0].message == "the record could not be stored (RuntimeError)"
     flush = ingestor.take(("cdr.raw", 0))
     assert flush.rows == 2 and flush.commit_offset == 3
-    assert flush.files[0].rows.to_table().schema == CDR_SCHEMA
+    assert flush.files[0].table.column("cdr_id").to_pylist() == ["a", "c"]
+    assert flush.files[0].table.schema == CDR_SCHEMA

@@ -59,7 +59,10 @@ class FormatSelector:
 
     def decode(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> CanonicalCdr:
         """Decode ``payload`` with the format chosen for it."""
-        name = self.choose(topic, headers, payload)
+        return self.decode_as(self.choose(topic, headers, payload), payload)
+
+    def decode_as(self, name: str, payload: bytes) -> CanonicalCdr:
+        """Decode ``payload`` as format ``name`` (one of this selector's formats)."""
         try:
             return self._decoders[name](payload, self._context)
         except RecordRejectedError as rejected:
@@ -109,7 +112,9 @@ def _innermost_frame(exc: BaseException) -> str:
 
 def sniff(payload: bytes) -> list[str]:
     """The formats whose shape ``payload`` has (a cheap look, not a decode)."""
-    head = payload.lstrip()[:1]
+    head = payload[:1]
+    if head.isspace():
+        head = payload.lstrip()[:1]
     if head == b"{":
         candidates = []
         if b'"cdr_id"' in payload:

@@ -119,15 +119,15 @@ class BatchPublisher:
     def _encode(self, pending: PendingFile) -> bytes | None:
         """The Parquet bytes of a file's rows after the row filter; None if no row is left."""
         try:
-            table = self._row_filter(pending.rows.to_table())
+            table = self._row_filter(pending.table)
             return encode(table) if table.num_rows else None
         except StorageError:
             raise
         except Exception as exc:
-            # Anything else is about the rows, not the store: blame the rows that fail to
-            # convert (or all of them) so that they, not the partition, stop here.
+            # Anything else is about the file's rows, not the store: they were built already,
+            # so no single one can be blamed; the file's records, not the partition, stop here.
             message = f"the row could not be written to Parquet ({type(exc).__name__})"
-            raise UnstorableRowsError(dict.fromkeys(pending.rows.unstorable_offsets(), message)) from exc
+            raise UnstorableRowsError(dict.fromkeys(pending.offsets.to_pylist(), message)) from exc
 
     def forget(self, topic: str, partition: int, first_offset: int) -> None:
         """Remove the intent of a batch whose offsets are committed and superseded."""
