@@ -25,6 +25,9 @@ EARLIEST_YEAR = 1970
 LATEST_YEAR = 2099
 """Call times outside these years are corrupt values (and would overflow time-zone arithmetic)."""
 
+TIME_FIELDS = ("start_time", "answer_time", "end_time")
+"""The CDR's times, in schema order."""
+
 Direction = Literal["inbound", "outbound", "internal"]
 Disposition = Literal["answered", "no_answer", "busy", "failed", "congestion", "cancelled"]
 

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from pipeline.pseudonym import PartyColumns, PartyPseudonymizer
+from pipeline.record import TIME_FIELDS
 from pipeline.sink.schema import CDR_SCHEMA, TIMESTAMP
 
-TIME_COLUMNS = ("start_time", "answer_time", "end_time")
 _PARTY_FIELDS = ("pseudonym", "number_type", "country", "line_type", "shortcode")
 _PLAIN_COLUMNS = (
     "cdr_id", "source", "duration_s", "billsec_s", "direction", "disposition", "queue", "hangup_cause",
@@ -55,7 +55,7 @@ def build_rows(
 ) -> pa.Table:
     """The store's rows of ``cdrs`` (times from ``times`` where given, else from the CDRs)."""
     values: dict[str, Any] = {name: list(map(attrgetter(name), cdrs)) for name in _PLAIN_COLUMNS}
-    for name in TIME_COLUMNS:
+    for name in TIME_FIELDS:
         values[name] = times[name] if times is not None else _timestamps(list(map(attrgetter(name), cdrs)))
     columns = parties.columns
     callers = [cdr.caller for cdr in cdrs]

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import random
 
+import msgspec
 import pyarrow as pa
 import pytest
 
 from pipeline import demo
+from pipeline.formats.canonical_fast import CanonicalRow
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest import Ingestor, RawRecord
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.record import RecordRejectedError
+from pipeline.record import TIME_FIELDS, CanonicalCdr, RecordRejectedError
 from pipeline.rows import build_rows
 from tests.fuzzing import examples, mutation_seed
 from tests.samples import canonical, decode_context
@@ -116,3 +118,13 @@ def test_duplicated_and_escaped_keys_are_decided_as_the_exact_decoder_decides() 
         '{"answer_time": "nonsense", ' + json.dumps(canonical())[1:],
     ]
     _both_paths([variant.encode() for variant in variants])
+
+
+def test_the_fast_row_has_the_canonical_fields_with_times_as_text() -> None:
+    exact = {field.name: field for field in msgspec.structs.fields(CanonicalCdr)}
+    fast = {field.name: field for field in msgspec.structs.fields(CanonicalRow)}
+    assert list(fast) == list(exact)
+    for name, field in fast.items():
+        expected = (str if exact[name].required else str | None) if name in TIME_FIELDS else exact[name].type
+        assert field.type == expected, name
+        assert field.default == exact[name].default, name

@@ -31,6 +31,7 @@ from pipeline.record import (
     MAX_DURATION_S,
     MAX_RECORD_BYTES,
     SCHEMA_VERSION,
+    TIME_FIELDS,
     Direction,
     Disposition,
 )
@@ -46,7 +47,12 @@ _VISIBLE = "[!-~]"  # a visible ASCII character: the value is not blank, whateve
 
 
 class CanonicalRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """A canonical CDR with its times as text (``schemas/cdr.schema.json``), not yet validated."""
+    """A canonical CDR with its times as text (``schemas/cdr.schema.json``), not yet validated.
+
+    The fields are :class:`~pipeline.record.CanonicalCdr`'s, in the same order
+    and with the same types and defaults except the times (a test keeps the
+    two in step); a generated struct would hide the fields from the type checker.
+    """
 
     schema_version: int = SCHEMA_VERSION
     cdr_id: str
@@ -109,11 +115,11 @@ def accept_chunk(rows: list[CanonicalRow]) -> AcceptedChunk:
         return _accept(rows)
     except (pa.ArrowException, OverflowError):
         # A value Arrow cannot hold (an integer beyond 64 bits): the exact decoder decides.
-        return AcceptedChunk([], *(pa.array([], TIMESTAMP) for _ in _TIME_FIELDS))
+        return AcceptedChunk([], *(pa.array([], TIMESTAMP) for _ in TIME_FIELDS))
 
 
 def _accept(rows: list[CanonicalRow]) -> AcceptedChunk:
-    texts = {name: pa.array([getattr(row, name) for row in rows], pa.string()) for name in _TIME_FIELDS}
+    texts = {name: pa.array([getattr(row, name) for row in rows], pa.string()) for name in TIME_FIELDS}
     shaped = pc.fill_null(
         _and_all(
             pc.match_substring_regex(texts["start_time"], _RFC3339),
@@ -123,7 +129,7 @@ def _accept(rows: list[CanonicalRow]) -> AcceptedChunk:
         ),
         False,
     )
-    start, answer, end = (_utc(texts[name], shaped) for name in _TIME_FIELDS)
+    start, answer, end = (_utc(texts[name], shaped) for name in TIME_FIELDS)
     duration = pa.array([row.duration_s for row in rows], pa.int64())
     billsec = pa.array([row.billsec_s for row in rows], pa.int64())
     cost = pa.array([row.cost for row in rows], pa.float64())
@@ -145,9 +151,6 @@ def _accept(rows: list[CanonicalRow]) -> AcceptedChunk:
     )
     indices = pc.indices_nonzero(pc.fill_null(accepted, False))
     return AcceptedChunk(indices.to_pylist(), start.take(indices), answer.take(indices), end.take(indices))
-
-
-_TIME_FIELDS = ("start_time", "answer_time", "end_time")
 
 
 def _utc(text: pa.Array, shaped: pa.Array) -> pa.Array:
