@@ -310,6 +310,10 @@ class Ingestor:
         state.batches.append(batch)
         return batch
 
+    def over_memory_limit(self) -> bool:
+        """Whether the worker holds as many rows as it may keep in memory."""
+        return self.buffered_rows >= self._max_buffered_rows
+
     def due(self) -> list[TopicPartitionKey]:
         """Partitions whose oldest batch should be published now.
 
@@ -318,7 +322,7 @@ class Ingestor:
         the worker holds more rows than its memory limit.
         """
         now = self._clock()
-        pressure = self.buffered_rows >= self._max_buffered_rows
+        pressure = self.over_memory_limit()
         due = []
         for key, state in self._partitions.items():
             if not state.batches:
