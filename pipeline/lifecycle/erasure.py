@@ -82,7 +82,8 @@ object store (S3 refuses requests whose clock is more than 15 minutes off).
 """
 
 SubjectKind = Literal["number", "pseudonym", "agent"]
-_SCHEMA_PATH = re.compile(r" - at `(\$[^`]*)`")
+_SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
+_MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
 
 
 class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -131,13 +132,7 @@ class ErasureProcessor:
         try:
             request = _REQUEST.decode(payload)
         except msgspec.DecodeError as exc:
-            # msgspec messages can quote the offending value: keep only where it is
-            where = _SCHEMA_PATH.search(str(exc))
-            return self.reject(
-                _request_id_of(payload),
-                "the request does not match schemas/erasure-request.schema.json"
-                + (f" (at {where.group(1)})" if where else " (not a JSON object of that form)"),
-            )
+            return self.reject(_request_id_of(payload), _schema_problem(exc))
         return self.process(request)
 
     def subject_of(self, request: ErasureRequest) -> Subject:
@@ -245,6 +240,20 @@ class ErasureProcessor:
     def _record(self, receipt: Receipt) -> None:
         self._storage.create_exclusive(receipt_path(receipt.request_id), encode_receipt(receipt))
         append_audit(self._storage, "erasure", msgspec.to_builtins(receipt), self._clock())
+
+
+def _schema_problem(error: msgspec.DecodeError) -> str:
+    """Where a request breaks its schema; msgspec's own message may quote the value, so it is not used."""
+    message = str(error)
+    where, missing = _SCHEMA_PATH.search(message), _MISSING_FIELD.search(message)
+    detail = (
+        f"at {where.group(1)}"
+        if where
+        else f"missing field {missing.group(1)}"
+        if missing
+        else "not a JSON object of that form"
+    )
+    return f"the request does not match schemas/erasure-request.schema.json ({detail})"
 
 
 def _request_id_of(payload: bytes) -> str:
