@@ -24,6 +24,7 @@ from pipeline.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
+from pipeline.topics import TopicPlan, ensure_topics
 from tests.helpers import REPO, WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
 
 pytestmark = pytest.mark.integration
@@ -37,6 +38,7 @@ SPELLINGS = [
     "sip:+32475000111@sbc.example",
 ]
 NOW = datetime.now(UTC).replace(microsecond=0)
+FOREVER = {"retention.ms": "-1"}
 
 
 def _traffic(
@@ -383,8 +385,11 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
         "bad-pseudonym": request("bad-pseudonym", subject=SUBJECT, subject_kind="pseudonym"),
         "bad-kind": request("bad-kind", subject_kind=SUBJECT),
     }
+    dlq = env["CDRPIPE_DLQ_TOPIC"]  # an operator's topic that keeps raw records forever
+    asyncio.run(ensure_topics(env["CDRPIPE_BROKER"].removeprefix("kafka://"), [TopicPlan(dlq, 1, FOREVER)]))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
+        worker.wait_for(f"topic {dlq} keeps data without a time limit", timeout_s=30)
         _send(env, cdrs)
         wait_stored(env)
         receipts = asyncio.run(_request_directly(env, [*bad.values(), request("good-after")], timeout_s=180))
@@ -404,6 +409,10 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
     assert "32 hexadecimal" in reasons["bad-pseudonym"] and "`$.subject_kind`" in reasons["bad-kind"]
     assert completed["request_id"] == "good-after" and completed["status"] == "completed"
     assert completed["rows_removed"] == subject_rows
+    residual = {copy["topic"]: copy for copy in completed["residual_copies"]}
+    assert residual[dlq]["retention_days"] is None and residual[dlq]["retention_source"] == "broker"
+    raw = residual[env["CDRPIPE_RAW_TOPICS"]]
+    assert (raw["retention_days"], raw["retention_source"]) == (7, "broker")
     needles = raw_number_needles([SUBJECT, "+3247"], SPELLINGS)
     assert find_raw_numbers(json.dumps(receipts).encode(), needles) == []
     assert find_raw_numbers(worker.log().encode(), needles) == []
