@@ -224,8 +224,12 @@ async def erasures(stream: faust.StreamT[bytes]) -> None:
 async def check_topic_retention() -> None:
     """Warn about existing topics that keep raw data longer than their setting (or forever)."""
     plans = topic_plans(settings)
-    await ensure_topics(settings.bootstrap_servers, plans)
-    applied = await retention_days(settings.bootstrap_servers, [plan.name for plan in plans])
+    try:
+        await ensure_topics(settings.bootstrap_servers, plans)
+        applied = await retention_days(settings.bootstrap_servers, [plan.name for plan in plans])
+    except Exception as exc:  # the check only informs; a broker hiccup must not stop the worker
+        log.warning("cannot check the topics' retention on the broker: %s", exc)
+        return
     for warning in retention_warnings(plans, applied):
         log.warning("%s", warning)
 

@@ -25,7 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
-from pipeline.lifecycle.erasure import ErasureRequest, SubjectKind
+from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.export import subject_rows, write_export
 from pipeline.lifecycle.finder import list_data_files, skip_strays
 from pipeline.lifecycle.ledger import ErasureLedger

@@ -19,7 +19,8 @@ from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest import Ingestor, RawRecord
 from pipeline.keyring import Key, Keyring, KeyringFile, init_keyring, load_keyring, rotate_keyring
 from pipeline.lifecycle.audit import read_audit
-from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.erasure_request import ErasureRequest
 from pipeline.lifecycle.export import subject_rows
 from pipeline.lifecycle.ledger import ErasureLedger, KeyedPseudonym, LedgerEntry, decode_entry
 from pipeline.lifecycle.receipts import Receipt, ResidualCopy, encode_receipt, receipt_path
