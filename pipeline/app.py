@@ -119,7 +119,8 @@ class CdrIngest(IngestService):
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
         ingestor = build_ingestor(settings)
         ingest_keyring.current()
-        watch_cache_hit_ratio(ingestor.parties.columns.cache_info)
+        # looked up on each scrape: a rotated keyring brings a new cache
+        watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
         super().__init__(settings, ingestor, publisher, reader, **kwargs)
 
     @mode.Service.timer(KEYRING_CHECK_S)

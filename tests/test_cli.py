@@ -12,7 +12,15 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.keyring import load_keyring
+from pipeline.lifecycle.audit import read_audit
+from pipeline.msisdn import NumberClassifier
+from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.rows import ColumnBuffer
+from pipeline.sink.parquet import encode
+from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO
+from tests.samples import canonical_bytes, canonical_decode
 
 
 def test_keys_init_list_rotate_never_print_secrets(tmp_path: Path) -> None:
@@ -71,3 +79,26 @@ def test_worker_refuses_a_bad_setting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CDRPIPE_WEB_PORT='web' is not usable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_export_by_agent_skips_stray_files_and_needs_exactly_one_subject(tmp_path: Path) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(keyring_path)])
+    key = load_keyring(keyring_path).active
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(key), 8)
+    rows = ColumnBuffer()
+    for cdr_id, agent in (("a1", "agent-42"), ("a2", "agent-7"), ("a3", "agent-42")):
+        rows.append(canonical_decode(canonical_bytes(cdr_id=cdr_id, agent=agent)), parties)
+    storage = LocalStorage(tmp_path / "store")
+    storage.publish("cdr/call_date=2026-03-29/t+0+0.parquet", encode(rows.to_table()))
+    storage.publish("cdr/README.txt", b"left here by someone")
+    env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
+    out = tmp_path / "agent.jsonl"
+    result = CliRunner().invoke(cli, ["export", "--agent", "agent-42", "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "skipped cdr/README.txt" in result.output
+    assert sorted(json.loads(line)["cdr_id"] for line in out.read_text().splitlines()) == ["a1", "a3"]
+    assert [entry["kind"] for entry in read_audit(storage)] == ["stray-files"]
+    args = ["export", "--agent", "x", "--number", "+32475000111", "--out", str(out)]
+    both = CliRunner().invoke(cli, args, env=env)
+    assert both.exit_code == 2 and "exactly one of --number, --agent or --pseudonym" in both.output

@@ -433,3 +433,25 @@ def test_the_request_struct_refuses_times_without_an_offset() -> None:
         msgspec.json.decode(
             b'{"request_id": "r", "subject": "x", "requested_at": "2026-11-02T00:00:00"}', type=ErasureRequest
         )
+
+
+def test_a_keyring_that_cannot_be_loaded_rejects_the_request_and_erases_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "keyring.json"
+    init_keyring(path)
+    harness = _Harness(tmp_path, KeyringFile(path).current)
+    harness.put("a", load_keyring(path).active, [("a1", SPELLINGS[0], "x")])
+    path.chmod(0o644)
+    receipt = harness.erase(SUBJECT)
+    assert receipt.status == "rejected" and "chmod 600" in (receipt.reason or "")
+    assert harness.ledger == [] and harness.rows().column("cdr_id").to_pylist() == ["a1"]
+    path.chmod(0o600)
+    assert harness.erase(SUBJECT).passed
+
+
+def test_a_stored_receipt_of_an_earlier_version_gets_the_erasure_run_again(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ROTATED)
+    harness.put("a", K2, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+    earlier = {"request_id": "r-1", "verification": {"raw_occurrences": 0, "passed": True}}
+    harness.storage.publish(receipt_path("r-1"), json.dumps(earlier).encode())
+    receipt = harness.erase(SUBJECT)
+    assert receipt.passed and receipt.rows_removed == 1

@@ -9,7 +9,8 @@ ledger writer):
    receipt with ``status: "rejected"`` and a reason that quotes no input
    value. It is never raised: the caller moves on to the next request. It is
    audited, but not kept as the request id's receipt (a corrected request
-   may use the same id).
+   may use the same id). A keyring file that cannot be loaded rejects the
+   request too, naming the file and the fix: nothing is erased with stale keys.
 2. If a receipt for the request id exists, it is returned again (re-delivery
    is idempotent) and nothing else happens.
 3. The keyring is loaded again for every request, so keys added by a
@@ -44,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from pipeline import __version__
+from pipeline.errors import KeyringError
 from pipeline.keyring import Keyring
 from pipeline.lifecycle.audit import append_audit
 from pipeline.lifecycle.erasure_request import ErasureRequest, InvalidRequest, decode_request
@@ -122,13 +124,21 @@ class ErasureProcessor:
         """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""
         existing = self._storage.read(receipt_path(request.request_id))
         if existing is not None:
-            log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
-            return decode_receipt(existing)
+            try:
+                stored = decode_receipt(existing)
+            except msgspec.DecodeError:
+                # a receipt of an earlier version: erasing again changes nothing and gives a current one
+                log.info("erasure %s has a receipt of an earlier version; erasing again", request.request_id)
+            else:
+                log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
+                return stored
         started = self._clock()
         try:
             subject = self.subject_of(request)
         except SubjectError as exc:
             return self.reject(request.request_id, str(exc))
+        except KeyringError as exc:  # nothing was erased; the operator fixes the file and sends it again
+            return self.reject(request.request_id, f"the worker cannot use its keyring: {exc}")
         log.info(
             "erasure %s started: %d pseudonyms under keys %s",
             request.request_id,
