@@ -467,3 +467,15 @@ def test_a_stored_receipt_of_an_earlier_version_gets_the_erasure_run_again(tmp_p
 def test_every_pseudonym_column_identifies_a_subject() -> None:
     """A new pseudonym column must be matched, erased, indexed and verified like the others."""
     assert set(SUBJECT_COLUMNS) == set(PSEUDONYM_COLUMNS) == set(INDEXED_COLUMNS)
+
+
+def test_an_unreadable_data_file_fails_verification_by_name_and_stops_nothing(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ROTATED)
+    harness.put("a", K2, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+    broken = "cdr/call_date=2026-11-01/truncated.parquet"
+    harness.storage.publish(broken, b"PAR1 cut short")
+    receipt = harness.erase(SUBJECT)
+    assert receipt.status == "completed" and receipt.rows_removed == 1 and not receipt.passed
+    assert receipt.verification is not None and receipt.verification.files_unreadable == [broken]
+    assert broken in receipt.verification.checked and "FAILED" in receipt.verification.checked
+    _validate(receipt)

@@ -194,6 +194,7 @@ class ErasureProcessor:
                 rows_remaining=verification.rows_remaining,
                 key_ids_in_store=sorted(verification.key_ids_in_store),
                 key_ids_not_searched=sorted(verification.key_ids_not_searched),
+                files_unreadable=list(verification.files_unreadable),
             ),
             residual_copies=self._residual(),
             pipeline_version=__version__,
