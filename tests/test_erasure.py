@@ -21,7 +21,7 @@ from pipeline.keyring import Key, Keyring, KeyringFile, init_keyring, load_keyri
 from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.erasure_request import ErasureRequest
-from pipeline.lifecycle.export import subject_rows
+from pipeline.lifecycle.export import UnreadableFilesError, subject_rows
 from pipeline.lifecycle.ledger import ErasureLedger, KeyedPseudonym, LedgerEntry, decode_entry
 from pipeline.lifecycle.receipts import Receipt, ResidualCopy, encode_receipt, receipt_path
 from pipeline.lifecycle.retention import apply_retention
@@ -479,3 +479,11 @@ def test_an_unreadable_data_file_fails_verification_by_name_and_stops_nothing(tm
     assert receipt.verification is not None and receipt.verification.files_unreadable == [broken]
     assert broken in receipt.verification.checked and "FAILED" in receipt.verification.checked
     _validate(receipt)
+
+
+def test_an_export_that_cannot_read_a_file_says_so_instead_of_being_incomplete(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ROTATED)
+    harness.put("a", K2, [("a1", SPELLINGS[0], "x")])
+    harness.storage.publish("cdr/call_date=2026-11-01/truncated.parquet", b"PAR1 cut short")
+    with pytest.raises(UnreadableFilesError, match=r"truncated\.parquet"):
+        subject_rows(harness.storage, subject_from_number(SUBJECT, ROTATED, CLASSIFIER))

@@ -151,13 +151,3 @@ def search(
             if progress is not None:
                 progress(1)
     return Search(found, key_ids, listed.strays, unreadable)
-
-
-def find_subject_files(
-    storage: Storage,
-    pseudonyms: Iterable[str],
-    progress: Callable[[int], None] | None = None,
-    modified_since: datetime | None = None,
-) -> list[str]:
-    """The data files whose subject index may contain any of ``pseudonyms``."""
-    return search(storage, pseudonyms, progress, modified_since).candidates
