@@ -260,6 +260,9 @@ def erase_command(  # noqa: PLR0917 - click passes one argument per option
 ) -> None:
     """Publish a GDPR erasure request for one subject to the erasure request topic.
 
+    With --wait it prints the receipt and exits 1 if the request was rejected
+    or its verification failed.
+
     Deleting an agent's rows removes whole calls; --mode redact keeps the calls
     and removes only the agent's pseudonym.
     """
@@ -281,6 +284,10 @@ def erase_command(  # noqa: PLR0917 - click passes one argument per option
             )
         return
     click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+    verification = receipt.get("verification")
+    passed = isinstance(verification, dict) and verification.get("passed") is True
+    if receipt.get("status") != "completed" or not passed:
+        raise SystemExit(1)  # printed above: a rejected request or a failed verification
 
 
 async def _request_erasure(

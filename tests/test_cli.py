@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
@@ -102,3 +103,24 @@ def test_export_by_agent_skips_stray_files_and_needs_exactly_one_subject(tmp_pat
     args = ["export", "--agent", "x", "--number", "+32475000111", "--out", str(out)]
     both = CliRunner().invoke(cli, args, env=env)
     assert both.exit_code == 2 and "exactly one of --number, --agent or --pseudonym" in both.output
+
+
+def test_erase_exits_1_after_printing_a_failed_or_rejected_receipt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(keyring_path)])
+    env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
+    answers = {
+        "passed": ({"status": "completed", "verification": {"passed": True}}, 0),
+        "failed": ({"status": "completed", "verification": {"passed": False}}, 1),
+        "rejected": ({"status": "rejected", "reason": "a short code"}, 1),
+    }
+    for receipt, exit_code in answers.values():
+
+        async def answer(*_: object, receipt: dict[str, object] = receipt) -> dict[str, object]:
+            return receipt  # the broker round trip is tested in tests/test_erasure_integration.py
+
+        monkeypatch.setattr("pipeline.cli._request_erasure", answer)
+        result = CliRunner().invoke(cli, ["erase", "--number", "+32475000111", "--wait", "1"], env=env)
+        assert result.exit_code == exit_code and json.loads(result.output) == receipt
