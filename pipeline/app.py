@@ -117,8 +117,7 @@ class CdrIngest(IngestService):
     def __init__(self, **kwargs: object) -> None:
         publisher = BatchPublisher(storage, row_filter=ledger.apply, on_storage_failure=HEALTH.failed)
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
-        ingestor = build_ingestor(settings)
-        ingest_keyring.current()
+        ingestor = build_ingestor(settings, ingest_keyring.current())  # one read: no rotation slips between
         # looked up on each scrape: a rotated keyring brings a new cache
         watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
         super().__init__(settings, ingestor, publisher, reader, **kwargs)
