@@ -21,6 +21,10 @@ Contract:
   earlier for its first offset (:meth:`Ingestor.rewind`). Replaying from a
   batch's first offset with its recorded boundary rebuilds exactly the same
   batch, and so exactly the same files.
+* Each batch carries the translations of its parties' pseudonyms to the
+  keyring's other keys (:class:`~pipeline.lifecycle.translation.KeyTranslator`),
+  so the erasure ledger matches them whatever key an entry was computed with.
+  :meth:`Ingestor.rekey` switches to a rotated keyring between two records.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import pyarrow.compute as pc
 from pipeline.formats import canonical_json
 from pipeline.formats.canonical_fast import CanonicalRow, accept_chunk, decode_row
 from pipeline.lifecycle.retention import horizon
+from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import CdrFields, build_rows, unstorable_rows
@@ -79,11 +84,16 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class PendingFile:
-    """A file to publish: its store-relative path, its rows and each row's source offset."""
+    """A file to publish: its path, its rows, each row's source offset, and the rows' translations.
+
+    ``translations`` maps each pseudonym of the rows to the same party's pseudonyms
+    under the keyring's other keys (see :mod:`pipeline.lifecycle.ledger`).
+    """
 
     path: str
     table: pa.Table
     offsets: pa.Array
+    translations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -120,6 +130,7 @@ class _PartitionBatch:
     rows: int = 0
     tables: list[pa.Table] = field(default_factory=list)
     offsets: list[pa.Array] = field(default_factory=list)
+    translations: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -152,9 +163,11 @@ class Ingestor:
         retention_days: int | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
         clock: Callable[[], float] = time.monotonic,
+        translator: KeyTranslator | None = None,
     ) -> None:
         self._decoder = decoder
         self._parties = parties
+        self._translator = translator or KeyTranslator(parties, ())
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
         self._max_buffered_rows = max_buffered_rows or 8 * flush_rows
@@ -169,6 +182,11 @@ class Ingestor:
     def parties(self) -> PartyPseudonymizer:
         """The pseudonymiser the rows are built with."""
         return self._parties
+
+    def rekey(self, parties: PartyPseudonymizer, translator: KeyTranslator) -> None:
+        """Pseudonymise the next records under ``parties`` (a rotated keyring's active key)."""
+        self._parties = parties
+        self._translator = translator
 
     @property
     def buffered_rows(self) -> int:
@@ -232,6 +250,10 @@ class Ingestor:
         fast = [chunk.fast[index] for index in accepted.indices]
         times = {"start_time": accepted.start_time, "answer_time": accepted.answer_time,
                  "end_time": accepted.end_time}  # fmt: skip
+        for row, _ in fast:
+            self._translator.note(row, chunk.batch.translations)
+        for cdr, _ in exact:
+            self._translator.note(cdr, chunk.batch.translations)
         parts = [
             self._rows([row for row, _ in fast], [record for _, record in fast], times, letters),
             self._rows([cdr for cdr, _ in exact], [record for _, record in exact], None, letters),
@@ -347,13 +369,14 @@ class Ingestor:
         topic, partition = key
         files: list[PendingFile] = []
         if batch.tables:
-            table = pa.concat_tables(batch.tables)
+            # one chunk per column: the ledger's and the encoder's column passes run once
+            table = pa.concat_tables(batch.tables).combine_chunks()
             offsets = pa.concat_arrays(batch.offsets)
             call_dates = _call_dates(table)
             for call_date in sorted(pc.unique(call_dates).to_pylist()):
                 mask = pc.equal(call_dates, pa.scalar(call_date, pa.date32()))
                 path = file_path(call_date, topic, partition, batch.first_offset)
-                files.append(PendingFile(path, table.filter(mask), offsets.filter(mask)))
+                files.append(PendingFile(path, table.filter(mask), offsets.filter(mask), batch.translations))
         return PartitionFlush(topic, partition, batch.first_offset, tuple(files), batch.next_offset)
 
     def rewind(

@@ -203,7 +203,7 @@ def test_a_file_that_cannot_be_encoded_is_replayed_as_dead_letters_and_the_rest_
 ) -> None:
     ingestor, offsets = _ingestor(), FakeOffsets(tmp_path)
 
-    def failing_filter(table: pa.Table) -> pa.Table:
+    def failing_filter(table: pa.Table, translations: object) -> pa.Table:
         if "c1" in table.column("cdr_id").to_pylist():
             raise ValueError("cannot")
         return table
