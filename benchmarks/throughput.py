@@ -16,7 +16,12 @@ partitions from ``BENCH_PARTITIONS``, default 4):
    work (:mod:`benchmarks.faust_agent`), on the first ``BENCH_BASELINE_COUNT``
    records (default 200,000: it is slow);
 6. (d) ``quix``: the same job in Quix Streams (:mod:`benchmarks.quix_job`), on
-   all records.
+   all records;
+7. (e) ``quix_user``: the job as a Quix Streams user would write it, without
+   cdrpipe's code (:mod:`benchmarks.quix_user_job`), on all records;
+8. (f) ``cdrpipe_ledger``: one cdrpipe worker again, with ``BENCH_LEDGER_ENTRIES``
+   (default 10,000) erasure ledger entries of other subjects to check every
+   row against.
 
 The baselines' rates count from their first to their last record (their start-up
 is not charged to them); cdrpipe's rate counts from process start. Workers run
@@ -24,7 +29,7 @@ with default settings except ``CDRPIPE_FLUSH_SECONDS`` (``BENCH_FLUSH_SECONDS``,
 default 2): with the default 10 s, the last partial batch of each partition
 waits up to 10 s after the topic is drained, which measures the age limit, not
 the throughput. It prints
-records/s, the ratios b/a, b/c, b/d, x2/b and the peak RSS, and writes them to
+records/s, the ratios b/a, b/c, b/d, b/e, x2/b, f/b and the peak RSS, and writes them to
 ``benchmarks/results/throughput.json``.
 """
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -42,6 +48,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -51,6 +58,7 @@ from benchmarks.record_job import written_rows
 from pipeline.config import load_settings
 from pipeline.demo import encode, generate
 from pipeline.keyring import init_keyring
+from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry, encode_entry
 from pipeline.progress import ingest_lag
 from pipeline.topics import TopicPlan, ensure_topics
 
@@ -163,6 +171,26 @@ def _worker_env(base: dict[str, str], app_id: str, work: Path, topic: str) -> di
     }
 
 
+async def fill_ledger(topic: str, entries: int) -> None:
+    """Write ``entries`` erasure ledger entries of random subjects (none of the benchmark's)."""
+    await ensure_topics(_bootstrap(), [TopicPlan(topic, 1, {"cleanup.policy": "compact"})])
+    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(), linger_ms=20, acks=1)
+    await producer.start()
+    try:
+        requested_at = datetime.now(UTC)
+        pending = []
+        for index in range(entries):
+            subject = [
+                KeyedPseudonym("k1", secrets.token_hex(16)),
+                KeyedPseudonym("k1", secrets.token_hex(16)),
+            ]
+            entry = LedgerEntry(request_id=f"bench-{index}", requested_at=requested_at, subject=subject)
+            pending.append(await producer.send(topic, encode_entry(entry), key=entry.request_id.encode()))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
 def cdrpipe(base: dict[str, str], work: Path, topic: str, count: int, processes: int) -> Run:
     """``processes`` cdrpipe workers from start until the group committed all ``count`` records."""
     env = _worker_env(base, f"bench-cdrpipe-{uuid.uuid4().hex[:8]}", work, topic)
@@ -271,6 +299,9 @@ def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partit
     began = time.perf_counter()
     asyncio.run(produce(topic, count, partitions))
     print(f"  produced in {time.perf_counter() - began:.1f} s", flush=True)
+    ledger_topic = f"bench.ledger.{uuid.uuid4().hex[:8]}"
+    asyncio.run(fill_ledger(ledger_topic, _setting("BENCH_LEDGER_ENTRIES", 10_000)))
+    with_ledger = {**base, "CDRPIPE_LEDGER_TOPIC": ledger_topic}
 
     return {
         "floor": _timed_section("floor", lambda: asyncio.run(floor(topic, count, partitions))),
@@ -282,6 +313,12 @@ def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partit
         ),
         "quix": _timed_section(
             "quix", lambda: baseline("benchmarks.quix_job", base, work / "quix", topic, count)
+        ),
+        "quix_user": _timed_section(
+            "quix user", lambda: baseline("benchmarks.quix_user_job", base, work / "quix-user", topic, count)
+        ),
+        "cdrpipe_ledger": _timed_section(
+            "cdrpipe+ledger", lambda: cdrpipe(with_ledger, work / "ledger", topic, count, 1)
         ),
     }
 
@@ -299,7 +336,9 @@ def main() -> None:
         "b/a (goal >= 0.25)": ours / runs["floor"].rate,
         "b/c (goal >= 10)": ours / runs["faust_agent"].rate,
         "b/d (goal >= 2)": ours / runs["quix"].rate,
+        "b/e (goal >= 3)": ours / runs["quix_user"].rate,
         "x2/b (goal >= 1.6)": runs["cdrpipe_x2"].rate / ours,
+        "f/b (goal >= 0.95)": runs["cdrpipe_ledger"].rate / ours,
     }
     print()
     for name, ratio in ratios.items():
