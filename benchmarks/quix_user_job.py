@@ -15,7 +15,6 @@ import functools
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
-from quixstreams import Application
+
+from benchmarks.quix_job import run_quix
 
 FILE_ROWS = 100_000
 KEY = secrets.token_bytes(32)
@@ -72,25 +72,8 @@ class UserJob:
 
 
 def main() -> None:
-    """Run the Quix Streams application until the target count is written."""
-    out = Path(os.environ["BENCH_OUT"])
-    broker = os.environ.get("CDRPIPE_BROKER", "kafka://127.0.0.1:9092").removeprefix("kafka://")
-    app = Application(
-        broker_address=broker,
-        consumer_group=os.environ["BENCH_APP_ID"],
-        auto_offset_reset="earliest",
-        state_dir=str(out / "state"),
-        loglevel="WARNING",
-    )
-    topic = app.topic(os.environ["BENCH_TOPIC"], value_deserializer="bytes")
-    job = UserJob(out, int(os.environ["BENCH_TARGET"]))
-
-    def handle(value: bytes) -> None:
-        if job.process(value):
-            app.stop()
-
-    app.dataframe(topic).update(handle)
-    app.run()
+    """Run the user's job in Quix Streams until the target count is written."""
+    run_quix(lambda out, target: UserJob(out, target).process)
 
 
 if __name__ == "__main__":
