@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
 import msgspec
@@ -27,13 +28,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import log_scrub
 from pipeline.config import load_settings
+from pipeline.errors import ConfigError
 from pipeline.ingest_service import IngestService
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.audit import purge_audit
 from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest, ResidualCopy
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
-from pipeline.lifecycle.receipts import purge_receipts
+from pipeline.lifecycle.receipts import purge_receipts, receipt_path
+from pipeline.lifecycle.register import Kind, close, load_register, note, purge_requests, register_received
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.log_json import logging_config
 from pipeline.metrics import (
@@ -42,6 +45,7 @@ from pipeline.metrics import (
     ERASURES_RECEIVED,
     HEALTH,
     REGISTRY,
+    REQUEST_REGISTER,
     RETENTION_PARTITIONS_DELETED,
     watch_cache_hit_ratio,
 )
@@ -143,6 +147,25 @@ def _erasure_processor() -> ErasureProcessor:
     )
 
 
+def _register(request_id: str, kind: Kind, received_at: datetime) -> bool:
+    """Register a request received on a topic; False (logged) when its id cannot be registered."""
+    try:
+        register_received(storage, request_id, kind, received_at)
+    except ConfigError as exc:
+        log.error("a %s request was not registered: %s", kind, exc)
+        return False
+    return True
+
+
+def _close_erasure(request_id: str, receipt: dict[str, Any]) -> None:
+    """Close the erasure's register entry when its receipt passed; otherwise keep it open with a note."""
+    summary = f"receipt {receipt_path(request_id)}: verification "
+    if receipt["verification"]["passed"]:
+        close(storage, request_id, datetime.now(UTC), summary + "passed")
+    else:
+        note(storage, request_id, datetime.now(UTC), summary + "FAILED; the request stays open")
+
+
 @app.agent(erasure_requests)
 async def erasures(stream: faust.StreamT[bytes]) -> None:
     """Process erasure requests one at a time; publish each receipt."""
@@ -154,12 +177,15 @@ async def erasures(stream: faust.StreamT[bytes]) -> None:
             log.error("skipping an erasure request that does not match schemas/erasure-request.schema.json")
             continue
         ERASURES_RECEIVED.inc()
+        registered = await asyncio.to_thread(_register, request.request_id, "erasure", request.requested_at)
         began = time.perf_counter()
         async with lifecycle_lock:
             receipt = await processor.process(request)
         ERASURE_SECONDS.observe(time.perf_counter() - began)
         verification = "passed" if receipt["verification"]["passed"] else "failed"
         ERASURES_COMPLETED.labels(verification=verification).inc()
+        if registered:
+            await asyncio.to_thread(_close_erasure, request.request_id, receipt)
         body = json.dumps(receipt, sort_keys=True).encode()
         await (await receipts_topic.send(key=request.request_id.encode(), value=body))
 
@@ -178,5 +204,15 @@ async def retention() -> None:
         report = await asyncio.to_thread(apply_retention, storage, now, settings.retention_days)
         purged = await asyncio.to_thread(purge_audit, storage, settings.dpo_record_days, now.date())
         purged += await asyncio.to_thread(purge_receipts, storage, settings.dpo_record_days, now)
+        purged += await asyncio.to_thread(purge_requests, storage, settings.dpo_record_days, now)
     RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
     log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
+
+
+@app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+async def register_metrics() -> None:
+    """Read the register of requests for the metrics, in the lifecycle owner only."""
+    if not _owns_lifecycle():
+        REQUEST_REGISTER.forget()
+        return
+    REQUEST_REGISTER.update(await asyncio.to_thread(load_register, storage))

@@ -20,17 +20,19 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline import __version__, demo, file_source, keyring, log_scrub
+from pipeline.cli_requests import requests_group
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.erasure import ErasureRequest
-from pipeline.lifecycle.export import subject_rows, write_export
+from pipeline.lifecycle.export import ExportFormat, subject_rows, write_export
 from pipeline.lifecycle.finder import data_files
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
+from pipeline.lifecycle.register import check_request_id, close, register_received
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.progress import wait_for_ingest
@@ -61,6 +63,9 @@ def cli() -> None:
 
     Configuration comes from CDRPIPE_* environment variables (see README).
     """
+
+
+cli.add_command(requests_group)
 
 
 @cli.command(
@@ -284,21 +289,34 @@ async def _request_erasure(
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
 @click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
               show_default=True)  # fmt: skip
-def export_command(number: str | None, pseudonym: str | None, out: Path, export_format: str) -> None:
+@click.option(
+    "--request-id",
+    default=None,
+    help="The access request this answers: registered if new, closed once the file is written.",
+)
+def export_command(
+    number: str | None, pseudonym: str | None, out: Path, export_format: str, request_id: str | None
+) -> None:
     """Export all of one subject's rows (every partition, every key id) for an access request."""
     settings = _settings()
     subject = _subject(settings, number, pseudonym)
     storage = open_storage(settings.store)
+    if request_id is not None:
+        register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
     total = len(data_files(storage))
     with click.progressbar(length=total, label="searching files", file=sys.stderr) as bar:
         table = subject_rows(storage, subject, progress=bar.update)
     if table is None:
-        click.echo("no rows for this subject")
-        return
-    write_export(
-        table, out, "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
-    )
-    click.echo(f"exported {table.num_rows} rows to {out} ({export_format})")
+        outcome = "no rows for this subject"
+    else:
+        chosen: ExportFormat = (
+            "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
+        )
+        write_export(table, out, chosen)
+        outcome = f"exported {table.num_rows} rows ({export_format})"
+    if request_id is not None:
+        close(storage, request_id, datetime.now(UTC), outcome)
+    click.echo(outcome if table is None else f"{outcome} to {out}")
 
 
 @cli.command("retention")
