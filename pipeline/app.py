@@ -38,6 +38,8 @@ from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.receipts import purge_receipts, receipt_path
 from pipeline.lifecycle.register import Kind, close, load_register, note, purge_requests, register_received
 from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.rights import RightsProcessor
+from pipeline.lifecycle.subject_request import parse_request
 from pipeline.log_json import logging_config
 from pipeline.metrics import (
     ERASURE_SECONDS,
@@ -47,6 +49,7 @@ from pipeline.metrics import (
     REGISTRY,
     REQUEST_REGISTER,
     RETENTION_PARTITIONS_DELETED,
+    SUBJECT_REQUESTS,
     watch_cache_hit_ratio,
 )
 from pipeline.runtime import build_classifier, build_ingestor
@@ -92,6 +95,11 @@ def _lifecycle_topic(name: str, retention_days: float | None) -> faust.TopicT:
 erasure_requests = _lifecycle_topic(settings.erasure_topic, settings.request_retention_days)
 ledger_topic = _lifecycle_topic(settings.ledger_topic, None)
 receipts_topic = _lifecycle_topic(settings.receipts_topic, settings.dpo_record_days)
+# One partition like the erasure topic: Faust assigns partition 0 of co-subscribed
+# single-partition topics to the same worker, so these requests run in the
+# lifecycle owner, under the same lock as erasures.
+subject_requests = _lifecycle_topic(settings.subject_requests_topic, settings.request_retention_days)
+subject_receipts = _lifecycle_topic(settings.subject_receipts_topic, settings.dpo_record_days)
 
 
 @app.service
@@ -188,6 +196,23 @@ async def erasures(stream: faust.StreamT[bytes]) -> None:
             await asyncio.to_thread(_close_erasure, request.request_id, receipt)
         body = json.dumps(receipt, sort_keys=True).encode()
         await (await receipts_topic.send(key=request.request_id.encode(), value=body))
+
+
+@app.agent(subject_requests)
+async def subject_rights(stream: faust.StreamT[bytes]) -> None:
+    """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts.
+
+    Every message gets a receipt, a malformed one too (``status: rejected``).
+    """
+    processor = RightsProcessor(storage, load_keyring(settings.keyring), build_classifier(settings))
+    async for event in stream.events():
+        request = parse_request(event.key, event.value)
+        async with lifecycle_lock:
+            receipt = await asyncio.to_thread(processor.process, request)
+        SUBJECT_REQUESTS.labels(kind=receipt["kind"] or "unknown", status=receipt["status"]).inc()
+        key = receipt["request_id"].encode() if receipt["request_id"] else None
+        body = json.dumps(receipt, sort_keys=True).encode()
+        await (await subject_receipts.send(key=key, value=body))
 
 
 def _owns_lifecycle() -> bool:

@@ -7,20 +7,20 @@ Contract: configuration and keyring problems end the command with exit status
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sys
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from pipeline import __version__, demo, file_source, keyring, log_scrub
 from pipeline.cli_requests import requests_group
+from pipeline.cli_rights import COMMANDS as RIGHTS_COMMANDS
+from pipeline.cli_rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
@@ -32,10 +32,11 @@ from pipeline.lifecycle.finder import data_files
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
-from pipeline.lifecycle.register import check_request_id, close, register_received
+from pipeline.lifecycle.register import check_request_id, close, new_request_id, register_received
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.progress import wait_for_ingest
+from pipeline.request_client import request_and_wait
 from pipeline.runtime import build_classifier, build_ingestor
 from pipeline.sink.storage import open_storage
 from pipeline.topics import ensure_topics, topic_plans
@@ -66,6 +67,8 @@ def cli() -> None:
 
 
 cli.add_command(requests_group)
+for _command in RIGHTS_COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command(
@@ -224,10 +227,8 @@ def _subject(settings: Settings, number: str | None, pseudonym: str | None) -> S
 @click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
 @click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
               help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
-@click.option("--request-id", default=None, help="Request id (default: a new UUID).")
-@click.option(
-    "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
-)
+@REQUEST_ID_OPTION
+@WAIT_OPTION
 def erase_command(
     number: str | None, pseudonym: str | None, mode: str, request_id: str | None, wait_s: float
 ) -> None:
@@ -235,52 +236,25 @@ def erase_command(
     settings = _settings()
     _subject(settings, number, pseudonym)  # validates the subject before anything is sent
     request = ErasureRequest(
-        request_id=request_id or str(uuid.uuid4()),
+        request_id=request_id or new_request_id(),
         subject=number if number is not None else str(pseudonym),
         subject_kind="number" if number is not None else "pseudonym",
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )
     receipt = asyncio.run(_request_erasure(settings, request, wait_s))
-    if receipt is None:
-        click.echo(f"erasure request {request.request_id} published to {settings.erasure_topic}")
-        if wait_s > 0:
-            raise click.ClickException(
-                f"no receipt for {request.request_id} after {wait_s:.0f}s; is a worker running?"
-            )
-        return
-    click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+    echo_receipt(
+        receipt, f"erasure request {request.request_id} published to {settings.erasure_topic}", wait_s
+    )
 
 
 async def _request_erasure(
     settings: Settings, request: ErasureRequest, wait_s: float
 ) -> dict[str, object] | None:
-    await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
-    receipts = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await receipts.start()
-    try:
-        partition = TopicPartition(settings.receipts_topic, 0)
-        receipts.assign([partition])
-        await receipts.seek_to_end(partition)
-        await receipts.position(partition)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                settings.erasure_topic, msgspec.json.encode(request), key=request.request_id.encode()
-            )
-        finally:
-            await producer.stop()
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while asyncio.get_running_loop().time() < deadline:
-            for messages in (await receipts.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    if message.key == request.request_id.encode() and message.value is not None:
-                        receipt: dict[str, object] = json.loads(message.value)
-                        return receipt
-        return None
-    finally:
-        await receipts.stop()
+    payload = msgspec.json.encode(request)
+    return await request_and_wait(
+        settings, (settings.erasure_topic, settings.receipts_topic), request.request_id, payload, wait_s
+    )
 
 
 @cli.command("export")

@@ -58,6 +58,12 @@ ERASURE_SECONDS = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
     registry=REGISTRY,
 )
+SUBJECT_REQUESTS = Counter(
+    "cdrpipe_subject_requests",
+    "Rectification, restriction, lift, objection and withdrawal requests answered",
+    ["kind", "status"],
+    registry=REGISTRY,
+)
 RETENTION_PARTITIONS_DELETED = Counter(
     "cdrpipe_retention_partitions_deleted", "call_date partitions deleted by retention", registry=REGISTRY
 )

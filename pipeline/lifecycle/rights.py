@@ -1,0 +1,143 @@
+"""Carry out subject requests other than erasure: rectification, restriction, lift, objection, withdrawal.
+
+Contract of :meth:`RightsProcessor.process` (one request at a time, on the
+serial lifecycle path):
+
+1. A request id that already has a stored receipt gets that receipt again
+   (re-delivery is idempotent) and nothing else happens.
+2. A usable request is registered (``received``), carried out, and its
+   receipt is stored under ``_cdrpipe/receipts/<request id>.json``, appended
+   to the audit log and closes the register entry (``closed`` when done,
+   ``rejected`` when it could not be carried out).
+3. A rejected message gets a receipt with ``status: rejected`` and the reason,
+   stored and registered when its request id and kind are usable.
+
+Receipts and audit entries hold request ids, counts, paths, key ids and
+verification results, never a number or a pseudonym.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline import __version__
+from pipeline.keyring import Keyring
+from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.receipts import receipt_path
+from pipeline.lifecycle.rectify import rectify_call
+from pipeline.lifecycle.register import Kind, close, note, register_received
+from pipeline.lifecycle.subject_request import Rejection, SubjectRequest
+from pipeline.msisdn import NumberClassifier
+from pipeline.sink.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+class RightsProcessor:
+    """Runs subject requests against one store."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        keyring: Keyring,
+        classifier: NumberClassifier,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._storage = storage
+        self._keyring = keyring
+        self._classifier = classifier
+        self._clock = clock
+
+    def process(self, request: SubjectRequest | Rejection) -> dict[str, Any]:
+        """Carry out ``request`` (or record its rejection) and return its receipt."""
+        if request.request_id is not None:
+            existing = self._storage.read(receipt_path(request.request_id))
+            if existing is not None:
+                log.info("request %s was already answered; re-issuing its receipt", request.request_id)
+                stored: dict[str, Any] = json.loads(existing)
+                return stored
+        started = self._clock()
+        if isinstance(request, Rejection):
+            receipt = self._rejected(request.request_id, request.kind, request.reason, started)
+        else:
+            register_received(self._storage, request.request_id, request.kind, request.requested_at)
+            receipt = self._carry_out(request, started)
+        self._record(receipt)
+        log.info("%s request %s: %s", receipt["kind"], receipt["request_id"], receipt["status"])
+        return receipt
+
+    def _carry_out(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
+        if request.kind == "rectification":
+            return self._rectify(request, started)
+        raise NotImplementedError(request.kind)
+
+    def _rectify(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
+        assert request.cdr_id is not None and request.party is not None  # checked by parse_request
+        done = rectify_call(self._storage, request.cdr_id, request.party, request.call_date)
+        if done.rows_found == 0:
+            where = f" on {request.call_date.isoformat()}" if request.call_date else ""
+            return self._rejected(
+                request.request_id, request.kind, f"no row of call {request.cdr_id}{where}", started
+            )
+        return self._receipt(
+            request,
+            started,
+            cdr_id=request.cdr_id,
+            party=request.party,
+            rows_found=done.rows_found,
+            rows_redacted=done.rows_redacted,
+            files_rewritten=done.files_rewritten,
+            verification={"files_checked": done.files_checked, "passed": done.verified},
+        )
+
+    def _receipt(self, request: SubjectRequest, started: datetime, **details: Any) -> dict[str, Any]:
+        return {
+            "request_id": request.request_id,
+            "kind": request.kind,
+            "status": "done",
+            "requested_at": request.requested_at.astimezone(UTC).isoformat(),
+            "started_at": started.isoformat(),
+            "finished_at": self._clock().isoformat(),
+            **details,
+            "pipeline_version": __version__,
+        }
+
+    def _rejected(
+        self, request_id: str | None, kind: str | None, reason: str, started: datetime
+    ) -> dict[str, Any]:
+        return {
+            "request_id": request_id,
+            "kind": kind,
+            "status": "rejected",
+            "reason": reason,
+            "started_at": started.isoformat(),
+            "finished_at": self._clock().isoformat(),
+            "pipeline_version": __version__,
+        }
+
+    def _record(self, receipt: dict[str, Any]) -> None:
+        request_id, kind, now = receipt["request_id"], receipt["kind"], self._clock()
+        audit_kind = kind or "unknown-request"  # a message too malformed to name its kind
+        append_audit(self._storage, audit_kind, {**receipt, "kind": audit_kind}, now)
+        if request_id is None:
+            return
+        self._storage.create_exclusive(receipt_path(request_id), json.dumps(receipt, sort_keys=True).encode())
+        if kind is None:
+            return
+        if receipt["status"] == "rejected":
+            registered: Kind = kind  # parse_request only passes on the kinds of the register
+            register_received(self._storage, request_id, registered, now)  # idempotent
+            close(self._storage, request_id, now, receipt["reason"], status="rejected")
+        elif receipt.get("verification", {}).get("passed", True):
+            close(self._storage, request_id, now, _outcome(receipt))
+        else:
+            note(self._storage, request_id, now, f"{_outcome(receipt)}; verification FAILED, still open")
+
+
+def _outcome(receipt: dict[str, Any]) -> str:
+    counts = ", ".join(f"{name} {value}" for name, value in receipt.items() if name.startswith("rows_"))
+    return f"receipt {receipt_path(receipt['request_id'])}: {counts or 'done'}"
