@@ -26,15 +26,20 @@ from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
-from pipeline.lifecycle.erasure import ErasureRequest
+from pipeline.lifecycle.erasure import ErasureRequest, SubjectKind
 from pipeline.lifecycle.export import ExportFormat, subject_rows, write_export
-from pipeline.lifecycle.finder import data_files
+from pipeline.lifecycle.finder import list_data_files, skip_strays
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.register import check_request_id, close, new_request_id, register_received
 from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject import (
+    Subject,
+    subject_from_agent,
+    subject_from_number,
+    subject_from_pseudonym,
+)
 from pipeline.progress import wait_for_ingest
 from pipeline.request_client import request_and_wait
 from pipeline.runtime import build_classifier, build_ingestor
@@ -213,32 +218,63 @@ def publish_command(format_name: str, topic: str | None, paths: tuple[Path, ...]
     click.echo(f"published {total} CDRs from {len(files)} files to {target} (format {format_name})")
 
 
-def _subject(settings: Settings, number: str | None, pseudonym: str | None) -> Subject:
-    if (number is None) == (pseudonym is None):
-        raise click.UsageError("give exactly one of --number or --pseudonym")
-    if pseudonym is not None:
-        return subject_from_pseudonym(pseudonym)
-    assert number is not None
-    return subject_from_number(number, load_keyring(settings.keyring), build_classifier(settings))
+def _subject(
+    settings: Settings, number: str | None, agent: str | None, pseudonym: str | None
+) -> tuple[SubjectKind, str, Subject]:
+    """The subject of the options: its kind, the value to send, and its pseudonyms."""
+    given: list[tuple[SubjectKind, str | None]] = [
+        ("number", number),
+        ("agent", agent),
+        ("pseudonym", pseudonym),
+    ]
+    chosen = [(kind, value) for kind, value in given if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --number, --agent or --pseudonym")
+    kind, value = chosen[0]
+    assert value is not None
+    if kind == "pseudonym":
+        return "pseudonym", value, subject_from_pseudonym(value)
+    if kind == "agent":
+        return "agent", value, subject_from_agent(value, load_keyring(settings.keyring))
+    keys = load_keyring(settings.keyring)
+    return "number", value, subject_from_number(value, keys, build_classifier(settings))
+
+
+_NUMBER_OPTION = click.option("--number", help="The subject's phone number or extension, in any spelling.")
+_AGENT_OPTION = click.option("--agent", help="The subject as a contact-centre agent id (an employee).")
+_PSEUDONYM_OPTION = click.option(
+    "--pseudonym",
+    help="The subject as a pseudonym (32 hex characters) of a number, extension or agent.",
+)
 
 
 @cli.command("erase")
-@click.option("--number", help="The subject's phone number or extension, in any spelling.")
-@click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
+@_NUMBER_OPTION
+@_AGENT_OPTION
+@_PSEUDONYM_OPTION
 @click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
               help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
 @REQUEST_ID_OPTION
 @WAIT_OPTION
-def erase_command(
-    number: str | None, pseudonym: str | None, mode: str, request_id: str | None, wait_s: float
+def erase_command(  # noqa: PLR0917 - click passes one argument per option
+    number: str | None,
+    agent: str | None,
+    pseudonym: str | None,
+    mode: str,
+    request_id: str | None,
+    wait_s: float,
 ) -> None:
-    """Publish a GDPR erasure request for one subject to the erasure request topic."""
+    """Publish a GDPR erasure request for one subject to the erasure request topic.
+
+    Deleting an agent's rows removes whole calls; --mode redact keeps the calls
+    and removes only the agent's pseudonym.
+    """
     settings = _settings()
-    _subject(settings, number, pseudonym)  # validates the subject before anything is sent
+    kind, value, _ = _subject(settings, number, agent, pseudonym)  # validated before anything is sent
     request = ErasureRequest(
         request_id=request_id or new_request_id(),
-        subject=number if number is not None else str(pseudonym),
-        subject_kind="number" if number is not None else "pseudonym",
+        subject=value,
+        subject_kind=kind,
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )
@@ -258,8 +294,9 @@ async def _request_erasure(
 
 
 @cli.command("export")
-@click.option("--number", help="The subject's phone number or extension, in any spelling.")
-@click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
+@_NUMBER_OPTION
+@_AGENT_OPTION
+@_PSEUDONYM_OPTION
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
 @click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
               show_default=True)  # fmt: skip
@@ -268,17 +305,25 @@ async def _request_erasure(
     default=None,
     help="The access request this answers: registered if new, closed once the file is written.",
 )
-def export_command(
-    number: str | None, pseudonym: str | None, out: Path, export_format: str, request_id: str | None
+def export_command(  # noqa: PLR0917 - click passes one argument per option
+    number: str | None,
+    agent: str | None,
+    pseudonym: str | None,
+    out: Path,
+    export_format: str,
+    request_id: str | None,
 ) -> None:
     """Export all of one subject's rows (every partition, every key id) for an access request."""
     settings = _settings()
-    subject = _subject(settings, number, pseudonym)
+    _, _, subject = _subject(settings, number, agent, pseudonym)
     storage = open_storage(settings.store)
     if request_id is not None:
         register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
-    total = len(data_files(storage))
-    with click.progressbar(length=total, label="searching files", file=sys.stderr) as bar:
+    listed = list_data_files(storage)
+    skip_strays(storage, listed.strays, "export", datetime.now(UTC))
+    for stray in listed.strays:
+        click.echo(f"skipped {stray}: not in a call_date=YYYY-MM-DD/ directory", err=True)
+    with click.progressbar(length=len(listed.paths), label="searching files", file=sys.stderr) as bar:
         table = subject_rows(storage, subject, progress=bar.update)
     if table is None:
         outcome = "no rows for this subject"

@@ -15,17 +15,22 @@ Contract:
   earlier for its first offset (:meth:`Ingestor.rewind`). Replaying from a
   batch's first offset with its recorded boundary rebuilds exactly the same
   batch, and so exactly the same files.
+* Each batch carries the translations of its parties' pseudonyms to the
+  keyring's other keys (:class:`~pipeline.lifecycle.translation.KeyTranslator`),
+  so the erasure ledger matches them whatever key an entry was computed with.
+  :meth:`Ingestor.rekey` switches to a rotated keyring between two records.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
 from pipeline.lifecycle.retention import horizon
+from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import ColumnBuffer
@@ -63,10 +68,11 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class PendingFile:
-    """A file to publish: its store-relative path and its rows."""
+    """A file to publish: its store-relative path, its rows and their pseudonyms' translations."""
 
     path: str
     rows: ColumnBuffer
+    translations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class _PartitionBatch:
     sealed: bool = False
     rows: int = 0
     by_date: dict[date, ColumnBuffer] = field(default_factory=dict)
+    translations: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -119,9 +126,11 @@ class Ingestor:
         retention_days: int | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
         clock: Callable[[], float] = time.monotonic,
+        translator: KeyTranslator | None = None,
     ) -> None:
         self._decoder = decoder
         self._parties = parties
+        self._translator = translator or KeyTranslator(parties, ())
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
         self._max_buffered_rows = max_buffered_rows or 8 * flush_rows
@@ -136,6 +145,11 @@ class Ingestor:
     def parties(self) -> PartyPseudonymizer:
         """The pseudonymiser the rows are built with."""
         return self._parties
+
+    def rekey(self, parties: PartyPseudonymizer, translator: KeyTranslator) -> None:
+        """Pseudonymise the next records under ``parties`` (a rotated keyring's active key)."""
+        self._parties = parties
+        self._translator = translator
 
     @property
     def buffered_rows(self) -> int:
@@ -160,6 +174,7 @@ class Ingestor:
         if buffer is None:
             buffer = batch.by_date[call_date] = ColumnBuffer()
         buffer.append(cdr, self._parties)
+        self._translator.note(cdr, batch.translations)
         batch.rows += 1
         return None
 
@@ -218,7 +233,7 @@ class Ingestor:
         batch = self._partitions[key].batches.pop(0)
         topic, partition = key
         files = tuple(
-            PendingFile(file_path(call_date, topic, partition, batch.first_offset), rows)
+            PendingFile(file_path(call_date, topic, partition, batch.first_offset), rows, batch.translations)
             for call_date, rows in sorted(batch.by_date.items())
         )
         return PartitionFlush(topic, partition, batch.first_offset, files, batch.next_offset)

@@ -22,7 +22,7 @@ from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.receipts import purge_receipts, receipt_path
 from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.rewriter import rewrite_file, verify_files
+from pipeline.lifecycle.rewriter import rewrite_file, verify_erasure
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -103,9 +103,11 @@ def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path)
     remaining = pq.read_table(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet")
     assert remaining.column("cdr_id").to_pylist() == ["b"]
     assert not (tmp_path / "cdr/call_date=2026-11-01/t+1+0.parquet").exists()
-    files = [path for path in storage.list("cdr") if path.endswith(".parquet")]
-    verification = verify_files(storage, files, subject.pseudonyms, requested_at)
-    assert verification.passed and verification.files_checked == 2
+    touched = [result.path for result in results]
+    keys = frozenset(subject.key_ids)
+    verification = verify_erasure(storage, subject.pseudonyms, keys, requested_at, touched)
+    assert verification.passed and (verification.files_in_store, verification.files_checked) == (2, 1)
+    assert verification.key_ids_in_store == {"k1", "k2"}
     assert find_subject_files(storage, subject.pseudonyms) == []
 
 
@@ -195,9 +197,7 @@ def test_a_subject_must_be_a_number_or_extension() -> None:
 def test_reapplying_the_ledger_erases_restored_rows_once_and_audits_it(tmp_path: Path) -> None:
     storage = _store(tmp_path)
     subject = subject_from_number("+32475000111", KEYS, CLASSIFIER)
-    entry = LedgerEntry(
-        request_id="r-1", pseudonyms=sorted(subject.pseudonyms), requested_at=datetime.now(UTC)
-    )
+    entry = LedgerEntry(request_id="r-1", subject=list(subject.pairs), requested_at=datetime.now(UTC))
     first = reapply_ledger(storage, [entry])
     assert first.rows_affected == 2 and first.verification_passed
     assert first.files_deleted == ["cdr/call_date=2026-11-01/t+1+0.parquet"]

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pipeline.cli import cli
 from pipeline.errors import ConfigError
 from pipeline.keyring import init_keyring
+from pipeline.lifecycle.erasure_register import close_erasure, register_erasure
+from pipeline.lifecycle.receipts import Receipt, ReceiptVerification
 from pipeline.lifecycle.register import (
     REGISTER_DIR,
     add_months,
@@ -236,3 +238,44 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
         cli, ["export", "--number", "+32475000111", "--out", str(out), "--request-id", "0475000111"]
     )
     assert new.exit_code == 2 and "must not contain a phone number" in new.output
+
+
+def test_erasures_are_registered_on_arrival_and_closed_only_by_a_passed_receipt(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    arrived = _at("2026-03-01")
+    for request_id in ("er-ok", "er-failed", "er-rejected"):
+        payload = {"request_id": request_id, "subject": "+32475000111", "requested_at": arrived.isoformat()}
+        register_erasure(storage, json.dumps(payload).encode())
+    register_erasure(storage, b'{"request_id": "er-malformed"}')
+    register_erasure(
+        storage, json.dumps({"request_id": "0475000111", "requested_at": arrived.isoformat()}).encode()
+    )
+    assert sorted(record.request_id for record in load_register(storage)) == [
+        "er-failed",
+        "er-ok",
+        "er-rejected",
+    ]
+
+    def receipt(request_id: str, status: str, passed: bool | None) -> Receipt:
+        verification = None
+        if passed is not None:
+            verification = ReceiptVerification(
+                passed=passed, checked="", files_in_store=1, files_checked=1,
+                rows_remaining=0 if passed else 1, key_ids_in_store=[], key_ids_not_searched=[],
+            )  # fmt: skip
+        reason = "the subject is not a number" if status == "rejected" else None
+        return Receipt(request_id=request_id, status=status, finished_at=arrived, pipeline_version="t",
+                       reason=reason, verification=verification)  # type: ignore[arg-type]  # fmt: skip
+
+    close_erasure(storage, receipt("er-ok", "completed", True), _at("2026-03-02"))
+    close_erasure(storage, receipt("er-failed", "completed", False), _at("2026-03-02"))
+    close_erasure(storage, receipt("er-rejected", "rejected", None), _at("2026-03-02"))
+    close_erasure(storage, receipt("never-registered", "completed", True), _at("2026-03-02"))
+    records = {record.request_id: record for record in load_register(storage)}
+    assert set(records) == {"er-ok", "er-failed", "er-rejected"}
+    assert records["er-ok"].status == "closed" and "verification passed" in (records["er-ok"].outcome or "")
+    assert records["er-failed"].status == "open" and "FAILED" in records["er-failed"].history[-1]["text"]
+    assert (
+        records["er-rejected"].status == "open"
+        and "not a number" in records["er-rejected"].history[-1]["text"]
+    )

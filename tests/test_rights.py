@@ -71,7 +71,7 @@ def test_rectify_redacts_one_party_of_one_call_only_once(tmp_path: Path) -> None
 
 def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_entry(tmp_path: Path) -> None:
     storage = _store(tmp_path)
-    processor = RightsProcessor(storage, KEYS, CLASSIFIER, clock=lambda: NOW)
+    processor = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW)
     request = parse_request(None, _request(kind="rectification", cdr_id="b", party="caller"))
     receipt = processor.process(request)
     assert receipt["status"] == "done" and receipt["rows_redacted"] == 1
@@ -86,7 +86,7 @@ def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_e
 
 def test_a_rectification_of_an_unknown_call_and_a_malformed_message_are_rejected(tmp_path: Path) -> None:
     storage = _store(tmp_path)
-    processor = RightsProcessor(storage, KEYS, CLASSIFIER, clock=lambda: NOW)
+    processor = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW)
     unknown = processor.process(
         parse_request(None, _request(kind="rectification", cdr_id="zz", party="callee"))
     )
@@ -118,7 +118,7 @@ def test_a_rectification_searches_the_whole_store_when_no_date_is_given(tmp_path
         request_id="r-9", kind="rectification", requested_at=NOW, cdr_id="x", party="callee"
     )
     assert parse_request(None, msgspec.json.encode(request)) == request
-    receipt = RightsProcessor(storage, KEYS, CLASSIFIER, clock=lambda: NOW).process(request)
+    receipt = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW).process(request)
     assert receipt["files_rewritten"] == ["cdr/call_date=2026-10-01/t+0+0.parquet"]
     (row,) = pq.read_table(tmp_path / receipt["files_rewritten"][0]).to_pylist()
     assert row["callee_number_type"] == "REDACTED" and row["caller_number_type"] == "E164"
@@ -131,7 +131,7 @@ def _check(document: object, schema: str) -> None:
 
 def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
     storage = _store(tmp_path)
-    processor = RightsProcessor(storage, KEYS, CLASSIFIER, clock=lambda: NOW)
+    processor = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW)
     request = SubjectRequest(
         request_id="r-5",
         kind="rectification",

@@ -100,8 +100,9 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
         listed = _cli(env, "requests", "--json").stdout
         shown = {
             request_id: json.loads(_cli(env, "requests", "show", request_id).stdout)
-            for request_id in ("rect-1", "rect-2", "bad-2", "era-1")
+            for request_id in ("rect-1", "rect-2", "era-1")
         }
+        unregistered = _run(env, "requests", "show", "bad-2")
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
@@ -134,12 +135,9 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
     assert [(entry["kind"], entry["status"]) for entry in anonymous] == [("lift", "rejected")]
     assert erased["verification"]["passed"] is True
 
-    assert json.loads(listed) == []  # every request above is closed or rejected
-    assert (shown["rect-1"]["status"], shown["rect-2"]["status"], shown["bad-2"]["status"]) == (
-        "closed",
-        "rejected",
-        "rejected",
-    )
+    assert json.loads(listed) == []  # every request above is answered; malformed messages are not requests
+    assert (shown["rect-1"]["status"], shown["rect-2"]["status"]) == ("closed", "rejected")
+    assert unregistered.returncode == 1 and "no request bad-2" in unregistered.stderr
     assert shown["era-1"]["kind"] == "erasure" and shown["era-1"]["status"] == "closed"
     assert "verification passed" in shown["era-1"]["outcome"]
 

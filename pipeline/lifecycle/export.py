@@ -1,8 +1,10 @@
 """Subject access and portability: all of one subject's rows, as JSON lines, CSV or Parquet.
 
 Contract: :func:`export_subject` writes exactly the rows in which any of the
-subject's pseudonyms (under every key id) is the caller, callee or connected
-party, from every partition, with their ``call_date``; nobody else's rows.
+subject's pseudonyms (under every key id) is the caller, callee, connected
+party or agent, from every partition, with their ``call_date``; nobody else's
+rows. Files outside ``call_date=`` directories are never read (the caller
+reports them with :func:`~pipeline.lifecycle.finder.skip_strays`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.lifecycle.finder import find_subject_files
+from pipeline.lifecycle.finder import find_subject_files, partition_date
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
 from pipeline.sink.storage import Storage
@@ -39,7 +41,7 @@ def subject_rows(
         table = pq.read_table(io.BytesIO(data))
         table = table.filter(subject_row_mask(table, subject.pseudonyms, _END_OF_TIME))
         if table.num_rows:
-            call_date = date.fromisoformat(path.split("/")[1].removeprefix("call_date="))
+            call_date = partition_date(path)
             decoded = table.cast(pa.schema([_plain(field) for field in table.schema]))
             tables.append(
                 decoded.append_column("call_date", pa.array([call_date] * table.num_rows, pa.date32()))

@@ -29,7 +29,7 @@ from pipeline.keyring import Keyring
 from pipeline.lifecycle.audit import append_audit
 from pipeline.lifecycle.receipts import receipt_path
 from pipeline.lifecycle.rectify import rectify_call
-from pipeline.lifecycle.register import Kind, close, note, register_received
+from pipeline.lifecycle.register import close, load_request, note, register_received
 from pipeline.lifecycle.subject_request import Rejection, SubjectRequest
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import Storage
@@ -43,7 +43,7 @@ class RightsProcessor:
     def __init__(
         self,
         storage: Storage,
-        keyring: Keyring,
+        keyring: Callable[[], Keyring],
         classifier: NumberClassifier,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -54,20 +54,36 @@ class RightsProcessor:
 
     def process(self, request: SubjectRequest | Rejection) -> dict[str, Any]:
         """Carry out ``request`` (or record its rejection) and return its receipt."""
-        if request.request_id is not None:
-            existing = self._storage.read(receipt_path(request.request_id))
-            if existing is not None:
-                log.info("request %s was already answered; re-issuing its receipt", request.request_id)
-                stored: dict[str, Any] = json.loads(existing)
-                return stored
         started = self._clock()
         if isinstance(request, Rejection):
-            receipt = self._rejected(request.request_id, request.kind, request.reason, started)
-        else:
-            register_received(self._storage, request.request_id, request.kind, request.requested_at)
-            receipt = self._carry_out(request, started)
+            return self._refuse(request.request_id, request.kind, request.reason, started)
+        existing = self._storage.read(receipt_path(request.request_id))
+        if existing is not None:
+            log.info("request %s was already answered; re-issuing its receipt", request.request_id)
+            stored: dict[str, Any] = json.loads(existing)
+            return stored
+        register_received(self._storage, request.request_id, request.kind, request.requested_at)
+        receipt = self._carry_out(request, started)
         self._record(receipt)
         log.info("%s request %s: %s", receipt["kind"], receipt["request_id"], receipt["status"])
+        return receipt
+
+    def _refuse(
+        self, request_id: str | None, kind: str | None, reason: str, started: datetime
+    ) -> dict[str, Any]:
+        """The receipt of a request that cannot be carried out as sent.
+
+        It is audited, and noted on the request's register entry if there is
+        one, but not kept as the request id's receipt: a corrected request may
+        use the same id (as with erasure).
+        """
+        receipt = self._rejected(request_id, kind, reason, started)
+        now = self._clock()
+        audit_kind = kind or "unknown-request"  # a message too malformed to name its kind
+        append_audit(self._storage, audit_kind, {**receipt, "kind": audit_kind}, now)
+        if request_id is not None and load_request(self._storage, request_id) is not None:
+            note(self._storage, request_id, now, f"rejected: {reason}; the request stays open")
+        log.info("%s request %s rejected", audit_kind, request_id or "(no usable id)")
         return receipt
 
     def _carry_out(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
@@ -120,17 +136,11 @@ class RightsProcessor:
         }
 
     def _record(self, receipt: dict[str, Any]) -> None:
-        request_id, kind, now = receipt["request_id"], receipt["kind"], self._clock()
-        audit_kind = kind or "unknown-request"  # a message too malformed to name its kind
-        append_audit(self._storage, audit_kind, {**receipt, "kind": audit_kind}, now)
-        if request_id is None:
-            return
+        """Keep the receipt of a request that was carried out, audit it and close or annotate its entry."""
+        request_id, now = receipt["request_id"], self._clock()
+        append_audit(self._storage, receipt["kind"], receipt, now)
         self._storage.create_exclusive(receipt_path(request_id), json.dumps(receipt, sort_keys=True).encode())
-        if kind is None:
-            return
         if receipt["status"] == "rejected":
-            registered: Kind = kind  # parse_request only passes on the kinds of the register
-            register_received(self._storage, request_id, registered, now)  # idempotent
             close(self._storage, request_id, now, receipt["reason"], status="rejected")
         elif receipt.get("verification", {}).get("passed", True):
             close(self._storage, request_id, now, _outcome(receipt))
