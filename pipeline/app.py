@@ -46,6 +46,7 @@ from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt, purge_receipts
 from pipeline.lifecycle.register import load_register, purge_requests
+from pipeline.lifecycle.restriction import Ledger, Passes
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject_request import parse_request
@@ -55,6 +56,7 @@ from pipeline.metrics import (
     ERASURES_COMPLETED,
     ERASURES_RECEIVED,
     HEALTH,
+    RECORDS_SUPPRESSED,
     REGISTRY,
     REQUEST_REGISTER,
     RETENTION_PARTITIONS_DELETED,
@@ -127,7 +129,12 @@ class CdrIngest(IngestService):
     """The ingest service bound to this app's settings and erasure ledger."""
 
     def __init__(self, **kwargs: object) -> None:
-        publisher = BatchPublisher(storage, row_filter=ledger.apply, on_storage_failure=HEALTH.failed)
+        publisher = BatchPublisher(
+            storage,
+            row_filter=ledger.route,
+            on_storage_failure=HEALTH.failed,
+            on_suppressed=RECORDS_SUPPRESSED.inc,
+        )
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
         ingestor = build_ingestor(settings)
         ingest_keyring.current()
@@ -251,7 +258,18 @@ async def subject_rights(stream: faust.StreamT[bytes]) -> None:
 
     Every message gets a receipt, a malformed one too (``status: rejected``).
     """
-    processor = RightsProcessor(storage, KeyringFile(settings.keyring).current, build_classifier(settings))
+    loop = asyncio.get_running_loop()
+
+    def write_ledger(entry: LedgerEntry) -> None:  # called from the processor's thread
+        asyncio.run_coroutine_threadsafe(_publish_ledger(entry), loop).result(BROKER_CALL_S)
+
+    processor = RightsProcessor(
+        storage,
+        KeyringFile(settings.keyring).current,
+        build_classifier(settings),
+        ledger=Ledger(ledger, write_ledger),
+        passes=Passes(settings.settle_seconds, time.sleep),
+    )
     async for event in stream.events():
         request = parse_request(event.key, event.value)
         async with lifecycle_lock:

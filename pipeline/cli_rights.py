@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, date, datetime
+from typing import Any
 
 import click
 import msgspec
 
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
+from pipeline.keyring import load_keyring
 from pipeline.lifecycle.register import check_request_id, new_request_id
-from pipeline.lifecycle.subject_request import Rejection, SubjectRequest, parse_request
+from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.request_client import request_and_wait
+from pipeline.runtime import build_classifier
 
 REQUEST_ID_OPTION = click.option(
     "--request-id",
@@ -82,4 +86,84 @@ def rectify_command(
     )
 
 
-COMMANDS = [rectify_command]
+_NUMBER = click.option("--number", help="The subject's phone number or extension, in any spelling.")
+_PSEUDONYM = click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead.")
+
+
+def _subject_request(
+    kind: RequestKind, number: str | None, pseudonym: str | None, request_id: str | None, **fields: Any
+) -> SubjectRequest:
+    """A request about the subject given as a number or a pseudonym, checked before it is sent."""
+    if (number is None) == (pseudonym is None):
+        raise click.UsageError("give exactly one of --number or --pseudonym")
+    if pseudonym is not None:
+        subject_from_pseudonym(pseudonym)
+    else:
+        settings = load_settings()
+        subject_from_number(str(number), load_keyring(settings.keyring), build_classifier(settings))
+    return SubjectRequest(
+        request_id=request_id or new_request_id(),
+        kind=kind,
+        requested_at=datetime.now(UTC),
+        subject=number if number is not None else pseudonym,
+        subject_kind="number" if number is not None else "pseudonym",
+        **fields,
+    )
+
+
+@click.command("restrict")
+@_NUMBER
+@_PSEUDONYM
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def restrict_command(
+    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
+) -> None:
+    """Restrict a subject (art. 18): move their rows to the quarantine; later records go there too."""
+    _send(_subject_request("restriction", number, pseudonym, request_id), wait_s)
+
+
+@click.command("unrestrict")
+@_NUMBER
+@_PSEUDONYM
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def unrestrict_command(
+    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
+) -> None:
+    """Lift a subject's restriction: their rows go back into the dataset, later records too."""
+    _send(_subject_request("lift", number, pseudonym, request_id), wait_s)
+
+
+@click.command("object")
+@_NUMBER
+@_PSEUDONYM
+@click.option(
+    "--existing",
+    type=click.Choice(["quarantine", "erase"]),
+    required=True,
+    help="What happens to the rows already stored: moved to the quarantine, or erased.",
+)
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def object_command(
+    number: str | None, pseudonym: str | None, existing: str, request_id: str | None, wait_s: float
+) -> None:
+    """Record an objection (art. 21): later records are dropped; stored ones quarantined or erased."""
+    chosen = "erase" if existing == "erase" else "quarantine"
+    _send(_subject_request("objection", number, pseudonym, request_id, existing=chosen), wait_s)
+
+
+@click.command("withdraw-objection")
+@_NUMBER
+@_PSEUDONYM
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def withdraw_objection_command(
+    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
+) -> None:
+    """Withdraw a subject's objection: later records are stored again; quarantined rows come back."""
+    _send(_subject_request("withdrawal", number, pseudonym, request_id), wait_s)
+
+
+COMMANDS = [rectify_command, restrict_command, unrestrict_command, object_command, withdraw_objection_command]

@@ -29,6 +29,11 @@ RECORDS_DEAD_LETTERED = Counter(
 RECORDS_EXPIRED = Counter(
     "cdrpipe_records_expired", "Records dropped at ingest: past the retention period", registry=REGISTRY
 )
+RECORDS_SUPPRESSED = Counter(
+    "cdrpipe_records_suppressed",
+    "Rows dropped before publishing: their subject objected (art. 21)",
+    registry=REGISTRY,
+)
 FILES_PUBLISHED = Counter("cdrpipe_files_published", "Parquet files published", registry=REGISTRY)
 BYTES_PUBLISHED = Counter("cdrpipe_bytes_published", "Bytes of Parquet published", registry=REGISTRY)
 PUBLISH_SECONDS = Histogram(

@@ -11,9 +11,11 @@ import msgspec
 import pyarrow.parquet as pq
 
 from pipeline.lifecycle.audit import read_audit
+from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.receipts import receipt_path
 from pipeline.lifecycle.rectify import rectify_call
 from pipeline.lifecycle.register import load_request
+from pipeline.lifecycle.restriction import Ledger, Passes
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject_request import Rejection, SubjectRequest, parse_request
 from pipeline.sink.storage import LocalStorage
@@ -22,6 +24,18 @@ from tests.test_lifecycle import CLASSIFIER, KEYS, _file, _store
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
+
+
+def _processor(storage: LocalStorage) -> RightsProcessor:
+    view = ErasureLedger()
+    return RightsProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(view, view.add),
+        passes=Passes(0, lambda _: None),
+        clock=lambda: NOW,
+    )
 
 
 def _request(**fields: object) -> bytes:
@@ -71,7 +85,7 @@ def test_rectify_redacts_one_party_of_one_call_only_once(tmp_path: Path) -> None
 
 def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_entry(tmp_path: Path) -> None:
     storage = _store(tmp_path)
-    processor = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW)
+    processor = _processor(storage)
     request = parse_request(None, _request(kind="rectification", cdr_id="b", party="caller"))
     receipt = processor.process(request)
     assert receipt["status"] == "done" and receipt["rows_redacted"] == 1
@@ -86,7 +100,7 @@ def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_e
 
 def test_a_rectification_of_an_unknown_call_and_a_malformed_message_are_rejected(tmp_path: Path) -> None:
     storage = _store(tmp_path)
-    processor = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW)
+    processor = _processor(storage)
     unknown = processor.process(
         parse_request(None, _request(kind="rectification", cdr_id="zz", party="callee"))
     )
@@ -118,7 +132,7 @@ def test_a_rectification_searches_the_whole_store_when_no_date_is_given(tmp_path
         request_id="r-9", kind="rectification", requested_at=NOW, cdr_id="x", party="callee"
     )
     assert parse_request(None, msgspec.json.encode(request)) == request
-    receipt = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW).process(request)
+    receipt = _processor(storage).process(request)
     assert receipt["files_rewritten"] == ["cdr/call_date=2026-10-01/t+0+0.parquet"]
     (row,) = pq.read_table(tmp_path / receipt["files_rewritten"][0]).to_pylist()
     assert row["callee_number_type"] == "REDACTED" and row["caller_number_type"] == "E164"
@@ -131,7 +145,7 @@ def _check(document: object, schema: str) -> None:
 
 def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
     storage = _store(tmp_path)
-    processor = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, clock=lambda: NOW)
+    processor = _processor(storage)
     request = SubjectRequest(
         request_id="r-5",
         kind="rectification",

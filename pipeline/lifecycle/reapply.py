@@ -1,6 +1,6 @@
 """Re-apply every erasure of the ledger to the store, e.g. after restoring files from a backup.
 
-Contract: :func:`reapply_ledger` finds, for every ledger entry, the files that
+Contract: :func:`reapply_ledger` finds, for every erasure of the ledger, the files that
 may hold its pseudonyms, rewrites them without the erased rows (or parties),
 verifies them, and appends one ``ledger-reapply`` audit entry with the request
 ids, files rewritten, rows affected and the verification result. Applying it
@@ -45,6 +45,9 @@ def reapply_ledger(
     affected = 0
     passed = True
     strays: list[str] = []
+    entries = [
+        entry for entry in entries if entry.action == "erase"
+    ]  # restrictions, objections move no row here
     for entry in entries:
         pseudonyms = entry.subject_pseudonyms()
         requested_at = entry.requested_at.astimezone(UTC)

@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pipeline import __version__
 from pipeline.keyring import Keyring
@@ -30,6 +30,8 @@ from pipeline.lifecycle.audit import append_audit
 from pipeline.lifecycle.receipts import receipt_path
 from pipeline.lifecycle.rectify import rectify_call
 from pipeline.lifecycle.register import close, load_request, note, register_received
+from pipeline.lifecycle.restriction import Ledger, Passes, Refusal, put_back_in_use, take_out_of_use
+from pipeline.lifecycle.subject import Subject, SubjectError, subject_from_number, subject_from_pseudonym
 from pipeline.lifecycle.subject_request import Rejection, SubjectRequest
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import Storage
@@ -45,11 +47,16 @@ class RightsProcessor:
         storage: Storage,
         keyring: Callable[[], Keyring],
         classifier: NumberClassifier,
+        *,
+        ledger: Ledger,
+        passes: Passes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._storage = storage
         self._keyring = keyring
         self._classifier = classifier
+        self._ledger = ledger
+        self._passes = passes
         self._clock = clock
 
     def process(self, request: SubjectRequest | Rejection) -> dict[str, Any]:
@@ -63,7 +70,10 @@ class RightsProcessor:
             stored: dict[str, Any] = json.loads(existing)
             return stored
         register_received(self._storage, request.request_id, request.kind, request.requested_at)
-        receipt = self._carry_out(request, started)
+        try:
+            receipt = self._carry_out(request, started)
+        except SubjectError as exc:
+            return self._refuse(request.request_id, request.kind, str(exc), started)
         self._record(receipt)
         log.info("%s request %s: %s", receipt["kind"], receipt["request_id"], receipt["status"])
         return receipt
@@ -89,7 +99,45 @@ class RightsProcessor:
     def _carry_out(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
         if request.kind == "rectification":
             return self._rectify(request, started)
-        raise NotImplementedError(request.kind)
+        subject = self._subject(request)
+        requested_at = request.requested_at.astimezone(UTC)
+        searched = {"key_ids": list(subject.key_ids), "pseudonyms_searched": len(subject.pseudonyms)}
+        done: dict[str, Any] | Refusal
+        if request.kind in ("restriction", "objection"):
+            existing = request.existing or "quarantine"  # parse_request makes an objection say which
+            action: Literal["restrict", "suppress"] = (
+                "restrict" if request.kind == "restriction" else "suppress"
+            )
+            done = take_out_of_use(
+                self._storage,
+                self._ledger,
+                request_id=request.request_id,
+                subject=subject,
+                requested_at=requested_at,
+                existing=existing,
+                action=action,
+                passes=self._passes,
+            )
+        else:
+            ending: Literal["restrict", "suppress"] = "restrict" if request.kind == "lift" else "suppress"
+            done = put_back_in_use(
+                self._storage,
+                self._ledger,
+                subject=subject,
+                requested_at=requested_at,
+                ending=ending,
+                passes=self._passes,
+            )
+        if isinstance(done, Refusal):
+            return self._rejected(request.request_id, request.kind, done.reason, started)
+        return self._receipt(request, started, **searched, **done)
+
+    def _subject(self, request: SubjectRequest) -> Subject:
+        """The pseudonyms of the request's subject under every key of the keyring as it is now."""
+        assert request.subject is not None  # checked by parse_request
+        if request.subject_kind == "pseudonym":
+            return subject_from_pseudonym(request.subject)
+        return subject_from_number(request.subject, self._keyring(), self._classifier)
 
     def _rectify(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
         assert request.cdr_id is not None and request.party is not None  # checked by parse_request

@@ -32,6 +32,9 @@ from typing import TypeVar
 import pyarrow as pa
 
 from pipeline.ingest import PartitionFlush
+from pipeline.lifecycle.ledger import Routed
+from pipeline.lifecycle.quarantine import merge_into
+from pipeline.sink.naming import QUARANTINE, in_area
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage, StorageError
 
@@ -39,7 +42,8 @@ log = logging.getLogger(__name__)
 
 INTENT_DIR = "_cdrpipe/intents"
 T = TypeVar("T")
-RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], pa.Table]
+RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], pa.Table | Routed]
+"""The ledger's view of a file's rows: the rows to keep, or where each row goes (:class:`Routed`)."""
 
 
 def intent_path(topic: str, partition: int, first_offset: int) -> str:
@@ -63,9 +67,11 @@ class BatchPublisher:
         first_backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         on_storage_failure: Callable[[], None] = lambda: None,
+        on_suppressed: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.storage = storage
         self._on_storage_failure = on_storage_failure
+        self._on_suppressed = on_suppressed
         self._row_filter = row_filter
         self._attempts = attempts
         self._first_backoff_s = first_backoff_s
@@ -90,13 +96,27 @@ class BatchPublisher:
         return int(json.loads(recorded)["end_offset"])
 
     def publish(self, flush: PartitionFlush) -> int:
-        """Publish every file of the batch (minus erased rows); return the bytes written."""
+        """Publish every file of the batch as the ledger routes its rows; return the bytes written.
+
+        Erased and suppressed rows are not written. Restricted rows are merged
+        into the file's mirror in the quarantine (merged, not replaced: the
+        mirror may hold rows that a restriction or objection moved there).
+        """
         written = 0
         for pending in flush.files:
-            table = self._row_filter(pending.rows.to_table(), pending.translations)
-            if table.num_rows == 0:
+            routed = self._row_filter(pending.rows.to_table(), pending.translations)
+            if not isinstance(routed, Routed):
+                routed = Routed(routed, None, 0)
+            if routed.suppressed:
+                self._on_suppressed(routed.suppressed)
+            if routed.quarantined is not None:
+                restricted = routed.quarantined
+                self._retrying(
+                    partial(merge_into, self.storage, in_area(pending.path, QUARANTINE), restricted)
+                )
+            if routed.kept.num_rows == 0:
                 continue
-            data = encode(table)
+            data = encode(routed.kept)
             self._retrying(partial(self.storage.publish, pending.path, data))
             written += len(data)
         return written
