@@ -241,3 +241,24 @@ def test_retention_and_erasure_apply_inside_the_quarantine(tmp_path: Path) -> No
         datetime(2025, 11, 1).date(): ["restricted/call_date=2025-11-01/t+0+0.parquet"]
     }
     assert not (tmp_path / "restricted/call_date=2025-11-01/t+0+0.parquet").exists()
+
+
+def test_a_move_by_pseudonym_fails_verification_for_keys_it_could_not_search(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    (k1,) = [
+        pair.pseudonym for pair in subject_from_number(SUBJECT, KEYS, CLASSIFIER).pairs if pair.key_id == "k1"
+    ]
+    request = SubjectRequest(
+        request_id="res-p", kind="restriction", requested_at=NOW, subject=k1, subject_kind="pseudonym"
+    )
+    receipt = _processor(storage, ErasureLedger(), []).process(request)
+    assert receipt["rows_moved"] == 1 and _ids(tmp_path, "restricted") == [
+        "a"
+    ]  # the k2 row "c" was not found
+    assert receipt["verification"]["key_ids_not_searched"] == [
+        "k1",
+        "k2",
+    ]  # a given pseudonym's key is unknown
+    assert receipt["verification"]["passed"] is False
+    record = load_request(storage, "res-p")
+    assert record is not None and record.status == "open" and "FAILED" in record.history[-1]["text"]

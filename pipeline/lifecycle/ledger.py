@@ -177,22 +177,19 @@ class ErasureLedger:
         return table
 
     def route(self, table: pa.Table, translations: Translations | None = None) -> Routed:
-        """Apply every entry: erasures first, then objections (dropped), then restrictions (quarantined)."""
+        """Apply every entry: objections first (their rows dropped and counted), then erasures,
+        then restrictions (their rows quarantined)."""
         matched = self.matches(table, translations or {})
-        suppressed: set[str] = set()
-        restricted: set[str] = set()
-        for entry, values in matched:
-            if entry.action == "erase":
-                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
-            elif entry.action == "suppress":
-                suppressed |= values
-            elif entry.action == "restrict":
-                restricted |= values
+        suppressed = frozenset().union(*(values for entry, values in matched if entry.action == "suppress"))
         dropped = 0
         if suppressed:
             mask = subject_row_mask(table, suppressed, _END_OF_TIME)
             dropped = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
             table = table.filter(pc.invert(mask))
+        for entry, values in matched:
+            if entry.action == "erase":
+                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+        restricted = frozenset().union(*(values for entry, values in matched if entry.action == "restrict"))
         if not restricted:
             return Routed(table, None, dropped)
         mask = subject_row_mask(table, restricted, _END_OF_TIME)
