@@ -136,9 +136,9 @@ class CdrIngest(IngestService):
             on_suppressed=RECORDS_SUPPRESSED.inc,
         )
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
-        ingestor = build_ingestor(settings)
-        ingest_keyring.current()
-        watch_cache_hit_ratio(ingestor.parties.columns.cache_info)
+        ingestor = build_ingestor(settings, ingest_keyring.current())  # one read: no rotation slips between
+        # looked up on each scrape: a rotated keyring brings a new cache
+        watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
         super().__init__(settings, ingestor, publisher, reader, **kwargs)
 
     @mode.Service.timer(KEYRING_CHECK_S)
@@ -246,8 +246,12 @@ async def erasures(stream: faust.StreamT[bytes]) -> None:
 async def check_topic_retention() -> None:
     """Warn about existing topics that keep raw data longer than their setting (or forever)."""
     plans = topic_plans(settings)
-    await ensure_topics(settings.bootstrap_servers, plans)
-    applied = await retention_days(settings.bootstrap_servers, [plan.name for plan in plans])
+    try:
+        await ensure_topics(settings.bootstrap_servers, plans)
+        applied = await retention_days(settings.bootstrap_servers, [plan.name for plan in plans])
+    except Exception as exc:  # the check only informs; a broker hiccup must not stop the worker
+        log.warning("cannot check the topics' retention on the broker: %s", exc)
+        return
     for warning in retention_warnings(plans, applied):
         log.warning("%s", warning)
 

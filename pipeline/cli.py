@@ -26,7 +26,7 @@ from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
-from pipeline.lifecycle.erasure import ErasureRequest, SubjectKind
+from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.export import ExportFormat, subject_rows, write_export
 from pipeline.lifecycle.finder import list_data_files, skip_strays
 from pipeline.lifecycle.ledger import ErasureLedger
@@ -266,6 +266,9 @@ def erase_command(  # noqa: PLR0917 - click passes one argument per option
 ) -> None:
     """Publish a GDPR erasure request for one subject to the erasure request topic.
 
+    With --wait it prints the receipt and exits 1 if the request was rejected
+    or its verification failed.
+
     Deleting an agent's rows removes whole calls; --mode redact keeps the calls
     and removes only the agent's pseudonym.
     """
@@ -282,6 +285,10 @@ def erase_command(  # noqa: PLR0917 - click passes one argument per option
     echo_receipt(
         receipt, f"erasure request {request.request_id} published to {settings.erasure_topic}", wait_s
     )
+    verification = receipt.get("verification") if receipt is not None else None
+    passed = isinstance(verification, dict) and verification.get("passed") is True
+    if receipt is not None and (receipt.get("status") != "completed" or not passed):
+        raise SystemExit(1)  # printed above: a rejected request or a failed verification
 
 
 async def _request_erasure(

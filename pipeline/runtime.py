@@ -44,9 +44,9 @@ def build_formats(settings: Settings) -> FormatSelector:
     return FormatSelector(decoders, dict(settings.topic_formats), context)
 
 
-def build_ingestor(settings: Settings) -> Ingestor:
-    """The ingest path for ``settings``."""
-    parties, translator = build_keys(settings, load_keyring(settings.keyring))
+def build_ingestor(settings: Settings, keyring: Keyring | None = None) -> Ingestor:
+    """The ingest path for ``settings`` (and ``keyring``, or the one its file holds)."""
+    parties, translator = build_keys(settings, keyring or load_keyring(settings.keyring))
     return Ingestor(
         build_formats(settings),
         parties,

@@ -19,18 +19,21 @@ from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest import Ingestor, RawRecord
 from pipeline.keyring import Key, Keyring, KeyringFile, init_keyring, load_keyring, rotate_keyring
 from pipeline.lifecycle.audit import read_audit
-from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest
-from pipeline.lifecycle.export import subject_rows
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.erasure_request import ErasureRequest
+from pipeline.lifecycle.export import UnreadableFilesError, subject_rows
 from pipeline.lifecycle.ledger import ErasureLedger, KeyedPseudonym, LedgerEntry, decode_entry
 from pipeline.lifecycle.receipts import Receipt, ResidualCopy, encode_receipt, receipt_path
 from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.rows import SUBJECT_COLUMNS
 from pipeline.lifecycle.subject import subject_from_agent, subject_from_number
 from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.rows import ColumnBuffer
-from pipeline.sink.parquet import encode
+from pipeline.sink.parquet import INDEXED_COLUMNS, encode
 from pipeline.sink.publisher import BatchPublisher
+from pipeline.sink.schema import PSEUDONYM_COLUMNS
 from pipeline.sink.storage import LocalStorage
 from pipeline.topics import TopicPlan, retention_warnings
 from tests.helpers import REPO, find_raw_numbers, raw_number_needles
@@ -287,8 +290,13 @@ def _strip_index(storage: LocalStorage, path: str) -> None:
 def test_a_receipt_cannot_pass_while_a_subject_row_remains(tmp_path: Path, attack: str) -> None:
     if attack == "storage ignores rewrites":
         harness = _Harness(tmp_path, lambda: ROTATED, _IgnoringStorage(tmp_path / "store"))
-        harness.put("a", K2, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+        others = [(f"o{index}", f"04759{index:05d}", "x") for index in range(3_000)]
+        path = harness.put("a", K2, [("a1", SPELLINGS[0], "x"), *others])
         harness.put("b", K2, [("b1", SPELLINGS[1], "x")])
+        # the subject is in the file, but compression hides its bytes: a byte scan would see nothing
+        content = (harness.storage.root / path).read_bytes()
+        pseudonym = subject_from_number(SUBJECT, ROTATED, CLASSIFIER).pairs[1].pseudonym
+        assert pseudonym.encode() not in content
         receipt = harness.erase(SUBJECT)
         assert receipt.verification is not None and receipt.verification.rows_remaining == 2
         assert not receipt.passed
@@ -432,3 +440,50 @@ def test_the_request_struct_refuses_times_without_an_offset() -> None:
         msgspec.json.decode(
             b'{"request_id": "r", "subject": "x", "requested_at": "2026-11-02T00:00:00"}', type=ErasureRequest
         )
+
+
+def test_a_keyring_that_cannot_be_loaded_rejects_the_request_and_erases_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "keyring.json"
+    init_keyring(path)
+    harness = _Harness(tmp_path, KeyringFile(path).current)
+    harness.put("a", load_keyring(path).active, [("a1", SPELLINGS[0], "x")])
+    path.chmod(0o644)
+    receipt = harness.erase(SUBJECT)
+    assert receipt.status == "rejected" and "chmod 600" in (receipt.reason or "")
+    assert harness.ledger == [] and harness.rows().column("cdr_id").to_pylist() == ["a1"]
+    path.chmod(0o600)
+    assert harness.erase(SUBJECT).passed
+
+
+def test_a_stored_receipt_of_an_earlier_version_gets_the_erasure_run_again(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ROTATED)
+    harness.put("a", K2, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+    earlier = {"request_id": "r-1", "verification": {"raw_occurrences": 0, "passed": True}}
+    harness.storage.publish(receipt_path("r-1"), json.dumps(earlier).encode())
+    receipt = harness.erase(SUBJECT)
+    assert receipt.passed and receipt.rows_removed == 1
+
+
+def test_every_pseudonym_column_identifies_a_subject() -> None:
+    """A new pseudonym column must be matched, erased, indexed and verified like the others."""
+    assert set(SUBJECT_COLUMNS) == set(PSEUDONYM_COLUMNS) == set(INDEXED_COLUMNS)
+
+
+def test_an_unreadable_data_file_fails_verification_by_name_and_stops_nothing(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ROTATED)
+    harness.put("a", K2, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+    broken = "cdr/call_date=2026-11-01/truncated.parquet"
+    harness.storage.publish(broken, b"PAR1 cut short")
+    receipt = harness.erase(SUBJECT)
+    assert receipt.status == "completed" and receipt.rows_removed == 1 and not receipt.passed
+    assert receipt.verification is not None and receipt.verification.files_unreadable == [broken]
+    assert broken in receipt.verification.checked and "FAILED" in receipt.verification.checked
+    _validate(receipt)
+
+
+def test_an_export_that_cannot_read_a_file_says_so_instead_of_being_incomplete(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ROTATED)
+    harness.put("a", K2, [("a1", SPELLINGS[0], "x")])
+    harness.storage.publish("cdr/call_date=2026-11-01/truncated.parquet", b"PAR1 cut short")
+    with pytest.raises(UnreadableFilesError, match=r"truncated\.parquet"):
+        subject_rows(harness.storage, subject_from_number(SUBJECT, ROTATED, CLASSIFIER))

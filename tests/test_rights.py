@@ -89,7 +89,7 @@ def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_e
     request = parse_request(None, _request(kind="rectification", cdr_id="b", party="caller"))
     receipt = processor.process(request)
     assert receipt["status"] == "done" and receipt["rows_redacted"] == 1
-    assert receipt["verification"] == {"files_checked": 1, "passed": True}
+    assert receipt["verification"] == {"files_checked": 1, "files_unreadable": [], "passed": True}
     assert json.loads(storage.read(receipt_path("r-1")) or b"") == receipt
     assert [entry["kind"] for entry in read_audit(storage)] == ["rectification"]
     record = load_request(storage, "r-1")
@@ -166,3 +166,11 @@ def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
         assert "existing" in exc.message
     else:
         raise AssertionError("an objection without existing passed the schema")
+
+
+def test_a_file_that_cannot_be_read_fails_the_rectification_s_verification(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    storage.publish("cdr/call_date=2026-11-01/broken.parquet", b"not parquet")
+    done = rectify_call(storage, "a", "caller")
+    assert (done.rows_redacted, done.verified) == (1, False)
+    assert done.files_unreadable == ["cdr/call_date=2026-11-01/broken.parquet"]

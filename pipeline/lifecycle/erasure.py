@@ -9,7 +9,8 @@ ledger writer):
    receipt with ``status: "rejected"`` and a reason that quotes no input
    value. It is never raised: the caller moves on to the next request. It is
    audited, but not kept as the request id's receipt (a corrected request
-   may use the same id).
+   may use the same id). A keyring file that cannot be loaded rejects the
+   request too, naming the file and the fix: nothing is erased with stale keys.
 2. If a receipt for the request id exists, it is returned again (re-delivery
    is idempotent) and nothing else happens.
 3. The keyring is loaded again for every request, so keys added by a
@@ -37,18 +38,17 @@ is processed again after restart.
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
 
 import msgspec
 
 from pipeline import __version__
+from pipeline.errors import KeyringError
 from pipeline.keyring import Keyring
 from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.erasure_request import ErasureRequest, InvalidRequest, decode_request
 from pipeline.lifecycle.finder import skip_strays
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.receipts import (
@@ -60,7 +60,6 @@ from pipeline.lifecycle.receipts import (
     receipt_path,
 )
 from pipeline.lifecycle.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
-from pipeline.lifecycle.rows import Mode
 from pipeline.lifecycle.subject import (
     Subject,
     SubjectError,
@@ -80,27 +79,6 @@ It covers a publish that was writing when the first pass listed the store (a
 local file keeps the time its temporary file was written) and the clock of an
 object store (S3 refuses requests whose clock is more than 15 minutes off).
 """
-
-SubjectKind = Literal["number", "pseudonym", "agent"]
-_SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
-_MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
-
-
-class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
-    """A message of the erasure request topic (``schemas/erasure-request.schema.json``)."""
-
-    request_id: Annotated[str, msgspec.Meta(min_length=1)]
-    subject: str
-    subject_kind: SubjectKind = "number"
-    requested_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    mode: Mode = "delete"
-
-
-_REQUEST = msgspec.json.Decoder(ErasureRequest)
-
-
-class _RequestId(msgspec.Struct):
-    request_id: Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class ErasureProcessor:
@@ -129,10 +107,9 @@ class ErasureProcessor:
 
     def handle(self, payload: bytes) -> Receipt:
         """Decode one message of the request topic and carry it out, or reject it with a receipt."""
-        try:
-            request = _REQUEST.decode(payload)
-        except msgspec.DecodeError as exc:
-            return self.reject(_request_id_of(payload), _schema_problem(exc))
+        request = decode_request(payload)
+        if isinstance(request, InvalidRequest):
+            return self.reject(request.request_id, request.reason)
         return self.process(request)
 
     def subject_of(self, request: ErasureRequest) -> Subject:
@@ -147,13 +124,21 @@ class ErasureProcessor:
         """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""
         existing = self._storage.read(receipt_path(request.request_id))
         if existing is not None:
-            log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
-            return decode_receipt(existing)
+            try:
+                stored = decode_receipt(existing)
+            except msgspec.DecodeError:
+                # a receipt of an earlier version: erasing again changes nothing and gives a current one
+                log.info("erasure %s has a receipt of an earlier version; erasing again", request.request_id)
+            else:
+                log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
+                return stored
         started = self._clock()
         try:
             subject = self.subject_of(request)
         except SubjectError as exc:
             return self.reject(request.request_id, str(exc))
+        except KeyringError as exc:  # nothing was erased; the operator fixes the file and sends it again
+            return self.reject(request.request_id, f"the worker cannot use its keyring: {exc}")
         log.info(
             "erasure %s started: %d pseudonyms under keys %s",
             request.request_id,
@@ -209,6 +194,7 @@ class ErasureProcessor:
                 rows_remaining=verification.rows_remaining,
                 key_ids_in_store=sorted(verification.key_ids_in_store),
                 key_ids_not_searched=sorted(verification.key_ids_not_searched),
+                files_unreadable=list(verification.files_unreadable),
             ),
             residual_copies=self._residual(),
             pipeline_version=__version__,
@@ -240,25 +226,3 @@ class ErasureProcessor:
     def _record(self, receipt: Receipt) -> None:
         self._storage.create_exclusive(receipt_path(receipt.request_id), encode_receipt(receipt))
         append_audit(self._storage, "erasure", msgspec.to_builtins(receipt), self._clock())
-
-
-def _schema_problem(error: msgspec.DecodeError) -> str:
-    """Where a request breaks its schema; msgspec's own message may quote the value, so it is not used."""
-    message = str(error)
-    where, missing = _SCHEMA_PATH.search(message), _MISSING_FIELD.search(message)
-    detail = (
-        f"at {where.group(1)}"
-        if where
-        else f"missing field {missing.group(1)}"
-        if missing
-        else "not a JSON object of that form"
-    )
-    return f"the request does not match schemas/erasure-request.schema.json ({detail})"
-
-
-def _request_id_of(payload: bytes) -> str:
-    """The request id of an invalid request if it has a usable one, else a new unique id."""
-    try:
-        return msgspec.json.decode(payload, type=_RequestId).request_id
-    except msgspec.DecodeError:
-        return f"unidentified-{uuid.uuid4()}"

@@ -6,7 +6,9 @@ party or agent, from every partition, with their ``call_date``; nobody else's
 rows. Files outside ``call_date=`` directories are never read (the caller
 reports them with :func:`~pipeline.lifecycle.finder.skip_strays`). Rows of the
 quarantine (a restriction or objection took them out of use) are exported
-too, with ``restricted`` true; the dataset's rows have it false.
+too, with ``restricted`` true; the dataset's rows have it false. If a data
+file cannot be read, it raises :class:`UnreadableFilesError` naming it rather
+than return an export that may be incomplete.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.lifecycle.finder import find_subject_files, partition_date
+from pipeline.errors import ConfigError
+from pipeline.lifecycle.finder import partition_date, search
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
 from pipeline.sink.naming import QUARANTINE
@@ -32,12 +35,22 @@ ExportFormat = Literal["jsonl", "csv", "parquet"]
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
+class UnreadableFilesError(ConfigError):
+    """Data files that cannot be read, so an export would be incomplete."""
+
+
 def subject_rows(
     storage: Storage, subject: Subject, progress: Callable[[int], None] | None = None
 ) -> pa.Table | None:
     """The subject's rows across the store with a ``call_date`` column, or None if there are none."""
     tables = []
-    for path in find_subject_files(storage, subject.pseudonyms, progress):
+    found = search(storage, subject.pseudonyms, progress)
+    if found.unreadable:
+        raise UnreadableFilesError(
+            f"cannot read {len(found.unreadable)} data files ({', '.join(found.unreadable)}), so the export "
+            "would be incomplete: restore them from backup or remove them"
+        )
+    for path in found.candidates:
         data = storage.read(path)
         if data is None:
             continue

@@ -13,8 +13,10 @@ Contract:
   the subject (and a few that do not: the index has false positives) and
   the key ids of every file it read. A file without a subject index might
   hold anything and is a candidate; a file without recorded key ids has its
-  ``key_id`` column read. With ``modified_since`` only files modified at or
-  after that instant are searched.
+  ``key_id`` column read. A file whose footer cannot be read (not Parquet,
+  truncated) is listed as unreadable, logged, and stops nothing; a file that
+  vanished meanwhile is left out. With ``modified_since`` only files modified
+  at or after that instant are searched.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pipeline.sink.storage import Storage
 log = logging.getLogger(__name__)
 
 FOOTER_READERS = 8
+_GONE, _UNREADABLE = "gone", "unreadable"
 _PARTITION_PREFIX = "call_date="
 
 
@@ -102,6 +105,7 @@ class Search:
     candidates: list[str]
     key_ids: dict[str, frozenset[str]]
     strays: list[str]
+    unreadable: list[str]
 
     def all_key_ids(self) -> frozenset[str]:
         """Every key id of every file read."""
@@ -127,30 +131,31 @@ def search(
     """Read the footers of the data files of ``areas``: the files that may hold ``pseudonyms``, key ids."""
     wanted = list(pseudonyms)
 
-    def read_footer(path: str) -> tuple[bool, frozenset[str]]:
-        with storage.open_input(path) as handle:
-            metadata = pq.read_metadata(handle).metadata or {}
-        index = metadata.get(subject_index.METADATA_KEY)
-        candidate = index is None or subject_index.might_contain_any(index, wanted)
-        return candidate, _key_ids(storage, path, metadata)
+    def read_footer(path: str) -> tuple[bool, frozenset[str]] | str:
+        try:
+            with storage.open_input(path) as handle:
+                metadata = pq.read_metadata(handle).metadata or {}
+            index = metadata.get(subject_index.METADATA_KEY)
+            candidate = index is None or subject_index.might_contain_any(index, wanted)
+            return candidate, _key_ids(storage, path, metadata)
+        except FileNotFoundError:
+            return _GONE
+        except (OSError, ValueError) as exc:  # pyarrow's "not a Parquet file" errors are ValueErrors
+            log.warning("cannot read the footer of %s: %s", path, exc)
+            return _UNREADABLE
 
     listed = list_data_files(storage, modified_since, areas)
-    found, key_ids = [], {}
+    found: list[str] = []
+    unreadable: list[str] = []
+    key_ids: dict[str, frozenset[str]] = {}
     with ThreadPoolExecutor(FOOTER_READERS, thread_name_prefix="cdrpipe-footer") as readers:
-        for path, (candidate, keys) in zip(listed.paths, readers.map(read_footer, listed.paths), strict=True):
-            key_ids[path] = keys
-            if candidate:
-                found.append(path)
+        for path, footer in zip(listed.paths, readers.map(read_footer, listed.paths), strict=True):
+            if footer == _UNREADABLE:
+                unreadable.append(path)
+            elif not isinstance(footer, str):
+                candidate, key_ids[path] = footer
+                if candidate:
+                    found.append(path)
             if progress is not None:
                 progress(1)
-    return Search(found, key_ids, listed.strays)
-
-
-def find_subject_files(
-    storage: Storage,
-    pseudonyms: Iterable[str],
-    progress: Callable[[int], None] | None = None,
-    modified_since: datetime | None = None,
-) -> list[str]:
-    """The data files whose subject index may contain any of ``pseudonyms``."""
-    return search(storage, pseudonyms, progress, modified_since).candidates
+    return Search(found, key_ids, listed.strays, unreadable)

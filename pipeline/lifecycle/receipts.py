@@ -44,6 +44,7 @@ class ReceiptVerification(msgspec.Struct, kw_only=True, frozen=True):
     rows_remaining: int
     key_ids_in_store: list[str]
     key_ids_not_searched: list[str]
+    files_unreadable: list[str]
 
 
 class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):

@@ -10,7 +10,8 @@ Contract: :func:`rectify_call` rewrites copy-on-write every data file (in the
 dataset and in the quarantine, optionally only one ``call_date``) holding rows
 whose ``cdr_id`` is the given one, redacting ``party`` in those rows and
 nothing else, then re-reads the rewritten files. Files without the call are
-left untouched. Running it twice changes nothing the second time (the party
+left untouched; a file that cannot be read is named and fails the
+verification. Running it twice changes nothing the second time (the party
 is already redacted; the rows count as found, not as redacted again).
 """
 
@@ -42,6 +43,7 @@ class Rectification:
     files_rewritten: list[str]
     files_checked: int
     verified: bool
+    files_unreadable: list[str]
 
 
 def _call_mask(table: pa.Table, cdr_id: str) -> pa.Array:
@@ -57,12 +59,17 @@ def rectify_call(storage: Storage, cdr_id: str, party: Party, call_date: date | 
     """Redact ``party`` in the rows of call ``cdr_id``; re-read what was rewritten."""
     found = redacted = 0
     rewritten: list[str] = []
+    unreadable: list[str] = []
     marker = None if call_date is None else f"/call_date={call_date.isoformat()}/"
     for path in data_files(storage):
         if marker is not None and marker not in path:
             continue
-        with storage.open_input(path) as handle:  # one column first: most files do not hold the call
-            ids = pq.read_table(handle, columns=["cdr_id"])
+        try:
+            with storage.open_input(path) as handle:  # one column first: most files do not hold the call
+                ids = pq.read_table(handle, columns=["cdr_id"])
+        except (OSError, ValueError):  # not Parquet (pyarrow raises ValueErrors for that) or gone
+            unreadable.append(path)
+            continue
         if not pc.any(_call_mask(ids, cdr_id)).as_py():
             continue
         data = storage.read(path)
@@ -77,7 +84,7 @@ def rectify_call(storage: Storage, cdr_id: str, party: Party, call_date: date | 
             storage.publish(path, encode(redact_parties(table, {party: pending})))
             redacted += count
             rewritten.append(path)
-    verified = True
+    verified = not unreadable  # a file not read may hold the call
     for path in rewritten:
         data = storage.read(path)
         table = pq.read_table(io.BytesIO(data)) if data is not None else None
@@ -86,4 +93,4 @@ def rectify_call(storage: Storage, cdr_id: str, party: Party, call_date: date | 
             and table is not None
             and not pc.any(_unredacted(table, _call_mask(table, cdr_id), party)).as_py()
         )
-    return Rectification(found, redacted, rewritten, len(rewritten), verified)
+    return Rectification(found, redacted, rewritten, len(rewritten), verified, unreadable)

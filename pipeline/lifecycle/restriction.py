@@ -63,7 +63,7 @@ def _move_twice(
     areas: tuple[str, str],
     passes: Passes,
 ) -> dict[str, Any]:
-    """Move twice, then check that every key of the source area's files was searched.
+    """Move twice, then check that every file of the source area was read and every key searched.
 
     A subject given as a pseudonym (or a restriction older than a key) has no
     pseudonym under some key: rows under that key cannot be found, so the
@@ -73,7 +73,8 @@ def _move_twice(
     first = move_subject_rows(storage, pseudonyms, source, target)
     passes.sleep(passes.settle_seconds)
     second = move_subject_rows(storage, pseudonyms, source, target)
-    unsearched = sorted(search(storage, (), areas=(source,)).all_key_ids() - key_ids)
+    footers = search(storage, (), areas=(source,))
+    unsearched = sorted(footers.all_key_ids() - key_ids)
     return {
         "rows_moved": first.rows_moved + second.rows_moved,
         "files_written": sorted({*first.files_written, *second.files_written}),
@@ -83,7 +84,8 @@ def _move_twice(
             "files_checked": second.files_checked,
             "rows_left": second.rows_left,
             "key_ids_not_searched": unsearched,
-            "passed": second.verified and not unsearched,
+            "files_unreadable": sorted(footers.unreadable),
+            "passed": second.verified and not unsearched and not footers.unreadable,
         },
     }
 

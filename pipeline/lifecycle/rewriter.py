@@ -9,8 +9,9 @@ file the erasure touched and of every file whose subject index cannot rule
 the subject out, and counts the subject's rows left (up to
 ``requested_at``). It also compares the key ids of all files read with the
 keys the subject's pseudonyms were computed under: a key the erasure could
-not search fails the verification, by name. Nothing is inferred from raw
-file bytes (compression hides them).
+not search fails the verification, by name, and so does a data file whose
+footer cannot be read. Nothing is inferred from raw file bytes (compression
+hides them).
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ class Verification:
     rows_remaining: int
     key_ids_in_store: frozenset[str]
     key_ids_not_searched: frozenset[str]
+    files_unreadable: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        """True when no subject row is left and every key of the store was searched."""
-        return self.rows_remaining == 0 and not self.key_ids_not_searched
+        """True when no subject row is left, every key of the store was searched and every file read."""
+        return self.rows_remaining == 0 and not self.key_ids_not_searched and not self.files_unreadable
 
     def describe(self, requested_at: datetime) -> str:
         """What was checked, in plain words."""
@@ -67,6 +69,12 @@ class Verification:
             f"{requested_at.isoformat()}. The files carry rows pseudonymised under keys "
             f"{_names(self.key_ids_in_store)}."
         )
+        if self.files_unreadable:
+            text += (
+                f" FAILED: {len(self.files_unreadable)} data files could not be read "
+                f"({', '.join(self.files_unreadable)}), so they may still hold the subject; "
+                "repair or remove them and request the erasure again."
+            )
         if self.key_ids_not_searched:
             text += (
                 f" FAILED: the subject's pseudonyms could not be computed under "
@@ -145,4 +153,11 @@ def verify_erasure(
     checked = sorted({*found.candidates, *(path for path in touched if path in present)})
     remaining = sum(count_subject_rows(storage, path, pseudonyms, requested_at) for path in checked)
     in_store = found.all_key_ids()
-    return Verification(len(present), len(checked), remaining, in_store, in_store - searched_key_ids)
+    return Verification(
+        len(present) + len(found.unreadable),
+        len(checked),
+        remaining,
+        in_store,
+        in_store - searched_key_ids,
+        tuple(found.unreadable),
+    )

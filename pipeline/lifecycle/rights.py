@@ -155,7 +155,11 @@ class RightsProcessor:
             rows_found=done.rows_found,
             rows_redacted=done.rows_redacted,
             files_rewritten=done.files_rewritten,
-            verification={"files_checked": done.files_checked, "passed": done.verified},
+            verification={
+                "files_checked": done.files_checked,
+                "files_unreadable": done.files_unreadable,
+                "passed": done.verified,
+            },
         )
 
     def _receipt(self, request: SubjectRequest, started: datetime, **details: Any) -> dict[str, Any]:
