@@ -260,8 +260,9 @@ def test_erasures_are_registered_on_arrival_and_closed_only_by_a_passed_receipt(
         verification = None
         if passed is not None:
             verification = ReceiptVerification(
-                passed=passed, checked="", files_in_store=1, files_checked=1, rows_remaining=0 if passed else 1,
-                key_ids_in_store=[], key_ids_not_searched=[], files_unreadable=[],
+                passed=passed, checked="", files_in_store=1, files_checked=1,
+                rows_remaining=0 if passed else 1, key_ids_in_store=[], key_ids_not_searched=[],
+                files_unreadable=[],
             )  # fmt: skip
         reason = "the subject is not a number" if status == "rejected" else None
         return Receipt(request_id=request_id, status=status, finished_at=arrived, pipeline_version="t",
