@@ -4,7 +4,8 @@ Contract: the listing shows the open requests, overdue ones first, as a table
 or (``--json``) as one JSON array; ``show`` prints one request with its
 history; ``extend`` records the one extension of art. 12(3) with its reason;
 ``add`` registers a request that arrived by mail or phone, with the date it
-was received. Register problems end with exit status 2 and one line.
+was received; ``close`` closes one answered (or refused) outside cdrpipe.
+Register problems end with exit status 2 and one line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.lifecycle.register import (
     KINDS,
     Kind,
     check_request_id,
+    close,
     extend,
     load_register,
     load_request,
@@ -77,6 +79,24 @@ def extend_command(request_id: str, reason: str) -> None:
     """Extend an open request by two months, once, before it falls due (art. 12(3))."""
     record = extend(_storage(), request_id, reason, datetime.now(UTC))
     click.echo(f"request {request_id} extended: due {record.due.isoformat()}")
+
+
+@requests_group.command("close")
+@click.argument("request_id")
+@click.option("--outcome", required=True, help="How the request was answered (never a phone number).")
+@click.option(
+    "--rejected", is_flag=True, help="The request was refused, e.g. as manifestly unfounded (art. 12(5))."
+)
+def close_command(request_id: str, outcome: str, rejected: bool) -> None:
+    """Close a request answered outside cdrpipe (or refused); the first closing stands."""
+    storage = _storage()
+    before = load_request(storage, check_request_id(request_id))
+    if before is not None and before.closed_at is not None:
+        raise click.ClickException(
+            f"request {request_id} was already {before.status} on {before.closed_at.date()}"
+        )
+    record = close(storage, request_id, datetime.now(UTC), outcome, "rejected" if rejected else "closed")
+    click.echo(f"request {request_id} {record.status}")
 
 
 @requests_group.command("add")

@@ -234,6 +234,14 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
     assert [event["event"] for event in shown["history"]] == ["received", "extended", "closed"]
     assert "0475" not in "".join(path.read_text() for path in (tmp_path / "store").glob("_cdrpipe/**/*.json"))
 
+    closed = runner.invoke(
+        cli, ["requests", "close", "obj-1", "--outcome", "manifestly unfounded", "--rejected"]
+    )
+    assert closed.exit_code == 0 and "obj-1 rejected" in closed.output
+    again = runner.invoke(cli, ["requests", "close", "obj-1", "--outcome", "answered"])
+    assert again.exit_code == 1 and "already rejected" in again.output
+    assert json.loads(runner.invoke(cli, ["requests", "--json"]).output) == []
+
     new = runner.invoke(
         cli, ["export", "--number", "+32475000111", "--out", str(out), "--request-id", "0475000111"]
     )
