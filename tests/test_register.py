@@ -288,3 +288,11 @@ def test_erasures_are_registered_on_arrival_and_closed_only_by_a_passed_receipt(
         records["er-rejected"].status == "open"
         and "not a number" in records["er-rejected"].history[-1]["text"]
     )
+
+
+def test_free_texts_refuse_pseudonyms_too(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    register_received(storage, "p-1", "access", _at("2026-03-01"))
+    with pytest.raises(ConfigError, match="must not contain a pseudonym"):
+        extend(storage, "p-1", "subject 1f0c2e3d4c5b6a7980a1b2c3d4e5f607 disputes", _at("2026-03-02"))
+    assert extend(storage, "p-1", "the carrier's records are needed", _at("2026-03-02")).extension_reason

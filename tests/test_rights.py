@@ -49,7 +49,7 @@ def test_bad_requests_are_rejected_with_a_reason_that_echoes_no_number() -> None
         _request(kind="objection", subject="+32475000111"): "existing is quarantine or erase",
         _request(kind="rectification", cdr_id="c-1"): "names the call (cdr_id) and the party",
         _request(kind="rectification", cdr_id="0475 00 01 11", party="caller"): "cdr_id must not contain",
-        _request(kind="0475000111", subject="x"): "[number]",
+        _request(kind="0475000111", subject="x"): "(at `$.kind`)",
         _request(kind="lift", subject="x", requested_at="2026-11-20T09:00:00"): "needs a UTC offset",
     }
     for payload, reason in cases.items():

@@ -18,7 +18,7 @@ is the last day of February). A request is overdue when it is open and today
 is after its due date. :func:`purge_requests` deletes every file of a request
 closed more than ``keep_days`` ago. Records hold request ids, kinds, instants,
 reasons and outcomes; never a number or a pseudonym (:func:`check_request_id`
-and :func:`check_text` refuse anything shaped like a phone number).
+and :func:`check_text` refuse anything shaped like a phone number or a pseudonym).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ Status = Literal["open", "closed", "rejected"]
 ANSWER_MONTHS = 1
 EXTENDED_MONTHS = 3  # art. 12(3): one month, "extended by two further months"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_PSEUDONYM = re.compile(r"(?i)(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
 def check_request_id(request_id: str) -> str:
@@ -55,9 +56,11 @@ def check_request_id(request_id: str) -> str:
 
 
 def check_text(text: str, what: str) -> str:
-    """``text`` unless it holds something shaped like a phone number (the register keeps no number)."""
+    """``text`` unless it holds something shaped like a phone number or a pseudonym."""
     if scrub(text) != text:
         raise ConfigError(f"{what} must not contain a phone number")
+    if _PSEUDONYM.search(text):
+        raise ConfigError(f"{what} must not contain a pseudonym")
     return text
 
 

@@ -2,8 +2,8 @@
 
 Contract: :func:`parse_request` turns one message into either a
 :class:`SubjectRequest` whose fields fit its kind, or a :class:`Rejection`
-that says why in words that never echo a phone number (decoder messages are
-scrubbed). The rejection carries the request id only when the id itself is
+that says why in words that never quote the message's values (any field may
+hold a phone number). The rejection carries the request id only when the id itself is
 usable (see :func:`~pipeline.lifecycle.register.check_request_id`).
 """
 
@@ -17,8 +17,8 @@ from typing import Literal
 import msgspec
 
 from pipeline.errors import ConfigError
+from pipeline.lifecycle.erasure_request import schema_problem
 from pipeline.lifecycle.register import check_request_id, check_text
-from pipeline.log_scrub import scrub
 
 RequestKind = Literal["restriction", "lift", "objection", "withdrawal", "rectification"]
 SCHEMA = "schemas/subject-request.schema.json"
@@ -72,7 +72,7 @@ def parse_request(key: bytes | None, payload: bytes | None) -> SubjectRequest | 
         found = loose if isinstance(loose, dict) else {}
         request_id = _usable_id(found.get("request_id")) or fallback_id
         kind = found.get("kind") if found.get("kind") in (*_NEEDS_SUBJECT, "rectification") else None
-        return Rejection(request_id, kind, f"does not match {SCHEMA}: {scrub(str(exc))}")
+        return Rejection(request_id, kind, schema_problem(exc, SCHEMA))
     problem = _problem(request)
     if problem is not None:
         return Rejection(_usable_id(request.request_id) or fallback_id, request.kind, problem)
