@@ -24,7 +24,7 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.request_client import request_and_wait
 from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO, WorkerProcess, find_raw_numbers, raw_number_needles, wait_stored
+from tests.helpers import REPO, WorkerProcess, find_raw_numbers, free_port, raw_number_needles, wait_stored
 from tests.test_erasure_integration import NOW, SPELLINGS, SUBJECT, _cli, _env, _send, _traffic
 
 pytestmark = pytest.mark.integration
@@ -344,3 +344,42 @@ def test_erasure_and_retention_inside_the_quarantine(worker_env: dict[str, str],
     retention = _cli(env, "retention")
     assert f"deleted call_date={old_day} (1 files)" in retention.stdout
     assert not list(Path(store).glob(f"restricted/call_date={old_day}/*"))
+
+
+def test_with_two_workers_subject_requests_run_where_erasures_run(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = _rights_env(worker_env)
+    cdrs, _ = _traffic(2_000, seed=131, subject_every=25)
+    wrong = next(cdr for cdr in cdrs if cdr.caller in SPELLINGS)
+    workers = [
+        WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / f"worker-{index}.log")
+        for index in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        _send(env, cdrs)
+        wait_stored(env)
+        assert all("published" in worker.log() for worker in workers), "one worker did all the work"
+        _cli(
+            env,
+            "rectify",
+            "--cdr-id",
+            wrong.cdr_id,
+            "--party",
+            "caller",
+            "--request-id",
+            "rect-9",
+            "--wait",
+            "120",
+        )
+        _cli(env, "restrict", "--number", SUBJECT, "--request-id", "res-9", "--wait", "180")
+        _cli(env, "erase", "--number", SUBJECT, "--request-id", "era-9", "--wait", "180")
+    finally:
+        codes = [worker.stop() for worker in workers]
+    assert codes == [0, 0], [worker.log()[-3000:] for worker in workers]
+    erasing = [worker for worker in workers if "erasure era-9 started" in worker.log()]
+    rights = [worker for worker in workers if "restriction request res-9: done" in worker.log()]
+    assert len(erasing) == 1 and rights == erasing, "subject requests must run in the lifecycle owner only"
+    assert "rectification request rect-9: done" in erasing[0].log()
