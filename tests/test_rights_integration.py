@@ -24,7 +24,14 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.request_client import request_and_wait
 from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO, WorkerProcess, find_raw_numbers, free_port, raw_number_needles, wait_stored
+from tests.helpers import (
+    REPO,
+    WorkerProcess,
+    find_raw_numbers,
+    raw_number_needles,
+    start_workers,
+    wait_stored,
+)
 from tests.test_erasure_integration import NOW, SPELLINGS, SUBJECT, _cli, _env, _send, _traffic
 
 pytestmark = pytest.mark.integration
@@ -37,6 +44,12 @@ def _rights_env(worker_env: dict[str, str]) -> dict[str, str]:
         "CDRPIPE_SUBJECT_REQUESTS_TOPIC": f"cdr.subject.requests.{run}",
         "CDRPIPE_SUBJECT_RECEIPTS_TOPIC": f"cdr.subject.receipts.{run}",
     }
+
+
+def _rectify(env: dict[str, str], cdr_id: str, request_id: str) -> subprocess.CompletedProcess[str]:
+    return _cli(
+        env, "rectify", "--cdr-id", cdr_id, "--party", "caller", "--request-id", request_id, "--wait", "120"
+    )
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,18 +83,7 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
     try:
         _send(env, cdrs)
         wait_stored(env)
-        rectified = _cli(
-            env,
-            "rectify",
-            "--cdr-id",
-            wrong.cdr_id,
-            "--party",
-            "caller",
-            "--request-id",
-            "rect-1",
-            "--wait",
-            "120",
-        )
+        rectified = _rectify(env, wrong.cdr_id, "rect-1")
         unknown = _run(
             env,
             "rectify",
@@ -352,28 +354,12 @@ def test_with_two_workers_subject_requests_run_where_erasures_run(
     env = _rights_env(worker_env)
     cdrs, _ = _traffic(2_000, seed=131, subject_every=25)
     wrong = next(cdr for cdr in cdrs if cdr.caller in SPELLINGS)
-    workers = [
-        WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / f"worker-{index}.log")
-        for index in range(2)
-    ]
-    for worker in workers:
-        worker.start()
+    workers = start_workers(env, tmp_path, 2)
     try:
         _send(env, cdrs)
         wait_stored(env)
         assert all("published" in worker.log() for worker in workers), "one worker did all the work"
-        _cli(
-            env,
-            "rectify",
-            "--cdr-id",
-            wrong.cdr_id,
-            "--party",
-            "caller",
-            "--request-id",
-            "rect-9",
-            "--wait",
-            "120",
-        )
+        _rectify(env, wrong.cdr_id, "rect-9")
         _cli(env, "restrict", "--number", SUBJECT, "--request-id", "res-9", "--wait", "180")
         _cli(env, "erase", "--number", SUBJECT, "--request-id", "era-9", "--wait", "180")
     finally:
