@@ -39,15 +39,14 @@ from pipeline.config import load_settings
 from pipeline.errors import KeyringError
 from pipeline.ingest_service import IngestService
 from pipeline.keyring import KeyringFile
-from pipeline.lifecycle.audit import purge_audit
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.erasure_register import close_erasure, register_erasure
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
-from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt, purge_receipts
-from pipeline.lifecycle.register import load_register, purge_requests
+from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt
+from pipeline.lifecycle.register import load_register
 from pipeline.lifecycle.restriction import Ledger, Passes
-from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject_request import parse_request
 from pipeline.log_json import logging_config
@@ -296,9 +295,7 @@ async def retention() -> None:
     async with lifecycle_lock:
         now = datetime.now(UTC)
         report = await asyncio.to_thread(apply_retention, storage, now, settings.retention_days)
-        purged = await asyncio.to_thread(purge_audit, storage, settings.dpo_record_days, now.date())
-        purged += await asyncio.to_thread(purge_receipts, storage, settings.dpo_record_days, now)
-        purged += await asyncio.to_thread(purge_requests, storage, settings.dpo_record_days, now)
+        purged = await asyncio.to_thread(purge_dpo_records, storage, settings.dpo_record_days, now)
     RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
     log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
 

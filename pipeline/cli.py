@@ -33,7 +33,7 @@ from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.register import check_request_id, close, new_request_id, register_received
-from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
 from pipeline.lifecycle.subject import (
     Subject,
     subject_from_agent,
@@ -348,18 +348,21 @@ def export_command(  # noqa: PLR0917 - click passes one argument per option
 @cli.command("retention")
 @click.option("--dry-run", is_flag=True, help="Only list the call_date partitions that would be deleted.")
 def retention_command(dry_run: bool) -> None:
-    """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS (the worker also does this hourly).
+    """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS and purge old DPO records.
 
+    The worker also does this hourly.
     Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
     """
     settings = _settings()
-    report = apply_retention(
-        open_storage(settings.store), datetime.now(UTC), settings.retention_days, dry_run
-    )
+    storage, now = open_storage(settings.store), datetime.now(UTC)
+    report = apply_retention(storage, now, settings.retention_days, dry_run)
     verb = "would delete" if dry_run else "deleted"
     for call_date, paths in sorted(report.partitions.items()):
         click.echo(f"{verb} call_date={call_date.isoformat()} ({len(paths)} files)")
     click.echo(f"{verb} {len(report.partitions)} partitions older than {report.horizon.isoformat()}")
+    if not dry_run:
+        purged = purge_dpo_records(storage, settings.dpo_record_days, now)
+        click.echo(f"purged {purged} DPO records (audit days, receipts, closed requests) past their period")
 
 
 @cli.command("reapply-erasures")

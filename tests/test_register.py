@@ -296,3 +296,20 @@ def test_free_texts_refuse_pseudonyms_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must not contain a pseudonym"):
         extend(storage, "p-1", "subject 1f0c2e3d4c5b6a7980a1b2c3d4e5f607 disputes", _at("2026-03-02"))
     assert extend(storage, "p-1", "the carrier's records are needed", _at("2026-03-02")).extension_reason
+
+
+def test_cdrpipe_retention_purges_closed_requests_past_the_dpo_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(tmp_path)
+    long_ago = datetime.now(UTC) - timedelta(days=200)
+    register_received(storage, "old", "access", long_ago)
+    close(storage, "old", long_ago + timedelta(days=1), "exported")
+    register_received(storage, "open-old", "objection", long_ago)
+    monkeypatch.setenv("CDRPIPE_STORE", str(tmp_path))
+    dry = CliRunner().invoke(cli, ["retention", "--dry-run"])
+    assert dry.exit_code == 0 and len(load_register(storage)) == 2
+    result = CliRunner().invoke(cli, ["retention"])
+    assert result.exit_code == 0, result.output
+    assert "purged 1 DPO records" in result.output
+    assert [record.request_id for record in load_register(storage)] == ["open-old"]
