@@ -93,6 +93,8 @@ app = faust.App(
 storage = open_storage(settings.store)
 ledger = ErasureLedger()
 lifecycle_lock = asyncio.Lock()
+ledger_loaded = asyncio.Event()
+"""Set once the ingest service has read the whole ledger: a lift or withdrawal looks entries up in it."""
 ingest_keyring = KeyringFile(settings.keyring)
 KEYRING_CHECK_S = 5.0
 BROKER_CALL_S = 30.0
@@ -139,6 +141,10 @@ class CdrIngest(IngestService):
         # looked up on each scrape: a rotated keyring brings a new cache
         watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
         super().__init__(settings, ingestor, publisher, reader, **kwargs)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        ledger_loaded.set()
 
     @mode.Service.timer(KEYRING_CHECK_S)
     async def _follow_keyring(self) -> None:
@@ -273,6 +279,7 @@ async def subject_rights(stream: faust.StreamT[bytes]) -> None:
         ledger=Ledger(ledger, write_ledger),
         passes=Passes(settings.settle_seconds, time.sleep),
     )
+    await ledger_loaded.wait()
     async for event in stream.events():
         request = parse_request(event.key, event.value)
         async with lifecycle_lock:
