@@ -369,6 +369,7 @@ def retention_command(dry_run: bool) -> None:
 def reapply_erasures_command() -> None:
     """Apply every erasure in the ledger topic to the store again (after restoring a backup).
 
+    Rows of subjects under a restriction or objection go back to the quarantine.
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
     settings = _settings()
@@ -382,6 +383,11 @@ def reapply_erasures_command() -> None:
         f"{len(report.files_deleted)} deleted, {report.rows_affected} rows affected, "
         f"verification {'passed' if report.verification_passed else 'FAILED'}"
     )
+    if report.holds:
+        click.echo(
+            f"{report.holds} restrictions and objections in force: "
+            f"{report.rows_quarantined} rows moved back to the quarantine"
+        )
     if not report.verification_passed:
         raise SystemExit(1)
 

@@ -16,6 +16,7 @@ from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.export import subject_rows
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry
 from pipeline.lifecycle.quarantine import merge_into, move_subject_rows
+from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.register import load_request
 from pipeline.lifecycle.restriction import Ledger, Passes
 from pipeline.lifecycle.retention import apply_retention
@@ -262,3 +263,29 @@ def test_a_move_by_pseudonym_fails_verification_for_keys_it_could_not_search(tmp
     assert receipt["verification"]["passed"] is False
     record = load_request(storage, "res-p")
     assert record is not None and record.status == "open" and "FAILED" in record.history[-1]["text"]
+
+
+def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    backup = {path: path.read_bytes() for path in tmp_path.glob("cdr/*/*.parquet")}
+    view = ErasureLedger()
+    processor = _processor(storage, view, [])
+    processor.process(_request("res-1", "restriction"))
+    for path, data in backup.items():  # the restore brings the subject's rows back into cdr/
+        path.write_bytes(data)
+    assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"]
+    ended = LedgerEntry(request_id="old", requested_at=NOW, action="ended")
+    erased_other = LedgerEntry(
+        request_id="era",
+        requested_at=NOW,
+        subject=list(subject_from_number("0475999888", KEYS, CLASSIFIER).pairs),
+    )
+    report = reapply_ledger(storage, [*view.entries(), ended, erased_other])
+    assert (report.requests, report.holds, report.rows_quarantined, report.verification_passed) == (
+        1,
+        1,
+        2,
+        True,
+    )
+    assert _ids(tmp_path, "cdr") == [] and _ids(tmp_path, "restricted") == ["a", "c"]
+    assert reapply_ledger(storage, view.entries()).rows_quarantined == 0
