@@ -17,7 +17,7 @@ from pipeline.lifecycle.export import subject_rows
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry
 from pipeline.lifecycle.quarantine import merge_into, move_subject_rows
 from pipeline.lifecycle.reapply import reapply_ledger
-from pipeline.lifecycle.register import load_request
+from pipeline.lifecycle.register import load_request, register_received
 from pipeline.lifecycle.restriction import Ledger, Passes
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.rewriter import rewrite_subject_files
@@ -289,3 +289,16 @@ def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again
     )
     assert _ids(tmp_path, "cdr") == [] and _ids(tmp_path, "restricted") == ["a", "c"]
     assert reapply_ledger(storage, view.entries()).rows_quarantined == 0
+
+
+def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    register_received(storage, "dpo-7", "objection", NOW)
+    receipt = _processor(storage, ErasureLedger(), []).process(_request("dpo-7", "restriction"))
+    assert receipt["status"] == "rejected" and "registered as objection, not restriction" in receipt["reason"]
+    assert _ids(tmp_path, "restricted") == []
+    bad_subject = SubjectRequest(request_id="dpo-8", kind="restriction", requested_at=NOW, subject="112")
+    refused = _processor(storage, ErasureLedger(), []).process(bad_subject)
+    assert refused["status"] == "rejected" and "not a subscriber number" in refused["reason"]
+    record = load_request(storage, "dpo-8")
+    assert record is not None and record.status == "open" and "rejected" in record.history[-1]["text"]

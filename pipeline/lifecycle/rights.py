@@ -25,13 +25,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pipeline import __version__
+from pipeline.errors import ConfigError
 from pipeline.keyring import Keyring
 from pipeline.lifecycle.audit import append_audit
 from pipeline.lifecycle.receipts import receipt_path
 from pipeline.lifecycle.rectify import rectify_call
 from pipeline.lifecycle.register import close, load_request, note, register_received
 from pipeline.lifecycle.restriction import Ledger, Passes, Refusal, put_back_in_use, take_out_of_use
-from pipeline.lifecycle.subject import Subject, SubjectError, subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.lifecycle.subject_request import Rejection, SubjectRequest
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import Storage
@@ -69,10 +70,10 @@ class RightsProcessor:
             log.info("request %s was already answered; re-issuing its receipt", request.request_id)
             stored: dict[str, Any] = json.loads(existing)
             return stored
-        register_received(self._storage, request.request_id, request.kind, request.requested_at)
         try:
+            register_received(self._storage, request.request_id, request.kind, request.requested_at)
             receipt = self._carry_out(request, started)
-        except SubjectError as exc:
+        except ConfigError as exc:  # the subject cannot be searched for, or the id names another kind
             return self._refuse(request.request_id, request.kind, str(exc), started)
         self._record(receipt)
         log.info("%s request %s: %s", receipt["kind"], receipt["request_id"], receipt["status"])
