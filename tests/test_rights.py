@@ -9,7 +9,11 @@ from pathlib import Path
 import jsonschema
 import msgspec
 import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
 
+from pipeline.cli import cli
+from pipeline.keyring import init_keyring
 from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.receipts import receipt_path
@@ -174,3 +178,29 @@ def test_a_file_that_cannot_be_read_fails_the_rectification_s_verification(tmp_p
     done = rectify_call(storage, "a", "caller")
     assert (done.rows_redacted, done.verified) == (1, False)
     assert done.files_unreadable == ["cdr/call_date=2026-11-01/broken.parquet"]
+
+
+def test_the_commands_refuse_bad_requests_before_sending_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    init_keyring(keyring_path)
+    monkeypatch.setenv("CDRPIPE_KEYRING", str(keyring_path))
+    monkeypatch.setenv(
+        "CDRPIPE_BROKER", "kafka://127.0.0.1:9"
+    )  # nothing listens: a send would fail differently
+    runner = CliRunner()
+    cases = [
+        (["restrict"], "give exactly one of --number or --pseudonym"),
+        (["object", "--number", "112", "--existing", "erase"], "not a subscriber number"),
+        (["unrestrict", "--pseudonym", "xyz"], "a pseudonym is 32 hexadecimal characters"),
+        (["rectify", "--cdr-id", "c-1", "--party", "caller", "--request-id", "0475123456"], "phone number"),
+        (
+            ["rectify", "--cdr-id", "0475 12 34 56", "--party", "callee"],
+            "cdr_id must not contain a phone number",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output
