@@ -7,10 +7,14 @@ serial lifecycle path):
    (re-delivery is idempotent) and nothing else happens.
 2. A usable request is registered (``received``), carried out, and its
    receipt is stored under ``_cdrpipe/receipts/<request id>.json``, appended
-   to the audit log and closes the register entry (``closed`` when done,
-   ``rejected`` when it could not be carried out).
-3. A rejected message gets a receipt with ``status: rejected`` and the reason,
-   stored and registered when its request id and kind are usable.
+   to the audit log and closes the register entry: ``closed`` when done (a
+   failed verification adds a note and leaves it open), ``rejected`` when
+   there was nothing to act on (no such call, no restriction in force).
+3. A message that is not a usable request (malformed, a subject that cannot
+   be searched for, an id registered for another kind) gets a receipt with
+   ``status: rejected`` and the reason. It is audited and noted on the
+   request's register entry if there is one, but not stored as the id's
+   receipt, so a corrected request may use the same id.
 
 Receipts and audit entries hold request ids, counts, paths, key ids and
 verification results, never a number or a pseudonym.
