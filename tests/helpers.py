@@ -115,6 +115,17 @@ class WorkerProcess:
             self.process.wait()
 
 
+def start_workers(env: dict[str, str], log_dir: Path, count: int) -> list[WorkerProcess]:
+    """``count`` workers of one group, each with its own web port and log file, started."""
+    workers = [
+        WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, log_dir / f"worker-{index}.log")
+        for index in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    return workers
+
+
 async def publish(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
     """Publish ``values`` to ``topic`` (created with 4 partitions if missing, acks=all); return the count."""
     await ensure_topics(bootstrap, [TopicPlan(topic, 4, {})])
