@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from pipeline.demo import encode, generate
-from pipeline.topics import TopicPlan, ensure_topics
+from pipeline.kafka.topics import TopicPlan, ensure_topics
 
 
 def bootstrap() -> str:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.assembly import build_formats, build_parties
 from pipeline.config import load_settings
+from pipeline.ingest.rows import build_rows
 from pipeline.record import CanonicalCdr
-from pipeline.rows import build_rows
-from pipeline.runtime import build_formats, build_parties
 from pipeline.sink.parquet import encode
 
 FILE_ROWS = 100_000

@@ -27,11 +27,12 @@ from pathlib import Path
 from pipeline import demo
 from pipeline.formats import canonical_json
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
+from pipeline.ingest.rows import build_rows
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
 from tests.samples import decode_context
 

@@ -56,10 +56,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from benchmarks.processes import bootstrap, free_port, peak_rss_mib, produce, stop, worker_env
 from benchmarks.record_job import written_rows
 from pipeline.config import load_settings
+from pipeline.kafka.lag import ingest_lag
+from pipeline.kafka.topics import TopicPlan, ensure_topics
 from pipeline.keyring import init_keyring
 from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry, encode_entry
-from pipeline.progress import ingest_lag
-from pipeline.topics import TopicPlan, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"

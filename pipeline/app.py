@@ -35,16 +35,25 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import log_scrub
+from pipeline.assembly import build_classifier, build_ingestor, build_keys
 from pipeline.config import load_settings
 from pipeline.errors import KeyringError
-from pipeline.ingest_service import IngestService
+from pipeline.kafka.ingest_service import IngestService
+from pipeline.kafka.ledger_reader import LedgerReader
+from pipeline.kafka.topics import (
+    ensure_topics,
+    planned_retention_days,
+    retention_days,
+    retention_warnings,
+    topic_plans,
+)
 from pipeline.keyring import KeyringFile
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.erasure_register import close_erasure, register_erasure
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
-from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt
 from pipeline.lifecycle.register import load_register
+from pipeline.lifecycle.register_metrics import REQUEST_REGISTER
 from pipeline.lifecycle.restriction import Ledger, Passes
 from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
 from pipeline.lifecycle.rights import RightsProcessor
@@ -56,21 +65,12 @@ from pipeline.metrics import (
     ERASURES_RECEIVED,
     HEALTH,
     REGISTRY,
-    REQUEST_REGISTER,
     RETENTION_PARTITIONS_DELETED,
     SUBJECT_REQUESTS,
     watch_cache_hit_ratio,
 )
-from pipeline.runtime import build_classifier, build_ingestor, build_keys
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import open_storage
-from pipeline.topics import (
-    ensure_topics,
-    planned_retention_days,
-    retention_days,
-    retention_warnings,
-    topic_plans,
-)
 
 log_scrub.install()
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from pipeline import __version__, demo, file_source, keyring, log_scrub
+from pipeline.assembly import build_classifier, build_ingestor
 from pipeline.cli_requests import requests_group
 from pipeline.cli_rights import COMMANDS as RIGHTS_COMMANDS
 from pipeline.cli_rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
@@ -25,12 +26,14 @@ from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
+from pipeline.kafka.lag import wait_for_ingest
+from pipeline.kafka.ledger_reader import LedgerReader
+from pipeline.kafka.topics import ensure_topics, topic_plans
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.export import ExportFormat, subject_rows, write_export
 from pipeline.lifecycle.finder import list_data_files, skip_strays
 from pipeline.lifecycle.ledger import ErasureLedger
-from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.register import check_request_id, close, new_request_id, register_received
 from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
@@ -40,11 +43,8 @@ from pipeline.lifecycle.subject import (
     subject_from_number,
     subject_from_pseudonym,
 )
-from pipeline.progress import wait_for_ingest
 from pipeline.request_client import request_and_wait
-from pipeline.runtime import build_classifier, build_ingestor
 from pipeline.sink.storage import open_storage
-from pipeline.topics import ensure_topics, topic_plans
 
 EXIT_CONFIG = 2
 

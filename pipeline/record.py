@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -129,3 +129,8 @@ def check_duration(seconds: float) -> None:
     """
     if abs(seconds) > MAX_DURATION_S:
         raise RecordRejectedError(RejectReason.OUT_OF_RANGE, "duration_s is longer than one week")
+
+
+def retention_horizon(today: date, retention_days: int) -> date:
+    """The oldest call date still kept: records of earlier dates are expired (at ingest and in the store)."""
+    return today - timedelta(days=retention_days)

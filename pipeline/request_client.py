@@ -14,7 +14,7 @@ import json
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.topics import ensure_topics, topic_plans
+from pipeline.kafka.topics import ensure_topics, topic_plans
 
 
 async def request_and_wait(

@@ -18,8 +18,8 @@ import phonenumbers
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.config import load_settings
-from pipeline.progress import wait_for_ingest
-from pipeline.topics import TopicPlan, ensure_topics
+from pipeline.kafka.lag import wait_for_ingest
+from pipeline.kafka.topics import TopicPlan, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,11 @@ import polars as pl
 import pytest
 
 from pipeline import demo
+from pipeline.ingest.rows import build_rows
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr
-from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO

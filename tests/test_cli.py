@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.ingest.rows import build_rows
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.audit import read_audit
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO

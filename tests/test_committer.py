@@ -9,12 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
 from pipeline.keyring import Key
 from pipeline.metrics import HEALTH
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.committer import BatchCommitter, Committed, OffsetsUnavailableError, Replay
+from pipeline.sink.batch import PartitionFlush, TopicPartitionKey
+from pipeline.sink.committer import BatchCommitter
+from pipeline.sink.outcomes import Committed, OffsetsUnavailableError, Replay
 from pipeline.sink.publisher import BatchPublisher, intent_path
 from pipeline.sink.storage import LocalStorage
 from pipeline.sink.storage_errors import StorageError

@@ -15,7 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
+from pipeline.ingest.rows import build_rows
+from pipeline.ingest.translation import KeyTranslator
+from pipeline.kafka.topics import TopicPlan, retention_warnings
 from pipeline.keyring import Key, Keyring, KeyringFile, init_keyring, load_keyring, rotate_keyring
 from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.erasure import ErasureProcessor
@@ -32,15 +36,12 @@ from pipeline.lifecycle.receipts import Receipt, ResidualCopy, encode_receipt, r
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.rows import SUBJECT_COLUMNS
 from pipeline.lifecycle.subject import subject_from_agent, subject_from_number
-from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import build_rows
 from pipeline.sink.parquet import INDEXED_COLUMNS, encode
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.schema import PSEUDONYM_COLUMNS
 from pipeline.sink.storage import LocalStorage
-from pipeline.topics import TopicPlan, retention_warnings
 from tests.helpers import REPO, find_raw_numbers, raw_number_needles
 from tests.samples import call_at, canonical_decode, decode_context
 

@@ -20,11 +20,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline import demo
+from pipeline.kafka.topics import TopicPlan, ensure_topics
 from pipeline.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
-from pipeline.topics import TopicPlan, ensure_topics
 from tests.helpers import REPO, WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ from pipeline import demo
 from pipeline.config import load_settings
 from pipeline.formats import asterisk_csv
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.progress import ingest_lag
+from pipeline.kafka.lag import ingest_lag
+from pipeline.kafka.topics import ensure_topics, topic_plans
 from pipeline.record import RecordRejectedError
-from pipeline.topics import ensure_topics, topic_plans
 from tests.helpers import REPO, WorkerProcess, publish, read_dead_letters, wait_stored
 from tests.samples import decode_context
 from tests.wire_formats import asterisk_line, freeswitch_document

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer

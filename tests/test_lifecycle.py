@@ -13,7 +13,9 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
+from pipeline.ingest.rows import build_rows
 from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.audit import append_audit, purge_audit, read_audit
 from pipeline.lifecycle.export import subject_rows, write_export
@@ -26,7 +28,6 @@ from pipeline.lifecycle.rewriter import rewrite_file, verify_erasure
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import build_rows
 from pipeline.sink import subject_index
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage

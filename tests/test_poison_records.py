@@ -13,12 +13,13 @@ from pipeline.formats import freeswitch_json
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.numerals import decimal_number, strict_strptime, whole_number
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
+from pipeline.ingest.rows import build_rows, unstorable_rows
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
-from pipeline.rows import build_rows, unstorable_rows
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.sink.schema import CDR_SCHEMA
 from pipeline.sink.storage import LocalStorage

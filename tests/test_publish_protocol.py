@@ -8,10 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, PartitionFlush, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.sink.batch import PartitionFlush
 from pipeline.sink.publisher import BatchPublisher, intent_path
 from pipeline.sink.storage import LocalStorage
 from pipeline.sink.storage_errors import StorageError

@@ -29,7 +29,7 @@ from pipeline.lifecycle.register import (
     purge_requests,
     register_received,
 )
-from pipeline.metrics import RequestRegisterMetrics
+from pipeline.lifecycle.register_metrics import RequestRegisterMetrics
 from pipeline.sink.storage import LocalStorage
 from tests.test_lifecycle import _file
 

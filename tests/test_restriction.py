@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
 from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.export import subject_rows
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipeline.config import load_settings
-from pipeline.progress import ingest_lag
+from pipeline.kafka.lag import ingest_lag
 from pipeline.sink.storage import open_storage
 from tests.helpers import WorkerProcess, wait_stored
 from tests.s3_support import FaultyProxy, boto3_client, moto_server, s3_store_env

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.ingest.rows import build_rows
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from pipeline.sink.storage_errors import StorageError

@@ -15,7 +15,7 @@ Design, and why it holds under key rotation:
   party's pseudonym under every other key of its keyring (old keys stay in
   the keyring) and hands the publisher, per batch, a *translation* map: the
   row's pseudonym to its pseudonyms under the other keys
-  (:class:`~pipeline.lifecycle.translation.KeyTranslator`).
+  (:class:`~pipeline.ingest.translation.KeyTranslator`).
 * :meth:`ErasureLedger.matches` takes the distinct pseudonyms of the table's
   subject columns (one Arrow pass), looks each one and its translations up in
   one combined index ``pseudonym -> request ids`` (a dict), and only then
@@ -49,7 +49,6 @@ still read, as pairs with an unknown key id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -58,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.lifecycle.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
+from pipeline.sink.batch import Routed
 
 Translations = Mapping[str, tuple[str, ...]]
 """A batch's pseudonyms, each mapped to the same party's pseudonyms under the keyring's other keys."""
@@ -111,15 +111,6 @@ def distinct_pseudonyms(table: pa.Table) -> set[str]:
     for column in SUBJECT_COLUMNS:
         values.update(pc.unique(table.column(column)).drop_null().to_pylist())
     return values
-
-
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """Where a table's rows go: the dataset, the quarantine (None when no row), or nowhere (counted)."""
-
-    kept: pa.Table
-    quarantined: pa.Table | None
-    suppressed: int
 
 
 class ErasureLedger:

@@ -25,18 +25,15 @@ footers' subject index; every row of the subject, whatever its call time):
 
 from __future__ import annotations
 
-import io
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.lifecycle.finder import search
 from pipeline.lifecycle.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
+from pipeline.sink.merge import merge_into, read_table
 from pipeline.sink.naming import AREAS, in_area
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage
@@ -60,43 +57,13 @@ class MoveResult:
         return self.rows_left == 0
 
 
-def _read(storage: Storage, path: str) -> pa.Table | None:
-    data = storage.read(path)
-    return pq.read_table(io.BytesIO(data)) if data is not None else None
-
-
-def _not_yet_in(moving: pa.Table, target: pa.Table | None) -> pa.Table:
-    """The rows of ``moving`` that ``target`` does not hold yet (identical rows, with multiplicity)."""
-    if target is None or target.num_rows == 0:
-        return moving
-    present = Counter(tuple(sorted(row.items())) for row in target.to_pylist())
-    keep = []
-    for row in moving.to_pylist():
-        signature = tuple(sorted(row.items()))
-        keep.append(present[signature] == 0)
-        if present[signature]:
-            present[signature] -= 1  # one copy in the target stands for one moving row
-    return moving.filter(pa.array(keep, pa.bool_()))
-
-
-def merge_into(storage: Storage, path: str, rows: pa.Table) -> bool:
-    """Publish the file at ``path`` with ``rows`` added, but for those it already holds; True if written."""
-    existing = _read(storage, path)
-    new_rows = _not_yet_in(rows, existing)
-    if new_rows.num_rows == 0:
-        return False
-    merged = new_rows if existing is None else pa.concat_tables([existing, new_rows.cast(existing.schema)])
-    storage.publish(path, encode(merged.combine_chunks()))
-    return True
-
-
 def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str, target: str) -> MoveResult:
     """Move every row of the subject from the ``source`` area to the ``target`` area."""
     if source not in AREAS or target not in AREAS or source == target:
         raise ValueError(f"a move goes between two of the areas {AREAS}")
     moved, written, deleted = 0, [], []
     for path in search(storage, pseudonyms, areas=(source,)).candidates:
-        table = _read(storage, path)
+        table = read_table(storage, path)
         if table is None:
             continue
         mask = subject_row_mask(table, pseudonyms, _END_OF_TIME)

@@ -13,18 +13,14 @@ DPO records past their period: audit entries, receipts and closed requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from pipeline.lifecycle.audit import append_audit, purge_audit
 from pipeline.lifecycle.finder import list_data_files, partition_date, skip_strays
 from pipeline.lifecycle.receipts import purge_receipts
 from pipeline.lifecycle.register import purge_requests
+from pipeline.record import retention_horizon
 from pipeline.sink.storage import Storage
-
-
-def horizon(today: date, retention_days: int) -> date:
-    """The oldest call date still kept."""
-    return today - timedelta(days=retention_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +40,7 @@ def apply_retention(
     storage: Storage, now: datetime, retention_days: int, dry_run: bool = False
 ) -> RetentionReport:
     """Delete (or list, with ``dry_run``) every partition past the retention period."""
-    oldest_kept = horizon(now.date(), retention_days)
+    oldest_kept = retention_horizon(now.date(), retention_days)
     expired: dict[date, list[str]] = {}
     listed = list_data_files(storage)
     for path in listed.paths:

@@ -7,7 +7,7 @@ service runs it in a worker thread, while it goes on consuming, and only
 adapts the consumer to :class:`Offsets`.
 
 Contract of :meth:`BatchCommitter.commit_batch` (one batch of one partition,
-handed over by :meth:`pipeline.ingest.Ingestor.take`):
+handed over by :meth:`pipeline.ingest.batches.PartitionBatches.take`):
 
 * It returns :class:`Committed` only when the batch's files are durable in
   the store and its end offset is committed for the consumer group, in that
@@ -27,10 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
-from pipeline.ingest import Ingestor, PartitionFlush, TopicPartitionKey
 from pipeline.metrics import (
     BYTES_PUBLISHED,
     FILES_PUBLISHED,
@@ -40,6 +37,8 @@ from pipeline.metrics import (
     RECORDS_SUPPRESSED,
     RECORDS_WRITTEN,
 )
+from pipeline.sink.batch import PartitionFlush, TopicPartitionKey
+from pipeline.sink.outcomes import Committed, Drop, Offsets, OffsetsUnavailableError, Outcome, Replay
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.sink.storage_errors import StorageError, TerminalStorageError
 
@@ -47,71 +46,6 @@ log = logging.getLogger(__name__)
 
 TERMINAL_PAUSE_S = 10.0
 """How long a worker waits before trying again a store that refused with a terminal error."""
-
-
-class OffsetsUnavailableError(Exception):
-    """The group's committed offset could not be read (the broker is unreachable or busy)."""
-
-
-class Offsets(Protocol):
-    """The consumer group's committed offsets and the consumer's position, per partition.
-
-    ``committed`` and ``commit`` are called from the committing thread, ``seek``
-    from the thread that owns the consumer (where outcomes are applied).
-    """
-
-    def committed(self, key: TopicPartitionKey) -> int | None:
-        """The group's committed offset; raises :class:`OffsetsUnavailableError` if it cannot be read."""
-
-    def commit(self, key: TopicPartitionKey, offset: int) -> bool:
-        """Commit ``offset``; False if this consumer no longer owns the partition (nothing committed)."""
-
-    def seek(self, key: TopicPartitionKey, offset: int) -> None:
-        """Consume the partition from ``offset`` next (no effect on a partition no longer owned)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """The batch's files are durable and its end offset is committed."""
-
-    def apply(self, ingestor: Ingestor, offsets: Offsets) -> None:
-        """Nothing to undo."""
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """Nothing was committed: consume the partition again from the batch's first offset.
-
-    The replay is cut at ``end_offset`` (the recorded boundary), and the records
-    at the offsets of ``unstorable`` come back as dead letters.
-    """
-
-    key: TopicPartitionKey
-    first_offset: int
-    end_offset: int
-    unstorable: dict[int, str] | None = None
-
-    def apply(self, ingestor: Ingestor, offsets: Offsets) -> None:
-        """Drop what the worker holds for the partition and move its consumer back."""
-        ingestor.rewind(self.key, self.first_offset, self.end_offset, self.unstorable)
-        offsets.seek(self.key, self.first_offset)
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """The partition's batches are not this worker's to commit any more (stale, or revoked)."""
-
-    key: TopicPartitionKey
-    resume_at: int | None = None
-
-    def apply(self, ingestor: Ingestor, offsets: Offsets) -> None:
-        """Forget the partition's batches; resume at the owner's committed offset if one is known."""
-        ingestor.discard([self.key])
-        if self.resume_at is not None:
-            offsets.seek(self.key, self.resume_at)
-
-
-Outcome = Committed | Replay | Drop
 
 
 class BatchCommitter:

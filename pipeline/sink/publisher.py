@@ -34,9 +34,8 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from pipeline.ingest import PartitionFlush, PendingFile
-from pipeline.lifecycle.ledger import Routed
-from pipeline.lifecycle.quarantine import merge_into
+from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
+from pipeline.sink.merge import merge_into
 from pipeline.sink.naming import QUARANTINE, in_area
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage

@@ -12,9 +12,9 @@ from pipeline.config import Settings
 from pipeline.formats import DecodeContext
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.translation import KeyTranslator
 from pipeline.keyring import Keyring, load_keyring
-from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 

@@ -2,7 +2,7 @@
 
 Contract: offsets move only forward past records that are durable elsewhere.
 This service polls (``getmany``), hands records to the
-:class:`~pipeline.ingest.Ingestor`, sends dead letters and waits for the
+:class:`~pipeline.ingest.ingestor.Ingestor`, sends dead letters and waits for the
 broker's acknowledgement before the loop goes on, and runs each due batch
 through :class:`~pipeline.sink.committer.BatchCommitter` (stale check, claim,
 publish, commit, forget: the exactly-once decisions live there). Revoked
@@ -14,22 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.config import Settings
-from pipeline.dlq import dead_letter_headers
-from pipeline.ingest import DeadLetter, Ingestor, RawRecord, TopicPartitionKey
-from pipeline.lifecycle.ledger_reader import LedgerReader
+from pipeline.ingest.dead_letters import dead_letter_headers
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import DeadLetter, RawRecord
+from pipeline.kafka.ledger_reader import LedgerReader
+from pipeline.kafka.offsets import ConsumerOffsets
+from pipeline.kafka.topics import ensure_topics, topic_plans
 from pipeline.metrics import CONSUMER_LAG, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RECORDS_EXPIRED
-from pipeline.sink.committer import BatchCommitter, Committed, OffsetsUnavailableError, Outcome
+from pipeline.sink.batch import TopicPartitionKey
+from pipeline.sink.committer import BatchCommitter
+from pipeline.sink.outcomes import Committed, Outcome
 from pipeline.sink.publisher import BatchPublisher
-from pipeline.topics import ensure_topics, topic_plans
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class IngestService(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._committer: BatchCommitter | None = None
-        self._offsets: _ConsumerOffsets | None = None
+        self._offsets: ConsumerOffsets | None = None
         self._in_flight: asyncio.Task[list[Outcome]] | None = None
 
     async def on_start(self) -> None:
@@ -86,7 +89,7 @@ class IngestService(Service):
             heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3),
         )
         # Ready before the consumer joins the group: its first rebalance calls back into _flush.
-        self._offsets = _ConsumerOffsets(self._consumer, asyncio.get_running_loop())
+        self._offsets = ConsumerOffsets(self._consumer, asyncio.get_running_loop())
         self._committer = BatchCommitter(self._publisher, self._offsets)
         self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
         await self._consumer.start()
@@ -220,7 +223,7 @@ class IngestService(Service):
         if tp in consumer.assignment():
             consumer.seek(tp, offset)
 
-    def _require_offsets(self) -> _ConsumerOffsets:
+    def _require_offsets(self) -> ConsumerOffsets:
         if self._offsets is None:
             raise RuntimeError("ingest offsets used before the service started")
         return self._offsets
@@ -250,39 +253,3 @@ class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)))
-
-
-class _ConsumerOffsets:
-    """:class:`~pipeline.sink.committer.Offsets` of an aiokafka consumer.
-
-    aiokafka is not thread-safe: ``committed`` and ``commit`` (called from the
-    committing thread) run on the consumer's event loop while the thread waits;
-    ``seek`` is called on the loop.
-    """
-
-    def __init__(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
-        self._consumer = consumer
-        self._loop = loop
-
-    def committed(self, key: TopicPartitionKey) -> int | None:
-        try:
-            offset: int | None = self._run(self._consumer.committed(TopicPartition(*key)))
-        except KafkaError as exc:
-            raise OffsetsUnavailableError(str(exc)) from exc
-        return offset
-
-    def commit(self, key: TopicPartitionKey, offset: int) -> bool:
-        try:
-            self._run(self._consumer.commit({TopicPartition(*key): OffsetAndMetadata(offset, "")}))
-        except (CommitFailedError, IllegalStateError):
-            return False
-        return True
-
-    def seek(self, key: TopicPartitionKey, offset: int) -> None:
-        # Called where outcomes are applied: on the loop itself, so no marshalling.
-        tp = TopicPartition(*key)
-        if tp in self._consumer.assignment():
-            self._consumer.seek(tp, offset)
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -7,7 +7,7 @@ Contract: :func:`dead_letter_headers` keeps the original headers and adds the
 from __future__ import annotations
 
 from pipeline import __version__
-from pipeline.ingest import DeadLetter
+from pipeline.ingest.records import DeadLetter
 
 HEADER_REASON = "dlq-reason"
 HEADER_MESSAGE = "dlq-message"
