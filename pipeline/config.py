@@ -49,6 +49,7 @@ class Settings:
     keyring: Path = Path("./secrets/keyring.json")
     region: str = "BE"
     extension_digits: tuple[int, int] = (2, 5)
+    tenants: tuple[tuple[str, str], ...] = ()
     web_port: int = 6066
     session_timeout_s: float = 10.0
     state_dir: Path = Path("./data/state")
@@ -108,6 +109,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keyring=get("KEYRING", Path, defaults.keyring),
         region=get("REGION", _region, defaults.region),
         extension_digits=get("EXTENSION_DIGITS", _digit_range, defaults.extension_digits),
+        tenants=get("TENANTS", _tenants, defaults.tenants),
         web_port=get("WEB_PORT", _port, defaults.web_port),
         session_timeout_s=get("SESSION_TIMEOUT_S", _positive_float, defaults.session_timeout_s),
         state_dir=get("STATE_DIR", Path, defaults.state_dir),
@@ -146,6 +148,19 @@ def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
         if not sep or not topic.strip() or not format_name.strip():
             raise ValueError("expected topic=format pairs, e.g. cdr.asterisk=asterisk-csv")
         pairs.append((_identifier(topic.strip()), format_name.strip()))
+    return tuple(pairs)
+
+
+def _tenants(value: str) -> tuple[tuple[str, str], ...]:
+    """``source=tenant`` pairs: the sources of one customer that share extensions and agents."""
+    pairs = []
+    for part in value.split(","):
+        source, sep, tenant = part.strip().partition("=")
+        if not sep or not source.strip() or not tenant.strip():
+            raise ValueError("expected source=tenant pairs, e.g. pbx-a1=acme,pbx-a2=acme")
+        pairs.append((_identifier(source.strip()), _identifier(tenant.strip())))
+    if len({source for source, _ in pairs}) != len(pairs):
+        raise ValueError("a source is mapped to two tenants")
     return tuple(pairs)
 
 

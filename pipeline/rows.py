@@ -2,7 +2,9 @@
 
 Contract: :meth:`ColumnBuffer.append` stores only what the data dictionary
 allows (pseudonyms, coarse attributes, service short codes); the raw party
-strings of the record are never kept. :meth:`ColumnBuffer.to_table` builds an
+strings of the record are never kept. Extensions and agents are pseudonymised
+within the record's tenant; only the callee of an outbound call can be a
+service short code. :meth:`ColumnBuffer.to_table` builds an
 Arrow table with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`.
 """
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.msisdn import can_reach_service
 from pipeline.pseudonym import PartyColumns, PartyPseudonymizer
 from pipeline.record import CanonicalCdr
 from pipeline.sink.schema import CDR_SCHEMA
@@ -38,11 +41,13 @@ class ColumnBuffer:
         columns["billsec_s"].append(cdr.billsec_s)
         columns["direction"].append(cdr.direction)
         columns["disposition"].append(cdr.disposition)
-        self._append_party("caller", parties.columns(cdr.caller))
-        self._append_party("callee", parties.columns(cdr.callee))
-        connected = parties.columns(cdr.connected) if cdr.connected else None
+        tenant = parties.tenant_of(cdr.source)
+        self._append_party("caller", parties.columns(cdr.caller, tenant, False))
+        callee_service = can_reach_service("callee", cdr.direction)
+        self._append_party("callee", parties.columns(cdr.callee, tenant, callee_service))
+        connected = parties.columns(cdr.connected, tenant, False) if cdr.connected else None
         columns["connected_pseudonym"].append(connected.pseudonym if connected else None)
-        columns["agent_pseudonym"].append(parties.agent(cdr.agent) if cdr.agent else None)
+        columns["agent_pseudonym"].append(parties.agent(cdr.agent, tenant) if cdr.agent else None)
         columns["queue"].append(cdr.queue)
         columns["hangup_cause"].append(cdr.hangup_cause)
         columns["cost"].append(cdr.cost)

@@ -24,9 +24,11 @@ def build_classifier(settings: Settings) -> NumberClassifier:
 
 
 def build_parties(settings: Settings) -> PartyPseudonymizer:
-    """Number classification and pseudonyms under the keyring's active key."""
+    """Number classification and pseudonyms under the keyring's active key, per configured tenant."""
     keyring = load_keyring(settings.keyring)
-    return PartyPseudonymizer(build_classifier(settings), Pseudonymizer(keyring.active), settings.cache_size)
+    return PartyPseudonymizer(
+        build_classifier(settings), Pseudonymizer(keyring.active), settings.cache_size, dict(settings.tenants)
+    )
 
 
 def build_formats(settings: Settings) -> FormatSelector:

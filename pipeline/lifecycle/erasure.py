@@ -61,6 +61,7 @@ class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
     request_id: str
     subject: str
     subject_kind: Literal["number", "pseudonym"] = "number"
+    tenant: str | None = None
     requested_at: datetime
     mode: Mode = "delete"
 
@@ -100,7 +101,7 @@ class ErasureProcessor:
         """The pseudonyms the request is about."""
         if request.subject_kind == "pseudonym":
             return subject_from_pseudonym(request.subject)
-        return subject_from_number(request.subject, self._keyring, self._classifier)
+        return subject_from_number(request.subject, self._keyring, self._classifier, request.tenant)
 
     async def process(self, request: ErasureRequest) -> dict[str, Any]:
         """Carry out ``request`` and return its receipt."""
