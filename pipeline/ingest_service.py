@@ -223,15 +223,16 @@ class IngestService(Service):
             log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
             self._rewind(key, flush.first_offset, flush.commit_offset)
             return False
+        # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
         log.info(
-            "published %d files (%d rows, %d bytes) for %s[%d] offsets %d..%d",
+            "published %d files (%s rows, %s bytes) for %s[%d] offsets %s..%s",
             len(flush.files),
-            flush.rows,
-            written,
+            f"{flush.rows:,}",
+            f"{written:,}",
             flush.topic,
             flush.partition,
-            flush.first_offset,
-            flush.commit_offset,
+            f"{flush.first_offset:,}",
+            f"{flush.commit_offset:,}",
         )
         if not await self._commit(key, tp, flush):
             return False
