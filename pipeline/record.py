@@ -31,6 +31,7 @@ class RejectReason(enum.StrEnum):
     MISSING_PARTY = "missing_party"
     OVERSIZE = "oversize"
     UNKNOWN_FORMAT = "unknown_format"
+    PII_IN_TEXT = "pii_in_text"
 
 
 class RecordRejectedError(Exception):

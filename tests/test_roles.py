@@ -6,7 +6,6 @@ public service numbers; only the callee of an outbound call can be one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr, Direction
 from pipeline.rows import ColumnBuffer
+from tests.text_fields import base_cdr
 from tests.wire_formats import asterisk_line, freeswitch_document
 
 SHORT = ["100", "101", "112", "1207"]
@@ -33,23 +33,11 @@ SELECTOR = FormatSelector(
     {},
     DecodeContext(ZoneInfo("Europe/Brussels"), CLASSIFIER),
 )
-START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
 def _cdr(caller: str, callee: str, direction: Direction, connected: str | None = None) -> CanonicalCdr:
-    return CanonicalCdr(
-        cdr_id=f"roles-{caller}-{callee}-{direction}",
-        source="pbx-a",
-        start_time=START,
-        answer_time=START + timedelta(seconds=5),
-        end_time=START + timedelta(seconds=65),
-        duration_s=65,
-        billsec_s=60,
-        caller=caller,
-        callee=callee,
-        direction=direction,
-        disposition="answered",
-        connected=connected,
+    return msgspec.structs.replace(
+        base_cdr(f"roles-{direction}"), caller=caller, callee=callee, direction=direction, connected=connected
     )
 
 

@@ -14,7 +14,9 @@ from pipeline import demo
 from pipeline.data_dictionary import render_shipped
 from pipeline.keyring import init_keyring
 from pipeline.lifecycle.erasure import ErasureRequest
+from pipeline.pseudonym import PSEUDONYM_SCHEME_VERSION
 from pipeline.sink.schema import CDR_SCHEMA
+from pipeline.text_policy import POLICIES
 from tests.helpers import REPO
 from tests.samples import canonical
 
@@ -51,6 +53,31 @@ def test_data_dictionary_lists_every_stored_column_with_its_type_and_policy() ->
         assert documented[field.name]["sensitivity"]
     for name in ("caller_pseudonym", "callee_pseudonym", "agent_pseudonym", "connected_pseudonym"):
         assert documented[name]["policy"] == "pseudonymise"
+
+
+def test_every_column_has_the_text_policy_the_code_enforces_and_the_scheme_version() -> None:
+    document = _load("data-dictionary.json")
+    assert document["pseudonym_scheme_version"] == PSEUDONYM_SCHEME_VERSION
+    assert "tenant" in document["pseudonym_scheme"] and "Existing stores" in document["pseudonym_scheme"]
+    rules = document["text_policies"]
+    columns = {column["name"]: column for column in document["columns"]}
+    assert {column["text_policy"] for column in columns.values()} == set(rules)
+    for field, policy in POLICIES.items():
+        assert columns[field]["text_policy"] == policy.name
+        assert rules[policy.name].startswith(policy.describes)
+    text_columns = {
+        field.name
+        for field in CDR_SCHEMA
+        if str(field.type) in ("string", str(CDR_SCHEMA.field("queue").type))
+    }
+    for name in text_columns:
+        assert columns[name]["text_policy"] != "not-text", name
+    for name in set(columns) - text_columns:
+        assert columns[name]["text_policy"] == "not-text", name
+    enforced_elsewhere = {"enumeration", "pseudonym", "service-short-code"}
+    assert {columns[name]["text_policy"] for name in text_columns} - enforced_elsewhere == {
+        policy.name for policy in POLICIES.values()
+    }
 
 
 def test_compose_file_uses_pinned_official_kafka_in_kraft_mode_and_a_keyring_secret() -> None:

@@ -1,6 +1,8 @@
 """Which decoder reads a message: the ``cdr-format`` header, else the topic's format, else sniffing.
 
-Contract: :meth:`FormatSelector.decode` returns a validated record or raises
+Contract: :meth:`FormatSelector.decode` returns a validated record whose text
+fields keep their policies (:mod:`pipeline.text_policy`, the one place where
+they are enforced for every format) or raises
 :class:`~pipeline.record.RecordRejectedError` whose ``format_name`` says which
 format was tried (``unknown`` when none could be chosen). Sniffing recognises
 canonical JSON, FreeSWITCH JSON and Asterisk CSV by their shape; when a
@@ -18,6 +20,7 @@ from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext, Decoder, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import CsvMapping, MappedCsvDecoder
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+from pipeline.text_policy import enforce_text_policies
 
 FORMAT_HEADER = "cdr-format"
 UNKNOWN = "unknown"
@@ -55,7 +58,8 @@ class FormatSelector:
         """Decode ``payload`` with the format chosen for it."""
         name = self.choose(topic, headers, payload)
         try:
-            return self._decoders[name](payload, self._context)
+            cdr = self._decoders[name](payload, self._context)
+            return enforce_text_policies(cdr, self._context.classifier)
         except RecordRejectedError as rejected:
             rejected.format_name = name
             raise
