@@ -124,12 +124,14 @@ def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_fro
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
     (worker,) = pod["containers"]
     environment = {variable["name"]: variable.get("value") for variable in worker["env"]}
-    keyring_dir = environment["CDRPIPE_KEYRING"].rsplit("/", 1)[0]
+    # the keyring sits in a directory the init container creates (0755, the worker's own): the
+    # memory-backed emptyDir itself is world-writable, a directory the worker refuses
+    keyring_dir = environment["CDRPIPE_KEYRING"].rsplit("/", 2)[0]
     mounts = {mount["name"]: mount["mountPath"] for mount in worker["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     (copy,) = pod["initContainers"]
     assert (
-        copy["command"][:3] == ["install", "-m", "0600"]
+        copy["command"][:4] == ["install", "-D", "-m", "0600"]
         and copy["command"][-1] == environment["CDRPIPE_KEYRING"]
     )
     assert (
@@ -137,7 +139,7 @@ def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_fro
         == "Memory"
     )
     secret_mount = next(
-        mount for mount in copy["volumeMounts"] if copy["command"][3].startswith(mount["mountPath"])
+        mount for mount in copy["volumeMounts"] if copy["command"][4].startswith(mount["mountPath"])
     )
     assert volumes[secret_mount["name"]]["secret"]["secretName"] == "cdrpipe-keyring"
     assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
