@@ -11,7 +11,7 @@ import json
 import secrets
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,20 +21,23 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline import __version__, demo, file_source, keyring, log_scrub
 from pipeline.config import Settings, load_settings
+from pipeline.config import _region as region_code
 from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.erasure import ErasureRequest
-from pipeline.lifecycle.export import subject_rows, write_export
+from pipeline.lifecycle.export import minimise, subject_rows, write_export
 from pipeline.lifecycle.finder import data_files
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
+from pipeline.lifecycle.resolution import describe, resolve_number
 from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject import subject_from_party, subject_from_pseudonym
+from pipeline.msisdn import NumberKind, PartyNumber
 from pipeline.progress import wait_for_ingest
-from pipeline.runtime import build_classifier, build_ingestor
+from pipeline.runtime import build_ingestor
 from pipeline.sink.storage import open_storage
 from pipeline.topics import ensure_topics, topic_plans
 
@@ -205,18 +208,54 @@ def publish_command(format_name: str, topic: str | None, paths: tuple[Path, ...]
     click.echo(f"published {total} CDRs from {len(files)} files to {target} (format {format_name})")
 
 
-def _subject(settings: Settings, number: str | None, pseudonym: str | None) -> Subject:
-    if (number is None) == (pseudonym is None):
-        raise click.UsageError("give exactly one of --number or --pseudonym")
-    if pseudonym is not None:
-        return subject_from_pseudonym(pseudonym)
-    assert number is not None
-    return subject_from_number(number, load_keyring(settings.keyring), build_classifier(settings))
+def _subject_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that name a data subject, shared by erase and export."""
+    options = [
+        click.option("--number", help="The subject's phone number or extension, in any spelling."),
+        click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters), not a number."),
+        click.option("--region", default=None, help="Read a national --number in this ISO 3166 region "
+                     "(default: CDRPIPE_REGION)."),
+        click.option("--tenant", default=None, help="The tenant of an extension --number (the records' "
+                     "source, or its CDRPIPE_TENANTS tenant): extensions are pseudonymised per tenant."),
+        click.option("--yes", is_flag=True, help="Confirm the national reading of a --number that is also "
+                     "valid as an international number without its +."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _resolve(
+    settings: Settings, number: str, region: str | None, tenant: str | None, *, yes: bool
+) -> PartyNumber:
+    """The subject's number as the store knows it; the reading is shown on the terminal only."""
+    try:
+        chosen_region = region_code(region) if region is not None else settings.region
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--region") from None
+    resolution = resolve_number(number, chosen_region, settings.extension_digits)
+    party = resolution.party
+    if party.kind not in (NumberKind.E164, NumberKind.EXTENSION):
+        raise click.UsageError(f"--number is not a subscriber number or extension (it is {party.kind.value})")
+    if resolution.ambiguous and not yes:
+        others = "; ".join(describe(other) for other in resolution.alternatives)
+        raise click.UsageError(
+            f"--number is ambiguous: as a national number of {chosen_region} it is {resolution.describe()}; "
+            f"as an international number without its + it is {others}. Give it with + or 00, "
+            "or its country with --region, or confirm the national reading with --yes"
+        )
+    if party.kind is NumberKind.EXTENSION and not tenant:
+        raise click.UsageError(
+            "an extension is only unique within its tenant: give --tenant "
+            "(the records' source, or its CDRPIPE_TENANTS tenant)"
+        )
+    where = f" at tenant {tenant}" if party.kind is NumberKind.EXTENSION else ""
+    click.echo(f"subject: {resolution.describe()}{where}", err=True)  # the terminal only: never a log line
+    return party
 
 
 @cli.command("erase")
-@click.option("--number", help="The subject's phone number or extension, in any spelling.")
-@click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
+@_subject_options
 @click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
               help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
 @click.option("--request-id", default=None, help="Request id (default: a new UUID).")
@@ -224,15 +263,37 @@ def _subject(settings: Settings, number: str | None, pseudonym: str | None) -> S
     "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
 )
 def erase_command(
-    number: str | None, pseudonym: str | None, mode: str, request_id: str | None, wait_s: float
+    *,
+    number: str | None,
+    pseudonym: str | None,
+    region: str | None,
+    tenant: str | None,
+    yes: bool,
+    mode: str,
+    request_id: str | None,
+    wait_s: float,
 ) -> None:
-    """Publish a GDPR erasure request for one subject to the erasure request topic."""
+    """Publish a GDPR erasure request for one subject to the erasure request topic.
+
+    A --number is shown as the E.164 number and region (or extension and
+    tenant) it resolves to, on the terminal only; the request carries that
+    resolved form, so every worker reads it the same way.
+    """
     settings = _settings()
-    _subject(settings, number, pseudonym)  # validates the subject before anything is sent
+    if (number is None) == (pseudonym is None):
+        raise click.UsageError("give exactly one of --number or --pseudonym")
+    if pseudonym is not None:
+        subject_from_pseudonym(pseudonym)  # validates the pseudonym before anything is sent
+        subject, kind, subject_tenant = pseudonym, "pseudonym", None
+    else:
+        party = _resolve(settings, number or "", region, tenant, yes=yes)
+        extension = party.kind is NumberKind.EXTENSION
+        subject, kind, subject_tenant = str(party.value), "number", tenant if extension else None
     request = ErasureRequest(
         request_id=request_id or str(uuid.uuid4()),
-        subject=number if number is not None else str(pseudonym),
-        subject_kind="number" if number is not None else "pseudonym",
+        subject=subject,
+        subject_kind="number" if kind == "number" else "pseudonym",
+        tenant=subject_tenant,
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )
@@ -279,15 +340,41 @@ async def _request_erasure(
 
 
 @cli.command("export")
-@click.option("--number", help="The subject's phone number or extension, in any spelling.")
-@click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead of a number.")
+@_subject_options
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
 @click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
               show_default=True)  # fmt: skip
-def export_command(number: str | None, pseudonym: str | None, out: Path, export_format: str) -> None:
-    """Export all of one subject's rows (every partition, every key id) for an access request."""
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Controller-internal copy: keep the other parties' pseudonyms, countries and line types and the "
+    "agent pseudonyms. Never hand it to the data subject.",
+)
+def export_command(
+    *,
+    number: str | None,
+    pseudonym: str | None,
+    region: str | None,
+    tenant: str | None,
+    yes: bool,
+    out: Path,
+    export_format: str,
+    full: bool,
+) -> None:
+    """Export all of one subject's rows (every partition, every key id) for an access request.
+
+    By default the copy is minimised for the subject (other parties become
+    party-1, party-2, ... tokens of this export; no agent pseudonyms; no other
+    party's country or line type); --full is for the controller's internal use.
+    """
     settings = _settings()
-    subject = _subject(settings, number, pseudonym)
+    if (number is None) == (pseudonym is None):
+        raise click.UsageError("give exactly one of --number or --pseudonym")
+    if pseudonym is not None:
+        subject = subject_from_pseudonym(pseudonym)
+    else:
+        party = _resolve(settings, number or "", region, tenant, yes=yes)
+        subject = subject_from_party(party, load_keyring(settings.keyring), tenant)
     storage = open_storage(settings.store)
     total = len(data_files(storage))
     with click.progressbar(length=total, label="searching files", file=sys.stderr) as bar:
@@ -295,10 +382,12 @@ def export_command(number: str | None, pseudonym: str | None, out: Path, export_
     if table is None:
         click.echo("no rows for this subject")
         return
+    copy = table if full else minimise(table, subject)
     write_export(
-        table, out, "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
+        copy, out, "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
     )
-    click.echo(f"exported {table.num_rows} rows to {out} ({export_format})")
+    kind = "full controller-internal" if full else "minimised"
+    click.echo(f"exported {copy.num_rows} rows to {out} ({export_format}, {kind})")
 
 
 @cli.command("retention")

@@ -1,8 +1,15 @@
 """Subject access and portability: all of one subject's rows, as JSON lines, CSV or Parquet.
 
-Contract: :func:`export_subject` writes exactly the rows in which any of the
+Contract: :func:`subject_rows` returns exactly the rows in which any of the
 subject's pseudonyms (under every key id) is the caller, callee or connected
 party, from every partition, with their ``call_date``; nobody else's rows.
+:func:`minimise` turns them into the copy a data subject receives (GDPR art.
+15(4): the copy must not adversely affect the rights of others): the
+subject's own side and the call facts stay; every other party's pseudonym
+becomes a token ``party-1``, ``party-2``, ... numbered in order of first
+appearance in this export only (stable within it, unlinkable across exports);
+the other parties' country and line type and the agent pseudonym are left
+out. The full rows are for the controller's internal use only.
 """
 
 from __future__ import annotations
@@ -49,6 +56,30 @@ def subject_rows(
 
 def _plain(field: pa.Field) -> pa.Field:
     return field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+
+
+OTHER_PARTY_DETAILS = ("_country", "_line_type")
+
+
+def minimise(table: pa.Table, subject: Subject) -> pa.Table:
+    """The subject's copy of ``table`` (rows from :func:`subject_rows`): see the module contract."""
+    tokens: dict[str, str] = {}
+
+    def token(pseudonym: str) -> str:
+        return tokens.setdefault(pseudonym, f"party-{len(tokens) + 1}")
+
+    rows = table.drop_columns(["agent_pseudonym"]).to_pylist()
+    for row in rows:
+        for role in ("caller", "callee", "connected"):
+            pseudonym = row[f"{role}_pseudonym"]
+            if pseudonym is None or pseudonym in subject.pseudonyms:
+                continue
+            row[f"{role}_pseudonym"] = token(pseudonym)
+            for detail in OTHER_PARTY_DETAILS:
+                if f"{role}{detail}" in row:
+                    row[f"{role}{detail}"] = None
+    schema = table.schema.remove(table.schema.get_field_index("agent_pseudonym"))
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def write_export(table: pa.Table, out: Path, export_format: ExportFormat) -> None:
