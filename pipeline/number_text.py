@@ -47,6 +47,7 @@ _DATE_TIME = (
 _UUID = r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f])"
 _TOKEN = re.compile(rf"(?P<date>{_DATE_TIME})|(?P<uuid>{_UUID})|(?P<run>{_RUN})")
 _DIGIT = re.compile(r"\d")
+_ENOUGH_DIGITS = re.compile(rf"(?:\d\D*){{{MIN_SIGNIFICANT_DIGITS}}}")  # a cheap first look
 _LONG_DIGITS = re.compile(rf"\d{{{MIN_SIGNIFICANT_DIGITS},}}")
 
 
@@ -65,6 +66,8 @@ def _is_number(match: re.Match[str]) -> bool:
 
 def find_numbers(text: str) -> Iterator[re.Match[str]]:
     """The runs of ``text`` that could spell a phone number, left to right."""
+    if not _ENOUGH_DIGITS.search(text):
+        return iter(())
     return (match for match in _TOKEN.finditer(text) if _is_number(match))
 
 
@@ -75,4 +78,6 @@ def contains_number(text: str) -> bool:
 
 def redact_numbers(text: str) -> str:
     """``text`` with every run :func:`find_numbers` reports replaced by ``[number]``."""
+    if not _ENOUGH_DIGITS.search(text):
+        return text
     return _TOKEN.sub(lambda match: REPLACEMENT if _is_number(match) else match.group(), text)

@@ -17,6 +17,7 @@ never kept as text; ``cdr_id``, ``source``, ``queue``, ``hangup_cause`` and
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -28,6 +29,7 @@ from pipeline.number_text import contains_number, redact_numbers
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 
 OnNumber = Literal["reject", "replace", "reject-whole"]
+CHECKED_VALUES_REMEMBERED = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +94,38 @@ def enforce_text_policies(cdr: CanonicalCdr, classifier: NumberClassifier) -> Ca
         value: str | None = getattr(cdr, field)
         if value is None:
             continue
-        if not policy.shape.fullmatch(value):
-            raise RecordRejectedError(
-                RejectReason.PII_IN_TEXT, f"{field} breaks its rule: {policy.describes}"
+        if policy.on_number == "reject-whole":  # ids are unique: nothing to remember
+            problem = _shape_problem(field, value) or (
+                f"{field} is a phone number" if _is_whole_number(value, classifier) else None
             )
-        if policy.on_number == "reject-whole":
-            if _is_whole_number(value, classifier):
-                raise RecordRejectedError(RejectReason.PII_IN_TEXT, f"{field} is a phone number")
-        elif contains_number(value):
-            if policy.on_number == "reject":
-                raise RecordRejectedError(RejectReason.PII_IN_TEXT, f"{field} holds a phone number")
-            replacements[field] = redact_numbers(value)
+            kept = value
+        else:
+            problem, kept = _checked(field, value)
+        if problem is not None:
+            raise RecordRejectedError(RejectReason.PII_IN_TEXT, problem)
+        if kept != value:
+            replacements[field] = kept
     return msgspec.structs.replace(cdr, **replacements) if replacements else cdr
+
+
+@functools.lru_cache(maxsize=CHECKED_VALUES_REMEMBERED)
+def _checked(field: str, value: str) -> tuple[str | None, str]:
+    """The problem of a name or free-text ``value`` (None if it is fine) and the value to keep.
+
+    Names, queues, causes and currencies repeat in almost every record, so
+    each verdict is remembered (it depends on nothing but the field and value).
+    """
+    problem = _shape_problem(field, value)
+    if problem is not None or not contains_number(value):
+        return problem, value
+    if POLICIES[field].on_number == "replace":
+        return None, redact_numbers(value)
+    return f"{field} holds a phone number", value
+
+
+def _shape_problem(field: str, value: str) -> str | None:
+    policy = POLICIES[field]
+    return None if policy.shape.fullmatch(value) else f"{field} breaks its rule: {policy.describes}"
 
 
 _WHOLE_NUMBER = re.compile(r"(?i)(?:sips?:|tel:)?(\+?[0-9]{7,})(?:@.*)?")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from pipeline import cli as cli_module
 from pipeline.cli import cli
 from pipeline.errors import ConfigError
 from pipeline.keyring import init_keyring, load_keyring
-from pipeline.lifecycle.erasure import ErasureRequest
+from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest
 from pipeline.lifecycle.export import minimise, subject_rows
 from pipeline.lifecycle.resolution import resolve_number
 from pipeline.lifecycle.subject import subject_from_number
@@ -173,3 +175,22 @@ def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.Monk
         ("+46812345678", None),
         ("1001", "pbx-b"),
     ]
+
+
+def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, str]) -> None:
+    storage = LocalStorage(Path(env["CDRPIPE_STORE"]))
+    keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))
+
+    async def publish(entry: object) -> None:
+        del entry
+
+    processor = ErasureProcessor(
+        storage, keyring, CLASSIFIER, publish_ledger=publish, settle_seconds=0, residual_copies=[]
+    )
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=at)
+    assert processor.subject_of(request) == subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")
+    receipt = asyncio.run(processor.process(request))
+    assert receipt["rows_removed"] == 1 and receipt["verification"]["passed"]
+    remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a"))
+    assert remaining is not None and sorted(remaining.column("cdr_id").to_pylist()) == ["a1", "a2"]
