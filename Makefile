@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test lint chart bench bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
+.PHONY: install run test fuzz lint chart bench bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ run: install kafka-start
 
 test: install
 	$(BIN)/python -m pytest -ra
+
+# Property tests and decoder fuzzers with random seeds and 25x the examples (about 15 minutes).
+fuzz: install
+	CDRPIPE_FUZZ=1 $(BIN)/python -m pytest -ra -p no:cacheprovider \
+		tests/test_fuzz_decoders.py tests/test_msisdn.py tests/test_pseudonym.py tests/test_poison_records.py
 
 lint: install
 	$(BIN)/ruff check pipeline tests benchmarks docs

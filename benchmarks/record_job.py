@@ -21,7 +21,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.config import load_settings
-from pipeline.rows import ColumnBuffer
+from pipeline.record import CanonicalCdr
+from pipeline.rows import build_rows
 from pipeline.runtime import build_formats, build_parties
 from pipeline.sink.parquet import encode
 
@@ -29,7 +30,7 @@ FILE_ROWS = 100_000
 
 
 class RecordJob:
-    """Decode → normalise → pseudonymise → buffer → Parquet, one record per call."""
+    """Decode one record per call, buffer it; normalise, pseudonymise and write Parquet per file."""
 
     def __init__(self, out_dir: Path, target: int) -> None:
         settings = load_settings()
@@ -37,7 +38,7 @@ class RecordJob:
         self._parties = build_parties(settings)
         self._out_dir = out_dir
         self._target = target
-        self._rows = ColumnBuffer()
+        self._rows: list[CanonicalCdr] = []
         self._files = 0
         self.count = 0
         self._first: float | None = None
@@ -51,7 +52,7 @@ class RecordJob:
             return True
         if self._first is None:
             self._first = time.time()
-        self._rows.append(self._formats.decode(topic, headers, value), self._parties)
+        self._rows.append(self._formats.decode(topic, headers, value))
         self.count += 1
         if len(self._rows) >= FILE_ROWS:
             self._write()
@@ -66,9 +67,9 @@ class RecordJob:
         if not len(self._rows):
             return
         path = self._out_dir / f"part-{self._files:05d}.parquet"
-        path.write_bytes(encode(self._rows.to_table()))
+        path.write_bytes(encode(build_rows(self._rows, self._parties)))
         self._files += 1
-        self._rows = ColumnBuffer()
+        self._rows = []
 
 
 def written_rows(out_dir: Path) -> int:

@@ -115,7 +115,8 @@ async def health(view: View, request: Request) -> Response:
     del request
     if HEALTH.healthy:
         return view.json({"status": "ok"})
-    return view.json({"status": "failing", "failing_since": HEALTH.failing_since}, status=503)
+    failing = {"status": "failing", "failing_since": HEALTH.failing_since, "problem": HEALTH.problem}
+    return view.json(failing, status=503)
 
 
 async def _publish_ledger(entry: LedgerEntry) -> None:

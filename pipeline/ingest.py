@@ -2,15 +2,21 @@
 
 Contract:
 
-* :meth:`Ingestor.add` consumes one raw record in offset order per partition.
-  A valid record becomes a row in its partition's batch, under its call date,
-  unless its call date is already past the retention period (then it is
-  dropped and counted in ``expired_dropped``); any other record is returned
-  as a :class:`DeadLetter` (never raised).
+* :meth:`Ingestor.add_batch` consumes the records of one poll, in offset
+  order per partition. A valid record becomes a row in its partition's
+  batch, unless its call date is already past the retention period (then it
+  is dropped and counted in ``expired_dropped``); any other record is
+  returned as a :class:`DeadLetter` (never raised), with reason
+  ``unstorable`` when it decoded but could not become a row. A poll is
+  handled a chunk at a time: canonical JSON is accepted by column checks
+  (:mod:`pipeline.formats.canonical_fast`); other formats, and the rows those
+  checks do not accept, go through the exact decoder; each chunk's rows are
+  built straight into Arrow columns (:mod:`pipeline.rows`).
 * :meth:`Ingestor.take` removes a partition's oldest batch and returns the
-  files to publish and the offset to commit once they (and the dead letters
-  returned for that partition so far) are durable. File names depend only on
-  the topic, partition and the batch's first offset.
+  files to publish (one per UTC call date, split with Arrow) and the offset
+  to commit once they (and the dead letters returned for that partition so
+  far) are durable. File names depend only on the topic, partition, call
+  date and the batch's first offset.
 * Boundaries: a batch is cut by row count, by age, or at a boundary recorded
   earlier for its first offset (:meth:`Ingestor.rewind`). Replaying from a
   batch's first offset with its recorded boundary rebuilds exactly the same
@@ -20,24 +26,37 @@ Contract:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.formats import canonical_json
+from pipeline.formats.canonical_fast import CanonicalRow, accept_chunk, decode_row
 from pipeline.lifecycle.retention import horizon
 from pipeline.pseudonym import PartyPseudonymizer
-from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
-from pipeline.rows import ColumnBuffer
+from pipeline.record import TIME_FIELDS, CanonicalCdr, RecordRejectedError, RejectReason
+from pipeline.rows import CdrFields, build_rows, unstorable_rows
 from pipeline.sink.naming import file_path
+from pipeline.text_policy import TextFields
 
 TopicPartitionKey = tuple[str, int]
 
 
 class RecordDecoder(Protocol):
-    """Decodes a message's payload given its topic and headers (see ``FormatSelector``)."""
+    """Chooses a message's format and decodes it (see ``FormatSelector``).
 
-    def decode(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> CanonicalCdr: ...
+    Both methods raise only :class:`~pipeline.record.RecordRejectedError`.
+    """
+
+    def choose(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> str: ...
+
+    def decode_as(self, name: str, payload: bytes) -> CanonicalCdr: ...
+
+    def check_text(self, name: str, cdr: TextFields) -> TextFields: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +82,16 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class PendingFile:
-    """A file to publish: its store-relative path and its rows."""
+    """A file to publish: its store-relative path, its rows and each row's source offset."""
 
     path: str
-    rows: ColumnBuffer
+    table: pa.Table
+    offsets: pa.Array
+
+    @property
+    def rows(self) -> int:
+        """How many rows the file holds."""
+        return int(self.table.num_rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +110,7 @@ class PartitionFlush:
     @property
     def rows(self) -> int:
         """Rows across the batch's files."""
-        return sum(len(pending.rows) for pending in self.files)
+        return sum(pending.rows for pending in self.files)
 
 
 @dataclass(slots=True)
@@ -96,17 +121,28 @@ class _PartitionBatch:
     end_offset: int | None
     sealed: bool = False
     rows: int = 0
-    by_date: dict[date, ColumnBuffer] = field(default_factory=dict)
+    tables: list[pa.Table] = field(default_factory=list)
+    offsets: list[pa.Array] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """What one poll brought for one batch, before its rows are built."""
+
+    batch: _PartitionBatch
+    exact: list[tuple[CanonicalCdr, RawRecord]] = field(default_factory=list)
+    fast: list[tuple[CanonicalRow, RawRecord]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _PartitionState:
     batches: list[_PartitionBatch] = field(default_factory=list)
     boundaries: dict[int, int] = field(default_factory=dict)
+    unstorable: dict[int, str] = field(default_factory=dict)
 
 
 class Ingestor:
-    """Routes decoded records of many partitions into per-partition, per-call-date buffers."""
+    """Routes decoded records of many partitions into per-partition batches of Arrow rows."""
 
     def __init__(
         self,
@@ -143,25 +179,127 @@ class Ingestor:
         return sum(batch.rows for state in self._partitions.values() for batch in state.batches)
 
     def add(self, record: RawRecord) -> DeadLetter | None:
-        """Route ``record``; return it as a dead letter if it cannot be stored."""
-        batch = self._batch_for(record)
-        batch.next_offset = record.offset + 1
+        """Route one record (see :meth:`add_batch`); return it as a dead letter if it cannot be stored."""
+        letters = self.add_batch([record])
+        return letters[0] if letters else None
+
+    def add_batch(self, records: Sequence[RawRecord]) -> list[DeadLetter]:
+        """Route the records of one poll; return those that cannot be stored as dead letters."""
+        letters: list[DeadLetter] = []
+        chunks: dict[int, _Chunk] = {}
+        for record in records:
+            batch = self._batch_for(record)
+            batch.next_offset = record.offset + 1
+            chunk = chunks.get(id(batch))
+            if chunk is None:
+                chunk = chunks[id(batch)] = _Chunk(batch)
+            letter = self._decode_into(chunk, record)
+            if letter is not None:
+                letters.append(letter)
+        for chunk in chunks.values():
+            letters.extend(self._build(chunk))
+        return letters
+
+    def _decode_into(self, chunk: _Chunk, record: RawRecord) -> DeadLetter | None:
+        unstorable = self._partitions[(record.topic, record.partition)].unstorable.pop(record.offset, None)
+        if unstorable is not None:
+            return DeadLetter(record, RejectReason.UNSTORABLE, unstorable, "unknown")
         if record.value is None:
             return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)", "unknown")
         try:
-            cdr = self._decoder.decode(record.topic, record.headers, record.value)
+            name = self._decoder.choose(record.topic, record.headers, record.value)
+            if name == canonical_json.NAME:
+                row = decode_row(record.value)
+                if row is not None:
+                    chunk.fast.append((row, record))
+                    return None
+            chunk.exact.append((self._decoder.decode_as(name, record.value), record))
         except RecordRejectedError as rejected:
             return DeadLetter(record, rejected.reason, rejected.message, rejected.format_name)
-        call_date = cdr.start_time.date()
-        if self._retention_days is not None and call_date < self._oldest_kept_date(self._retention_days):
-            self.expired_dropped += 1
-            return None
-        buffer = batch.by_date.get(call_date)
-        if buffer is None:
-            buffer = batch.by_date[call_date] = ColumnBuffer()
-        buffer.append(cdr, self._parties)
-        batch.rows += 1
         return None
+
+    def _build(self, chunk: _Chunk) -> list[DeadLetter]:
+        """Accept the chunk's fast rows, decode the rest exactly, and add the rows to the batch."""
+        letters: list[DeadLetter] = []
+        accepted = accept_chunk([row for row, _ in chunk.fast])
+        taken = set(accepted.indices)
+        exact = list(chunk.exact)
+        for index, (_, record) in enumerate(chunk.fast):
+            if index in taken:
+                continue
+            assert record.value is not None  # tombstones never reach the fast path
+            try:
+                exact.append((self._decoder.decode_as(canonical_json.NAME, record.value), record))
+            except RecordRejectedError as rejected:
+                letters.append(DeadLetter(record, rejected.reason, rejected.message, rejected.format_name))
+        # The text policies come after validation, as in the exact decoder, so both paths give
+        # a record the same verdict and reason.
+        fast, kept = [], []
+        for position, index in enumerate(accepted.indices):
+            row, record = chunk.fast[index]
+            try:
+                fast.append((self._decoder.check_text(canonical_json.NAME, row), record))
+                kept.append(position)
+            except RecordRejectedError as rejected:
+                letters.append(DeadLetter(record, rejected.reason, rejected.message, rejected.format_name))
+        survivors = pa.array(kept, pa.int64())
+        times = {name: getattr(accepted, name).take(survivors) for name in TIME_FIELDS}
+        parts = [
+            self._rows([row for row, _ in fast], [record for _, record in fast], times, letters),
+            self._rows([cdr for cdr, _ in exact], [record for _, record in exact], None, letters),
+        ]
+        table = pa.concat_tables([part[0] for part in parts])
+        offsets = pa.concat_arrays([part[1] for part in parts])
+        if table.num_rows:
+            # Rows in offset order, whichever path decoded them: a replay rebuilds the same file.
+            order = pc.sort_indices(offsets)
+            table, offsets = table.take(order), offsets.take(order)
+            table, offsets = self._drop_expired(table, offsets)
+            chunk.batch.tables.append(table)
+            chunk.batch.offsets.append(offsets)
+            chunk.batch.rows += table.num_rows
+        return letters
+
+    def _rows(
+        self,
+        cdrs: Sequence[CdrFields],
+        records: list[RawRecord],
+        times: dict[str, pa.Array] | None,
+        letters: list[DeadLetter],
+    ) -> tuple[pa.Table, pa.Array]:
+        """The rows of ``cdrs`` (decoded from ``records``) and their offsets.
+
+        A CDR that cannot become a row is dead-lettered instead, and the others
+        are built again without it.
+        """
+        try:
+            return build_rows(cdrs, self._parties, times), _offsets(records)
+        except Exception as exc:
+            # One record that cannot become a row must not stop the partition. The text of
+            # exc may quote a value, so only its type is kept.
+            message = _unstorable_message(exc)
+        bad = set(unstorable_rows(cdrs, self._parties, times))
+        letters.extend(
+            DeadLetter(records[index], RejectReason.UNSTORABLE, message, "unknown") for index in sorted(bad)
+        )
+        keep = [index for index in range(len(cdrs)) if index not in bad]
+        # typed indices: an empty list (every row to blame) would be a null array Arrow cannot take
+        indices = pa.array(keep, pa.int64())
+        kept_times = {name: array.take(indices) for name, array in times.items()} if times else None
+        kept = [records[index] for index in keep]
+        return build_rows([cdrs[index] for index in keep], self._parties, kept_times), _offsets(kept)
+
+    def _drop_expired(self, table: pa.Table, offsets: pa.Array) -> tuple[pa.Table, pa.Array]:
+        """Rows whose call date is before the retention horizon are dropped (and counted)."""
+        if self._retention_days is None:
+            return table, offsets
+        horizon_date = self._oldest_kept_date(self._retention_days)
+        kept = pc.greater_equal(_call_dates(table), pa.scalar(horizon_date))
+        dropped = table.num_rows - (pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
+        if dropped == 0:
+            return table, offsets
+        self.expired_dropped += dropped
+        return table.filter(kept), offsets.filter(kept)
 
     def _oldest_kept_date(self, retention_days: int) -> date:
         """The retention horizon, looked up again at most once a second."""
@@ -217,17 +355,33 @@ class Ingestor:
         """Remove the oldest batch of ``key`` and describe how to publish and commit it."""
         batch = self._partitions[key].batches.pop(0)
         topic, partition = key
-        files = tuple(
-            PendingFile(file_path(call_date, topic, partition, batch.first_offset), rows)
-            for call_date, rows in sorted(batch.by_date.items())
-        )
-        return PartitionFlush(topic, partition, batch.first_offset, files, batch.next_offset)
+        files: list[PendingFile] = []
+        if batch.tables:
+            table = pa.concat_tables(batch.tables)
+            offsets = pa.concat_arrays(batch.offsets)
+            call_dates = _call_dates(table)
+            for call_date in sorted(pc.unique(call_dates).to_pylist()):
+                mask = pc.equal(call_dates, pa.scalar(call_date, pa.date32()))
+                path = file_path(call_date, topic, partition, batch.first_offset)
+                files.append(PendingFile(path, table.filter(mask), offsets.filter(mask)))
+        return PartitionFlush(topic, partition, batch.first_offset, tuple(files), batch.next_offset)
 
-    def rewind(self, key: TopicPartitionKey, first_offset: int, end_offset: int) -> None:
-        """Drop the partition's batches: consumption restarts at ``first_offset``, cut at ``end_offset``."""
+    def rewind(
+        self,
+        key: TopicPartitionKey,
+        first_offset: int,
+        end_offset: int,
+        unstorable: Mapping[int, str] | None = None,
+    ) -> None:
+        """Drop the partition's batches: consumption restarts at ``first_offset``, cut at ``end_offset``.
+
+        The records at the offsets of ``unstorable`` (offset to message) are
+        returned as dead letters when they come again instead of being decoded.
+        """
         state = self._partitions.setdefault(key, _PartitionState())
         state.batches.clear()
         state.boundaries[first_offset] = end_offset
+        state.unstorable.update(unstorable or {})
 
     def restart(self, key: TopicPartitionKey) -> int | None:
         """Drop the partition's batches; return the offset consumption must restart from."""
@@ -242,3 +396,17 @@ class Ingestor:
         """Forget partitions this worker no longer owns (their records will be replayed)."""
         for key in keys:
             self._partitions.pop(key, None)
+
+
+def _unstorable_message(exc: BaseException) -> str:
+    """A dead letter's message for a record that could not become a row: the exception type only."""
+    return f"the record could not be stored ({type(exc).__name__})"
+
+
+def _offsets(records: list[RawRecord]) -> pa.Array:
+    return pa.array([record.offset for record in records], pa.int64())
+
+
+def _call_dates(table: pa.Table) -> pa.Array:
+    """The UTC call date of each row (``start_time`` is stored in UTC)."""
+    return pc.cast(table.column("start_time").combine_chunks(), pa.date32())

@@ -1,13 +1,12 @@
 """The CDR hot path inside the Faust app: batches from an aiokafka consumer.
 
 Contract: offsets move only forward past records that are durable elsewhere.
-For each batch, in this order: the worker checks nobody committed past the
-batch (a stale owner drops it), records the batch's offset range (or adopts
-the range recorded by an earlier owner, rewinding to rebuild that exact
-batch), publishes its Parquet files, and only then commits. Dead letters are
-acknowledged by the broker before the loop goes on. Revoked partitions are
-flushed and committed before they are released. A failed publish commits
-nothing and rewinds the partition, so its records are consumed again.
+This service polls (``getmany``), hands records to the
+:class:`~pipeline.ingest.Ingestor`, sends dead letters and waits for the
+broker's acknowledgement before the loop goes on, and runs each due batch
+through :class:`~pipeline.sink.committer.BatchCommitter` (stale check, claim,
+publish, commit, forget: the exactly-once decisions live there). Revoked
+partitions are flushed and committed before they are released.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -25,27 +24,18 @@ from mode import Service
 
 from pipeline.config import Settings
 from pipeline.dlq import dead_letter_headers
-from pipeline.ingest import DeadLetter, Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
+from pipeline.ingest import DeadLetter, Ingestor, RawRecord, TopicPartitionKey
 from pipeline.lifecycle.ledger_reader import LedgerReader
-from pipeline.metrics import (
-    BYTES_PUBLISHED,
-    CONSUMER_LAG,
-    FILES_PUBLISHED,
-    HEALTH,
-    PUBLISH_SECONDS,
-    RECORDS_CONSUMED,
-    RECORDS_DEAD_LETTERED,
-    RECORDS_EXPIRED,
-    RECORDS_WRITTEN,
-)
+from pipeline.metrics import CONSUMER_LAG, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RECORDS_EXPIRED
+from pipeline.sink.committer import BatchCommitter, OffsetsUnavailableError
 from pipeline.sink.publisher import BatchPublisher
-from pipeline.sink.storage import StorageError
 from pipeline.topics import ensure_topics, topic_plans
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
 MAX_POLL_RECORDS = 20_000
+T = TypeVar("T")
 
 
 class IngestService(Service):
@@ -67,7 +57,7 @@ class IngestService(Service):
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._committed_batch: dict[TopicPartitionKey, int] = {}
+        self._committer: BatchCommitter | None = None
 
     async def on_start(self) -> None:
         settings = self._settings
@@ -95,6 +85,8 @@ class IngestService(Service):
         )
         self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
         await self._consumer.start()
+        offsets = _ConsumerOffsets(self._consumer, asyncio.get_running_loop())
+        self._committer = BatchCommitter(self._ingestor, self._publisher, offsets)
         log.info(
             "ingest started: topics=%s group=%s-ingest store=%s",
             ",".join(settings.raw_topics),
@@ -133,13 +125,12 @@ class IngestService(Service):
                     if highwater is not None:
                         lag = max(highwater - messages[-1].offset - 1, 0)
                         CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-                    for message in messages:
-                        record = RawRecord(
-                            tp.topic, tp.partition, message.offset, message.value, tuple(message.headers)
-                        )
-                        letter = self._ingestor.add(record)
-                        if letter is not None:
-                            dead.append(letter)
+                    topic, partition = tp.topic, tp.partition
+                    records = [
+                        RawRecord(topic, partition, message.offset, message.value, tuple(message.headers))
+                        for message in messages
+                    ]
+                    dead.extend(self._ingestor.add_batch(records))
                 RECORDS_EXPIRED.inc(self._ingestor.expired_dropped - expired_before)
                 if await self._send_dead_letters(dead):
                     await self._flush(self._ingestor.due())
@@ -180,90 +171,24 @@ class IngestService(Service):
         return True
 
     async def _flush(self, keys: list[TopicPartitionKey], until_empty: bool = False) -> None:
+        committer = self._require_committer()
         for key in keys:
             while key in self._ingestor.held():
-                if not await self._flush_one(self._ingestor.take(key)) or not until_empty:
+                # The protocol runs in a thread (Parquet encoding and the store write release
+                # the GIL); the consumer calls it makes are marshalled back to this loop.
+                flush = self._ingestor.take(key)
+                if not await asyncio.to_thread(committer.commit_batch, flush) or not until_empty:
                     break
-
-    async def _flush_one(self, flush: PartitionFlush) -> bool:
-        """Publish and commit one batch; False if the partition was rewound or dropped instead."""
-        key = (flush.topic, flush.partition)
-        tp = TopicPartition(flush.topic, flush.partition)
-        consumer = self._require_consumer()
-        try:
-            committed = await consumer.committed(tp)
-        except KafkaError as exc:
-            log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc)
-            HEALTH.failed()
-            self._rewind(key, flush.first_offset, flush.commit_offset)
-            return False
-        if committed is not None and committed > flush.first_offset:
-            log.warning(
-                "%s[%d]: offsets from %d are already committed by another owner; dropping a stale batch",
-                *key,
-                flush.first_offset,
-            )
-            self._ingestor.discard([key])
-            self._seek(tp, committed)
-            return False
-        began = time.perf_counter()
-        try:
-            recorded_end = await asyncio.to_thread(self._publisher.claim, flush)
-            if recorded_end != flush.commit_offset:
-                log.info(
-                    "%s[%d]: offset %d was first cut at %d; rebuilding that batch",
-                    *key,
-                    flush.first_offset,
-                    recorded_end,
-                )
-                self._rewind(key, flush.first_offset, recorded_end)
-                return False
-            written = await asyncio.to_thread(self._publisher.publish, flush)
-        except StorageError as exc:
-            log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
-            self._rewind(key, flush.first_offset, flush.commit_offset)
-            return False
-        # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
-        log.info(
-            "published %d files (%s rows, %s bytes) for %s[%d] offsets %s..%s",
-            len(flush.files),
-            f"{flush.rows:,}",
-            f"{written:,}",
-            flush.topic,
-            flush.partition,
-            f"{flush.first_offset:,}",
-            f"{flush.commit_offset:,}",
-        )
-        if not await self._commit(key, tp, flush):
-            return False
-        HEALTH.recovered()
-        RECORDS_WRITTEN.inc(flush.rows)
-        FILES_PUBLISHED.inc(len(flush.files))
-        BYTES_PUBLISHED.inc(written)
-        PUBLISH_SECONDS.observe(time.perf_counter() - began)
-        return True
-
-    async def _commit(self, key: TopicPartitionKey, tp: TopicPartition, flush: PartitionFlush) -> bool:
-        try:
-            await self._require_consumer().commit({tp: OffsetAndMetadata(flush.commit_offset, "")})
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit of %s[%d] failed, its new owner replays the batch: %s", *key, exc)
-            self._ingestor.discard([key])
-            return False
-        previous = self._committed_batch.get(key)
-        if previous is not None:
-            await asyncio.to_thread(self._publisher.forget, flush.topic, flush.partition, previous)
-        self._committed_batch[key] = flush.first_offset
-        return True
-
-    def _rewind(self, key: TopicPartitionKey, first_offset: int, end_offset: int) -> None:
-        self._ingestor.rewind(key, first_offset, end_offset)
-        self._seek(TopicPartition(*key), first_offset)
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         consumer = self._require_consumer()
         if tp in consumer.assignment():
             consumer.seek(tp, offset)
+
+    def _require_committer(self) -> BatchCommitter:
+        if self._committer is None:
+            raise RuntimeError("ingest committer used before the service started")
+        return self._committer
 
     def _require_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -285,3 +210,40 @@ class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)))
+
+
+class _ConsumerOffsets:
+    """:class:`~pipeline.sink.committer.Offsets` of an aiokafka consumer, callable from a worker thread.
+
+    aiokafka is not thread-safe: every call is run on the consumer's event loop
+    and the calling thread waits for its result.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
+        self._consumer = consumer
+        self._loop = loop
+
+    def committed(self, key: TopicPartitionKey) -> int | None:
+        try:
+            offset: int | None = self._run(self._consumer.committed(TopicPartition(*key)))
+        except KafkaError as exc:
+            raise OffsetsUnavailableError(str(exc)) from exc
+        return offset
+
+    def commit(self, key: TopicPartitionKey, offset: int) -> bool:
+        try:
+            self._run(self._consumer.commit({TopicPartition(*key): OffsetAndMetadata(offset, "")}))
+        except (CommitFailedError, IllegalStateError):
+            return False
+        return True
+
+    def seek(self, key: TopicPartitionKey, offset: int) -> None:
+        async def seek_if_owned() -> None:
+            tp = TopicPartition(*key)
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, offset)
+
+        self._run(seek_if_owned())
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -75,16 +75,20 @@ class Health:
     """Whether the ingest path can publish and commit."""
 
     failing_since: float | None = None
+    problem: str | None = None
 
-    def failed(self) -> None:
-        """Record a failed attempt to publish or to read committed offsets."""
+    def failed(self, problem: str | None = None) -> None:
+        """Record a failed attempt to publish or to read committed offsets (``problem``: what to fix)."""
         if self.failing_since is None:
             self.failing_since = time.time()
+        if problem is not None:
+            self.problem = problem
         STORAGE_FAILURES.inc()
 
     def recovered(self) -> None:
         """Record a batch published and committed."""
         self.failing_since = None
+        self.problem = None
 
     @property
     def healthy(self) -> bool:

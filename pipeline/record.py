@@ -2,12 +2,15 @@
 
 Contract: :func:`validate` returns the record with all times in UTC, or raises
 :class:`RecordRejectedError` carrying a :class:`RejectReason` and a message that
-names fields, never their values.
+names fields, never their values. Ranges are checked too, so that every
+validated record fits the store's columns: durations of at most a week, costs
+finite and within ±1e9, times within 1970..2099 (reason ``out_of_range``).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -15,6 +18,15 @@ import msgspec
 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024
+MAX_DURATION_S = 7 * 24 * 3600
+"""No call lasts longer than a week; a longer duration is a corrupt value."""
+MAX_ABS_COST = 1e9
+EARLIEST_YEAR = 1970
+LATEST_YEAR = 2099
+"""Call times outside these years are corrupt values (and would overflow time-zone arithmetic)."""
+
+TIME_FIELDS = ("start_time", "answer_time", "end_time")
+"""The CDR's times, in schema order."""
 
 Direction = Literal["inbound", "outbound", "internal"]
 Disposition = Literal["answered", "no_answer", "busy", "failed", "congestion", "cancelled"]
@@ -32,6 +44,9 @@ class RejectReason(enum.StrEnum):
     OVERSIZE = "oversize"
     UNKNOWN_FORMAT = "unknown_format"
     PII_IN_TEXT = "pii_in_text"
+    OUT_OF_RANGE = "out_of_range"
+    DECODER_ERROR = "decoder_error"
+    UNSTORABLE = "unstorable"
 
 
 class RecordRejectedError(Exception):
@@ -82,6 +97,11 @@ def validate(cdr: CanonicalCdr) -> CanonicalCdr:
         raise RecordRejectedError(RejectReason.NEGATIVE_DURATION, "duration_s or billsec_s is negative")
     if cdr.billsec_s > cdr.duration_s:
         raise RecordRejectedError(RejectReason.NEGATIVE_DURATION, "billsec_s exceeds duration_s")
+    if cdr.duration_s > MAX_DURATION_S:
+        raise RecordRejectedError(RejectReason.OUT_OF_RANGE, "duration_s exceeds one week")
+    if cdr.cost is not None and not (math.isfinite(cdr.cost) and abs(cdr.cost) <= MAX_ABS_COST):
+        message = f"cost is not a finite amount within {MAX_ABS_COST:g}"
+        raise RecordRejectedError(RejectReason.OUT_OF_RANGE, message)
     if not cdr.callee.strip():
         raise RecordRejectedError(RejectReason.MISSING_PARTY, "callee is empty")
     return msgspec.structs.replace(cdr, start_time=start, end_time=end, answer_time=answer)
@@ -90,4 +110,9 @@ def validate(cdr: CanonicalCdr) -> CanonicalCdr:
 def _utc(moment: datetime, field: str) -> datetime:
     if moment.tzinfo is None:
         raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} has no UTC offset")
+    # Checked before the conversion, which overflows near year 1 and 9999.
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise RecordRejectedError(
+            RejectReason.OUT_OF_RANGE, f"{field} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR}"
+        )
     return moment.astimezone(UTC)

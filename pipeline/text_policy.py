@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
+from pipeline.formats.canonical_fast import CanonicalRow
 from pipeline.msisdn import NumberClassifier, NumberKind
 from pipeline.number_text import contains_number, redact_numbers
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
@@ -87,7 +88,11 @@ POLICIES: dict[str, TextPolicy] = {
 }
 
 
-def enforce_text_policies(cdr: CanonicalCdr, classifier: NumberClassifier) -> CanonicalCdr:
+TextFields = TypeVar("TextFields", CanonicalCdr, CanonicalRow)
+"""A decoded record: exact (:class:`CanonicalCdr`) or canonical JSON with its times as text."""
+
+
+def enforce_text_policies(cdr: TextFields, classifier: NumberClassifier) -> TextFields:
     """``cdr`` with every text field within its policy, or a ``pii_in_text`` rejection."""
     replacements: dict[str, str] = {}
     for field, policy in POLICIES.items():

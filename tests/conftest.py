@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.keyring import init_keyring
+from tests import fuzzing  # noqa: F401 - loads the Hypothesis profile (ci or fuzz) for every test
 from tests.helpers import REPO, free_port, free_port_pair
 
 

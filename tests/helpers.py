@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import phonenumbers
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.config import load_settings
 from pipeline.progress import wait_for_ingest
@@ -114,6 +114,25 @@ async def publish(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
         return len(futures)
     finally:
         await producer.stop()
+
+
+async def read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, str]]:
+    """The headers of the DLQ's messages: wait for ``expected`` of them, then a little longer for extras."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        headers: list[dict[str, str]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len(headers) < expected and loop.time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                headers.extend({key: value.decode() for key, value in message.headers} for message in batch)
+        await asyncio.sleep(1)
+        for batch in (await consumer.getmany(timeout_ms=1000)).values():
+            headers.extend({key: value.decode() for key, value in message.headers} for message in batch)
+        return headers
+    finally:
+        await consumer.stop()
 
 
 def wait_stored(env: dict[str, str], timeout_s: float = 120) -> None:

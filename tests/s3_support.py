@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import boto3
 
@@ -22,6 +23,17 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 def s3_store_env(endpoint: str) -> dict[str, str]:
     """Worker variables for a store under ``s3://lake/cdrpipe`` at ``endpoint``."""
     return {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "CDRPIPE_STORE": f"s3://{BUCKET}/cdrpipe"}
+
+
+def boto3_client(endpoint: str) -> Any:
+    """A boto3 S3 client for the moto server at ``endpoint``."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=CREDENTIALS["AWS_REGION"],
+    )
 
 
 FAILURE_RESPONSE = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -47,13 +59,7 @@ def moto_server() -> Iterator[str]:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.2)
         endpoint = f"http://127.0.0.1:{port}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=CREDENTIALS["AWS_REGION"],
-        ).create_bucket(Bucket=BUCKET)
+        boto3_client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
         process.terminate()

@@ -17,7 +17,7 @@ from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr
-from pipeline.rows import ColumnBuffer
+from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO
@@ -44,10 +44,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         by_date[cdr.start_time.astimezone(UTC).date().isoformat()].append(cdr)
     storage = LocalStorage(root)
     for call_date, calls in by_date.items():
-        rows = ColumnBuffer()
-        for cdr in calls:
-            rows.append(cdr, parties)
-        storage.publish(f"cdr/call_date={call_date}/cdr.raw+0+0.parquet", encode(rows.to_table()))
+        rows = build_rows(calls, parties)
+        storage.publish(f"cdr/call_date={call_date}/cdr.raw+0+0.parquet", encode(rows))
     return root
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline import demo
@@ -20,7 +20,7 @@ from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.progress import ingest_lag
 from pipeline.record import RecordRejectedError
 from pipeline.topics import ensure_topics, topic_plans
-from tests.helpers import REPO, WorkerProcess, publish, wait_stored
+from tests.helpers import REPO, WorkerProcess, publish, read_dead_letters, wait_stored
 from tests.samples import decode_context
 from tests.wire_formats import asterisk_line, freeswitch_document
 
@@ -94,24 +94,6 @@ async def _produce(bootstrap: str, topic: str, messages: list[tuple[Message, boo
         await producer.stop()
 
 
-async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, str]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        headers: list[dict[str, str]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while len(headers) < expected and loop.time() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                headers.extend({key: value.decode() for key, value in message.headers} for message in batch)
-        await asyncio.sleep(1)
-        for batch in (await consumer.getmany(timeout_ms=1000)).values():
-            headers.extend({key: value.decode() for key, value in message.headers} for message in batch)
-        return headers
-    finally:
-        await consumer.stop()
-
-
 def test_mixed_formats_with_malformed_records(worker_env: dict[str, str], tmp_path: Path) -> None:
     rng = random.Random(99)
     valid, valid_ids = _valid_messages(rng)
@@ -125,7 +107,7 @@ def test_mixed_formats_with_malformed_records(worker_env: dict[str, str], tmp_pa
     try:
         bad_coordinates = asyncio.run(_produce(bootstrap, worker_env["CDRPIPE_RAW_TOPICS"], stream))
         wait_stored(worker_env, timeout_s=300)
-        letters = asyncio.run(_dead_letters(bootstrap, worker_env["CDRPIPE_DLQ_TOPIC"], MALFORMED))
+        letters = asyncio.run(read_dead_letters(bootstrap, worker_env["CDRPIPE_DLQ_TOPIC"], MALFORMED))
         assert worker.process is not None and worker.process.poll() is None, "the worker stopped"
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
@@ -157,7 +139,7 @@ def test_publish_round_trips_a_master_csv(worker_env: dict[str, str], tmp_path: 
         assert f"published {len(lines) + 2} CDRs from 1 files" in published.stdout
         wait_stored(worker_env)
         bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
-        letters = asyncio.run(_dead_letters(bootstrap, worker_env["CDRPIPE_DLQ_TOPIC"], 2))
+        letters = asyncio.run(read_dead_letters(bootstrap, worker_env["CDRPIPE_DLQ_TOPIC"], 2))
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{worker_env['CDRPIPE_STORE']}/cdr/*/*.parquet')")
@@ -184,7 +166,7 @@ def test_records_wait_while_the_dead_letter_topic_cannot_be_written(
         plan = next(plan for plan in topic_plans(settings) if plan.name == dlq)
         asyncio.run(ensure_topics(bootstrap, [plan]))
         wait_stored(worker_env, timeout_s=240)
-        letters = asyncio.run(_dead_letters(bootstrap, dlq, len(malformed)))
+        letters = asyncio.run(read_dead_letters(bootstrap, dlq, len(malformed)))
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     coordinates = {(letter["dlq-source-partition"], letter["dlq-source-offset"]) for letter in letters}

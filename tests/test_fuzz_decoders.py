@@ -14,16 +14,18 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.formats import DecodeContext, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import MappedCsvDecoder, load_mapping
-from pipeline.record import CanonicalCdr, RecordRejectedError
+from pipeline.formats.selection import FormatSelector
+from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+from tests.fuzzing import examples, mutation_seed
 from tests.helpers import REPO
 from tests.samples import canonical_bytes, decode_context
 
-INPUTS_PER_DECODER = 100_000
+INPUTS_PER_DECODER = examples(100_000)
 DATA = REPO / "tests" / "data"
 INTERESTING = [b'"', b",", b";", b"{", b"}", b"[", b"]", b":", b"\x00", b"\xff", b"\xc3", b"\n", b"\r",
                b"%", b"%2", b"-", b"+", b"9" * 12, b"-1", b"1e999", b"NaN", b"null", b'""', b"\\u0000",
@@ -56,16 +58,19 @@ def _mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     return bytes(data)
 
 
-def _fuzz(decode: Decode, seeds: list[bytes], seed: int) -> Counter[str]:
+def _fuzz(name: str, decode: Decode, seeds: list[bytes], seed: int) -> Counter[str]:
+    """Outcomes of the worker's decode path (the format selector) over mutated inputs."""
     rng = random.Random(seed)
-    context = decode_context()
+    selector = FormatSelector({name: decode}, {"cdr.fuzz": name}, decode_context())
     outcomes: Counter[str] = Counter()
     for _ in range(INPUTS_PER_DECODER):
         payload = _mutate(rng, seeds)
         try:
-            decode(payload, context)
+            selector.decode("cdr.fuzz", [], payload)
         except RecordRejectedError as rejected:
             outcomes[rejected.reason.value] += 1
+            if rejected.reason is RejectReason.DECODER_ERROR:
+                pytest.fail(f"{name} raised {rejected.message} on {payload!r} (seed {seed})")
         else:
             outcomes["decoded"] += 1
     return outcomes
@@ -98,8 +103,8 @@ def _mapped() -> tuple[Decode, list[bytes]]:
     ],
 )
 def test_decoder_survives_100k_malformed_inputs(name: str, decode: Decode, seeds: list[bytes]) -> None:
-    outcomes = _fuzz(decode, seeds, seed=len(name))
-    assert sum(outcomes.values()) == INPUTS_PER_DECODER
+    outcomes = _fuzz(name, decode, seeds, seed=mutation_seed(len(name)))
+    assert set(outcomes) <= {"decoded", *(reason.value for reason in RejectReason)}, outcomes
     rejected = INPUTS_PER_DECODER - outcomes["decoded"]
     assert rejected > INPUTS_PER_DECODER // 10, f"the mutations were too mild to test {name}: {outcomes}"
     assert len(outcomes) >= 3, outcomes
@@ -120,7 +125,7 @@ FREESWITCH_VARIABLES = [
 ]  # fmt: skip
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(2000), suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from([*CANONICAL_KEYS, "variables", "callflow"]), json_values, max_size=14))
 def test_json_decoders_only_raise_their_own_error_on_any_json_shape(document: dict) -> None:
     payload = json.dumps(document).encode()
@@ -129,12 +134,16 @@ def test_json_decoders_only_raise_their_own_error_on_any_json_shape(document: di
             decode(payload, decode_context())
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000))
 @given(
     st.dictionaries(
         st.sampled_from(FREESWITCH_VARIABLES), st.text(max_size=25) | st.integers().map(str), max_size=15
     )
 )
+# Found by fuzzing: '\u00b9'.isdigit() is true but int('\u00b9') raises (issue 16).
+@example({"duration": "\u00b9", "uuid": "u", "destination_number": "1001"})
+@example({"duration": "\u0663", "billsec": "\uff11", "uuid": "u", "destination_number": "1001"})
+@example({"start_uepoch": "\u00b9\u00b2", "end_uepoch": "1", "uuid": "u", "destination_number": "1"})
 def test_freeswitch_variables_of_any_value(variables: dict[str, str]) -> None:
     with contextlib.suppress(RecordRejectedError):
         freeswitch_json.decode(json.dumps({"variables": variables}).encode(), decode_context())

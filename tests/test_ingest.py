@@ -44,7 +44,7 @@ def test_rows_are_routed_by_utc_call_date_into_deterministic_files() -> None:
         "cdr/call_date=2026-03-29/cdr.raw+0+00000000000000000040.parquet",
     ]
     assert flush.commit_offset == 42
-    table = flush.files[1].rows.to_table()
+    table = flush.files[1].table
     assert table.schema == CDR_SCHEMA
     assert table.column("cdr_id").to_pylist() == ["b"]
     assert table.column("key_id").to_pylist() == ["k7"]
@@ -65,7 +65,7 @@ def test_dead_letters_are_returned_and_still_advance_the_commit_offset() -> None
 def test_no_raw_party_value_is_buffered() -> None:
     ingestor = _ingestor(FakeClock())
     ingestor.add(_record(0, canonical_bytes(caller="0475 12 34 56", callee="+3225550100", connected="201")))
-    table = ingestor.take(("cdr.raw", 0)).files[0].rows.to_table()
+    table = ingestor.take(("cdr.raw", 0)).files[0].table
     text = str(table.to_pylist())
     for raw in ("475", "5550100", "'201'"):
         assert raw not in text

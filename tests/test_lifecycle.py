@@ -26,7 +26,7 @@ from pipeline.lifecycle.rewriter import rewrite_file, verify_files
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import ColumnBuffer
+from pipeline.rows import build_rows
 from pipeline.sink import subject_index
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
@@ -40,10 +40,8 @@ SUBJECT = "+32475000111"
 def _file(key: Key, calls: list[tuple[str, str, str]]) -> bytes:
     """A Parquet file of calls (cdr_id, caller, start) pseudonymised under ``key``."""
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 64)
-    rows = ColumnBuffer()
-    for cdr_id, caller, start in calls:
-        rows.append(canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)), parties)
-    return encode(rows.to_table())
+    cdrs = [canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)) for cdr_id, caller, start in calls]
+    return encode(build_rows(cdrs, parties))
 
 
 def _store(tmp_path: Path) -> LocalStorage:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.msisdn import NumberClassifier, NumberKind, Role, can_reach_service
+from tests.fuzzing import examples
 
 BELGIAN = NumberClassifier("BE", (2, 5))
 
@@ -144,7 +145,7 @@ def valid_numbers(draw: st.DrawFn) -> phonenumbers.PhoneNumber:
     return number
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(valid_numbers(), st.data())
 def test_international_spellings_agree(number: phonenumbers.PhoneNumber, data: st.DataObject) -> None:
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -168,7 +169,7 @@ TRICKY_SPELLINGS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400))
 @given(valid_numbers(), st.sampled_from(TRICKY_SPELLINGS))
 def test_remembered_numbers_never_change_a_classification(
     number: phonenumbers.PhoneNumber, template: str

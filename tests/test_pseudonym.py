@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer, derive_subkey
+from tests.fuzzing import examples
 
 KEY = Key("k1", bytes(range(32)), "2026-01-01T00:00:00Z")
 OTHER_KEY = Key("k2", bytes(range(1, 33)), "2026-01-01T00:00:00Z")
@@ -117,7 +118,7 @@ def _e164_numbers() -> st.SearchStrategy[str]:
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200))
 @given(st.lists(_e164_numbers(), min_size=2, max_size=30, unique=True))
 def test_distinct_numbers_get_distinct_pseudonyms(numbers: list[str]) -> None:
     parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), cache_size=64)
@@ -126,7 +127,7 @@ def test_distinct_numbers_get_distinct_pseudonyms(numbers: list[str]) -> None:
     assert len(set(pseudonyms)) == len(numbers)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200))
 @given(_e164_numbers(), st.sampled_from(["{n}", "00{d}", "tel:{n}", "sip:{n}@h.example;user=phone"]))
 def test_no_run_of_significant_digits_reaches_the_row(number: str, template: str) -> None:
     parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), cache_size=64)

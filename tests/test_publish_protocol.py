@@ -13,7 +13,8 @@ from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.sink.publisher import BatchPublisher, intent_path
-from pipeline.sink.storage import LocalStorage, StorageError
+from pipeline.sink.storage import LocalStorage
+from pipeline.sink.storage_errors import StorageError
 from tests.samples import call_at, decode_context
 
 KEY = ("cdr.raw", 0)

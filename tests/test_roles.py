@@ -20,7 +20,7 @@ from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr, Direction
-from pipeline.rows import ColumnBuffer
+from pipeline.rows import build_rows
 from tests.text_fields import base_cdr
 from tests.wire_formats import asterisk_line, freeswitch_document
 
@@ -58,10 +58,8 @@ ENCODERS = {
 
 def _row(format_name: str, payload: bytes) -> dict[str, Any]:
     cdr = SELECTOR.decode("cdr.raw", [("cdr-format", format_name.encode())], payload)
-    rows = ColumnBuffer()
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(Key("k1", bytes(range(32)), "2026")), 64)
-    rows.append(cdr, parties)
-    row: dict[str, Any] = rows.to_table().to_pylist()[0]
+    row: dict[str, Any] = build_rows([cdr], parties).to_pylist()[0]
     return row
 
 

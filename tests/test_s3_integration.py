@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from pipeline.config import load_settings
 from pipeline.progress import ingest_lag
 from pipeline.sink.storage import open_storage
 from tests.helpers import WorkerProcess, wait_stored
-from tests.s3_support import FaultyProxy, moto_server, s3_store_env
+from tests.s3_support import FaultyProxy, boto3_client, moto_server, s3_store_env
 from tests.test_exactly_once_integration import _publish_demo
 
 pytestmark = pytest.mark.integration
@@ -91,3 +92,31 @@ def test_s3_store_survives_endpoint_errors_without_losing_or_duplicating(
         listed, now = storage.list("cdr"), datetime.now(UTC)
         assert listed and storage.list("cdr", modified_since=now - timedelta(hours=1)) == listed
         assert storage.list("cdr", modified_since=now + timedelta(hours=1)) == []
+
+
+def test_a_missing_bucket_makes_the_worker_unhealthy_with_what_to_fix(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    with moto_server() as endpoint:
+        env = {**worker_env, **s3_store_env(endpoint), "CDRPIPE_STORE": "s3://not-created-yet/cdrpipe"}
+        published = _publish_demo(env, 500, seed=33)
+        worker = WorkerProcess(env, tmp_path / "worker.log").start()
+        try:
+            worker.wait_for("the store refuses writes", timeout_s=60)
+            time.sleep(2)
+            assert asyncio.run(ingest_lag(load_settings(env))) == 500, "offsets moved without the files"
+            url = f"http://127.0.0.1:{env['CDRPIPE_WEB_PORT']}/health"
+            with pytest.raises(urllib.error.HTTPError) as unhealthy:
+                urllib.request.urlopen(url, timeout=10)
+            assert unhealthy.value.code == 503
+            assert "the bucket does not exist" in json.loads(unhealthy.value.read())["problem"]
+            boto3_client(endpoint).create_bucket(Bucket="not-created-yet")
+            wait_stored(env, timeout_s=120)
+            assert _health(env) == 200
+        finally:
+            assert worker.stop() == 0, worker.log()[-3000:]
+        assert worker.log().count("the store refuses writes") == 1, "the fix is logged once"
+        assert "storage attempt 1/5 failed" not in worker.log(), "a terminal error is not retried"
+        stored = open_storage(env["CDRPIPE_STORE"], env)
+        assert len([path for path in stored.list("cdr") if path.endswith(".parquet")]) > 0
+        assert len(published) == 500

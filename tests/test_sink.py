@@ -11,9 +11,10 @@ import pytest
 from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import ColumnBuffer
+from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage, StorageError
+from pipeline.sink.storage import LocalStorage
+from pipeline.sink.storage_errors import StorageError
 from tests.samples import canonical_bytes
 from tests.samples import canonical_decode as decode
 
@@ -41,10 +42,7 @@ def test_failed_publish_leaves_neither_final_nor_temporary_file(
 
 def _table():
     parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"k" * 32, "t")), 8)
-    rows = ColumnBuffer()
-    for index in range(50):
-        rows.append(decode(canonical_bytes(cdr_id=f"id-{index}")), parties)
-    return rows.to_table()
+    return build_rows([decode(canonical_bytes(cdr_id=f"id-{index}")) for index in range(50)], parties)
 
 
 def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> None:

@@ -22,7 +22,7 @@ from pipeline.lifecycle.resolution import resolve_number
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier, NumberKind
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import ColumnBuffer
+from pipeline.rows import build_rows
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from tests.samples import call_at, canonical_decode
@@ -51,11 +51,13 @@ def _store(root: Path, keyring_path: Path) -> LocalStorage:
         ("b1", "pbx-b", "+32468123456", "1001", "agent-7"),
         ("b2", "pbx-b", "+46812345678", "1002", None),
     ]
-    rows = ColumnBuffer()
-    for cdr_id, source, caller, callee, agent in calls:
-        payload = call_at(DAY, cdr_id=cdr_id, source=source, caller=caller, callee=callee, agent=agent)
-        rows.append(canonical_decode(payload), parties)
-    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(rows.to_table()))
+    cdrs = [
+        canonical_decode(
+            call_at(DAY, cdr_id=cdr_id, source=source, caller=caller, callee=callee, agent=agent)
+        )
+        for cdr_id, source, caller, callee, agent in calls
+    ]
+    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(cdrs, parties)))
     return storage
 
 

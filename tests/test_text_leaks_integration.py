@@ -19,8 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.number_text import MIN_SIGNIFICANT_DIGITS
-from tests.helpers import WorkerProcess, find_raw_numbers, raw_number_needles, wait_stored
-from tests.test_formats_integration import _dead_letters
+from tests.helpers import WorkerProcess, find_raw_numbers, raw_number_needles, read_dead_letters, wait_stored
 from tests.test_number_text import _digits, _numbers, _spellings
 from tests.text_fields import FIELDS_BY_FORMAT, TEXT_FORMAT, TEXT_MAPPING, base_cdr, encode, with_text
 
@@ -95,7 +94,7 @@ def test_numbers_in_text_fields_reach_no_column_and_no_log_line(
         coordinates = asyncio.run(_produce_in_order(bootstrap, env["CDRPIPE_RAW_TOPICS"], messages))
         wait_stored(env, timeout_s=180)
         clean = CLEAN_PER_FORMAT * len(FIELDS_BY_FORMAT)
-        letters = asyncio.run(_dead_letters(bootstrap, env["CDRPIPE_DLQ_TOPIC"], len(messages) - clean))
+        letters = asyncio.run(read_dead_letters(bootstrap, env["CDRPIPE_DLQ_TOPIC"], len(messages) - clean))
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     id_at = dict(zip(coordinates, expected_ids, strict=True))

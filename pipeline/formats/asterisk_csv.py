@@ -18,6 +18,7 @@ from datetime import datetime
 
 from pipeline.formats import DecodeContext
 from pipeline.formats.local_time import resolve_call_times
+from pipeline.formats.numerals import strict_strptime, whole_number
 from pipeline.msisdn import NumberKind
 from pipeline.record import (
     MAX_RECORD_BYTES,
@@ -105,16 +106,13 @@ def decode(payload: bytes, context: DecodeContext) -> CanonicalCdr:
 
 def _local_time(text: str, field: str) -> datetime:
     try:
-        return datetime.strptime(text.strip(), TIME_FORMAT)
+        return strict_strptime(text, TIME_FORMAT)
     except ValueError:
         raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} is not YYYY-MM-DD HH:MM:SS") from None
 
 
 def _seconds(text: str, field: str) -> int:
-    value = text.strip()
-    if not value.lstrip("-").isdigit() or len(value) > 9:
-        raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is not a whole number of seconds")
-    return int(value)
+    return whole_number(text, field)
 
 
 def _direction(src: str, dst: str, context: DecodeContext) -> Direction:

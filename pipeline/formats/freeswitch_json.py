@@ -20,6 +20,7 @@ import msgspec
 
 from pipeline.formats import DecodeContext
 from pipeline.formats.local_time import resolve_call_times
+from pipeline.formats.numerals import strict_strptime, whole_number
 from pipeline.record import (
     MAX_RECORD_BYTES,
     CanonicalCdr,
@@ -126,18 +127,15 @@ def _text(value: Any) -> str:
 def _whole(value: str | None, field: str) -> int:
     if value is None or value == "":
         raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is missing")
-    text = value.strip()
-    if not text.lstrip("-").isdigit() or len(text) > 9:
-        raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is not a whole number of seconds")
-    return int(text)
+    return whole_number(value, field)
 
 
 def _epoch_us(value: int | str | None, field: str) -> datetime | None:
     if value is None or value in ("", "0", 0):
         return None
     try:
-        micros = int(value)
-    except ValueError:
+        micros = value if isinstance(value, int) else whole_number(value, field, max_digits=18)
+    except RecordRejectedError:
         raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} is not a µs epoch") from None
     if not 0 < micros < _MAX_EPOCH_US:
         raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} is out of range")
@@ -168,7 +166,7 @@ def _times(
 
 def _stamp(text: str, field: str) -> datetime:
     try:
-        return datetime.strptime(text.strip(), STAMP_FORMAT)
+        return strict_strptime(text, STAMP_FORMAT)
     except ValueError:
         message = f"{field}_stamp is not YYYY-MM-DD HH:MM:SS"
         raise RecordRejectedError(RejectReason.INVALID_TIME, message) from None

@@ -24,6 +24,7 @@ import msgspec
 from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext
 from pipeline.formats.local_time import earliest_instant, resolve_call_times
+from pipeline.formats.numerals import decimal_number, strict_strptime
 from pipeline.record import (
     MAX_RECORD_BYTES,
     CanonicalCdr,
@@ -183,10 +184,7 @@ class MappedCsvDecoder:
         text = self._text(row, field).replace(rule.decimal, ".")
         if not text:
             return None
-        try:
-            number = float(text)
-        except ValueError:
-            raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is not a number") from None
+        number = decimal_number(text, field)
         if not math.isfinite(number) or abs(number) > 1e9:
             raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is out of range")
         return number * _UNIT_SECONDS[rule.unit] if field.endswith("_s") else number
@@ -195,14 +193,16 @@ class MappedCsvDecoder:
         rule = self.mapping.fields[field]
         text = self._text(row, field)
         try:
+            if not text.isascii():
+                raise ValueError("time text is not ASCII")
             if rule.format in (None, "iso8601"):
                 moment = datetime.fromisoformat(text)
             elif rule.format in ("epoch_s", "epoch_ms"):
-                seconds = float(text) / (1000 if rule.format == "epoch_ms" else 1)
+                seconds = decimal_number(text, field) / (1000 if rule.format == "epoch_ms" else 1)
                 moment = datetime.fromtimestamp(seconds, tz=UTC)
             else:
-                moment = datetime.strptime(text, rule.format)
-        except (ValueError, OverflowError, OSError):
+                moment = strict_strptime(text, rule.format)
+        except (ValueError, OverflowError, OSError, RecordRejectedError):
             message = f"{field} does not match its format"
             raise RecordRejectedError(RejectReason.INVALID_TIME, message) from None
         return moment

@@ -7,21 +7,27 @@ they are enforced for every format) or raises
 format was tried (``unknown`` when none could be chosen). Sniffing recognises
 canonical JSON, FreeSWITCH JSON and Asterisk CSV by their shape; when a
 payload fits none, or more than one, it is rejected as ``unknown_format``
-rather than guessed. Mapped CSV layouts are never sniffed.
+rather than guessed. Mapped CSV layouts are never sniffed. Any other
+exception a decoder raises becomes a rejection with reason ``decoder_error``
+whose message names the exception type and the line, never its text.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
+import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext, Decoder, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import CsvMapping, MappedCsvDecoder
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
-from pipeline.text_policy import enforce_text_policies
+from pipeline.text_policy import TextFields, enforce_text_policies
 
+log = logging.getLogger(__name__)
 FORMAT_HEADER = "cdr-format"
 UNKNOWN = "unknown"
 _ASTERISK_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -56,9 +62,33 @@ class FormatSelector:
 
     def decode(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> CanonicalCdr:
         """Decode ``payload`` with the format chosen for it."""
-        name = self.choose(topic, headers, payload)
+        return self.decode_as(self.choose(topic, headers, payload), payload)
+
+    def decode_as(self, name: str, payload: bytes) -> CanonicalCdr:
+        """Decode ``payload`` as format ``name`` (one of this selector's formats)."""
         try:
-            cdr = self._decoders[name](payload, self._context)
+            return self.check_text(name, self._decoders[name](payload, self._context))
+        except RecordRejectedError as rejected:
+            rejected.format_name = name
+            raise
+        except Exception as exc:
+            # A decoder bug must cost one record, never the worker: the record goes to the
+            # DLQ. Only the exception's type and where it was raised are kept, because its
+            # text may quote the payload (a phone number among it).
+            where = _innermost_frame(exc)
+            kind = type(exc).__name__
+            log.error("decoder %s raised %s at %s; the record goes to the DLQ", name, kind, where)
+            raise RecordRejectedError(
+                RejectReason.DECODER_ERROR, f"decoder raised {kind} at {where}", name
+            ) from None
+
+    def check_text(self, name: str, cdr: TextFields) -> TextFields:
+        """``cdr`` (decoded as format ``name``) under the text policies of the data dictionary.
+
+        The one place where they are enforced: :meth:`decode_as` calls it for
+        every format, and the ingest path for canonical JSON it decodes in bulk.
+        """
+        try:
             return enforce_text_policies(cdr, self._context.classifier)
         except RecordRejectedError as rejected:
             rejected.format_name = name
@@ -86,9 +116,20 @@ class FormatSelector:
         return candidates[0]
 
 
+def _innermost_frame(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised (no values: the traceback's text is not used)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
+
+
 def sniff(payload: bytes) -> list[str]:
     """The formats whose shape ``payload`` has (a cheap look, not a decode)."""
-    head = payload.lstrip()[:1]
+    head = payload[:1]
+    if head.isspace():
+        head = payload.lstrip()[:1]
     if head == b"{":
         candidates = []
         if b'"cdr_id"' in payload:

@@ -16,7 +16,9 @@ Contract:
   filter (the erasure ledger), then publishes every file of the batch, retrying
   failed writes with exponential backoff, and raises
   :class:`~pipeline.sink.storage.StorageError` if they keep failing; the
-  caller must then not commit the batch's offsets.
+  caller must then not commit the batch's offsets. Rows that cannot be
+  encoded raise :class:`UnstorableRowsError` before anything is written: the
+  caller replays the batch with those records dead-lettered.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from pipeline.ingest import PartitionFlush
+from pipeline.ingest import PartitionFlush, PendingFile
 from pipeline.sink.parquet import encode
-from pipeline.sink.storage import Storage, StorageError
+from pipeline.sink.storage import Storage
+from pipeline.sink.storage_errors import StorageError, TerminalStorageError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,21 @@ def intent_path(topic: str, partition: int, first_offset: int) -> str:
     return f"{INTENT_DIR}/{topic}+{partition}+{first_offset:020d}.json"
 
 
+class UnstorableRowsError(Exception):
+    """Some rows of a batch cannot be stored; ``offsets`` maps their source offsets to a safe message."""
+
+    def __init__(self, offsets: dict[int, str]) -> None:
+        super().__init__(f"{len(offsets)} rows cannot be stored")
+        self.offsets = offsets
+
+
 class BatchPublisher:
     """Claims boundaries and publishes batches to one storage.
 
-    Each failed storage attempt is retried with exponential backoff and
-    reported to ``on_storage_failure`` (the worker's health).
+    Each failed storage attempt is reported to ``on_storage_failure`` (the
+    worker's health) and retried with exponential backoff, except a
+    :class:`~pipeline.sink.storage_errors.TerminalStorageError`, which is
+    raised at once.
     """
 
     def __init__(
@@ -89,16 +102,32 @@ class BatchPublisher:
         return int(json.loads(recorded)["end_offset"])
 
     def publish(self, flush: PartitionFlush) -> int:
-        """Publish every file of the batch (minus erased rows); return the bytes written."""
+        """Publish every file of the batch (minus erased rows); return the bytes written.
+
+        Every file is encoded before the first one is written, so a batch with
+        an unstorable row publishes nothing (:class:`UnstorableRowsError`).
+        """
+        encoded = [(pending.path, self._encode(pending)) for pending in flush.files]
         written = 0
-        for pending in flush.files:
-            table = self._row_filter(pending.rows.to_table())
-            if table.num_rows == 0:
+        for path, data in encoded:
+            if data is None:
                 continue
-            data = encode(table)
-            self._retrying(partial(self.storage.publish, pending.path, data))
+            self._retrying(partial(self.storage.publish, path, data))
             written += len(data)
         return written
+
+    def _encode(self, pending: PendingFile) -> bytes | None:
+        """The Parquet bytes of a file's rows after the row filter; None if no row is left."""
+        try:
+            table = self._row_filter(pending.table)
+            return encode(table) if table.num_rows else None
+        except StorageError:
+            raise
+        except Exception as exc:
+            # Anything else is about the file's rows, not the store: they were built already,
+            # so no single one can be blamed; the file's records, not the partition, stop here.
+            message = f"the row could not be written to Parquet ({type(exc).__name__})"
+            raise UnstorableRowsError(dict.fromkeys(pending.offsets.to_pylist(), message)) from exc
 
     def forget(self, topic: str, partition: int, first_offset: int) -> None:
         """Remove the intent of a batch whose offsets are committed and superseded."""
@@ -112,6 +141,9 @@ class BatchPublisher:
         for attempt in range(1, self._attempts + 1):
             try:
                 return operation()
+            except TerminalStorageError:
+                self._on_storage_failure()
+                raise  # retrying cannot help; the caller reports what to fix
             except StorageError as exc:
                 self._on_storage_failure()
                 if attempt == self._attempts:

@@ -15,7 +15,10 @@ Contract:
   exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
   offers no conditional create through ``pyarrow.fs``, so there it is a
   check followed by a PUT.
-* Errors are raised as :class:`StorageError` (transient or not); callers retry.
+* Errors are raised as :class:`StorageError`, which callers may retry, or as
+  its subclass :class:`TerminalStorageError` when retrying cannot help
+  (permission denied, read-only or full disk, missing bucket, rejected
+  credentials); its message says what the operator must fix.
 """
 
 from __future__ import annotations
@@ -31,9 +34,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-
-class StorageError(Exception):
-    """A storage operation failed; nothing was published by it."""
+from pipeline.sink.storage_errors import storage_error
 
 
 class Storage(Protocol):
@@ -92,7 +93,7 @@ class LocalStorage:
                 raise
             _fsync_directory(target.parent)
         except OSError as exc:
-            raise StorageError(f"publishing {relative_path} failed: {exc.strerror or exc}") from exc
+            raise storage_error(f"publishing {relative_path}", exc) from exc
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         target = self.root / relative_path
@@ -109,7 +110,7 @@ class LocalStorage:
             _fsync_directory(target.parent)
             return True
         except OSError as exc:
-            raise StorageError(f"creating {relative_path} failed: {exc.strerror or exc}") from exc
+            raise storage_error(f"creating {relative_path}", exc) from exc
 
     def read(self, relative_path: str) -> bytes | None:
         try:
@@ -117,19 +118,19 @@ class LocalStorage:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"reading {relative_path} failed: {exc.strerror or exc}") from exc
+            raise storage_error(f"reading {relative_path}", exc) from exc
 
     def open_input(self, relative_path: str) -> pa.NativeFile:
         try:
             return pa.OSFile(str(self.root / relative_path))
         except OSError as exc:
-            raise StorageError(f"opening {relative_path} failed: {exc}") from exc
+            raise storage_error(f"opening {relative_path}", exc) from exc
 
     def delete(self, relative_path: str) -> None:
         try:
             (self.root / relative_path).unlink(missing_ok=True)
         except OSError as exc:
-            raise StorageError(f"deleting {relative_path} failed: {exc.strerror or exc}") from exc
+            raise storage_error(f"deleting {relative_path}", exc) from exc
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         base = self.root / relative_dir
@@ -176,7 +177,7 @@ class ObjectStorage:
             with self._fs.open_output_stream(self._path(relative_path)) as stream:
                 stream.write(data)
         except OSError as exc:
-            raise StorageError(f"publishing {relative_path} failed: {exc}") from exc
+            raise storage_error(f"publishing {relative_path}", exc) from exc
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         if self.read(relative_path) is not None:
@@ -191,13 +192,13 @@ class ObjectStorage:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"reading {relative_path} failed: {exc}") from exc
+            raise storage_error(f"reading {relative_path}", exc) from exc
 
     def open_input(self, relative_path: str) -> pa.NativeFile:
         try:
             return self._fs.open_input_file(self._path(relative_path))
         except OSError as exc:
-            raise StorageError(f"opening {relative_path} failed: {exc}") from exc
+            raise storage_error(f"opening {relative_path}", exc) from exc
 
     def delete(self, relative_path: str) -> None:
         try:
@@ -205,14 +206,14 @@ class ObjectStorage:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StorageError(f"deleting {relative_path} failed: {exc}") from exc
+            raise storage_error(f"deleting {relative_path}", exc) from exc
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
         try:
             infos = self._fs.get_file_info(selector)
         except OSError as exc:
-            raise StorageError(f"listing {relative_dir} failed: {exc}") from exc
+            raise storage_error(f"listing {relative_dir}", exc) from exc
         prefix = self._base + "/"
         return sorted(
             info.path.removeprefix(prefix)

@@ -1,0 +1,186 @@
+"""The exactly-once step of one batch: stale check → claim intent → publish → commit → forget.
+
+This is the whole commit protocol, as plain synchronous code behind a small
+:class:`Offsets` interface (the consumer group's committed offsets and the
+consumer's position), so every branch is unit-tested without Kafka. The Kafka
+service runs it in a worker thread and only adapts the consumer to
+:class:`Offsets`.
+
+Contract of :meth:`BatchCommitter.commit_batch` (one batch of one partition,
+handed over by :meth:`pipeline.ingest.Ingestor.take`):
+
+* It returns True only when the batch's files are durable in the store and
+  its end offset is committed for the consumer group, in that order.
+* It returns False after dropping or rewinding the partition's batches; the
+  records are then consumed again (or by their new owner) and land under the
+  same file names, so nothing is lost and nothing is stored twice.
+* A terminal storage error (the store refuses: permissions, full disk, no
+  bucket) makes the worker unhealthy at once, is logged once with what to
+  fix, and is tried again only after ``terminal_pause_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from pipeline.ingest import Ingestor, PartitionFlush, TopicPartitionKey
+from pipeline.metrics import BYTES_PUBLISHED, FILES_PUBLISHED, HEALTH, PUBLISH_SECONDS, RECORDS_WRITTEN
+from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
+from pipeline.sink.storage_errors import StorageError, TerminalStorageError
+
+log = logging.getLogger(__name__)
+
+TERMINAL_PAUSE_S = 10.0
+"""How long a worker waits before trying again a store that refused with a terminal error."""
+
+
+class OffsetsUnavailableError(Exception):
+    """The group's committed offset could not be read (the broker is unreachable or busy)."""
+
+
+class Offsets(Protocol):
+    """The consumer group's committed offsets and the consumer's position, per partition."""
+
+    def committed(self, key: TopicPartitionKey) -> int | None:
+        """The group's committed offset; raises :class:`OffsetsUnavailableError` if it cannot be read."""
+
+    def commit(self, key: TopicPartitionKey, offset: int) -> bool:
+        """Commit ``offset``; False if this consumer no longer owns the partition (nothing committed)."""
+
+    def seek(self, key: TopicPartitionKey, offset: int) -> None:
+        """Consume the partition from ``offset`` next (no effect on a partition no longer owned)."""
+
+
+class BatchCommitter:
+    """Publishes a batch's files, then commits its offsets; one partition's batches in offset order."""
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        publisher: BatchPublisher,
+        offsets: Offsets,
+        *,
+        terminal_pause_s: float = TERMINAL_PAUSE_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._ingestor = ingestor
+        self._publisher = publisher
+        self._offsets = offsets
+        self._terminal_pause_s = terminal_pause_s
+        self._sleep = sleep
+        self._terminal_reported: str | None = None
+        self._committed_batch: dict[TopicPartitionKey, int] = {}
+
+    def commit_batch(self, flush: PartitionFlush) -> bool:
+        """Publish and commit one batch; False if the partition was rewound or dropped instead."""
+        key = (flush.topic, flush.partition)
+        try:
+            committed = self._offsets.committed(key)
+        except OffsetsUnavailableError as exc:
+            log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc)
+            HEALTH.failed()
+            self._rewind(key, flush.first_offset, flush.commit_offset)
+            return False
+        if committed is not None and committed > flush.first_offset:
+            # Another owner committed past these records while this worker held them.
+            # Publishing now could replace that owner's files with an older cut: drop it.
+            log.warning(
+                "%s[%d]: offsets from %d are already committed by another owner; dropping a stale batch",
+                *key,
+                flush.first_offset,
+            )
+            self._ingestor.discard([key])
+            self._offsets.seek(key, committed)
+            return False
+        began = time.perf_counter()
+        try:
+            recorded_end = self._publisher.claim(flush)
+            if recorded_end != flush.commit_offset:
+                # An earlier owner published (or may have published) files for a batch that
+                # starts here and ends elsewhere. Rebuild exactly that batch so the replay
+                # overwrites those files with identical rows instead of leaving a second cut.
+                log.info(
+                    "%s[%d]: offset %d was first cut at %d; rebuilding that batch",
+                    *key,
+                    flush.first_offset,
+                    recorded_end,
+                )
+                self._rewind(key, flush.first_offset, recorded_end)
+                return False
+            written = self._publisher.publish(flush)
+        except TerminalStorageError as exc:
+            self._report_terminal(str(exc))
+            self._rewind(key, flush.first_offset, flush.commit_offset)
+            self._sleep(self._terminal_pause_s)  # no point in hammering a store that refuses
+            return False
+        except StorageError as exc:
+            log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
+            self._rewind(key, flush.first_offset, flush.commit_offset)
+            return False
+        except UnstorableRowsError as exc:
+            # Nothing was written. Replaying the same range (its boundary is recorded) turns
+            # those records into dead letters, so the partition moves on without them.
+            log.error(
+                "%s[%d]: %d records cannot be stored; replaying offsets %d..%d with them dead-lettered",
+                *key,
+                len(exc.offsets),
+                flush.first_offset,
+                flush.commit_offset,
+            )
+            self._rewind(key, flush.first_offset, flush.commit_offset, exc.offsets)
+            return False
+        # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
+        log.info(
+            "published %d files (%s rows, %s bytes) for %s[%d] offsets %s..%s",
+            len(flush.files),
+            f"{flush.rows:,}",
+            f"{written:,}",
+            flush.topic,
+            flush.partition,
+            f"{flush.first_offset:,}",
+            f"{flush.commit_offset:,}",
+        )
+        if not self._offsets.commit(key, flush.commit_offset):
+            # The partition moved to another worker, which replays from the last commit and
+            # rebuilds this batch from its intent; this worker must forget what it holds.
+            log.warning("commit of %s[%d] failed, its new owner replays the batch", *key)
+            self._ingestor.discard([key])
+            return False
+        self._forget_previous(key, flush.first_offset)
+        self._terminal_reported = None
+        HEALTH.recovered()
+        RECORDS_WRITTEN.inc(flush.rows)
+        FILES_PUBLISHED.inc(len(flush.files))
+        BYTES_PUBLISHED.inc(written)
+        PUBLISH_SECONDS.observe(time.perf_counter() - began)
+        return True
+
+    def _report_terminal(self, problem: str) -> None:
+        """Mark the worker unhealthy and say once (per distinct problem) what the operator must fix."""
+        HEALTH.failed(problem)
+        if problem != self._terminal_reported:
+            log.error("the store refuses writes, nothing is committed until this is fixed: %s", problem)
+            self._terminal_reported = problem
+
+    def _forget_previous(self, key: TopicPartitionKey, first_offset: int) -> None:
+        # The previous batch's offsets are now below the committed offset: no replay and no
+        # stale owner can reach them again, so its intent can go. This batch's own intent
+        # stays until the next commit, because a worker that just lost the partition may
+        # still be between its stale check and its claim, and must find this boundary.
+        previous = self._committed_batch.get(key)
+        if previous is not None:
+            self._publisher.forget(key[0], key[1], previous)
+        self._committed_batch[key] = first_offset
+
+    def _rewind(
+        self,
+        key: TopicPartitionKey,
+        first_offset: int,
+        end_offset: int,
+        unstorable: dict[int, str] | None = None,
+    ) -> None:
+        self._ingestor.rewind(key, first_offset, end_offset, unstorable)
+        self._offsets.seek(key, first_offset)
