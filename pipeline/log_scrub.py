@@ -11,6 +11,10 @@ before any handler, filter or formatter sees it:
   cleared so no formatter can render the raw traceback again;
 * ``stack_info`` is scrubbed too.
 
+Python warnings are routed through logging (``py.warnings``), and the
+tracebacks of uncaught exceptions (main thread and other threads), which
+Python writes to standard error itself, are scrubbed the same way.
+
 Numbers are what :mod:`pipeline.number_text` finds, plus the user part of
 ``tel:``/``sip:`` URIs. The code never logs numbers on purpose; this catches
 third-party messages and exceptions that echo input.
@@ -20,6 +24,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import threading
+import traceback
+from types import TracebackType
 
 from pipeline.number_text import REPLACEMENT, redact_numbers
 
@@ -50,8 +58,23 @@ class _ScrubbedLogRecord(logging.LogRecord):
             self.stack_info = scrub(self.stack_info)
 
 
-def install() -> None:
-    """Make every log record created from now on scrub itself (idempotent)."""
-    if logging.getLogRecordFactory() is _ScrubbedLogRecord:
+def _write_scrubbed_traceback(
+    kind: type[BaseException], value: BaseException, trace: TracebackType | None
+) -> None:
+    sys.stderr.write(scrub("".join(traceback.format_exception(kind, value, trace))))
+
+
+def _thread_excepthook(hook: threading.ExceptHookArgs) -> None:
+    if hook.exc_type is SystemExit:
         return
+    name = hook.thread.name if hook.thread is not None else "?"
+    sys.stderr.write(f"Exception in thread {name}:\n")
+    _write_scrubbed_traceback(hook.exc_type, hook.exc_value or hook.exc_type(), hook.exc_traceback)
+
+
+def install() -> None:
+    """Scrub every log record created from now on, warnings and uncaught tracebacks (idempotent)."""
     logging.setLogRecordFactory(_ScrubbedLogRecord)
+    logging.captureWarnings(True)
+    sys.excepthook = _write_scrubbed_traceback
+    threading.excepthook = _thread_excepthook

@@ -5,12 +5,26 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
 from pipeline import log_scrub
 from pipeline.log_json import JsonFormatter, logging_config
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_hooks() -> Iterator[None]:
+    """log_scrub.install() changes process-wide hooks: put them back after each test."""
+    saved = (logging.getLogRecordFactory(), sys.excepthook, threading.excepthook)
+    yield
+    logging.setLogRecordFactory(saved[0])
+    sys.excepthook, threading.excepthook = saved[1], saved[2]
+    logging.captureWarnings(False)
 
 
 @pytest.mark.parametrize(
@@ -126,3 +140,30 @@ def test_third_party_loggers_lose_numbers_in_message_args_and_traceback(logger_n
     assert "ValueError: unexpected caller '[number]'" in text
     assert "fetch failed for [number]" in text and "{'caller': '[number]'}" in text
     assert "470" not in text
+
+
+def test_uncaught_tracebacks_and_warnings_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    log_scrub.install()
+    try:
+        raise ValueError("unexpected caller 0470 12 34 56")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    thread = threading.Thread(target=lambda: int("caller +32470123456"), name="decoder")
+    thread.start()
+    thread.join()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("py.warnings").addHandler(handler)
+    try:
+        with warnings.catch_warnings():  # pytest records warnings itself: let them reach logging
+            warnings.simplefilter("always")
+            logging.captureWarnings(False)
+            log_scrub.install()
+            warnings.warn("odd value 0470123456", UserWarning, stacklevel=1)
+    finally:
+        logging.getLogger("py.warnings").removeHandler(handler)
+    errors = capsys.readouterr().err
+    assert "ValueError: unexpected caller [number]" in errors
+    assert "Exception in thread decoder" in errors and "'caller [number]'" in errors
+    assert "odd value [number]" in stream.getvalue()
+    assert "470" not in errors + stream.getvalue()

@@ -7,7 +7,9 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 
 import phonenumbers
 import pytest
@@ -98,11 +100,13 @@ def _log_lines(formatter: logging.Formatter, emit: Callable[[logging.Logger], No
 
 
 @pytest.fixture
-def scrubbing_factory() -> object:
-    previous = logging.getLogRecordFactory()
+def scrubbing_factory() -> Iterator[None]:
+    saved = (logging.getLogRecordFactory(), sys.excepthook, threading.excepthook)
     log_scrub.install()
     yield
-    logging.setLogRecordFactory(previous)
+    logging.setLogRecordFactory(saved[0])
+    sys.excepthook, threading.excepthook = saved[1], saved[2]
+    logging.captureWarnings(False)
 
 
 @pytest.mark.usefixtures("scrubbing_factory")
