@@ -19,7 +19,6 @@ Run: ``make bench-lifecycle`` or ``python -m benchmarks.lifecycle_store``.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -38,7 +37,8 @@ import pyarrow.parquet as pq
 
 from pipeline.demo import example_number
 from pipeline.keyring import Key, Keyring
-from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.erasure_request import ErasureRequest
 from pipeline.lifecycle.export import subject_rows, write_export
 from pipeline.lifecycle.finder import data_files
 from pipeline.lifecycle.ledger import LedgerEntry
@@ -200,15 +200,18 @@ def main() -> None:
         export_s, exported = _timed(export)
         assert exported == subject_count, (exported, subject_count)
 
-        async def no_ledger(entry: LedgerEntry) -> None:
-            del entry
-
+        ledger: list[LedgerEntry] = []
         processor = ErasureProcessor(
-            storage, keyring, CLASSIFIER, publish_ledger=no_ledger, settle_seconds=0, residual_copies=[]
+            storage,
+            lambda: keyring,
+            CLASSIFIER,
+            write_ledger=ledger.append,
+            settle_seconds=0,
+            residual_copies=list,
         )
         request = ErasureRequest(request_id="bench", subject=SUBJECT, requested_at=datetime.now(UTC))
-        erase_s, receipt = _timed(lambda: asyncio.run(processor.process(request)))
-        assert receipt["verification"]["passed"] and receipt["rows_removed"] == subject_count
+        erase_s, receipt = _timed(lambda: processor.process(request))
+        assert receipt.passed and receipt.rows_removed == subject_count
         assert count_rows(storage) == total - subject_count
         assert subject_rows(storage, subject) is None
 

@@ -10,30 +10,39 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   Both run under one lock, and the timer only acts in the worker that owns
   the request partition, so erasures, retention and purges never touch the
   same files at once, even with several workers.
+* The erasure agent runs the synchronous :class:`ErasureProcessor` in a
+  thread; it loads the keyring again when the file changed, so keys added
+  by a rotation are searched without a restart. The ingest path notices a
+  rotated keyring within :data:`KEYRING_CHECK_S` and writes under its new
+  active key.
+* At start the worker warns about topics that keep raw data longer than
+  their setting; receipts name the retention the broker applies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import faust
-import msgspec
+import mode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import log_scrub
 from pipeline.config import load_settings
+from pipeline.errors import KeyringError
 from pipeline.ingest_service import IngestService
-from pipeline.keyring import load_keyring
+from pipeline.keyring import KeyringFile
 from pipeline.lifecycle.audit import purge_audit
-from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest, ResidualCopy
+from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
-from pipeline.lifecycle.receipts import purge_receipts
+from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt, purge_receipts
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.log_json import logging_config
 from pipeline.metrics import (
@@ -45,9 +54,16 @@ from pipeline.metrics import (
     RETENTION_PARTITIONS_DELETED,
     watch_cache_hit_ratio,
 )
-from pipeline.runtime import build_classifier, build_ingestor
+from pipeline.runtime import build_classifier, build_ingestor, build_keys
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import open_storage
+from pipeline.topics import (
+    ensure_topics,
+    planned_retention_days,
+    retention_days,
+    retention_warnings,
+    topic_plans,
+)
 
 log_scrub.install()
 log = logging.getLogger(__name__)
@@ -69,6 +85,10 @@ app = faust.App(
 storage = open_storage(settings.store)
 ledger = ErasureLedger()
 lifecycle_lock = asyncio.Lock()
+ingest_keyring = KeyringFile(settings.keyring)
+KEYRING_CHECK_S = 5.0
+BROKER_CALL_S = 30.0
+T = TypeVar("T")
 
 
 def _lifecycle_topic(name: str, retention_days: float | None) -> faust.TopicT:
@@ -97,9 +117,27 @@ class CdrIngest(IngestService):
     def __init__(self, **kwargs: object) -> None:
         publisher = BatchPublisher(storage, row_filter=ledger.apply, on_storage_failure=HEALTH.failed)
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
-        ingestor = build_ingestor(settings)
-        watch_cache_hit_ratio(ingestor.parties.columns.cache_info)
+        ingestor = build_ingestor(settings, ingest_keyring.current())  # one read: no rotation slips between
+        # looked up on each scrape: a rotated keyring brings a new cache
+        watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
         super().__init__(settings, ingestor, publisher, reader, **kwargs)
+
+    @mode.Service.timer(KEYRING_CHECK_S)
+    async def _follow_keyring(self) -> None:
+        """Write under the new active key once the keyring file is rotated (no restart needed).
+
+        ``Ingestor.add`` runs on the event loop, so the switch falls between two records.
+        """
+        try:
+            keyring = ingest_keyring.changed()
+        except KeyringError as exc:
+            log.error("the rotated keyring cannot be used, still writing under the old key: %s", exc)
+            return
+        if keyring is not None:
+            self._ingestor.rekey(*build_keys(settings, keyring))
+            log.info(
+                "keyring changed: now writing under key %s (%d keys)", keyring.active_id, len(keyring.keys)
+            )
 
 
 @app.page("/metrics")
@@ -124,45 +162,77 @@ async def _publish_ledger(entry: LedgerEntry) -> None:
     await (await ledger_topic.send(key=entry.request_id.encode(), value=encode_entry(entry)))
 
 
-def _erasure_processor() -> ErasureProcessor:
-    residual = [
-        *(ResidualCopy(topic, "raw CDRs", settings.raw_retention_days) for topic in settings.raw_topics),
-        ResidualCopy(settings.dlq_topic, "rejected raw CDRs", settings.dlq_retention_days),
-        ResidualCopy(
-            settings.erasure_topic,
-            "erasure requests with the subject's number",
-            settings.request_retention_days,
-        ),
+_RESIDUAL = (
+    *((topic, "raw CDRs") for topic in settings.raw_topics),
+    (settings.dlq_topic, "rejected raw CDRs"),
+    (settings.erasure_topic, "erasure requests with the subject's number"),
+)
+
+
+async def _residual_copies() -> list[ResidualCopy]:
+    """The topics that still hold raw data, with the retention the broker applies to each."""
+    planned = {plan.name: plan for plan in topic_plans(settings)}
+    try:
+        applied = await retention_days(settings.bootstrap_servers, [topic for topic, _ in _RESIDUAL])
+    except Exception as exc:  # any broker failure falls back to the settings, and the receipt says so
+        log.warning("cannot read topic retention from the broker, receipts state the settings: %s", exc)
+        applied = {}
+    return [
+        ResidualCopy(topic=topic, holds=holds, retention_days=applied[topic], retention_source="broker")
+        if topic in applied
+        else ResidualCopy(
+            topic=topic,
+            holds=holds,
+            retention_days=planned_retention_days(planned[topic]),
+            retention_source="settings",
+        )
+        for topic, holds in _RESIDUAL
     ]
+
+
+def _erasure_processor(loop: asyncio.AbstractEventLoop) -> ErasureProcessor:
+    """The processor, whose ledger writes and broker questions run on the worker's event loop."""
+
+    def on_loop(coroutine: Coroutine[object, object, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(BROKER_CALL_S)
+
     return ErasureProcessor(
         storage,
-        load_keyring(settings.keyring),
+        KeyringFile(settings.keyring).current,
         build_classifier(settings),
-        publish_ledger=_publish_ledger,
+        write_ledger=lambda entry: on_loop(_publish_ledger(entry)),
         settle_seconds=settings.settle_seconds,
-        residual_copies=residual,
+        residual_copies=lambda: on_loop(_residual_copies()),
     )
 
 
 @app.agent(erasure_requests)
 async def erasures(stream: faust.StreamT[bytes]) -> None:
-    """Process erasure requests one at a time; publish each receipt."""
-    processor = _erasure_processor()
+    """Process erasure requests one at a time; publish each receipt (rejected ones too)."""
+    processor = _erasure_processor(asyncio.get_running_loop())
     async for payload in stream:
-        try:
-            request = msgspec.json.decode(payload, type=ErasureRequest)
-        except msgspec.DecodeError:
-            log.error("skipping an erasure request that does not match schemas/erasure-request.schema.json")
-            continue
         ERASURES_RECEIVED.inc()
         began = time.perf_counter()
         async with lifecycle_lock:
-            receipt = await processor.process(request)
+            receipt = await asyncio.to_thread(processor.handle, payload)
         ERASURE_SECONDS.observe(time.perf_counter() - began)
-        verification = "passed" if receipt["verification"]["passed"] else "failed"
-        ERASURES_COMPLETED.labels(verification=verification).inc()
-        body = json.dumps(receipt, sort_keys=True).encode()
-        await (await receipts_topic.send(key=request.request_id.encode(), value=body))
+        outcome = "rejected" if receipt.status == "rejected" else "passed" if receipt.passed else "failed"
+        ERASURES_COMPLETED.labels(verification=outcome).inc()
+        await (await receipts_topic.send(key=receipt.request_id.encode(), value=encode_receipt(receipt)))
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def check_topic_retention() -> None:
+    """Warn about existing topics that keep raw data longer than their setting (or forever)."""
+    plans = topic_plans(settings)
+    try:
+        await ensure_topics(settings.bootstrap_servers, plans)
+        applied = await retention_days(settings.bootstrap_servers, [plan.name for plan in plans])
+    except Exception as exc:  # the check only informs; a broker hiccup must not stop the worker
+        log.warning("cannot check the topics' retention on the broker: %s", exc)
+        return
+    for warning in retention_warnings(plans, applied):
+        log.warning("%s", warning)
 
 
 def _owns_lifecycle() -> bool:

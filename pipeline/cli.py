@@ -12,8 +12,10 @@ import secrets
 import sys
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import msgspec
@@ -26,15 +28,20 @@ from pipeline.errors import ConfigError
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
-from pipeline.lifecycle.erasure import ErasureRequest
+from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.export import minimise, subject_rows, write_export
-from pipeline.lifecycle.finder import data_files
+from pipeline.lifecycle.finder import list_data_files, skip_strays
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.resolution import describe, resolve_number
 from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.subject import subject_from_party, subject_from_pseudonym
+from pipeline.lifecycle.subject import (
+    Subject,
+    subject_from_agent,
+    subject_from_party,
+    subject_from_pseudonym,
+)
 from pipeline.msisdn import NumberKind, PartyNumber
 from pipeline.progress import wait_for_ingest
 from pipeline.runtime import build_ingestor
@@ -212,17 +219,59 @@ def _subject_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options that name a data subject, shared by erase and export."""
     options = [
         click.option("--number", help="The subject's phone number or extension, in any spelling."),
-        click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters), not a number."),
+        click.option("--agent", help="The subject as a contact-centre agent id (an employee)."),
+        click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) of a number, "
+                     "extension or agent."),
         click.option("--region", default=None, help="Read a national --number in this ISO 3166 region "
                      "(default: CDRPIPE_REGION)."),
-        click.option("--tenant", default=None, help="The tenant of an extension --number (the records' "
-                     "source, or its CDRPIPE_TENANTS tenant): extensions are pseudonymised per tenant."),
+        click.option("--tenant", default=None, help="The tenant of an extension --number or an --agent (the "
+                     "records' source, or its CDRPIPE_TENANTS tenant): they are pseudonymised per tenant."),
         click.option("--yes", is_flag=True, help="Confirm the national reading of a --number that is also "
                      "valid as an international number without its +."),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
     return command
+
+
+@dataclass(frozen=True, slots=True)
+class _NamedSubject:
+    """The subject of the options: its kind, the value a request carries, its tenant and pseudonyms."""
+
+    kind: SubjectKind
+    value: str
+    tenant: str | None
+    subject: Subject
+
+
+def _subject(settings: Settings, options: dict[str, Any]) -> _NamedSubject:
+    """The subject named by --number, --agent or --pseudonym (with --region, --tenant and --yes)."""
+    given: list[tuple[SubjectKind, str | None]] = [
+        ("number", options["number"]),
+        ("agent", options["agent"]),
+        ("pseudonym", options["pseudonym"]),
+    ]
+    chosen = [(kind, value) for kind, value in given if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --number, --agent or --pseudonym")
+    kind, value = chosen[0]
+    assert value is not None
+    tenant: str | None = options["tenant"]
+    if kind == "pseudonym":
+        return _NamedSubject("pseudonym", value, None, subject_from_pseudonym(value))
+    if kind == "agent":
+        if not tenant:
+            raise click.UsageError(
+                "an agent id is only unique within its tenant: give --tenant "
+                "(the records' source, or its CDRPIPE_TENANTS tenant)"
+            )
+        click.echo(f"subject: agent {value.strip()} at tenant {tenant}", err=True)  # the terminal only
+        subject = subject_from_agent(value, load_keyring(settings.keyring), tenant)
+        return _NamedSubject("agent", value, tenant, subject)
+    party = _resolve(settings, value, options["region"], tenant, yes=options["yes"])
+    scope = tenant if party.kind is NumberKind.EXTENSION else None
+    subject = subject_from_party(party, load_keyring(settings.keyring), scope)
+    return _NamedSubject("number", str(party.value), scope, subject)
 
 
 def _resolve(
@@ -262,38 +311,26 @@ def _resolve(
 @click.option(
     "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
 )
-def erase_command(
-    *,
-    number: str | None,
-    pseudonym: str | None,
-    region: str | None,
-    tenant: str | None,
-    yes: bool,
-    mode: str,
-    request_id: str | None,
-    wait_s: float,
-) -> None:
+def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject_options: Any) -> None:
     """Publish a GDPR erasure request for one subject to the erasure request topic.
 
     A --number is shown as the E.164 number and region (or extension and
     tenant) it resolves to, on the terminal only; the request carries that
     resolved form, so every worker reads it the same way.
+
+    With --wait it prints the receipt and exits 1 if the request was rejected
+    or its verification failed.
+
+    Deleting an agent's rows removes whole calls; --mode redact keeps the calls
+    and removes only the agent's pseudonym.
     """
     settings = _settings()
-    if (number is None) == (pseudonym is None):
-        raise click.UsageError("give exactly one of --number or --pseudonym")
-    if pseudonym is not None:
-        subject_from_pseudonym(pseudonym)  # validates the pseudonym before anything is sent
-        subject, kind, subject_tenant = pseudonym, "pseudonym", None
-    else:
-        party = _resolve(settings, number or "", region, tenant, yes=yes)
-        extension = party.kind is NumberKind.EXTENSION
-        subject, kind, subject_tenant = str(party.value), "number", tenant if extension else None
+    named = _subject(settings, subject_options)  # validated before anything is sent
     request = ErasureRequest(
         request_id=request_id or str(uuid.uuid4()),
-        subject=subject,
-        subject_kind="number" if kind == "number" else "pseudonym",
-        tenant=subject_tenant,
+        subject=named.value,
+        subject_kind=named.kind,
+        tenant=named.tenant,
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )
@@ -306,6 +343,10 @@ def erase_command(
             )
         return
     click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+    verification = receipt.get("verification")
+    passed = isinstance(verification, dict) and verification.get("passed") is True
+    if receipt.get("status") != "completed" or not passed:
+        raise SystemExit(1)  # printed above: a rejected request or a failed verification
 
 
 async def _request_erasure(
@@ -350,34 +391,22 @@ async def _request_erasure(
     help="Controller-internal copy: keep the other parties' pseudonyms, countries and line types and the "
     "agent pseudonyms. Never hand it to the data subject.",
 )
-def export_command(
-    *,
-    number: str | None,
-    pseudonym: str | None,
-    region: str | None,
-    tenant: str | None,
-    yes: bool,
-    out: Path,
-    export_format: str,
-    full: bool,
-) -> None:
+def export_command(*, out: Path, export_format: str, full: bool, **subject_options: Any) -> None:
     """Export all of one subject's rows (every partition, every key id) for an access request.
 
     By default the copy is minimised for the subject (other parties become
-    party-1, party-2, ... tokens of this export; no agent pseudonyms; no other
-    party's country or line type); --full is for the controller's internal use.
+    party-1, party-2, ... tokens of this export; no other agent pseudonyms; no
+    other party's country or line type); --full is for the controller's
+    internal use.
     """
     settings = _settings()
-    if (number is None) == (pseudonym is None):
-        raise click.UsageError("give exactly one of --number or --pseudonym")
-    if pseudonym is not None:
-        subject = subject_from_pseudonym(pseudonym)
-    else:
-        party = _resolve(settings, number or "", region, tenant, yes=yes)
-        subject = subject_from_party(party, load_keyring(settings.keyring), tenant)
+    subject = _subject(settings, subject_options).subject
     storage = open_storage(settings.store)
-    total = len(data_files(storage))
-    with click.progressbar(length=total, label="searching files", file=sys.stderr) as bar:
+    listed = list_data_files(storage)
+    skip_strays(storage, listed.strays, "export", datetime.now(UTC))
+    for stray in listed.strays:
+        click.echo(f"skipped {stray}: not in a call_date=YYYY-MM-DD/ directory", err=True)
+    with click.progressbar(length=len(listed.paths), label="searching files", file=sys.stderr) as bar:
         table = subject_rows(storage, subject, progress=bar.update)
     if table is None:
         click.echo("no rows for this subject")

@@ -21,6 +21,10 @@ Contract:
   earlier for its first offset (:meth:`Ingestor.rewind`). Replaying from a
   batch's first offset with its recorded boundary rebuilds exactly the same
   batch, and so exactly the same files.
+* Each batch carries the translations of its parties' pseudonyms to the
+  keyring's other keys (:class:`~pipeline.lifecycle.translation.KeyTranslator`),
+  so the erasure ledger matches them whatever key an entry was computed with.
+  :meth:`Ingestor.rekey` switches to a rotated keyring between two records.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import pyarrow.compute as pc
 from pipeline.formats import canonical_json
 from pipeline.formats.canonical_fast import CanonicalRow, accept_chunk, decode_row
 from pipeline.lifecycle.retention import horizon
+from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import TIME_FIELDS, CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.rows import CdrFields, build_rows, unstorable_rows
@@ -82,11 +87,16 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class PendingFile:
-    """A file to publish: its store-relative path, its rows and each row's source offset."""
+    """A file to publish: its path, its rows, each row's source offset, and the rows' translations.
+
+    ``translations`` maps each pseudonym of the rows to the same party's pseudonyms
+    under the keyring's other keys (see :mod:`pipeline.lifecycle.ledger`).
+    """
 
     path: str
     table: pa.Table
     offsets: pa.Array
+    translations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -123,6 +133,7 @@ class _PartitionBatch:
     rows: int = 0
     tables: list[pa.Table] = field(default_factory=list)
     offsets: list[pa.Array] = field(default_factory=list)
+    translations: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -155,9 +166,11 @@ class Ingestor:
         retention_days: int | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
         clock: Callable[[], float] = time.monotonic,
+        translator: KeyTranslator | None = None,
     ) -> None:
         self._decoder = decoder
         self._parties = parties
+        self._translator = translator or KeyTranslator(parties, ())
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
         self._max_buffered_rows = max_buffered_rows or 8 * flush_rows
@@ -172,6 +185,11 @@ class Ingestor:
     def parties(self) -> PartyPseudonymizer:
         """The pseudonymiser the rows are built with."""
         return self._parties
+
+    def rekey(self, parties: PartyPseudonymizer, translator: KeyTranslator) -> None:
+        """Pseudonymise the next records under ``parties`` (a rotated keyring's active key)."""
+        self._parties = parties
+        self._translator = translator
 
     @property
     def buffered_rows(self) -> int:
@@ -244,6 +262,10 @@ class Ingestor:
                 letters.append(DeadLetter(record, rejected.reason, rejected.message, rejected.format_name))
         survivors = pa.array(kept, pa.int64())
         times = {name: getattr(accepted, name).take(survivors) for name in TIME_FIELDS}
+        for row, _ in fast:
+            self._translator.note(row, chunk.batch.translations)
+        for cdr, _ in exact:
+            self._translator.note(cdr, chunk.batch.translations)
         parts = [
             self._rows([row for row, _ in fast], [record for _, record in fast], times, letters),
             self._rows([cdr for cdr, _ in exact], [record for _, record in exact], None, letters),
@@ -324,6 +346,10 @@ class Ingestor:
         state.batches.append(batch)
         return batch
 
+    def over_memory_limit(self) -> bool:
+        """Whether the worker holds as many rows as it may keep in memory."""
+        return self.buffered_rows >= self._max_buffered_rows
+
     def due(self) -> list[TopicPartitionKey]:
         """Partitions whose oldest batch should be published now.
 
@@ -332,7 +358,7 @@ class Ingestor:
         the worker holds more rows than its memory limit.
         """
         now = self._clock()
-        pressure = self.buffered_rows >= self._max_buffered_rows
+        pressure = self.over_memory_limit()
         due = []
         for key, state in self._partitions.items():
             if not state.batches:
@@ -357,13 +383,14 @@ class Ingestor:
         topic, partition = key
         files: list[PendingFile] = []
         if batch.tables:
-            table = pa.concat_tables(batch.tables)
+            # one chunk per column: the ledger's and the encoder's column passes run once
+            table = pa.concat_tables(batch.tables).combine_chunks()
             offsets = pa.concat_arrays(batch.offsets)
             call_dates = _call_dates(table)
             for call_date in sorted(pc.unique(call_dates).to_pylist()):
                 mask = pc.equal(call_dates, pa.scalar(call_date, pa.date32()))
                 path = file_path(call_date, topic, partition, batch.first_offset)
-                files.append(PendingFile(path, table.filter(mask), offsets.filter(mask)))
+                files.append(PendingFile(path, table.filter(mask), offsets.filter(mask), batch.translations))
         return PartitionFlush(topic, partition, batch.first_offset, tuple(files), batch.next_offset)
 
     def rewind(

@@ -27,7 +27,7 @@ from pipeline.dlq import dead_letter_headers
 from pipeline.ingest import DeadLetter, Ingestor, RawRecord, TopicPartitionKey
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.metrics import CONSUMER_LAG, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RECORDS_EXPIRED
-from pipeline.sink.committer import BatchCommitter, OffsetsUnavailableError
+from pipeline.sink.committer import BatchCommitter, Committed, OffsetsUnavailableError, Outcome
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.topics import ensure_topics, topic_plans
 
@@ -58,6 +58,8 @@ class IngestService(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._committer: BatchCommitter | None = None
+        self._offsets: _ConsumerOffsets | None = None
+        self._in_flight: asyncio.Task[list[Outcome]] | None = None
 
     async def on_start(self) -> None:
         settings = self._settings
@@ -85,8 +87,8 @@ class IngestService(Service):
         )
         self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
         await self._consumer.start()
-        offsets = _ConsumerOffsets(self._consumer, asyncio.get_running_loop())
-        self._committer = BatchCommitter(self._ingestor, self._publisher, offsets)
+        self._offsets = _ConsumerOffsets(self._consumer, asyncio.get_running_loop())
+        self._committer = BatchCommitter(self._publisher, self._offsets)
         log.info(
             "ingest started: topics=%s group=%s-ingest store=%s",
             ",".join(settings.raw_topics),
@@ -97,7 +99,8 @@ class IngestService(Service):
     async def on_stop(self) -> None:
         if self._consumer is not None:
             async with self._lock:
-                await self._flush(self._ingestor.held(), until_empty=True)
+                await self._settle()
+                await self._flush(self._ingestor.held())
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
@@ -133,13 +136,14 @@ class IngestService(Service):
                     dead.extend(self._ingestor.add_batch(records))
                 RECORDS_EXPIRED.inc(self._ingestor.expired_dropped - expired_before)
                 if await self._send_dead_letters(dead):
-                    await self._flush(self._ingestor.due())
+                    await self._publish_due()
 
     async def flush_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         """Publish and commit what is held for partitions being taken away, then forget them."""
         keys = {(tp.topic, tp.partition) for tp in revoked}
         async with self._lock:
-            await self._flush([key for key in self._ingestor.held() if key in keys], until_empty=True)
+            await self._settle()
+            await self._flush([key for key in self._ingestor.held() if key in keys])
             self._ingestor.discard(keys)
         for topic, partition in keys:
             with contextlib.suppress(KeyError):
@@ -170,20 +174,55 @@ class IngestService(Service):
         log.warning("dead-lettered %d records", len(letters))
         return True
 
-    async def _flush(self, keys: list[TopicPartitionKey], until_empty: bool = False) -> None:
+    async def _publish_due(self) -> None:
+        """Hand the due batches to the committing thread, and go on consuming meanwhile.
+
+        One hand-over is in flight at a time, so each partition's batches commit
+        in offset order. When the worker holds its memory limit of rows, it waits
+        for the hand-over in flight instead of reading more.
+        """
+        if self._in_flight is not None:
+            if not self._in_flight.done() and not self._ingestor.over_memory_limit():
+                return
+            await self._settle()
+        due = self._ingestor.due()
+        if due:
+            # Parquet encoding and the store write release the GIL: they overlap the next
+            # polls. The consumer calls the protocol makes are marshalled back to this loop.
+            flushes = [self._ingestor.take(key) for key in due]
+            self._in_flight = asyncio.create_task(
+                asyncio.to_thread(self._require_committer().commit_batches, flushes)
+            )
+
+    async def _settle(self) -> None:
+        """Wait for the hand-over in flight and apply its outcomes here, where the ingestor lives."""
+        if self._in_flight is None:
+            return
+        in_flight, self._in_flight = self._in_flight, None
+        offsets = self._require_offsets()
+        for outcome in await in_flight:
+            outcome.apply(self._ingestor, offsets)
+
+    async def _flush(self, keys: list[TopicPartitionKey]) -> None:
+        """Publish and commit everything held for ``keys`` now (revoke, stop), waiting for it."""
         committer = self._require_committer()
+        offsets = self._require_offsets()
         for key in keys:
             while key in self._ingestor.held():
-                # The protocol runs in a thread (Parquet encoding and the store write release
-                # the GIL); the consumer calls it makes are marshalled back to this loop.
-                flush = self._ingestor.take(key)
-                if not await asyncio.to_thread(committer.commit_batch, flush) or not until_empty:
+                outcome = await asyncio.to_thread(committer.commit_batch, self._ingestor.take(key))
+                outcome.apply(self._ingestor, offsets)
+                if not isinstance(outcome, Committed):
                     break
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         consumer = self._require_consumer()
         if tp in consumer.assignment():
             consumer.seek(tp, offset)
+
+    def _require_offsets(self) -> _ConsumerOffsets:
+        if self._offsets is None:
+            raise RuntimeError("ingest offsets used before the service started")
+        return self._offsets
 
     def _require_committer(self) -> BatchCommitter:
         if self._committer is None:
@@ -213,10 +252,11 @@ class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class _ConsumerOffsets:
-    """:class:`~pipeline.sink.committer.Offsets` of an aiokafka consumer, callable from a worker thread.
+    """:class:`~pipeline.sink.committer.Offsets` of an aiokafka consumer.
 
-    aiokafka is not thread-safe: every call is run on the consumer's event loop
-    and the calling thread waits for its result.
+    aiokafka is not thread-safe: ``committed`` and ``commit`` (called from the
+    committing thread) run on the consumer's event loop while the thread waits;
+    ``seek`` is called on the loop.
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
@@ -238,12 +278,10 @@ class _ConsumerOffsets:
         return True
 
     def seek(self, key: TopicPartitionKey, offset: int) -> None:
-        async def seek_if_owned() -> None:
-            tp = TopicPartition(*key)
-            if tp in self._consumer.assignment():
-                self._consumer.seek(tp, offset)
-
-        self._run(seek_if_owned())
+        # Called where outcomes are applied: on the loop itself, so no marshalling.
+        tp = TopicPartition(*key)
+        if tp in self._consumer.assignment():
+            self._consumer.seek(tp, offset)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -45,7 +45,10 @@ CONSUMER_LAG = Gauge(
 )
 ERASURES_RECEIVED = Counter("cdrpipe_erasures_received", "Erasure requests received", registry=REGISTRY)
 ERASURES_COMPLETED = Counter(
-    "cdrpipe_erasures_completed", "Erasure requests completed", ["verification"], registry=REGISTRY
+    "cdrpipe_erasures_completed",
+    "Erasure requests answered with a receipt (verification: passed, failed or rejected)",
+    ["verification"],
+    registry=REGISTRY,
 )
 ERASURE_SECONDS = Histogram(
     "cdrpipe_erasure_seconds",

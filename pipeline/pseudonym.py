@@ -122,6 +122,11 @@ class PartyPseudonymizer:
         self._dialled_columns = functools.lru_cache(maxsize=cache_size)(self._columns_of_dialled)
         self.agent = functools.lru_cache(maxsize=cache_size)(self._agent)
 
+    @property
+    def tenants(self) -> Mapping[str, str]:
+        """The configured source-to-tenant mapping (sources not in it are their own tenant)."""
+        return self._tenants
+
     def tenant_of(self, source: str) -> str:
         """The tenant whose extensions and agents a record of ``source`` names."""
         return self._tenants.get(source, source)

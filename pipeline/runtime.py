@@ -13,7 +13,8 @@ from pipeline.formats import DecodeContext
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest import Ingestor
-from pipeline.keyring import load_keyring
+from pipeline.keyring import Keyring, load_keyring
+from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 
@@ -23,12 +24,19 @@ def build_classifier(settings: Settings) -> NumberClassifier:
     return NumberClassifier(settings.region, settings.extension_digits)
 
 
-def build_parties(settings: Settings) -> PartyPseudonymizer:
+def build_parties(settings: Settings, keyring: Keyring | None = None) -> PartyPseudonymizer:
     """Number classification and pseudonyms under the keyring's active key, per configured tenant."""
-    keyring = load_keyring(settings.keyring)
+    keyring = keyring or load_keyring(settings.keyring)
     return PartyPseudonymizer(
         build_classifier(settings), Pseudonymizer(keyring.active), settings.cache_size, dict(settings.tenants)
     )
+
+
+def build_keys(settings: Settings, keyring: Keyring) -> tuple[PartyPseudonymizer, KeyTranslator]:
+    """The active key's pseudonymiser and its translator to the keyring's other keys."""
+    parties = build_parties(settings, keyring)
+    translator = KeyTranslator.for_keyring(parties, keyring, build_classifier(settings), settings.cache_size)
+    return parties, translator
 
 
 def build_formats(settings: Settings) -> FormatSelector:
@@ -38,13 +46,15 @@ def build_formats(settings: Settings) -> FormatSelector:
     return FormatSelector(decoders, dict(settings.topic_formats), context)
 
 
-def build_ingestor(settings: Settings) -> Ingestor:
-    """The ingest path for ``settings``."""
+def build_ingestor(settings: Settings, keyring: Keyring | None = None) -> Ingestor:
+    """The ingest path for ``settings`` (and ``keyring``, or the one its file holds)."""
+    parties, translator = build_keys(settings, keyring or load_keyring(settings.keyring))
     return Ingestor(
         build_formats(settings),
-        build_parties(settings),
+        parties,
         settings.flush_rows,
         settings.flush_seconds,
         max_buffered_rows=settings.max_buffered_rows,
         retention_days=settings.retention_days,
+        translator=translator,
     )

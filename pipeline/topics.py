@@ -2,6 +2,9 @@
 
 Contract: :func:`ensure_topics` returns once every topic in the plan exists;
 existing topics are left as they are (their configuration is the operator's).
+:func:`retention_days` asks the broker how long topics really keep data
+(``describe_configs``), and :func:`retention_warnings` names each topic that
+keeps raw data longer than its plan (or without a time limit).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from pipeline.config import Settings
 
@@ -47,6 +51,58 @@ def topic_plans(settings: Settings) -> list[TopicPlan]:
         TopicPlan(settings.ledger_topic, 1, {"cleanup.policy": "compact"}),
         TopicPlan(settings.receipts_topic, 1, _retention(settings.dpo_record_days)),
     ]
+
+
+def planned_retention_days(plan: TopicPlan) -> float | None:
+    """The retention a plan asks for, in days (None: no time limit)."""
+    retention = plan.config.get("retention.ms")
+    return int(retention) / MS_PER_DAY if retention is not None else None
+
+
+async def retention_days(bootstrap_servers: str, topics: list[str]) -> dict[str, float | None]:
+    """How long the broker keeps each existing topic's data, in days (None: without a time limit).
+
+    A topic whose ``cleanup.policy`` does not include ``delete`` keeps data
+    without a time limit whatever its ``retention.ms``; ``retention.ms=-1`` too.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cdrpipe-admin")
+    await admin.start()
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    found: dict[str, float | None] = {}
+    for response in responses:
+        for error_code, _message, _type, name, entries, *_ in response.resources:
+            if error_code != 0:
+                continue
+            config = {entry[0]: entry[1] for entry in entries}
+            retention = int(config.get("retention.ms") or -1)
+            deletes = "delete" in (config.get("cleanup.policy") or "delete")
+            found[name] = retention / MS_PER_DAY if deletes and retention >= 0 else None
+    return found
+
+
+def retention_warnings(plans: list[TopicPlan], applied: dict[str, float | None]) -> list[str]:
+    """One line per planned topic with a bounded retention that the broker keeps longer."""
+    warnings = []
+    for plan in plans:
+        planned = planned_retention_days(plan)
+        if planned is None or plan.name not in applied:
+            continue
+        actual = applied[plan.name]
+        if actual is None:
+            warnings.append(
+                f"topic {plan.name} keeps data without a time limit, but should keep it {planned:g} days: "
+                f"set retention.ms={plan.config['retention.ms']} and cleanup.policy=delete"
+            )
+        elif actual > planned:
+            warnings.append(
+                f"topic {plan.name} keeps data {actual:g} days, longer than its setting of {planned:g} days: "
+                f"set retention.ms={plan.config['retention.ms']}"
+            )
+    return warnings
 
 
 async def ensure_topics(bootstrap_servers: str, plans: list[TopicPlan]) -> list[str]:

@@ -9,10 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.keyring import load_keyring
+from pipeline.lifecycle.audit import read_audit
+from pipeline.msisdn import NumberClassifier
+from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.rows import build_rows
+from pipeline.sink.parquet import encode
+from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO
+from tests.samples import canonical_bytes, canonical_decode
 
 
 def test_keys_init_list_rotate_never_print_secrets(tmp_path: Path) -> None:
@@ -71,3 +80,49 @@ def test_worker_refuses_a_bad_setting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CDRPIPE_WEB_PORT='web' is not usable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_export_by_agent_skips_stray_files_and_needs_exactly_one_subject(tmp_path: Path) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(keyring_path)])
+    key = load_keyring(keyring_path).active
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(key), 8)
+    calls = (("a1", "agent-42"), ("a2", "agent-7"), ("a3", "agent-42"))
+    rows = build_rows(
+        [canonical_decode(canonical_bytes(cdr_id=i, agent=agent)) for i, agent in calls], parties
+    )
+    storage = LocalStorage(tmp_path / "store")
+    storage.publish("cdr/call_date=2026-03-29/t+0+0.parquet", encode(rows))
+    storage.publish("cdr/README.txt", b"left here by someone")
+    env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
+    out = tmp_path / "agent.jsonl"
+    args = ["export", "--agent", "agent-42", "--tenant", "contact-centre", "--out", str(out)]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "skipped cdr/README.txt" in result.output
+    assert sorted(json.loads(line)["cdr_id"] for line in out.read_text().splitlines()) == ["a1", "a3"]
+    assert [entry["kind"] for entry in read_audit(storage)] == ["stray-files"]
+    args = ["export", "--agent", "x", "--number", "+32475000111", "--out", str(out)]
+    both = CliRunner().invoke(cli, args, env=env)
+    assert both.exit_code == 2 and "exactly one of --number, --agent or --pseudonym" in both.output
+
+
+def test_erase_exits_1_after_printing_a_failed_or_rejected_receipt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(keyring_path)])
+    env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
+    answers = {
+        "passed": ({"status": "completed", "verification": {"passed": True}}, 0),
+        "failed": ({"status": "completed", "verification": {"passed": False}}, 1),
+        "rejected": ({"status": "rejected", "reason": "a short code"}, 1),
+    }
+    for receipt, exit_code in answers.values():
+
+        async def answer(*_: object, receipt: dict[str, object] = receipt) -> dict[str, object]:
+            return receipt  # the broker round trip is tested in tests/test_erasure_integration.py
+
+        monkeypatch.setattr("pipeline.cli._request_erasure", answer)
+        result = CliRunner().invoke(cli, ["erase", "--number", "+32475000111", "--wait", "1"], env=env)
+        assert result.exit_code == exit_code and json.loads(result.stdout) == receipt  # stderr: "subject: …"

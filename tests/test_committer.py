@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord, TopicPartitionKey
+from pipeline.ingest import Ingestor, PartitionFlush, RawRecord, TopicPartitionKey
 from pipeline.keyring import Key
 from pipeline.metrics import HEALTH
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.committer import BatchCommitter, OffsetsUnavailableError
+from pipeline.sink.committer import BatchCommitter, Committed, OffsetsUnavailableError, Replay
 from pipeline.sink.publisher import BatchPublisher, intent_path
 from pipeline.sink.storage import LocalStorage
 from pipeline.sink.storage_errors import StorageError
@@ -60,6 +61,22 @@ class FailingStorage(LocalStorage):
         super().publish(relative_path, data)
 
 
+class AppliedCommitter:
+    """The committer as the Kafka service drives it: each outcome is applied at once."""
+
+    def __init__(
+        self, ingestor: Ingestor, publisher: BatchPublisher, offsets: FakeOffsets, **options: Any
+    ) -> None:
+        self.committer = BatchCommitter(publisher, offsets, **options)
+        self.ingestor = ingestor
+        self.offsets = offsets
+
+    def commit_batch(self, flush: PartitionFlush) -> bool:
+        outcome = self.committer.commit_batch(flush)
+        outcome.apply(self.ingestor, self.offsets)
+        return isinstance(outcome, Committed)
+
+
 def _ingestor() -> Ingestor:
     parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"z" * 32, "t")), 64)
     formats = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
@@ -82,10 +99,10 @@ def _stored_ids(root: Path) -> list[str]:
     )
 
 
-def _parts(root: Path, storage: LocalStorage | None = None) -> tuple[Ingestor, FakeOffsets, BatchCommitter]:
+def _parts(root: Path, storage: LocalStorage | None = None) -> tuple[Ingestor, FakeOffsets, AppliedCommitter]:
     ingestor, offsets = _ingestor(), FakeOffsets(root)
     publisher = BatchPublisher(storage or LocalStorage(root), attempts=1, sleep=lambda _: None)
-    return ingestor, offsets, BatchCommitter(ingestor, publisher, offsets)
+    return ingestor, offsets, AppliedCommitter(ingestor, publisher, offsets)
 
 
 def test_files_are_durable_before_the_offsets_are_committed(tmp_path: Path) -> None:
@@ -186,13 +203,13 @@ def test_a_file_that_cannot_be_encoded_is_replayed_as_dead_letters_and_the_rest_
 ) -> None:
     ingestor, offsets = _ingestor(), FakeOffsets(tmp_path)
 
-    def failing_filter(table: pa.Table) -> pa.Table:
+    def failing_filter(table: pa.Table, translations: object) -> pa.Table:
         if "c1" in table.column("cdr_id").to_pylist():
             raise ValueError("cannot")
         return table
 
     publisher = BatchPublisher(LocalStorage(tmp_path), row_filter=failing_filter)
-    committer = BatchCommitter(ingestor, publisher, offsets)
+    committer = AppliedCommitter(ingestor, publisher, offsets)
     days = ["2026-11-01T10:00:00+00:00", "2026-11-02T10:00:00+00:00"]
     records = [
         RawRecord("cdr.raw", 0, offset, call_at(days[offset % 2], cdr_id=f"c{offset}")) for offset in range(3)
@@ -204,3 +221,22 @@ def test_a_file_that_cannot_be_encoded_is_replayed_as_dead_letters_and_the_rest_
     assert [(letter.record.offset, letter.reason.value) for letter in letters] == [(1, "unstorable")]
     assert committer.commit_batch(ingestor.take(KEY))
     assert offsets.committed_offsets[KEY] == 3 and _stored_ids(tmp_path) == ["c0", "c2"]
+
+
+def test_after_a_failed_batch_the_later_batches_of_its_partition_are_skipped(tmp_path: Path) -> None:
+    storage = FailingStorage(tmp_path)
+    ingestor, offsets = _ingestor(), FakeOffsets(tmp_path)
+    committer = BatchCommitter(BatchPublisher(storage, attempts=1), offsets)
+    records = _records(6)
+    _feed(ingestor, records[:3])
+    first = ingestor.take(KEY)
+    _feed(ingestor, records[3:])
+    second = ingestor.take(KEY)
+    other = _ingestor()
+    _feed(other, [RawRecord("cdr.raw", 1, 0, records[0].value)])
+    elsewhere = other.take(("cdr.raw", 1))
+    outcomes = committer.commit_batches([first, second, elsewhere])
+    assert outcomes[0] == Replay(KEY, 0, 3), "the first batch failed and is replayed"
+    assert len(outcomes) == 2, "the second batch of the partition was not attempted"
+    assert outcomes[1] == Replay(("cdr.raw", 1), 0, 1), "another partition is still tried"
+    assert offsets.committed_offsets == {}, "no later batch committed past the failed one"

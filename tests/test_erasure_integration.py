@@ -17,12 +17,14 @@ import jsonschema
 import msgspec
 import pyarrow.parquet as pq
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline import demo
 from pipeline.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
+from pipeline.topics import TopicPlan, ensure_topics
 from tests.helpers import REPO, WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
 
 pytestmark = pytest.mark.integration
@@ -36,6 +38,7 @@ SPELLINGS = [
     "sip:+32475000111@sbc.example",
 ]
 NOW = datetime.now(UTC).replace(microsecond=0)
+FOREVER = {"retention.ms": "-1"}
 
 
 def _traffic(
@@ -277,3 +280,178 @@ def test_a_restored_backup_loses_the_erased_subject_again(worker_env: dict[str, 
     rows = _rows(str(store))
     assert len(rows) == len(cdrs) - subject_rows
     assert not [row for row in rows if {row[1], row[2]} & subject.pseudonyms]
+
+
+def test_rotation_while_running_and_after_a_restart_never_lets_the_subject_back(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = _env(worker_env)
+    keyring_path = Path(env["CDRPIPE_KEYRING"])
+    first, subject_first = _traffic(600, seed=91, subject_every=30)
+    second, subject_second = _traffic(600, seed=92, subject_every=30)
+    late = [
+        msgspec.structs.replace(cdr, caller=caller, direction="inbound")
+        for cdr, caller in zip(
+            demo.generate(4, seed=93, start=NOW - timedelta(days=1)),
+            [SPELLINGS[0], "+3225550199", SPELLINGS[3], "+3225550198"],
+            strict=True,
+        )
+    ]
+    worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
+    try:
+        _send(env, first)
+        wait_stored(env)
+        # a rolling restart's first step: the keyring file changes under a running worker
+        _cli(env, "keys", "rotate")
+        worker.wait_for("keyring changed: now writing under key k2", timeout_s=30)
+        _send(env, second)
+        wait_stored(env)
+        receipt = json.loads(_cli(env, "erase", "--number", SUBJECT, "--wait", "180").stdout)
+        _send(env, late[:2])  # call times before the request, pseudonymised under k2
+        wait_stored(env)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    _cli(env, "keys", "rotate")
+    worker = WorkerProcess(env, tmp_path / "worker-2.log").start()
+    try:
+        _send(env, late[2:])  # after a restart under k3, which did not exist at the request
+        wait_stored(env)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert receipt["status"] == "completed" and receipt["verification"]["passed"] is True
+    assert receipt["key_ids"] == ["k1", "k2"]
+    assert receipt["verification"]["key_ids_in_store"] == ["k1", "k2"]
+    assert receipt["rows_removed"] == subject_first + subject_second
+    subject = subject_from_number(SUBJECT, load_keyring(keyring_path), NumberClassifier("BE", (2, 5)))
+    assert len(subject.pseudonyms) == 3
+    rows = _rows(env["CDRPIPE_STORE"])
+    assert not [row for row in rows if {row[1], row[2]} & subject.pseudonyms]
+    by_id = {row[0]: row for row in rows}
+    assert by_id[late[1].cdr_id][3] == "k2" and by_id[late[3].cdr_id][3] == "k3"
+    assert late[0].cdr_id not in by_id and late[2].cdr_id not in by_id
+    others = [cdr.cdr_id for cdr in first + second + late if not _is_subject(cdr)]
+    assert sorted(by_id) == sorted(others)
+
+
+async def _request_directly(
+    env: dict[str, str], payloads: list[bytes], timeout_s: float
+) -> list[dict[str, object]]:
+    """Produce ``payloads`` to the request topic as any producer could; collect one receipt per payload."""
+    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    receipts = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await receipts.start()
+    try:
+        partition = TopicPartition(env["CDRPIPE_RECEIPTS_TOPIC"], 0)
+        receipts.assign([partition])
+        await receipts.seek_to_end(partition)
+        await receipts.position(partition)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for payload in payloads:
+                await producer.send_and_wait(env["CDRPIPE_ERASURE_TOPIC"], payload)
+        finally:
+            await producer.stop()
+        collected: list[dict[str, object]] = []
+        deadline = time.monotonic() + timeout_s
+        while len(collected) < len(payloads) and time.monotonic() < deadline:
+            for messages in (await receipts.getmany(timeout_ms=500)).values():
+                collected.extend(json.loads(message.value) for message in messages if message.value)
+        return collected
+    finally:
+        await receipts.stop()
+
+
+def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receipt(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = _env(worker_env)
+    cdrs, subject_rows = _traffic(400, seed=97, subject_every=20)
+
+    def request(request_id: str, **fields: str) -> bytes:
+        document = {
+            "request_id": request_id,
+            "subject": SUBJECT,
+            "requested_at": datetime.now(UTC).isoformat(),
+        }
+        return json.dumps({**document, **fields}).encode()
+
+    bad = {
+        "malformed": b"{not json at all",
+        "bad-missing": b'{"request_id": "bad-missing", "subject": "+32475000111"}',
+        "bad-short-code": request("bad-short-code", subject="112"),
+        "bad-invalid": request("bad-invalid", subject="+3247"),
+        "bad-pseudonym": request("bad-pseudonym", subject=SUBJECT, subject_kind="pseudonym"),
+        "bad-kind": request("bad-kind", subject_kind=SUBJECT),
+    }
+    dlq = env["CDRPIPE_DLQ_TOPIC"]  # an operator's topic that keeps raw records forever
+    asyncio.run(ensure_topics(env["CDRPIPE_BROKER"].removeprefix("kafka://"), [TopicPlan(dlq, 1, FOREVER)]))
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        worker.wait_for(f"topic {dlq} keeps data without a time limit", timeout_s=30)
+        _send(env, cdrs)
+        wait_stored(env)
+        receipts = asyncio.run(_request_directly(env, [*bad.values(), request("good-after")], timeout_s=180))
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert len(receipts) == len(bad) + 1, receipts
+    schema = json.loads((REPO / "schemas" / "erasure-receipt.schema.json").read_text())
+    for receipt in receipts:
+        jsonschema.validate(receipt, schema, format_checker=jsonschema.FormatChecker())
+    *rejected, completed = receipts
+    assert [receipt["status"] for receipt in rejected] == ["rejected"] * len(bad)
+    assert str(rejected[0]["request_id"]).startswith("unidentified-")
+    assert [receipt["request_id"] for receipt in rejected[1:]] == list(bad)[1:]
+    reasons = {str(receipt["request_id"]): str(receipt["reason"]) for receipt in rejected}
+    # a subject is a person: short digits are an extension, which needs its tenant
+    assert "tenant" in reasons["bad-short-code"] and "INVALID" in reasons["bad-invalid"]
+    assert "32 hexadecimal" in reasons["bad-pseudonym"] and "`$.subject_kind`" in reasons["bad-kind"]
+    assert completed["request_id"] == "good-after" and completed["status"] == "completed"
+    assert completed["rows_removed"] == subject_rows
+    residual = {copy["topic"]: copy for copy in completed["residual_copies"]}
+    assert residual[dlq]["retention_days"] is None and residual[dlq]["retention_source"] == "broker"
+    raw = residual[env["CDRPIPE_RAW_TOPICS"]]
+    assert (raw["retention_days"], raw["retention_source"]) == (7, "broker")
+    # the invalid number as sent (its bare digits would match times such as 23:47)
+    needles = raw_number_needles([SUBJECT], SPELLINGS) | {b"+3247"}
+    assert find_raw_numbers(json.dumps(receipts).encode(), needles) == []
+    assert find_raw_numbers(worker.log().encode(), needles) == []
+    assert "Traceback" not in worker.log()
+
+
+def test_an_agent_is_exported_and_erased_by_id_or_pseudonym(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    # the demo's sources are one customer's: one tenant for its agents (CDRPIPE_TENANTS)
+    env = {**_env(worker_env), "CDRPIPE_TENANTS": "contact-centre=demo,carrier-in=demo,carrier-out=demo"}
+    cdrs = list(demo.generate(800, seed=99, start=NOW, days=2))
+    agents = [cdr.agent for cdr in cdrs if cdr.agent]
+    agent = max(set(agents), key=agents.count)
+    handled = {cdr.cdr_id for cdr in cdrs if cdr.agent == agent}
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        _send(env, cdrs)
+        wait_stored(env)
+        by_id = tmp_path / "agent.jsonl"
+        _cli(env, "export", "--agent", agent, "--tenant", "demo", "--out", str(by_id))
+        exported = [json.loads(line) for line in by_id.read_text().splitlines()]
+        assert {row["cdr_id"] for row in exported} == handled
+        (pseudonym,) = {row["agent_pseudonym"] for row in exported}
+        by_pseudonym = tmp_path / "pseudonym.jsonl"
+        _cli(env, "export", "--pseudonym", pseudonym, "--out", str(by_pseudonym))
+        assert len(by_pseudonym.read_text().splitlines()) == len(handled)
+        erase = ["erase", "--agent", agent, "--tenant", "demo", "--mode", "redact", "--wait", "120"]
+        receipt = json.loads(_cli(env, *erase).stdout)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    assert receipt["status"] == "completed" and receipt["verification"]["passed"] is True
+    assert receipt["rows_redacted"] == len(handled)
+    store = env["CDRPIPE_STORE"]
+    rows = duckdb.sql(
+        f"SELECT cdr_id, agent_pseudonym FROM read_parquet('{store}/cdr/*/*.parquet')"
+    ).fetchall()
+    assert len(rows) == len(cdrs)
+    assert not [row for row in rows if row[1] == pseudonym]
+    assert {row[0] for row in rows if row[1] is None} >= handled

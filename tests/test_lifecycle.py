@@ -17,12 +17,12 @@ from pipeline.ingest import Ingestor, RawRecord
 from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.audit import append_audit, purge_audit, read_audit
 from pipeline.lifecycle.export import subject_rows, write_export
-from pipeline.lifecycle.finder import find_subject_files
+from pipeline.lifecycle.finder import search
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.receipts import purge_receipts, receipt_path
 from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.rewriter import rewrite_file, verify_files
+from pipeline.lifecycle.rewriter import rewrite_file, verify_erasure
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -71,7 +71,7 @@ def test_finder_uses_footers_and_finds_rows_under_every_key(tmp_path: Path) -> N
     storage = _store(tmp_path)
     subject = subject_from_number("0475 00 01 11", KEYS, CLASSIFIER)
     assert subject.key_ids == ("k1", "k2") and len(subject.pseudonyms) == 2
-    assert find_subject_files(storage, subject.pseudonyms) == [
+    assert search(storage, subject.pseudonyms).candidates == [
         "cdr/call_date=2026-11-01/t+0+0.parquet",
         "cdr/call_date=2026-11-01/t+1+0.parquet",
     ]
@@ -83,10 +83,10 @@ def test_the_finder_can_search_only_files_modified_since_an_instant(tmp_path: Pa
     a_day_ago = (datetime.now(UTC) - timedelta(days=1)).timestamp()
     os.utime(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet", (a_day_ago, a_day_ago))
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    assert find_subject_files(storage, subject.pseudonyms, modified_since=an_hour_ago) == [
+    assert search(storage, subject.pseudonyms, modified_since=an_hour_ago).candidates == [
         "cdr/call_date=2026-11-01/t+1+0.parquet"
     ]
-    assert len(find_subject_files(storage, subject.pseudonyms)) == 2
+    assert len(search(storage, subject.pseudonyms).candidates) == 2
 
 
 def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path) -> None:
@@ -95,16 +95,18 @@ def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path)
     requested_at = datetime(2026, 11, 2, tzinfo=UTC)
     results = [
         rewrite_file(storage, path, subject.pseudonyms, "delete", requested_at)
-        for path in find_subject_files(storage, subject.pseudonyms)
+        for path in search(storage, subject.pseudonyms).candidates
     ]
     assert [(result.rows_affected, result.deleted) for result in results] == [(1, False), (1, True)]
     remaining = pq.read_table(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet")
     assert remaining.column("cdr_id").to_pylist() == ["b"]
     assert not (tmp_path / "cdr/call_date=2026-11-01/t+1+0.parquet").exists()
-    files = [path for path in storage.list("cdr") if path.endswith(".parquet")]
-    verification = verify_files(storage, files, subject.pseudonyms, requested_at)
-    assert verification.passed and verification.files_checked == 2
-    assert find_subject_files(storage, subject.pseudonyms) == []
+    touched = [result.path for result in results]
+    keys = frozenset(subject.key_ids)
+    verification = verify_erasure(storage, subject.pseudonyms, keys, requested_at, touched)
+    assert verification.passed and (verification.files_in_store, verification.files_checked) == (2, 1)
+    assert verification.key_ids_in_store == {"k1", "k2"}
+    assert search(storage, subject.pseudonyms).candidates == []
 
 
 def test_rows_after_the_request_time_are_kept(tmp_path: Path) -> None:
@@ -193,9 +195,7 @@ def test_a_subject_must_be_a_number_or_extension() -> None:
 def test_reapplying_the_ledger_erases_restored_rows_once_and_audits_it(tmp_path: Path) -> None:
     storage = _store(tmp_path)
     subject = subject_from_number("+32475000111", KEYS, CLASSIFIER)
-    entry = LedgerEntry(
-        request_id="r-1", pseudonyms=sorted(subject.pseudonyms), requested_at=datetime.now(UTC)
-    )
+    entry = LedgerEntry(request_id="r-1", subject=list(subject.pairs), requested_at=datetime.now(UTC))
     first = reapply_ledger(storage, [entry])
     assert first.rows_affected == 2 and first.verification_passed
     assert first.files_deleted == ["cdr/call_date=2026-11-01/t+1+0.parquet"]

@@ -144,7 +144,7 @@ def test_the_publisher_writes_nothing_of_a_batch_whose_file_cannot_be_encoded(tm
         assert ingestor.add(record) is None
     flush = ingestor.take(("cdr.raw", 0))
 
-    def failing_filter(table: pa.Table) -> pa.Table:
+    def failing_filter(table: pa.Table, translations: object) -> pa.Table:
         if "c1" in table.column("cdr_id").to_pylist():
             raise ValueError("0470 12 34 56")
         return table

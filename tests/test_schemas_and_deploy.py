@@ -13,7 +13,7 @@ import yaml
 from pipeline import demo
 from pipeline.data_dictionary import render_shipped
 from pipeline.keyring import init_keyring
-from pipeline.lifecycle.erasure import ErasureRequest
+from pipeline.lifecycle.erasure_request import ErasureRequest
 from pipeline.pseudonym import PSEUDONYM_SCHEME_VERSION
 from pipeline.sink.schema import CDR_SCHEMA
 from pipeline.text_policy import POLICIES

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.metrics import HEALTH
-from pipeline.sink.committer import BatchCommitter
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import LocalStorage
 from pipeline.sink.storage_errors import StorageError, TerminalStorageError, storage_error
-from tests.test_committer import KEY, FakeOffsets, _feed, _ingestor, _records, _stored_ids
+from tests.test_committer import KEY, AppliedCommitter, FakeOffsets, _feed, _ingestor, _records, _stored_ids
 
 
 @pytest.mark.parametrize(
@@ -87,7 +86,7 @@ def test_a_refusing_store_makes_the_worker_unhealthy_at_once_and_is_reported_onc
     storage = RefusingStorage(tmp_path, errno.ENOSPC)
     ingestor, offsets, pauses = _ingestor(), FakeOffsets(tmp_path), []
     publisher = BatchPublisher(storage, sleep=lambda _: None)
-    committer = BatchCommitter(ingestor, publisher, offsets, terminal_pause_s=7, sleep=pauses.append)
+    committer = AppliedCommitter(ingestor, publisher, offsets, terminal_pause_s=7, sleep=pauses.append)
     records = _records(3)
     with caplog.at_level(logging.ERROR):
         for _ in range(3):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -16,7 +15,8 @@ from pipeline import cli as cli_module
 from pipeline.cli import cli
 from pipeline.errors import ConfigError
 from pipeline.keyring import init_keyring, load_keyring
-from pipeline.lifecycle.erasure import ErasureProcessor, ErasureRequest
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.erasure_request import ErasureRequest
 from pipeline.lifecycle.export import minimise, subject_rows
 from pipeline.lifecycle.resolution import resolve_number
 from pipeline.lifecycle.subject import subject_from_number
@@ -125,7 +125,7 @@ def test_the_default_export_is_minimised_and_full_is_not(tmp_path: Path) -> None
     for small, whole in zip(minimised, full, strict=True):
         assert small["caller_pseudonym"] == whole["caller_pseudonym"]  # the subject's own side
         assert small["caller_country"] == "BE" and small["caller_line_type"] == "MOBILE"
-        assert "agent_pseudonym" not in small and whole["agent_pseudonym"]
+        assert small["agent_pseudonym"] is None and whole["agent_pseudonym"]
         assert small["callee_country"] is None and small["callee_line_type"] is None
     # 1001 at pbx-a and 1001 at pbx-b are two people: two tokens, in order of appearance
     assert [row["callee_pseudonym"] for row in minimised] == ["party-1", "party-2"]
@@ -182,17 +182,19 @@ def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.Monk
 def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, str]) -> None:
     storage = LocalStorage(Path(env["CDRPIPE_STORE"]))
     keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))
-
-    async def publish(entry: object) -> None:
-        del entry
-
     processor = ErasureProcessor(
-        storage, keyring, CLASSIFIER, publish_ledger=publish, settle_seconds=0, residual_copies=[]
+        storage,
+        lambda: keyring,
+        CLASSIFIER,
+        write_ledger=lambda entry: None,
+        settle_seconds=0,
+        residual_copies=list,
+        sleep=lambda seconds: None,
     )
     at = datetime(2026, 11, 2, tzinfo=UTC)
     request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=at)
     assert processor.subject_of(request) == subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")
-    receipt = asyncio.run(processor.process(request))
-    assert receipt["rows_removed"] == 1 and receipt["verification"]["passed"]
+    receipt = processor.process(request)
+    assert receipt.status == "completed" and receipt.passed and receipt.rows_removed == 1
     remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a"))
     assert remaining is not None and sorted(remaining.column("cdr_id").to_pylist()) == ["a1", "a2"]

@@ -1,20 +1,34 @@
 """Erasure of one data subject: ledger, rewrite, second pass, verification, receipt.
 
-Contract of :meth:`ErasureProcessor.process`:
+Contract of :meth:`ErasureProcessor.handle` (synchronous; the worker calls it
+in a thread, tests call it directly with injected storage, clock, sleep and
+ledger writer):
 
-1. If a receipt for the request id exists, it is returned again (re-delivery
+1. A payload that is not a valid request, or whose subject cannot be searched
+   for (an invalid number, a short code, a malformed pseudonym), gets a
+   receipt with ``status: "rejected"`` and a reason that quotes no input
+   value. It is never raised: the caller moves on to the next request. It is
+   audited, but not kept as the request id's receipt (a corrected request
+   may use the same id). A keyring file that cannot be loaded rejects the
+   request too, naming the file and the fix: nothing is erased with stale keys.
+2. If a receipt for the request id exists, it is returned again (re-delivery
    is idempotent) and nothing else happens.
-2. The subject's pseudonyms under every key id are computed and recorded in
-   the ledger (so every worker drops them before publishing) and the ledger
-   write is acknowledged.
-3. Files holding the subject are found through their footers' subject index
-   and rewritten copy-on-write (emptied files are deleted).
-4. After ``settle_seconds`` (longer than a flush period) the files modified
+3. The keyring is loaded again for every request, so keys added by a
+   rotation while the worker runs are searched. The subject's pseudonyms
+   under every key are recorded in the ledger (so every worker drops them
+   before publishing, under later keys too) and the write is acknowledged.
+4. Files holding the subject are found through their footers' subject index
+   and rewritten copy-on-write (emptied files are deleted). Files under
+   ``cdr/`` outside ``call_date=`` directories are skipped and audited.
+5. After ``settle_seconds`` (longer than a flush period) the files modified
    since the first pass began (less :data:`CLOCK_MARGIN`) are searched again,
    closing the race with batches published during the first pass.
-5. Every touched file is re-read: no subject row and no raw pseudonym byte may
-   remain. The receipt records the result, is stored under
-   ``_cdrpipe/receipts/<request id>.json`` and appended to the audit log.
+6. Verification (:func:`~pipeline.lifecycle.rewriter.verify_erasure`) decodes
+   the pseudonym columns of every touched file and every file the index
+   cannot rule out, and fails, naming them, when files carry keys the
+   subject's pseudonyms were not computed under. The receipt says in words
+   what was checked, is stored under ``_cdrpipe/receipts/<request id>.json``
+   and appended to the audit log.
 
 The raw number is used only to compute pseudonyms; it is in no output.
 A crash at any point leaves old or new files (never partial ones); the request
@@ -23,24 +37,36 @@ is processed again after restart.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
 import msgspec
 
 from pipeline import __version__
+from pipeline.errors import KeyringError
 from pipeline.keyring import Keyring
 from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.erasure_request import ErasureRequest, InvalidRequest, decode_request
+from pipeline.lifecycle.finder import skip_strays
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.receipts import receipt_path
-from pipeline.lifecycle.rewriter import rewrite_subject_files, verify_files
-from pipeline.lifecycle.rows import Mode
-from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.receipts import (
+    Receipt,
+    ReceiptVerification,
+    ResidualCopy,
+    decode_receipt,
+    encode_receipt,
+    receipt_path,
+)
+from pipeline.lifecycle.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.subject import (
+    Subject,
+    SubjectError,
+    subject_from_agent,
+    subject_from_number,
+    subject_from_pseudonym,
+)
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import Storage
 
@@ -55,63 +81,64 @@ object store (S3 refuses requests whose clock is more than 15 minutes off).
 """
 
 
-class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
-    """A message of the erasure request topic (``schemas/erasure-request.schema.json``)."""
-
-    request_id: str
-    subject: str
-    subject_kind: Literal["number", "pseudonym"] = "number"
-    tenant: str | None = None
-    requested_at: datetime
-    mode: Mode = "delete"
-
-
-@dataclass(frozen=True, slots=True)
-class ResidualCopy:
-    """A place that still holds raw data for a while, named in every receipt."""
-
-    topic: str
-    holds: str
-    retention_days: float
-
-
 class ErasureProcessor:
-    """Runs erasure requests against one store (one at a time)."""
+    """Runs erasure requests against one store, one at a time, synchronously."""
 
     def __init__(
         self,
         storage: Storage,
-        keyring: Keyring,
+        keyring: Callable[[], Keyring],
         classifier: NumberClassifier,
         *,
-        publish_ledger: Callable[[LedgerEntry], Awaitable[None]],
+        write_ledger: Callable[[LedgerEntry], None],
         settle_seconds: float,
-        residual_copies: list[ResidualCopy],
+        residual_copies: Callable[[], list[ResidualCopy]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._storage = storage
         self._keyring = keyring
         self._classifier = classifier
-        self._publish_ledger = publish_ledger
+        self._write_ledger = write_ledger
         self._settle_seconds = settle_seconds
         self._residual = residual_copies
         self._clock = clock
+        self._sleep = sleep
+
+    def handle(self, payload: bytes) -> Receipt:
+        """Decode one message of the request topic and carry it out, or reject it with a receipt."""
+        request = decode_request(payload)
+        if isinstance(request, InvalidRequest):
+            return self.reject(request.request_id, request.reason)
+        return self.process(request)
 
     def subject_of(self, request: ErasureRequest) -> Subject:
-        """The pseudonyms the request is about."""
+        """The pseudonyms the request is about, under every key of the keyring as it is now."""
         if request.subject_kind == "pseudonym":
             return subject_from_pseudonym(request.subject)
-        return subject_from_number(request.subject, self._keyring, self._classifier, request.tenant)
+        if request.subject_kind == "agent":
+            return subject_from_agent(request.subject, self._keyring(), request.tenant)
+        return subject_from_number(request.subject, self._keyring(), self._classifier, request.tenant)
 
-    async def process(self, request: ErasureRequest) -> dict[str, Any]:
-        """Carry out ``request`` and return its receipt."""
-        existing = await asyncio.to_thread(self._storage.read, receipt_path(request.request_id))
+    def process(self, request: ErasureRequest) -> Receipt:
+        """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""
+        existing = self._storage.read(receipt_path(request.request_id))
         if existing is not None:
-            log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
-            receipt: dict[str, Any] = json.loads(existing)
-            return receipt
+            try:
+                stored = decode_receipt(existing)
+            except msgspec.DecodeError:
+                # a receipt of an earlier version: erasing again changes nothing and gives a current one
+                log.info("erasure %s has a receipt of an earlier version; erasing again", request.request_id)
+            else:
+                log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
+                return stored
         started = self._clock()
-        subject = self.subject_of(request)
+        try:
+            subject = self.subject_of(request)
+        except SubjectError as exc:
+            return self.reject(request.request_id, str(exc))
+        except KeyringError as exc:  # nothing was erased; the operator fixes the file and sends it again
+            return self.reject(request.request_id, f"the worker cannot use its keyring: {exc}")
         log.info(
             "erasure %s started: %d pseudonyms under keys %s",
             request.request_id,
@@ -119,69 +146,83 @@ class ErasureProcessor:
             ",".join(subject.key_ids) or "(given pseudonym)",
         )
         requested_at = request.requested_at.astimezone(UTC)
-        await self._publish_ledger(
-            LedgerEntry(
-                request_id=request.request_id,
-                pseudonyms=sorted(subject.pseudonyms),
-                requested_at=requested_at,
-                mode=request.mode,
-            )
+        entry = LedgerEntry(
+            request_id=request.request_id,
+            subject=list(subject.pairs),
+            requested_at=requested_at,
+            mode=request.mode,
         )
+        self._write_ledger(entry)
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
-        first = await asyncio.to_thread(
-            rewrite_subject_files, self._storage, subject.pseudonyms, request.mode, requested_at
+        pseudonyms = subject.pseudonyms
+        first, found = rewrite_subject_files(self._storage, pseudonyms, request.mode, requested_at)
+        skip_strays(self._storage, found.strays, f"erasure {request.request_id}", self._clock())
+        self._sleep(self._settle_seconds)
+        second, _ = rewrite_subject_files(
+            self._storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
         )
-        await asyncio.sleep(self._settle_seconds)
-        second = await asyncio.to_thread(
-            rewrite_subject_files,
+        results = first + second
+        verification = verify_erasure(
             self._storage,
-            subject.pseudonyms,
-            request.mode,
+            pseudonyms,
+            searched_key_ids(subject.key_ids, results),
             requested_at,
-            first_pass_began - CLOCK_MARGIN,
+            (result.path for result in results),
         )
-        touched = sorted({result.path for result in first + second})
-        verification = await asyncio.to_thread(
-            verify_files, self._storage, touched, subject.pseudonyms, requested_at
-        )
-        results = [result for result in first + second if result.rows_affected]
-        receipt = {
-            "request_id": request.request_id,
-            "mode": request.mode,
-            "requested_at": requested_at.isoformat(),
-            "key_ids": list(subject.key_ids),
-            "pseudonyms_searched": len(subject.pseudonyms),
-            "files_rewritten": sorted({result.path for result in results if not result.deleted}),
-            "files_deleted": sorted({result.path for result in results if result.deleted}),
-            "rows_removed" if request.mode == "delete" else "rows_redacted": sum(
-                result.rows_affected for result in results
+        affected = [result for result in results if result.rows_affected]
+        rows = sum(result.rows_affected for result in affected)
+        receipt = Receipt(
+            request_id=request.request_id,
+            status="completed",
+            mode=request.mode,
+            requested_at=requested_at,
+            key_ids=list(subject.key_ids),
+            pseudonyms_searched=len(pseudonyms),
+            files_rewritten=sorted({result.path for result in affected if not result.deleted}),
+            files_deleted=sorted({result.path for result in affected if result.deleted}),
+            files_skipped=found.strays,
+            rows_removed=rows if request.mode == "delete" else None,
+            rows_redacted=rows if request.mode == "redact" else None,
+            passes=2,
+            started_at=started,
+            finished_at=self._clock(),
+            verification=ReceiptVerification(
+                passed=verification.passed,
+                checked=verification.describe(requested_at),
+                files_in_store=verification.files_in_store,
+                files_checked=verification.files_checked,
+                rows_remaining=verification.rows_remaining,
+                key_ids_in_store=sorted(verification.key_ids_in_store),
+                key_ids_not_searched=sorted(verification.key_ids_not_searched),
+                files_unreadable=list(verification.files_unreadable),
             ),
-            "passes": 2,
-            "started_at": started.isoformat(),
-            "finished_at": self._clock().isoformat(),
-            "verification": {
-                "files_checked": verification.files_checked,
-                "rows_remaining": verification.rows_remaining,
-                "raw_occurrences": verification.raw_occurrences,
-                "passed": verification.passed,
-            },
-            "residual_copies": [
-                {"topic": copy.topic, "holds": copy.holds, "retention_days": copy.retention_days}
-                for copy in self._residual
-            ],
-            "pipeline_version": __version__,
-        }
-        await asyncio.to_thread(self._record, receipt)
+            residual_copies=self._residual(),
+            pipeline_version=__version__,
+        )
+        self._record(receipt)
         log.info(
             "erasure %s done: %d files rewritten, %d deleted, verification %s",
             request.request_id,
-            len(receipt["files_rewritten"]),
-            len(receipt["files_deleted"]),
+            len(receipt.files_rewritten or ()),
+            len(receipt.files_deleted or ()),
             "passed" if verification.passed else "FAILED",
         )
         return receipt
 
-    def _record(self, receipt: dict[str, Any]) -> None:
-        document = json.dumps(receipt, sort_keys=True).encode()
-        self._storage.create_exclusive(receipt_path(receipt["request_id"]), document)
-        append_audit(self._storage, "erasure", receipt, self._clock())
+    def reject(self, request_id: str, reason: str) -> Receipt:
+        """The receipt of a request that cannot be carried out, recorded like any other."""
+        receipt = Receipt(
+            request_id=request_id,
+            status="rejected",
+            reason=reason,
+            finished_at=self._clock(),
+            pipeline_version=__version__,
+        )
+        log.warning("erasure request %s rejected: %s", request_id, reason)
+        # audited but not kept as the request id's receipt: a corrected request may reuse the id
+        append_audit(self._storage, "erasure-rejected", msgspec.to_builtins(receipt), self._clock())
+        return receipt
+
+    def _record(self, receipt: Receipt) -> None:
+        self._storage.create_exclusive(receipt_path(receipt.request_id), encode_receipt(receipt))
+        append_audit(self._storage, "erasure", msgspec.to_builtins(receipt), self._clock())

@@ -1,15 +1,20 @@
 """Subject access and portability: all of one subject's rows, as JSON lines, CSV or Parquet.
 
-Contract: :func:`subject_rows` returns exactly the rows in which any of the
-subject's pseudonyms (under every key id) is the caller, callee or connected
-party, from every partition, with their ``call_date``; nobody else's rows.
-:func:`minimise` turns them into the copy a data subject receives (GDPR art.
-15(4): the copy must not adversely affect the rights of others): the
+Contract: :func:`export_subject` writes exactly the rows in which any of the
+subject's pseudonyms (under every key id) is the caller, callee, connected
+party or agent, from every partition, with their ``call_date``; nobody else's
+rows. Files outside ``call_date=`` directories are never read (the caller
+reports them with :func:`~pipeline.lifecycle.finder.skip_strays`). If a data
+file cannot be read, it raises :class:`UnreadableFilesError` naming it rather
+than return an export that may be incomplete.
+:func:`minimise` turns the rows into the copy a data subject receives (GDPR
+art. 15(4): the copy must not adversely affect the rights of others): the
 subject's own side and the call facts stay; every other party's pseudonym
 becomes a token ``party-1``, ``party-2``, ... numbered in order of first
 appearance in this export only (stable within it, unlinkable across exports);
-the other parties' country and line type and the agent pseudonym are left
-out. The full rows are for the controller's internal use only.
+the other parties' country and line type and every agent pseudonym but the
+subject's own are left out. The full rows are for the controller's internal
+use only.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +30,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.lifecycle.finder import find_subject_files
+from pipeline.errors import ConfigError
+from pipeline.lifecycle.finder import partition_date, search
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
 from pipeline.sink.storage import Storage
@@ -34,19 +40,29 @@ ExportFormat = Literal["jsonl", "csv", "parquet"]
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
+class UnreadableFilesError(ConfigError):
+    """Data files that cannot be read, so an export would be incomplete."""
+
+
 def subject_rows(
     storage: Storage, subject: Subject, progress: Callable[[int], None] | None = None
 ) -> pa.Table | None:
     """The subject's rows across the store with a ``call_date`` column, or None if there are none."""
     tables = []
-    for path in find_subject_files(storage, subject.pseudonyms, progress):
+    found = search(storage, subject.pseudonyms, progress)
+    if found.unreadable:
+        raise UnreadableFilesError(
+            f"cannot read {len(found.unreadable)} data files ({', '.join(found.unreadable)}), so the export "
+            "would be incomplete: restore them from backup or remove them"
+        )
+    for path in found.candidates:
         data = storage.read(path)
         if data is None:
             continue
         table = pq.read_table(io.BytesIO(data))
         table = table.filter(subject_row_mask(table, subject.pseudonyms, _END_OF_TIME))
         if table.num_rows:
-            call_date = date.fromisoformat(path.split("/")[1].removeprefix("call_date="))
+            call_date = partition_date(path)
             decoded = table.cast(pa.schema([_plain(field) for field in table.schema]))
             tables.append(
                 decoded.append_column("call_date", pa.array([call_date] * table.num_rows, pa.date32()))
@@ -68,7 +84,7 @@ def minimise(table: pa.Table, subject: Subject) -> pa.Table:
     def token(pseudonym: str) -> str:
         return tokens.setdefault(pseudonym, f"party-{len(tokens) + 1}")
 
-    rows = table.drop_columns(["agent_pseudonym"]).to_pylist()
+    rows = table.to_pylist()
     for row in rows:
         for role in ("caller", "callee", "connected"):
             pseudonym = row[f"{role}_pseudonym"]
@@ -78,8 +94,9 @@ def minimise(table: pa.Table, subject: Subject) -> pa.Table:
             for detail in OTHER_PARTY_DETAILS:
                 if f"{role}{detail}" in row:
                     row[f"{role}{detail}"] = None
-    schema = table.schema.remove(table.schema.get_field_index("agent_pseudonym"))
-    return pa.Table.from_pylist(rows, schema=schema)
+        if row["agent_pseudonym"] not in subject.pseudonyms:  # an agent's own export keeps theirs
+            row["agent_pseudonym"] = None
+    return pa.Table.from_pylist(rows, schema=table.schema)
 
 
 def write_export(table: pa.Table, out: Path, export_format: ExportFormat) -> None:

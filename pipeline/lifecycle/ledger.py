@@ -1,29 +1,82 @@
-"""The erasure ledger: which pseudonyms are erased up to when, as every worker knows it.
+"""The subject ledger: whose rows are erased up to when, as every worker knows it.
 
 The ledger is a compacted Kafka topic (key: request id). Every worker reads it
 from the beginning before it publishes anything and follows it afterwards;
 the sink passes every table through :meth:`ErasureLedger.apply` before
 publishing, so buffered, in-flight, replayed and late records of an erased
 subject never reach the store again. Entries hold pseudonyms, never numbers.
+
+Design, and why it holds under key rotation:
+
+* An entry holds the subject as ``(key_id, pseudonym)`` pairs under every key
+  the erasure knew (:class:`KeyedPseudonym`). No number is stored anywhere.
+* A record pseudonymised after the request under a newer key ``k2`` has no
+  pseudonym in the entry. The ingest side therefore also computes each
+  party's pseudonym under every other key of its keyring (old keys stay in
+  the keyring) and hands the publisher, per batch, a *translation* map: the
+  row's pseudonym to its pseudonyms under the other keys
+  (:class:`~pipeline.lifecycle.translation.KeyTranslator`).
+* :meth:`ErasureLedger.matches` takes the distinct pseudonyms of the table's
+  subject columns (one Arrow pass), looks each one and its translations up in
+  one combined index ``pseudonym -> request ids`` (a dict), and only then
+  applies the few matching entries to the rows they match. A batch costs
+  O(rows + distinct pseudonyms), whatever the number of entries.
+* It holds when the entry is known before the record arrives (the record's
+  translation under the entry's key matches), when the entry arrives while
+  the record is buffered (the match is made at publish time; the entry holds
+  the pseudonym under every key that existed at the request, the record's
+  key included, and the translation covers older ones), and when a rotation
+  happens in between.
+* The index is keyed by the pseudonym alone: pseudonyms are 128-bit HMAC
+  outputs in separate domains, so two keys never give one value to two
+  people. The key id is kept for receipts and audits.
+
+Every entry has an ``action``. Only ``erase`` exists; other rights (restriction,
+objection) can add actions that use the same :meth:`ErasureLedger.matches`.
+Entries written before key ids were recorded (a bare ``pseudonyms`` list) are
+still read, as pairs with an unknown key id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from pipeline.lifecycle.rows import Mode, erase_rows
+from pipeline.lifecycle.rows import SUBJECT_COLUMNS, Mode, erase_rows
+
+Translations = Mapping[str, tuple[str, ...]]
+"""A batch's pseudonyms, each mapped to the same party's pseudonyms under the keyring's other keys."""
+
+UNKNOWN_KEY = ""
+"""The key id of a pseudonym given as such (its key is not known)."""
+
+
+class KeyedPseudonym(msgspec.Struct, array_like=True, frozen=True):
+    """A subject's pseudonym and the key id it was computed with."""
+
+    key_id: str
+    pseudonym: str
 
 
 class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
-    """One erasure request as the sink applies it."""
+    """One subject request as the sink applies it."""
 
     request_id: str
-    pseudonyms: list[str]
     requested_at: datetime
     mode: Mode = "delete"
+    action: Literal["erase"] = "erase"
+    subject: list[KeyedPseudonym] = []
+    pseudonyms: list[str] = []
+    """Entries of earlier versions: pseudonyms without key ids."""
+
+    def subject_pseudonyms(self) -> frozenset[str]:
+        """Every pseudonym of the entry's subject."""
+        return frozenset(pair.pseudonym for pair in self.subject) | frozenset(self.pseudonyms)
 
 
 _DECODER = msgspec.json.Decoder(LedgerEntry)
@@ -39,11 +92,21 @@ def decode_entry(payload: bytes) -> LedgerEntry:
     return _DECODER.decode(payload)
 
 
+def distinct_pseudonyms(table: pa.Table) -> set[str]:
+    """The distinct non-null values of ``table``'s subject columns."""
+    values: set[str] = set()
+    for column in SUBJECT_COLUMNS:
+        values.update(pc.unique(table.column(column)).drop_null().to_pylist())
+    return values
+
+
 class ErasureLedger:
-    """The in-memory view of the ledger topic."""
+    """The in-memory view of the ledger topic, with one combined index of every entry's pseudonyms."""
 
     def __init__(self) -> None:
         self._entries: dict[str, LedgerEntry] = {}
+        # sets are replaced, never changed in place: the sink reads them from its publishing thread
+        self._index: dict[str, frozenset[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,10 +117,29 @@ class ErasureLedger:
 
     def add(self, entry: LedgerEntry) -> None:
         """Record (or replace) an entry."""
+        previous = self._entries.get(entry.request_id)
+        if previous is not None:
+            for pseudonym in previous.subject_pseudonyms():
+                self._index[pseudonym] = self._index[pseudonym] - {entry.request_id}
         self._entries[entry.request_id] = entry
+        for pseudonym in entry.subject_pseudonyms():
+            self._index[pseudonym] = self._index.get(pseudonym, frozenset()) | {entry.request_id}
 
-    def apply(self, table: pa.Table) -> pa.Table:
+    def matches(
+        self, table: pa.Table, translations: Translations
+    ) -> list[tuple[LedgerEntry, frozenset[str]]]:
+        """The entries that concern rows of ``table``, each with the table's pseudonyms it matches."""
+        if not self._entries:
+            return []
+        matched: dict[str, set[str]] = {}
+        for value in distinct_pseudonyms(table):
+            for name in (value, *translations.get(value, ())):
+                for request_id in self._index.get(name, ()):
+                    matched.setdefault(request_id, set()).add(value)
+        return [(self._entries[request_id], frozenset(values)) for request_id, values in matched.items()]
+
+    def apply(self, table: pa.Table, translations: Translations | None = None) -> pa.Table:
         """``table`` without the rows (or parties) erased by any entry."""
-        for entry in self._entries.values():
-            table, _ = erase_rows(table, entry.pseudonyms, entry.mode, entry.requested_at)
+        for entry, values in self.matches(table, translations or {}):
+            table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
         return table

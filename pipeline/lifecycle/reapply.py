@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.finder import skip_strays
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.rewriter import rewrite_subject_files, verify_files
+from pipeline.lifecycle.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
 from pipeline.sink.storage import Storage
 
 
@@ -43,18 +44,22 @@ def reapply_ledger(
     deleted: set[str] = set()
     affected = 0
     passed = True
+    strays: list[str] = []
     for entry in entries:
-        pseudonyms = frozenset(entry.pseudonyms)
+        pseudonyms = entry.subject_pseudonyms()
         requested_at = entry.requested_at.astimezone(UTC)
-        results = rewrite_subject_files(storage, pseudonyms, entry.mode, requested_at)
+        results, found = rewrite_subject_files(storage, pseudonyms, entry.mode, requested_at)
+        strays = found.strays
         for result in results:
             affected += result.rows_affected
             if result.rows_affected:
                 (deleted if result.deleted else rewritten).add(result.path)
+        searched = searched_key_ids((pair.key_id for pair in entry.subject), results)
         touched = [result.path for result in results]
-        passed = passed and verify_files(storage, touched, pseudonyms, requested_at).passed
+        passed = passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched).passed
         if progress is not None:
             progress(1)
+    skip_strays(storage, strays, "ledger re-apply", now())
     report = ReapplyReport(len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed)
     append_audit(
         storage,

@@ -3,6 +3,8 @@
 Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
 older than ``today - retention_days``; :func:`apply_retention` deletes their
 files (unless ``dry_run``) and writes one audit entry per deleted partition.
+Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
+warning and an audit entry; they never stop retention.
 :func:`horizon` is the same rule for a single record at ingest: a record
 whose call date is before it is dropped.
 """
@@ -13,20 +15,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pipeline.lifecycle.audit import append_audit
-from pipeline.lifecycle.finder import data_files
+from pipeline.lifecycle.finder import list_data_files, partition_date, skip_strays
 from pipeline.sink.storage import Storage
-
-_PARTITION_PREFIX = "call_date="
 
 
 def horizon(today: date, retention_days: int) -> date:
     """The oldest call date still kept."""
     return today - timedelta(days=retention_days)
-
-
-def _call_date(path: str) -> date:
-    directory = path.split("/")[1]
-    return date.fromisoformat(directory.removeprefix(_PARTITION_PREFIX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +43,13 @@ def apply_retention(
     """Delete (or list, with ``dry_run``) every partition past the retention period."""
     oldest_kept = horizon(now.date(), retention_days)
     expired: dict[date, list[str]] = {}
-    for path in data_files(storage):
-        call_date = _call_date(path)
-        if call_date < oldest_kept:
+    listed = list_data_files(storage)
+    for path in listed.paths:
+        call_date = partition_date(path)
+        if call_date is not None and call_date < oldest_kept:
             expired.setdefault(call_date, []).append(path)
     if not dry_run:
+        skip_strays(storage, listed.strays, "retention", now)
         for call_date, paths in sorted(expired.items()):
             for path in paths:
                 storage.delete(path)

@@ -1,11 +1,13 @@
 """Remove or redact a subject's rows in an Arrow table (shared by the sink and the rewriter).
 
 Contract: :func:`erase_rows` affects exactly the rows in which any of the
-subject's pseudonyms appears as caller, callee or connected party and whose
-``start_time`` is at or before ``requested_at``. ``delete`` drops those rows;
-``redact`` keeps them but removes the subject's side: its pseudonym becomes
-null, its number type ``REDACTED`` and its country, line type and short code
-null. Other rows are returned unchanged.
+subject's pseudonyms appears in a subject column (caller, callee, connected
+party or agent, :data:`SUBJECT_COLUMNS`) and whose ``start_time`` is at or
+before ``requested_at``. ``delete`` drops those rows; ``redact`` keeps them
+but removes the subject's side: its pseudonym becomes null, a party's number
+type ``REDACTED`` and its country, line type and short code null. Other rows
+are returned unchanged. Pseudonym domains are separate (an agent id and a
+number never share a pseudonym), so one set of pseudonyms serves every column.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ _PARTY_COLUMNS = {
         "callee_shortcode",
     ),
     "connected": ("connected_pseudonym",),
+    "agent": ("agent_pseudonym",),
 }
+SUBJECT_COLUMNS = tuple(columns[0] for columns in _PARTY_COLUMNS.values())
+"""The columns that identify a data subject (every pseudonym column of the schema)."""
 
 
 def _party_masks(table: pa.Table, pseudonyms: pa.Array, requested_at: datetime) -> dict[str, pa.Array]:
@@ -52,8 +57,14 @@ def _party_masks(table: pa.Table, pseudonyms: pa.Array, requested_at: datetime) 
 
 def subject_row_mask(table: pa.Table, pseudonyms: Iterable[str], requested_at: datetime) -> pa.Array:
     """True for the rows that involve the subject up to ``requested_at``."""
-    masks = list(_party_masks(table, pa.array(sorted(pseudonyms), pa.string()), requested_at).values())
-    return pc.or_(pc.or_(masks[0], masks[1]), masks[2])
+    return _any(_party_masks(table, pa.array(sorted(pseudonyms), pa.string()), requested_at))
+
+
+def _any(masks: dict[str, pa.Array]) -> pa.Array:
+    combined, *rest = masks.values()
+    for mask in rest:
+        combined = pc.or_(combined, mask)
+    return combined
 
 
 def erase_rows(
@@ -62,7 +73,7 @@ def erase_rows(
     """The table without (or with redacted) subject rows, and how many rows were affected."""
     value_set = pa.array(sorted(pseudonyms), pa.string())
     masks = _party_masks(table, value_set, requested_at)
-    any_party = pc.or_(pc.or_(masks["caller"], masks["callee"]), masks["connected"])
+    any_party = _any(masks)
     affected = pc.sum(pc.cast(any_party, pa.int64())).as_py() or 0
     if affected == 0:
         return table, 0

@@ -2,11 +2,14 @@
 
 Contract: :func:`subject_from_number` normalises any spelling of a number and
 returns its pseudonyms under every key of the keyring (in the number's
-domain), so rows written before and after a key rotation are all found. An
-extension is only unique within its tenant (pseudonym scheme 2), so it needs
-one; a subscriber number is the same person at every tenant and takes none.
-:func:`subject_from_pseudonym` takes a pseudonym as given (it can only match
-rows of the key it was computed with). Neither keeps the raw number.
+domain), so rows written before and after a key rotation are all found.
+:func:`subject_from_agent` does the same for a contact-centre agent id (agent
+domain). Extensions and agent ids are only unique within their tenant
+(pseudonym scheme 2), so they need one; a subscriber number is the same
+person at every tenant and takes none. :func:`subject_from_pseudonym` takes
+a pseudonym as given: its key is unknown and it can only match rows of the
+key it was computed with. None of them keeps the raw number; every refusal
+is a :class:`SubjectError` whose message holds no input value.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
 from pipeline.keyring import Keyring
+from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym
 from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber
 from pipeline.pseudonym import Domain, Pseudonymizer
 
@@ -23,12 +27,34 @@ _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _DOMAIN_OF_KIND = {NumberKind.E164: Domain.SUBSCRIBER, NumberKind.EXTENSION: Domain.EXTENSION}
 
 
+class SubjectError(ConfigError):
+    """A request whose subject cannot be searched for (the reason names no input value)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """The pseudonyms of one person, and the key ids they were computed with."""
+    """The pseudonyms of one person, each with the key id it was computed with."""
 
-    pseudonyms: frozenset[str]
-    key_ids: tuple[str, ...]
+    pairs: tuple[KeyedPseudonym, ...]
+
+    @property
+    def pseudonyms(self) -> frozenset[str]:
+        """Every pseudonym of the subject."""
+        return frozenset(pair.pseudonym for pair in self.pairs)
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The key ids the pseudonyms were computed with (empty for a given pseudonym)."""
+        return tuple(sorted({pair.key_id for pair in self.pairs if pair.key_id != UNKNOWN_KEY}))
+
+
+def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenant: str | None) -> Subject:
+    return Subject(
+        tuple(
+            KeyedPseudonym(key.key_id, Pseudonymizer(key).pseudonym(domain, value, tenant))
+            for key in keyring.keys
+        )
+    )
 
 
 def subject_from_number(
@@ -42,17 +68,25 @@ def subject_from_party(party: PartyNumber, keyring: Keyring, tenant: str | None 
     """The subject of a classified number; an extension needs its ``tenant``."""
     domain = _DOMAIN_OF_KIND.get(party.kind)
     if domain is None or party.value is None:
-        raise ConfigError(f"the subject is not a subscriber number or extension (it is {party.kind.value})")
+        raise SubjectError(f"the subject is not a subscriber number or extension (it is {party.kind.value})")
     if domain is Domain.EXTENSION and not tenant:
-        raise ConfigError("an extension is only unique within its tenant: give the tenant (--tenant)")
-    scope = tenant if domain is Domain.EXTENSION else None
-    pseudonyms = frozenset(Pseudonymizer(key).pseudonym(domain, party.value, scope) for key in keyring.keys)
-    return Subject(pseudonyms, tuple(key.key_id for key in keyring.keys))
+        raise SubjectError("an extension is only unique within its tenant: give the tenant (--tenant)")
+    return _under_every_key(keyring, domain, party.value, tenant if domain is Domain.EXTENSION else None)
+
+
+def subject_from_agent(agent_id: str, keyring: Keyring, tenant: str | None = None) -> Subject:
+    """The subject of a contact-centre agent id (as the CDRs carry it) at ``tenant``."""
+    value = agent_id.strip()
+    if not value:
+        raise SubjectError("the agent id is empty")
+    if not tenant:
+        raise SubjectError("an agent id is only unique within its tenant: give the tenant (--tenant)")
+    return _under_every_key(keyring, Domain.AGENT, value, tenant)
 
 
 def subject_from_pseudonym(pseudonym: str) -> Subject:
     """The subject given directly as a pseudonym (32 lowercase hex characters)."""
     value = pseudonym.strip().lower()
     if not _PSEUDONYM.fullmatch(value):
-        raise ConfigError("a pseudonym is 32 hexadecimal characters")
-    return Subject(frozenset({value}), ())
+        raise SubjectError("a pseudonym is 32 hexadecimal characters")
+    return Subject((KeyedPseudonym(UNKNOWN_KEY, value),))

@@ -3,17 +3,20 @@
 This is the whole commit protocol, as plain synchronous code behind a small
 :class:`Offsets` interface (the consumer group's committed offsets and the
 consumer's position), so every branch is unit-tested without Kafka. The Kafka
-service runs it in a worker thread and only adapts the consumer to
-:class:`Offsets`.
+service runs it in a worker thread, while it goes on consuming, and only
+adapts the consumer to :class:`Offsets`.
 
 Contract of :meth:`BatchCommitter.commit_batch` (one batch of one partition,
 handed over by :meth:`pipeline.ingest.Ingestor.take`):
 
-* It returns True only when the batch's files are durable in the store and
-  its end offset is committed for the consumer group, in that order.
-* It returns False after dropping or rewinding the partition's batches; the
-  records are then consumed again (or by their new owner) and land under the
-  same file names, so nothing is lost and nothing is stored twice.
+* It returns :class:`Committed` only when the batch's files are durable in
+  the store and its end offset is committed for the consumer group, in that
+  order.
+* Otherwise it returns how the partition must go on (:class:`Replay` or
+  :class:`Drop`), which the caller applies to the ingestor and consumer on
+  their own thread; the records are then consumed again (or by their new
+  owner) and land under the same file names, so nothing is lost and nothing
+  is stored twice. The committer itself never touches the ingestor.
 * A terminal storage error (the store refuses: permissions, full disk, no
   bucket) makes the worker unhealthy at once, is logged once with what to
   fix, and is tried again only after ``terminal_pause_s``.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.ingest import Ingestor, PartitionFlush, TopicPartitionKey
@@ -42,7 +46,11 @@ class OffsetsUnavailableError(Exception):
 
 
 class Offsets(Protocol):
-    """The consumer group's committed offsets and the consumer's position, per partition."""
+    """The consumer group's committed offsets and the consumer's position, per partition.
+
+    ``committed`` and ``commit`` are called from the committing thread, ``seek``
+    from the thread that owns the consumer (where outcomes are applied).
+    """
 
     def committed(self, key: TopicPartitionKey) -> int | None:
         """The group's committed offset; raises :class:`OffsetsUnavailableError` if it cannot be read."""
@@ -54,19 +62,61 @@ class Offsets(Protocol):
         """Consume the partition from ``offset`` next (no effect on a partition no longer owned)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The batch's files are durable and its end offset is committed."""
+
+    def apply(self, ingestor: Ingestor, offsets: Offsets) -> None:
+        """Nothing to undo."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Nothing was committed: consume the partition again from the batch's first offset.
+
+    The replay is cut at ``end_offset`` (the recorded boundary), and the records
+    at the offsets of ``unstorable`` come back as dead letters.
+    """
+
+    key: TopicPartitionKey
+    first_offset: int
+    end_offset: int
+    unstorable: dict[int, str] | None = None
+
+    def apply(self, ingestor: Ingestor, offsets: Offsets) -> None:
+        """Drop what the worker holds for the partition and move its consumer back."""
+        ingestor.rewind(self.key, self.first_offset, self.end_offset, self.unstorable)
+        offsets.seek(self.key, self.first_offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """The partition's batches are not this worker's to commit any more (stale, or revoked)."""
+
+    key: TopicPartitionKey
+    resume_at: int | None = None
+
+    def apply(self, ingestor: Ingestor, offsets: Offsets) -> None:
+        """Forget the partition's batches; resume at the owner's committed offset if one is known."""
+        ingestor.discard([self.key])
+        if self.resume_at is not None:
+            offsets.seek(self.key, self.resume_at)
+
+
+Outcome = Committed | Replay | Drop
+
+
 class BatchCommitter:
     """Publishes a batch's files, then commits its offsets; one partition's batches in offset order."""
 
     def __init__(
         self,
-        ingestor: Ingestor,
         publisher: BatchPublisher,
         offsets: Offsets,
         *,
         terminal_pause_s: float = TERMINAL_PAUSE_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._ingestor = ingestor
         self._publisher = publisher
         self._offsets = offsets
         self._terminal_pause_s = terminal_pause_s
@@ -74,16 +124,36 @@ class BatchCommitter:
         self._terminal_reported: str | None = None
         self._committed_batch: dict[TopicPartitionKey, int] = {}
 
-    def commit_batch(self, flush: PartitionFlush) -> bool:
-        """Publish and commit one batch; False if the partition was rewound or dropped instead."""
+    def commit_batches(self, flushes: list[PartitionFlush]) -> list[Outcome]:
+        """Commit ``flushes`` in order; after one of a partition fails, its later ones are skipped.
+
+        A skipped batch needs nothing: the failed one's outcome replays or drops
+        the whole partition from an earlier offset.
+        """
+        outcomes: list[Outcome] = []
+        failed: set[TopicPartitionKey] = set()
+        for flush in flushes:
+            key = (flush.topic, flush.partition)
+            if key in failed:
+                continue
+            outcome = self.commit_batch(flush)
+            if not isinstance(outcome, Committed):
+                failed.add(key)
+            outcomes.append(outcome)
+        return outcomes
+
+    def commit_batch(self, flush: PartitionFlush) -> Outcome:
+        """Publish and commit one batch, or say how the partition must be replayed or dropped.
+
+        The outcome is applied by the caller, on the thread that owns the ingestor and consumer.
+        """
         key = (flush.topic, flush.partition)
         try:
             committed = self._offsets.committed(key)
         except OffsetsUnavailableError as exc:
             log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc)
             HEALTH.failed()
-            self._rewind(key, flush.first_offset, flush.commit_offset)
-            return False
+            return Replay(key, flush.first_offset, flush.commit_offset)
         if committed is not None and committed > flush.first_offset:
             # Another owner committed past these records while this worker held them.
             # Publishing now could replace that owner's files with an older cut: drop it.
@@ -92,9 +162,7 @@ class BatchCommitter:
                 *key,
                 flush.first_offset,
             )
-            self._ingestor.discard([key])
-            self._offsets.seek(key, committed)
-            return False
+            return Drop(key, resume_at=committed)
         began = time.perf_counter()
         try:
             recorded_end = self._publisher.claim(flush)
@@ -108,18 +176,15 @@ class BatchCommitter:
                     flush.first_offset,
                     recorded_end,
                 )
-                self._rewind(key, flush.first_offset, recorded_end)
-                return False
+                return Replay(key, flush.first_offset, recorded_end)
             written = self._publisher.publish(flush)
         except TerminalStorageError as exc:
             self._report_terminal(str(exc))
-            self._rewind(key, flush.first_offset, flush.commit_offset)
             self._sleep(self._terminal_pause_s)  # no point in hammering a store that refuses
-            return False
+            return Replay(key, flush.first_offset, flush.commit_offset)
         except StorageError as exc:
             log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
-            self._rewind(key, flush.first_offset, flush.commit_offset)
-            return False
+            return Replay(key, flush.first_offset, flush.commit_offset)
         except UnstorableRowsError as exc:
             # Nothing was written. Replaying the same range (its boundary is recorded) turns
             # those records into dead letters, so the partition moves on without them.
@@ -130,8 +195,7 @@ class BatchCommitter:
                 flush.first_offset,
                 flush.commit_offset,
             )
-            self._rewind(key, flush.first_offset, flush.commit_offset, exc.offsets)
-            return False
+            return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
         # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
         log.info(
             "published %d files (%s rows, %s bytes) for %s[%d] offsets %s..%s",
@@ -147,8 +211,7 @@ class BatchCommitter:
             # The partition moved to another worker, which replays from the last commit and
             # rebuilds this batch from its intent; this worker must forget what it holds.
             log.warning("commit of %s[%d] failed, its new owner replays the batch", *key)
-            self._ingestor.discard([key])
-            return False
+            return Drop(key)
         self._forget_previous(key, flush.first_offset)
         self._terminal_reported = None
         HEALTH.recovered()
@@ -156,7 +219,7 @@ class BatchCommitter:
         FILES_PUBLISHED.inc(len(flush.files))
         BYTES_PUBLISHED.inc(written)
         PUBLISH_SECONDS.observe(time.perf_counter() - began)
-        return True
+        return Committed()
 
     def _report_terminal(self, problem: str) -> None:
         """Mark the worker unhealthy and say once (per distinct problem) what the operator must fix."""
@@ -174,13 +237,3 @@ class BatchCommitter:
         if previous is not None:
             self._publisher.forget(key[0], key[1], previous)
         self._committed_batch[key] = first_offset
-
-    def _rewind(
-        self,
-        key: TopicPartitionKey,
-        first_offset: int,
-        end_offset: int,
-        unstorable: dict[int, str] | None = None,
-    ) -> None:
-        self._ingestor.rewind(key, first_offset, end_offset, unstorable)
-        self._offsets.seek(key, first_offset)

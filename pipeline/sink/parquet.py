@@ -2,12 +2,16 @@
 
 Pseudonyms are random-looking, so min/max statistics on them never prune a
 file; they are left out, and Parquet bloom filters (which DuckDB probes) take
-their place. Each file also carries cdrpipe's subject index in its footer
-(:mod:`pipeline.sink.subject_index`), which erasure and export use to find a
-subject's files without reading their data.
+their place. Each file also carries cdrpipe's subject index of every
+pseudonym column, agents included (:mod:`pipeline.sink.subject_index`), and
+the key ids of its rows (:data:`KEY_IDS_METADATA_KEY`, a JSON list) in its
+footer, which erasure and export use to find a subject's files and the keys
+to search without reading their data.
 """
 
 from __future__ import annotations
+
+import json
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,7 +25,8 @@ ROW_GROUP_ROWS = 256 * 1024
 _STATISTICS_COLUMNS = [name for name in CDR_SCHEMA.names if name not in PSEUDONYM_COLUMNS]
 
 
-INDEXED_COLUMNS = ("caller_pseudonym", "callee_pseudonym", "connected_pseudonym")
+INDEXED_COLUMNS = PSEUDONYM_COLUMNS
+KEY_IDS_METADATA_KEY = b"cdrpipe.key_ids"
 
 
 def encode(table: pa.Table) -> bytes:
@@ -43,5 +48,11 @@ def encode(table: pa.Table) -> bytes:
         bloom_filter_options={column: {"ndv": ndv, "fpp": BLOOM_FPP} for column in PSEUDONYM_COLUMNS},
     ) as writer:
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        writer.add_key_value_metadata({subject_index.METADATA_KEY: subject_index.build(pseudonyms)})
+        key_ids = sorted(value for value in pc.unique(table.column("key_id")).to_pylist() if value)
+        writer.add_key_value_metadata(
+            {
+                subject_index.METADATA_KEY: subject_index.build(pseudonyms),
+                KEY_IDS_METADATA_KEY: json.dumps(key_ids).encode(),
+            }
+        )
     return bytes(sink.getvalue().to_pybytes())

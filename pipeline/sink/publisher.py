@@ -12,9 +12,9 @@ Contract:
 
 * :meth:`BatchPublisher.claim` returns the end offset recorded for the
   batch's first offset: the batch's own end if this call recorded it.
-* :meth:`BatchPublisher.publish` passes each file's rows through the row
-  filter (the erasure ledger), then publishes every file of the batch, retrying
-  failed writes with exponential backoff, and raises
+* :meth:`BatchPublisher.publish` passes each file's rows and their
+  pseudonyms' translations through the row filter (the erasure ledger),
+  then publishes every file of the batch, retrying failed writes with exponential backoff, and raises
   :class:`~pipeline.sink.storage.StorageError` if they keep failing; the
   caller must then not commit the batch's offsets. Rows that cannot be
   encoded raise :class:`UnstorableRowsError` before anything is written: the
@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 INTENT_DIR = "_cdrpipe/intents"
 T = TypeVar("T")
+RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], pa.Table]
 
 
 def intent_path(topic: str, partition: int, first_offset: int) -> str:
@@ -70,7 +71,7 @@ class BatchPublisher:
         self,
         storage: Storage,
         *,
-        row_filter: Callable[[pa.Table], pa.Table] = lambda table: table,
+        row_filter: RowFilter = lambda table, translations: table,
         attempts: int = 5,
         first_backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
@@ -119,7 +120,7 @@ class BatchPublisher:
     def _encode(self, pending: PendingFile) -> bytes | None:
         """The Parquet bytes of a file's rows after the row filter; None if no row is left."""
         try:
-            table = self._row_filter(pending.table)
+            table = self._row_filter(pending.table, pending.translations)
             return encode(table) if table.num_rows else None
         except StorageError:
             raise

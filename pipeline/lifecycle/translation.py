@@ -1,0 +1,59 @@
+"""A party's pseudonyms under the keyring's other keys, so the ledger matches across rotations.
+
+Contract: :meth:`KeyTranslator.note` adds to a batch's translation map, for
+each party and agent of a record, its pseudonym under the active key mapped to
+its pseudonyms under every other key of the keyring (see the design in
+:mod:`pipeline.lifecycle.ledger`). It keeps no raw value: the map holds
+pseudonyms only. With a single key it does nothing and costs nothing.
+Each other key has its own bounded caches (per raw string and per agent id),
+like the active key's :class:`~pipeline.pseudonym.PartyPseudonymizer`.
+"""
+
+from __future__ import annotations
+
+from pipeline.keyring import Keyring
+from pipeline.msisdn import NumberClassifier, can_reach_service
+from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.rows import CdrFields
+
+
+class KeyTranslator:
+    """Pseudonyms of the active key to those of the keyring's other keys."""
+
+    def __init__(self, active: PartyPseudonymizer, others: tuple[PartyPseudonymizer, ...]) -> None:
+        self._active = active
+        self._others = others
+
+    @classmethod
+    def for_keyring(
+        cls, active: PartyPseudonymizer, keyring: Keyring, classifier: NumberClassifier, cache_size: int
+    ) -> KeyTranslator:
+        """A translator from ``active`` to every other key of ``keyring``."""
+        others = tuple(
+            PartyPseudonymizer(classifier, Pseudonymizer(key), cache_size, active.tenants)
+            for key in keyring.keys
+            if key.key_id != active.key_id
+        )
+        return cls(active, others)
+
+    def note(self, cdr: CdrFields, into: dict[str, tuple[str, ...]]) -> None:
+        """Add the translations of ``cdr``'s parties and agent to ``into``."""
+        if not self._others:
+            return
+        # the same tenant and roles the rows are built with (pipeline.rows)
+        tenant = self._active.tenant_of(cdr.source)
+        callee_service = can_reach_service("callee", cdr.direction)
+        for raw, service in ((cdr.caller, False), (cdr.callee, callee_service), (cdr.connected, False)):
+            if not raw:
+                continue
+            pseudonym = self._active.columns(raw, tenant, service).pseudonym
+            if pseudonym is not None and pseudonym not in into:
+                into[pseudonym] = tuple(
+                    other
+                    for other in (parties.columns(raw, tenant, service).pseudonym for parties in self._others)
+                    if other is not None
+                )
+        if cdr.agent:
+            agent = self._active.agent(cdr.agent, tenant)
+            if agent not in into:
+                into[agent] = tuple(parties.agent(cdr.agent, tenant) for parties in self._others)
