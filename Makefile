@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test fuzz lint chart bench bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
+.PHONY: install run test fuzz lint chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ bench: $(BENCH_STAMP) kafka-start
 chart: install
 	$(BIN)/pip install --quiet -e '.[test,docs]'
 	$(BIN)/python docs/make_chart.py ./data/store docs/calls-per-queue.png
+
+bench-stages: install
+	$(BIN)/python -m benchmarks.stages
+
+bench-soak: $(BENCH_STAMP) kafka-start
+	$(BIN)/python -m benchmarks.soak
 
 bench-pseudonym: install
 	$(BIN)/python -m benchmarks.pseudonym_hot_path

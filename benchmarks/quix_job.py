@@ -9,16 +9,20 @@ written (see :mod:`benchmarks.record_job`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from quixstreams import Application
 
 from benchmarks.record_job import RecordJob
 
 
-def main() -> None:
-    """Run the Quix Streams application until the target count is written."""
+def run_quix(make_job: Callable[[Path, int], Callable[[bytes], bool]]) -> None:
+    """Run a Quix Streams application over ``BENCH_TOPIC`` until the job says its target is written.
+
+    ``make_job(out_dir, target)`` returns the per-record function (True once done).
+    """
     out = Path(os.environ["BENCH_OUT"])
     broker = os.environ.get("CDRPIPE_BROKER", "kafka://127.0.0.1:9092").removeprefix("kafka://")
     app = Application(
@@ -29,15 +33,19 @@ def main() -> None:
         loglevel="WARNING",
     )
     topic = app.topic(os.environ["BENCH_TOPIC"], value_deserializer="bytes")
-    job = RecordJob(out, int(os.environ["BENCH_TARGET"]))
+    process = make_job(out, int(os.environ["BENCH_TARGET"]))
 
-    def pseudonymise(value: bytes, key: Any, timestamp: int, headers: Any) -> None:
-        del key, timestamp, headers
-        if job.process(topic.name, (), value):
+    def handle(value: bytes) -> None:
+        if process(value):
             app.stop()
 
-    app.dataframe(topic).update(pseudonymise, metadata=True)
+    app.dataframe(topic).update(handle)
     app.run()
+
+
+def main() -> None:
+    """Run cdrpipe's per-record code in Quix Streams until the target count is written."""
+    run_quix(lambda out, target: partial(RecordJob(out, target).process, os.environ["BENCH_TOPIC"], ()))
 
 
 if __name__ == "__main__":

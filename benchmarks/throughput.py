@@ -16,7 +16,12 @@ partitions from ``BENCH_PARTITIONS``, default 4):
    work (:mod:`benchmarks.faust_agent`), on the first ``BENCH_BASELINE_COUNT``
    records (default 200,000: it is slow);
 6. (d) ``quix``: the same job in Quix Streams (:mod:`benchmarks.quix_job`), on
-   all records.
+   all records;
+7. (e) ``quix_user``: the job as a Quix Streams user would write it, without
+   cdrpipe's code (:mod:`benchmarks.quix_user_job`), on all records;
+8. (f) ``cdrpipe_ledger``: one cdrpipe worker again, with ``BENCH_LEDGER_ENTRIES``
+   (default 10,000) erasure ledger entries of other subjects to check every
+   row against.
 
 The baselines' rates count from their first to their last record (their start-up
 is not charged to them); cdrpipe's rate counts from process start. Workers run
@@ -24,7 +29,7 @@ with default settings except ``CDRPIPE_FLUSH_SECONDS`` (``BENCH_FLUSH_SECONDS``,
 default 2): with the default 10 s, the last partial batch of each partition
 waits up to 10 s after the topic is drained, which measures the age limit, not
 the throughput. It prints
-records/s, the ratios b/a, b/c, b/d, x2/b and the peak RSS, and writes them to
+records/s, the ratios b/a, b/c, b/d, b/e, x2/b, f/b and the peak RSS, and writes them to
 ``benchmarks/results/throughput.json``.
 """
 
@@ -33,8 +38,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,15 +47,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.processes import bootstrap, free_port, peak_rss_mib, produce, stop, worker_env
 from benchmarks.record_job import written_rows
 from pipeline.config import load_settings
-from pipeline.demo import encode, generate
 from pipeline.keyring import init_keyring
+from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry, encode_entry
 from pipeline.progress import ingest_lag
 from pipeline.topics import TopicPlan, ensure_topics
 
@@ -77,32 +84,9 @@ def _setting(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def _bootstrap() -> str:
-    return os.environ.get("CDRPIPE_BROKER", "kafka://127.0.0.1:9092").removeprefix("kafka://")
-
-
-async def produce(topic: str, count: int, partitions: int) -> None:
-    """Create ``topic`` and write ``count`` demo CDRs into it."""
-    await ensure_topics(_bootstrap(), [TopicPlan(topic, partitions, {})])
-    producer = AIOKafkaProducer(
-        bootstrap_servers=_bootstrap(), linger_ms=20, max_batch_size=512 * 1024, acks=1
-    )
-    await producer.start()
-    try:
-        pending = []
-        for cdr in generate(count, seed=1):
-            pending.append(await producer.send(topic, encode(cdr)))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
 async def floor(topic: str, count: int, partition_count: int) -> Run:
     """A bare aiokafka ``getmany`` loop over every partition, touching every value."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, partition) for partition in range(partition_count)]
@@ -122,12 +106,6 @@ async def floor(topic: str, count: int, partition_count: int) -> Run:
         await consumer.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _profile(pid: int, work: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` until it exits; collapsed stacks go to ``results/cdrpipe-profile.txt``."""
     RESULTS.mkdir(exist_ok=True)
@@ -137,46 +115,40 @@ def _profile(pid: int, work: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+async def fill_ledger(topic: str, entries: int) -> None:
+    """Write ``entries`` erasure ledger entries of random subjects (none of the benchmark's)."""
+    await ensure_topics(bootstrap(), [TopicPlan(topic, 1, {"cleanup.policy": "compact"})])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), linger_ms=20, acks=1)
+    await producer.start()
     try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _worker_env(base: dict[str, str], app_id: str, work: Path, topic: str) -> dict[str, str]:
-    return {
-        **base,
-        "CDRPIPE_APP_ID": app_id,
-        "CDRPIPE_RAW_TOPICS": topic,
-        "CDRPIPE_STORE": str(work / "store"),
-        "CDRPIPE_STATE_DIR": str(work / "state"),
-    }
+        requested_at = datetime.now(UTC)
+        pending = []
+        for index in range(entries):
+            subject = [
+                KeyedPseudonym("k1", secrets.token_hex(16)),
+                KeyedPseudonym("k1", secrets.token_hex(16)),
+            ]
+            entry = LedgerEntry(request_id=f"bench-{index}", requested_at=requested_at, subject=subject)
+            pending.append(await producer.send(topic, encode_entry(entry), key=entry.request_id.encode()))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
 
 
 def cdrpipe(base: dict[str, str], work: Path, topic: str, count: int, processes: int) -> Run:
     """``processes`` cdrpipe workers from start until the group committed all ``count`` records."""
-    env = _worker_env(base, f"bench-cdrpipe-{uuid.uuid4().hex[:8]}", work, topic)
+    env = worker_env(base, f"bench-cdrpipe-{uuid.uuid4().hex[:8]}", work, topic)
     settings = load_settings(env)
     began = time.perf_counter()
     workers = []
     work.mkdir(parents=True)
     for index in range(processes):
-        worker_env = {**env, "CDRPIPE_WEB_PORT": str(_free_port())}
+        own_env = {**env, "CDRPIPE_WEB_PORT": str(free_port())}
         with (work / f"worker-{index}.log").open("wb") as log:
             workers.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "pipeline", "worker", "--loglevel", "warn"],
-                    env=worker_env,
+                    env=own_env,
                     cwd=REPO,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -195,10 +167,10 @@ def cdrpipe(base: dict[str, str], work: Path, topic: str, count: int, processes:
                 pass
             time.sleep(POLL_S)
         seconds = time.perf_counter() - began
-        peak = max(_peak_rss_mib(worker.pid) for worker in workers)
+        peak = max(peak_rss_mib(worker.pid) for worker in workers)
     finally:
         for worker in workers:
-            _stop(worker)
+            stop(worker)
         if profiler is not None:
             profiler.wait(timeout=60)
     _check_store(work / "store", count)
@@ -234,9 +206,9 @@ def baseline(module: str, base: dict[str, str], work: Path, topic: str, count: i
             if process.poll() is not None and not done.exists():
                 raise RuntimeError(f"{module} exited early; see {work}/job.log")
             time.sleep(POLL_S)
-        peak = _peak_rss_mib(process.pid) if process.poll() is None else None
+        peak = peak_rss_mib(process.pid) if process.poll() is None else None
     finally:
-        _stop(process)
+        stop(process)
     report = json.loads(done.read_text())
     rows = written_rows(work)
     if rows != count:
@@ -262,7 +234,7 @@ def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partit
     base = {key: value for key, value in os.environ.items() if not key.startswith("CDRPIPE_")}
     base.update(
         {
-            "CDRPIPE_BROKER": f"kafka://{_bootstrap()}",
+            "CDRPIPE_BROKER": f"kafka://{bootstrap()}",
             "CDRPIPE_KEYRING": str(keyring),
             "CDRPIPE_FLUSH_SECONDS": os.environ.get("BENCH_FLUSH_SECONDS", "2"),
         }
@@ -271,6 +243,9 @@ def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partit
     began = time.perf_counter()
     asyncio.run(produce(topic, count, partitions))
     print(f"  produced in {time.perf_counter() - began:.1f} s", flush=True)
+    ledger_topic = f"bench.ledger.{uuid.uuid4().hex[:8]}"
+    asyncio.run(fill_ledger(ledger_topic, _setting("BENCH_LEDGER_ENTRIES", 10_000)))
+    with_ledger = {**base, "CDRPIPE_LEDGER_TOPIC": ledger_topic}
 
     return {
         "floor": _timed_section("floor", lambda: asyncio.run(floor(topic, count, partitions))),
@@ -282,6 +257,12 @@ def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partit
         ),
         "quix": _timed_section(
             "quix", lambda: baseline("benchmarks.quix_job", base, work / "quix", topic, count)
+        ),
+        "quix_user": _timed_section(
+            "quix user", lambda: baseline("benchmarks.quix_user_job", base, work / "quix-user", topic, count)
+        ),
+        "cdrpipe_ledger": _timed_section(
+            "cdrpipe+ledger", lambda: cdrpipe(with_ledger, work / "ledger", topic, count, 1)
         ),
     }
 
@@ -299,7 +280,9 @@ def main() -> None:
         "b/a (goal >= 0.25)": ours / runs["floor"].rate,
         "b/c (goal >= 10)": ours / runs["faust_agent"].rate,
         "b/d (goal >= 2)": ours / runs["quix"].rate,
+        "b/e (goal >= 3)": ours / runs["quix_user"].rate,
         "x2/b (goal >= 1.6)": runs["cdrpipe_x2"].rate / ours,
+        "f/b (goal >= 0.95)": runs["cdrpipe_ledger"].rate / ours,
     }
     print()
     for name, ratio in ratios.items():

@@ -22,6 +22,7 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -38,12 +39,16 @@ from pipeline.config import load_settings
 from pipeline.errors import KeyringError
 from pipeline.ingest_service import IngestService
 from pipeline.keyring import KeyringFile
-from pipeline.lifecycle.audit import purge_audit
 from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.erasure_register import close_erasure, register_erasure
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
 from pipeline.lifecycle.ledger_reader import LedgerReader
-from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt, purge_receipts
-from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.receipts import ResidualCopy, encode_receipt
+from pipeline.lifecycle.register import load_register
+from pipeline.lifecycle.restriction import Ledger, Passes
+from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
+from pipeline.lifecycle.rights import RightsProcessor
+from pipeline.lifecycle.subject_request import parse_request
 from pipeline.log_json import logging_config
 from pipeline.metrics import (
     ERASURE_SECONDS,
@@ -51,7 +56,9 @@ from pipeline.metrics import (
     ERASURES_RECEIVED,
     HEALTH,
     REGISTRY,
+    REQUEST_REGISTER,
     RETENTION_PARTITIONS_DELETED,
+    SUBJECT_REQUESTS,
     watch_cache_hit_ratio,
 )
 from pipeline.runtime import build_classifier, build_ingestor, build_keys
@@ -85,6 +92,8 @@ app = faust.App(
 storage = open_storage(settings.store)
 ledger = ErasureLedger()
 lifecycle_lock = asyncio.Lock()
+ledger_loaded = asyncio.Event()
+"""Set once the ingest service has read the whole ledger: a lift or withdrawal looks entries up in it."""
 ingest_keyring = KeyringFile(settings.keyring)
 KEYRING_CHECK_S = 5.0
 BROKER_CALL_S = 30.0
@@ -108,6 +117,11 @@ def _lifecycle_topic(name: str, retention_days: float | None) -> faust.TopicT:
 erasure_requests = _lifecycle_topic(settings.erasure_topic, settings.request_retention_days)
 ledger_topic = _lifecycle_topic(settings.ledger_topic, None)
 receipts_topic = _lifecycle_topic(settings.receipts_topic, settings.dpo_record_days)
+# One partition like the erasure topic: Faust assigns partition 0 of co-subscribed
+# single-partition topics to the same worker, so these requests run in the
+# lifecycle owner, under the same lock as erasures.
+subject_requests = _lifecycle_topic(settings.subject_requests_topic, settings.request_retention_days)
+subject_receipts = _lifecycle_topic(settings.subject_receipts_topic, settings.dpo_record_days)
 
 
 @app.service
@@ -115,12 +129,20 @@ class CdrIngest(IngestService):
     """The ingest service bound to this app's settings and erasure ledger."""
 
     def __init__(self, **kwargs: object) -> None:
-        publisher = BatchPublisher(storage, row_filter=ledger.apply, on_storage_failure=HEALTH.failed)
+        publisher = BatchPublisher(
+            storage,
+            row_filter=ledger.route,
+            on_storage_failure=HEALTH.failed,
+        )
         reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
         ingestor = build_ingestor(settings, ingest_keyring.current())  # one read: no rotation slips between
         # looked up on each scrape: a rotated keyring brings a new cache
         watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
         super().__init__(settings, ingestor, publisher, reader, **kwargs)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        ledger_loaded.set()
 
     @mode.Service.timer(KEYRING_CHECK_S)
     async def _follow_keyring(self) -> None:
@@ -166,6 +188,7 @@ _RESIDUAL = (
     *((topic, "raw CDRs") for topic in settings.raw_topics),
     (settings.dlq_topic, "rejected raw CDRs"),
     (settings.erasure_topic, "erasure requests with the subject's number"),
+    (settings.subject_requests_topic, "restriction and objection requests with the subject's number"),
 )
 
 
@@ -212,12 +235,14 @@ async def erasures(stream: faust.StreamT[bytes]) -> None:
     processor = _erasure_processor(asyncio.get_running_loop())
     async for payload in stream:
         ERASURES_RECEIVED.inc()
+        await asyncio.to_thread(register_erasure, storage, payload)
         began = time.perf_counter()
         async with lifecycle_lock:
             receipt = await asyncio.to_thread(processor.handle, payload)
         ERASURE_SECONDS.observe(time.perf_counter() - began)
         outcome = "rejected" if receipt.status == "rejected" else "passed" if receipt.passed else "failed"
         ERASURES_COMPLETED.labels(verification=outcome).inc()
+        await asyncio.to_thread(close_erasure, storage, receipt, datetime.now(UTC))
         await (await receipts_topic.send(key=receipt.request_id.encode(), value=encode_receipt(receipt)))
 
 
@@ -235,6 +260,35 @@ async def check_topic_retention() -> None:
         log.warning("%s", warning)
 
 
+@app.agent(subject_requests)
+async def subject_rights(stream: faust.StreamT[bytes]) -> None:
+    """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts.
+
+    Every message gets a receipt, a malformed one too (``status: rejected``).
+    """
+    loop = asyncio.get_running_loop()
+
+    def write_ledger(entry: LedgerEntry) -> None:  # called from the processor's thread
+        asyncio.run_coroutine_threadsafe(_publish_ledger(entry), loop).result(BROKER_CALL_S)
+
+    processor = RightsProcessor(
+        storage,
+        KeyringFile(settings.keyring).current,
+        build_classifier(settings),
+        ledger=Ledger(ledger, write_ledger),
+        passes=Passes(settings.settle_seconds, time.sleep),
+    )
+    await ledger_loaded.wait()
+    async for event in stream.events():
+        request = parse_request(event.key, event.value)
+        async with lifecycle_lock:
+            receipt = await asyncio.to_thread(processor.process, request)
+        SUBJECT_REQUESTS.labels(kind=receipt["kind"] or "unknown", status=receipt["status"]).inc()
+        key = receipt["request_id"].encode() if receipt["request_id"] else None
+        body = json.dumps(receipt, sort_keys=True).encode()
+        await (await subject_receipts.send(key=key, value=body))
+
+
 def _owns_lifecycle() -> bool:
     return any(tp.topic == settings.erasure_topic for tp in app.consumer.assignment())
 
@@ -247,7 +301,15 @@ async def retention() -> None:
     async with lifecycle_lock:
         now = datetime.now(UTC)
         report = await asyncio.to_thread(apply_retention, storage, now, settings.retention_days)
-        purged = await asyncio.to_thread(purge_audit, storage, settings.dpo_record_days, now.date())
-        purged += await asyncio.to_thread(purge_receipts, storage, settings.dpo_record_days, now)
+        purged = await asyncio.to_thread(purge_dpo_records, storage, settings.dpo_record_days, now)
     RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
     log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
+
+
+@app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+async def register_metrics() -> None:
+    """Read the register of requests for the metrics, in the lifecycle owner only."""
+    if not _owns_lifecycle():
+        REQUEST_REGISTER.forget()
+        return
+    REQUEST_REGISTER.update(await asyncio.to_thread(load_register, storage))

@@ -7,10 +7,8 @@ Contract: configuration and keyring problems end the command with exit status
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sys
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +17,12 @@ from typing import Any
 
 import click
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from pipeline import __version__, demo, file_source, keyring, log_scrub
+from pipeline.cli_requests import requests_group
+from pipeline.cli_rights import COMMANDS as RIGHTS_COMMANDS
+from pipeline.cli_rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
 from pipeline.config import Settings, load_settings
 from pipeline.config import _region as region_code
 from pipeline.errors import ConfigError
@@ -29,13 +30,14 @@ from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
-from pipeline.lifecycle.export import minimise, subject_rows, write_export
+from pipeline.lifecycle.export import ExportFormat, minimise, subject_rows, write_export
 from pipeline.lifecycle.finder import list_data_files, skip_strays
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.ledger_reader import LedgerReader
 from pipeline.lifecycle.reapply import reapply_ledger
+from pipeline.lifecycle.register import check_request_id, close, new_request_id, register_received
 from pipeline.lifecycle.resolution import describe, resolve_number
-from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
 from pipeline.lifecycle.subject import (
     Subject,
     subject_from_agent,
@@ -44,6 +46,7 @@ from pipeline.lifecycle.subject import (
 )
 from pipeline.msisdn import NumberKind, PartyNumber
 from pipeline.progress import wait_for_ingest
+from pipeline.request_client import request_and_wait
 from pipeline.runtime import build_ingestor
 from pipeline.sink.storage import open_storage
 from pipeline.topics import ensure_topics, topic_plans
@@ -71,6 +74,11 @@ def cli() -> None:
 
     Configuration comes from CDRPIPE_* environment variables (see README).
     """
+
+
+cli.add_command(requests_group)
+for _command in RIGHTS_COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.command(
@@ -307,10 +315,8 @@ def _resolve(
 @_subject_options
 @click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
               help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
-@click.option("--request-id", default=None, help="Request id (default: a new UUID).")
-@click.option(
-    "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
-)
+@REQUEST_ID_OPTION
+@WAIT_OPTION
 def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject_options: Any) -> None:
     """Publish a GDPR erasure request for one subject to the erasure request topic.
 
@@ -327,7 +333,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     settings = _settings()
     named = _subject(settings, subject_options)  # validated before anything is sent
     request = ErasureRequest(
-        request_id=request_id or str(uuid.uuid4()),
+        request_id=request_id or new_request_id(),
         subject=named.value,
         subject_kind=named.kind,
         tenant=named.tenant,
@@ -335,49 +341,22 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
         mode="redact" if mode == "redact" else "delete",
     )
     receipt = asyncio.run(_request_erasure(settings, request, wait_s))
-    if receipt is None:
-        click.echo(f"erasure request {request.request_id} published to {settings.erasure_topic}")
-        if wait_s > 0:
-            raise click.ClickException(
-                f"no receipt for {request.request_id} after {wait_s:.0f}s; is a worker running?"
-            )
-        return
-    click.echo(json.dumps(receipt, indent=2, sort_keys=True))
-    verification = receipt.get("verification")
+    echo_receipt(
+        receipt, f"erasure request {request.request_id} published to {settings.erasure_topic}", wait_s
+    )
+    verification = receipt.get("verification") if receipt is not None else None
     passed = isinstance(verification, dict) and verification.get("passed") is True
-    if receipt.get("status") != "completed" or not passed:
+    if receipt is not None and (receipt.get("status") != "completed" or not passed):
         raise SystemExit(1)  # printed above: a rejected request or a failed verification
 
 
 async def _request_erasure(
     settings: Settings, request: ErasureRequest, wait_s: float
 ) -> dict[str, object] | None:
-    await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
-    receipts = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await receipts.start()
-    try:
-        partition = TopicPartition(settings.receipts_topic, 0)
-        receipts.assign([partition])
-        await receipts.seek_to_end(partition)
-        await receipts.position(partition)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                settings.erasure_topic, msgspec.json.encode(request), key=request.request_id.encode()
-            )
-        finally:
-            await producer.stop()
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while asyncio.get_running_loop().time() < deadline:
-            for messages in (await receipts.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    if message.key == request.request_id.encode() and message.value is not None:
-                        receipt: dict[str, object] = json.loads(message.value)
-                        return receipt
-        return None
-    finally:
-        await receipts.stop()
+    payload = msgspec.json.encode(request)
+    return await request_and_wait(
+        settings, (settings.erasure_topic, settings.receipts_topic), request.request_id, payload, wait_s
+    )
 
 
 @cli.command("export")
@@ -391,7 +370,14 @@ async def _request_erasure(
     help="Controller-internal copy: keep the other parties' pseudonyms, countries and line types and the "
     "agent pseudonyms. Never hand it to the data subject.",
 )
-def export_command(*, out: Path, export_format: str, full: bool, **subject_options: Any) -> None:
+@click.option(
+    "--request-id",
+    default=None,
+    help="The access request this answers: registered if new, closed once the file is written.",
+)
+def export_command(
+    *, out: Path, export_format: str, full: bool, request_id: str | None, **subject_options: Any
+) -> None:
     """Export all of one subject's rows (every partition, every key id) for an access request.
 
     By default the copy is minimised for the subject (other parties become
@@ -402,6 +388,8 @@ def export_command(*, out: Path, export_format: str, full: bool, **subject_optio
     settings = _settings()
     subject = _subject(settings, subject_options).subject
     storage = open_storage(settings.store)
+    if request_id is not None:
+        register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
     listed = list_data_files(storage)
     skip_strays(storage, listed.strays, "export", datetime.now(UTC))
     for stray in listed.strays:
@@ -409,37 +397,45 @@ def export_command(*, out: Path, export_format: str, full: bool, **subject_optio
     with click.progressbar(length=len(listed.paths), label="searching files", file=sys.stderr) as bar:
         table = subject_rows(storage, subject, progress=bar.update)
     if table is None:
-        click.echo("no rows for this subject")
-        return
-    copy = table if full else minimise(table, subject)
-    write_export(
-        copy, out, "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
-    )
-    kind = "full controller-internal" if full else "minimised"
-    click.echo(f"exported {copy.num_rows} rows to {out} ({export_format}, {kind})")
+        outcome = "no rows for this subject"
+    else:
+        chosen: ExportFormat = (
+            "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
+        )
+        copy = table if full else minimise(table, subject)
+        write_export(copy, out, chosen)
+        kind = "full controller-internal" if full else "minimised"
+        outcome = f"exported {copy.num_rows} rows ({export_format}, {kind})"
+    if request_id is not None:
+        close(storage, request_id, datetime.now(UTC), outcome)
+    click.echo(outcome if table is None else f"{outcome} to {out}")
 
 
 @cli.command("retention")
 @click.option("--dry-run", is_flag=True, help="Only list the call_date partitions that would be deleted.")
 def retention_command(dry_run: bool) -> None:
-    """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS (the worker also does this hourly).
+    """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS and purge old DPO records.
 
+    The worker also does this hourly.
     Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
     """
     settings = _settings()
-    report = apply_retention(
-        open_storage(settings.store), datetime.now(UTC), settings.retention_days, dry_run
-    )
+    storage, now = open_storage(settings.store), datetime.now(UTC)
+    report = apply_retention(storage, now, settings.retention_days, dry_run)
     verb = "would delete" if dry_run else "deleted"
     for call_date, paths in sorted(report.partitions.items()):
         click.echo(f"{verb} call_date={call_date.isoformat()} ({len(paths)} files)")
     click.echo(f"{verb} {len(report.partitions)} partitions older than {report.horizon.isoformat()}")
+    if not dry_run:
+        purged = purge_dpo_records(storage, settings.dpo_record_days, now)
+        click.echo(f"purged {purged} DPO records (audit days, receipts, closed requests) past their period")
 
 
 @cli.command("reapply-erasures")
 def reapply_erasures_command() -> None:
     """Apply every erasure in the ledger topic to the store again (after restoring a backup).
 
+    Rows of subjects under a restriction or objection go back to the quarantine.
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
     settings = _settings()
@@ -453,6 +449,11 @@ def reapply_erasures_command() -> None:
         f"{len(report.files_deleted)} deleted, {report.rows_affected} rows affected, "
         f"verification {'passed' if report.verification_passed else 'FAILED'}"
     )
+    if report.holds:
+        click.echo(
+            f"{report.holds} restrictions and objections in force: "
+            f"{report.rows_quarantined} rows moved back to the quarantine"
+        )
     if not report.verification_passed:
         raise SystemExit(1)
 

@@ -40,6 +40,8 @@ class Settings:
     erasure_topic: str = "cdr.erasure.requests"
     ledger_topic: str = "cdr.erasure.ledger"
     receipts_topic: str = "cdr.erasure.receipts"
+    subject_requests_topic: str = "cdr.subject.requests"
+    subject_receipts_topic: str = "cdr.subject.receipts"
     request_retention_days: float = 7.0
     retention_days: int = 365
     dpo_record_days: int = 183
@@ -98,6 +100,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         erasure_topic=get("ERASURE_TOPIC", _identifier, defaults.erasure_topic),
         ledger_topic=get("LEDGER_TOPIC", _identifier, defaults.ledger_topic),
         receipts_topic=get("RECEIPTS_TOPIC", _identifier, defaults.receipts_topic),
+        subject_requests_topic=get("SUBJECT_REQUESTS_TOPIC", _identifier, defaults.subject_requests_topic),
+        subject_receipts_topic=get("SUBJECT_RECEIPTS_TOPIC", _identifier, defaults.subject_receipts_topic),
         request_retention_days=get(
             "REQUEST_RETENTION_DAYS", _positive_float, defaults.request_retention_days
         ),

@@ -8,10 +8,9 @@ Contract:
   is dropped and counted in ``expired_dropped``); any other record is
   returned as a :class:`DeadLetter` (never raised), with reason
   ``unstorable`` when it decoded but could not become a row. A poll is
-  handled a chunk at a time: canonical JSON is accepted by column checks
-  (:mod:`pipeline.formats.canonical_fast`); other formats, and the rows those
-  checks do not accept, go through the exact decoder; each chunk's rows are
-  built straight into Arrow columns (:mod:`pipeline.rows`).
+  handled a chunk at a time: its records are decoded in one pass, and each
+  chunk's rows are built straight into Arrow columns (:mod:`pipeline.rows`),
+  with every distinct party string resolved once.
 * :meth:`Ingestor.take` removes a partition's oldest batch and returns the
   files to publish (one per UTC call date, split with Arrow) and the offset
   to commit once they (and the dead letters returned for that partition so
@@ -38,15 +37,12 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.formats import canonical_json
-from pipeline.formats.canonical_fast import CanonicalRow, accept_chunk, decode_row
 from pipeline.lifecycle.retention import horizon
 from pipeline.lifecycle.translation import KeyTranslator
 from pipeline.pseudonym import PartyPseudonymizer
-from pipeline.record import TIME_FIELDS, CanonicalCdr, RecordRejectedError, RejectReason
-from pipeline.rows import CdrFields, build_rows, unstorable_rows
+from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+from pipeline.rows import build_rows, unstorable_rows
 from pipeline.sink.naming import file_path
-from pipeline.text_policy import TextFields
 
 TopicPartitionKey = tuple[str, int]
 
@@ -60,8 +56,6 @@ class RecordDecoder(Protocol):
     def choose(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> str: ...
 
     def decode_as(self, name: str, payload: bytes) -> CanonicalCdr: ...
-
-    def check_text(self, name: str, cdr: TextFields) -> TextFields: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +135,8 @@ class _Chunk:
     """What one poll brought for one batch, before its rows are built."""
 
     batch: _PartitionBatch
-    exact: list[tuple[CanonicalCdr, RawRecord]] = field(default_factory=list)
-    fast: list[tuple[CanonicalRow, RawRecord]] = field(default_factory=list)
+    cdrs: list[CanonicalCdr] = field(default_factory=list)
+    records: list[RawRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -226,68 +220,27 @@ class Ingestor:
             return DeadLetter(record, RejectReason.UNDECODABLE, "message has no value (tombstone)", "unknown")
         try:
             name = self._decoder.choose(record.topic, record.headers, record.value)
-            if name == canonical_json.NAME:
-                row = decode_row(record.value)
-                if row is not None:
-                    chunk.fast.append((row, record))
-                    return None
-            chunk.exact.append((self._decoder.decode_as(name, record.value), record))
+            chunk.cdrs.append(self._decoder.decode_as(name, record.value))
         except RecordRejectedError as rejected:
             return DeadLetter(record, rejected.reason, rejected.message, rejected.format_name)
+        chunk.records.append(record)
         return None
 
     def _build(self, chunk: _Chunk) -> list[DeadLetter]:
-        """Accept the chunk's fast rows, decode the rest exactly, and add the rows to the batch."""
+        """Build the chunk's rows as Arrow columns and add them to its batch."""
         letters: list[DeadLetter] = []
-        accepted = accept_chunk([row for row, _ in chunk.fast])
-        taken = set(accepted.indices)
-        exact = list(chunk.exact)
-        for index, (_, record) in enumerate(chunk.fast):
-            if index in taken:
-                continue
-            assert record.value is not None  # tombstones never reach the fast path
-            try:
-                exact.append((self._decoder.decode_as(canonical_json.NAME, record.value), record))
-            except RecordRejectedError as rejected:
-                letters.append(DeadLetter(record, rejected.reason, rejected.message, rejected.format_name))
-        # The text policies come after validation, as in the exact decoder, so both paths give
-        # a record the same verdict and reason.
-        fast, kept = [], []
-        for position, index in enumerate(accepted.indices):
-            row, record = chunk.fast[index]
-            try:
-                fast.append((self._decoder.check_text(canonical_json.NAME, row), record))
-                kept.append(position)
-            except RecordRejectedError as rejected:
-                letters.append(DeadLetter(record, rejected.reason, rejected.message, rejected.format_name))
-        survivors = pa.array(kept, pa.int64())
-        times = {name: getattr(accepted, name).take(survivors) for name in TIME_FIELDS}
-        for row, _ in fast:
-            self._translator.note(row, chunk.batch.translations)
-        for cdr, _ in exact:
+        for cdr in chunk.cdrs:
             self._translator.note(cdr, chunk.batch.translations)
-        parts = [
-            self._rows([row for row, _ in fast], [record for _, record in fast], times, letters),
-            self._rows([cdr for cdr, _ in exact], [record for _, record in exact], None, letters),
-        ]
-        table = pa.concat_tables([part[0] for part in parts])
-        offsets = pa.concat_arrays([part[1] for part in parts])
+        table, offsets = self._rows(chunk.cdrs, chunk.records, letters)
+        table, offsets = self._drop_expired(table, offsets)
         if table.num_rows:
-            # Rows in offset order, whichever path decoded them: a replay rebuilds the same file.
-            order = pc.sort_indices(offsets)
-            table, offsets = table.take(order), offsets.take(order)
-            table, offsets = self._drop_expired(table, offsets)
             chunk.batch.tables.append(table)
             chunk.batch.offsets.append(offsets)
             chunk.batch.rows += table.num_rows
         return letters
 
     def _rows(
-        self,
-        cdrs: Sequence[CdrFields],
-        records: list[RawRecord],
-        times: dict[str, pa.Array] | None,
-        letters: list[DeadLetter],
+        self, cdrs: list[CanonicalCdr], records: list[RawRecord], letters: list[DeadLetter]
     ) -> tuple[pa.Table, pa.Array]:
         """The rows of ``cdrs`` (decoded from ``records``) and their offsets.
 
@@ -295,21 +248,18 @@ class Ingestor:
         are built again without it.
         """
         try:
-            return build_rows(cdrs, self._parties, times), _offsets(records)
+            return build_rows(cdrs, self._parties), _offsets(records)
         except Exception as exc:
             # One record that cannot become a row must not stop the partition. The text of
             # exc may quote a value, so only its type is kept.
             message = _unstorable_message(exc)
-        bad = set(unstorable_rows(cdrs, self._parties, times))
+        bad = set(unstorable_rows(cdrs, self._parties))
         letters.extend(
             DeadLetter(records[index], RejectReason.UNSTORABLE, message, "unknown") for index in sorted(bad)
         )
         keep = [index for index in range(len(cdrs)) if index not in bad]
-        # typed indices: an empty list (every row to blame) would be a null array Arrow cannot take
-        indices = pa.array(keep, pa.int64())
-        kept_times = {name: array.take(indices) for name, array in times.items()} if times else None
         kept = [records[index] for index in keep]
-        return build_rows([cdrs[index] for index in keep], self._parties, kept_times), _offsets(kept)
+        return build_rows([cdrs[index] for index in keep], self._parties), _offsets(kept)
 
     def _drop_expired(self, table: pa.Table, offsets: pa.Array) -> tuple[pa.Table, pa.Array]:
         """Rows whose call date is before the retention horizon are dropped (and counted)."""

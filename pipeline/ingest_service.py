@@ -85,10 +85,11 @@ class IngestService(Service):
             session_timeout_ms=int(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3),
         )
-        self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
-        await self._consumer.start()
+        # Ready before the consumer joins the group: its first rebalance calls back into _flush.
         self._offsets = _ConsumerOffsets(self._consumer, asyncio.get_running_loop())
         self._committer = BatchCommitter(self._publisher, self._offsets)
+        self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
+        await self._consumer.start()
         log.info(
             "ingest started: topics=%s group=%s-ingest store=%s",
             ",".join(settings.raw_topics),

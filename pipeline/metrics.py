@@ -9,10 +9,15 @@ the next batch that is published and committed); ``/health`` answers 503 then.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipeline.lifecycle.register import KINDS, RequestRecord
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -23,6 +28,16 @@ RECORDS_DEAD_LETTERED = Counter(
 )
 RECORDS_EXPIRED = Counter(
     "cdrpipe_records_expired", "Records dropped at ingest: past the retention period", registry=REGISTRY
+)
+RECORDS_QUARANTINED = Counter(
+    "cdrpipe_records_quarantined",
+    "Rows of restricted subjects written to the quarantine instead of the dataset",
+    registry=REGISTRY,
+)
+RECORDS_SUPPRESSED = Counter(
+    "cdrpipe_records_suppressed",
+    "Rows dropped before publishing: their subject objected (art. 21)",
+    registry=REGISTRY,
 )
 FILES_PUBLISHED = Counter("cdrpipe_files_published", "Parquet files published", registry=REGISTRY)
 BYTES_PUBLISHED = Counter("cdrpipe_bytes_published", "Bytes of Parquet published", registry=REGISTRY)
@@ -56,9 +71,57 @@ ERASURE_SECONDS = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
     registry=REGISTRY,
 )
+SUBJECT_REQUESTS = Counter(
+    "cdrpipe_subject_requests",
+    "Rectification, restriction, lift, objection and withdrawal requests answered",
+    ["kind", "status"],
+    registry=REGISTRY,
+)
 RETENTION_PARTITIONS_DELETED = Counter(
     "cdrpipe_retention_partitions_deleted", "call_date partitions deleted by retention", registry=REGISTRY
 )
+
+
+class RequestRegisterMetrics(Collector):
+    """Open, overdue and oldest open subject requests, from the last reading of the register.
+
+    Nothing is exposed until :meth:`update` has been given a reading (a worker
+    that does not own the lifecycle path never claims a count it did not read).
+    Overdue and age are computed at scrape time, so they stay right between readings.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clock = clock
+        self._open: list[RequestRecord] | None = None
+
+    def update(self, records: list[RequestRecord]) -> None:
+        """Remember the open requests of a fresh reading of the register."""
+        self._open = [record for record in records if record.status == "open"]
+
+    def forget(self) -> None:
+        """Stop exposing the register (this worker no longer owns the lifecycle path)."""
+        self._open = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self._open is None:
+            return
+        now = self._clock()
+        by_kind = GaugeMetricFamily("cdrpipe_requests_open", "Open subject requests", labels=["kind"])
+        for kind in KINDS:
+            by_kind.add_metric([kind], sum(record.kind == kind for record in self._open))
+        yield by_kind
+        overdue = sum(record.overdue(now.date()) for record in self._open)
+        yield GaugeMetricFamily("cdrpipe_requests_overdue", "Open requests past their due date", overdue)
+        oldest = min((record.received_at for record in self._open), default=now)
+        yield GaugeMetricFamily(
+            "cdrpipe_requests_oldest_open_age_seconds",
+            "Age of the oldest open request (0 when none is open)",
+            (now - oldest).total_seconds(),
+        )
+
+
+REQUEST_REGISTER = RequestRegisterMetrics()
+REGISTRY.register(REQUEST_REGISTER)
 
 
 def watch_cache_hit_ratio(cache_info: Callable[[], tuple[int, int, int | None, int]]) -> None:

@@ -81,3 +81,22 @@ def redact_numbers(text: str) -> str:
     if not _ENOUGH_DIGITS.search(text):
         return text
     return _TOKEN.sub(lambda match: REPLACEMENT if _is_number(match) else match.group(), text)
+
+
+_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:{_SEPARATOR}?\d){{5,}}")
+_BARE_DIGITS = re.compile(rf"\+?\d{{{MIN_SIGNIFICANT_DIGITS},}}")
+
+
+def identifier_holds_number(identifier: str) -> bool:
+    """Whether an identifier (a request id, a call id) is or holds a phone number, as ids are read.
+
+    Narrower than :func:`contains_number`, because ids routinely hold long
+    digit groups that are not numbers (``DPO-2026-0042``, Asterisk's
+    ``1732530102.42``): an id holds a number when it is, as a whole, 7 or more
+    digits (with or without ``+``), or when a run starting with ``+``,
+    ``%2B`` or a trunk or international ``0`` spells 7 or more digits
+    (``0475 12 34 56``, ``cb-0470123456``). An id with a foreign number
+    without its ``+`` inside other characters (``cb-32470123456``) is not
+    recognised: that is the limit of reading ids.
+    """
+    return bool(_BARE_DIGITS.fullmatch(identifier) or _PREFIXED_RUN.search(identifier))

@@ -1,15 +1,12 @@
 """Pseudonymised rows, built a chunk at a time straight into Arrow columns.
 
-Contract: :func:`build_rows` turns a sequence of decoded CDRs (anything with
-the fields of :class:`~pipeline.record.CanonicalCdr`) into a table with the
-exact :data:`~pipeline.sink.schema.CDR_SCHEMA`, one row per CDR, in order.
-It keeps only what the data dictionary allows (pseudonyms, coarse attributes,
-service short codes); the raw party strings are never stored. Extensions and
-agents are pseudonymised within the record's tenant; only the callee of an
-outbound call can be a service short code. Each distinct
-party string of the chunk is resolved once. Times come either from the CDRs'
-aware ``datetime`` values or, for rows decoded with their times as text,
-from UTC arrays the caller parsed already (``times``).
+Contract: :func:`build_rows` turns a sequence of decoded CDRs into a table
+with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`, one row per CDR, in
+order. It keeps only what the data dictionary allows (pseudonyms, coarse
+attributes, service short codes); the raw party strings are never stored.
+Extensions and agents are pseudonymised within the record's tenant; only the
+callee of an outbound call can be a service short code. Each distinct party
+(string, tenant, role) of the chunk is resolved once.
 
 When a chunk cannot be built, :func:`unstorable_rows` names the rows to blame,
 so that those records, and only those, are dead-lettered.
@@ -17,16 +14,15 @@ so that those records, and only those, are dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
 from pipeline.msisdn import can_reach_service
 from pipeline.pseudonym import PartyColumns, PartyPseudonymizer
-from pipeline.record import TIME_FIELDS
+from pipeline.record import TIME_FIELDS, CanonicalCdr
 from pipeline.sink.schema import CDR_SCHEMA, TIMESTAMP
 
 _PARTY_FIELDS = ("pseudonym", "number_type", "country", "line_type", "shortcode")
@@ -36,34 +32,11 @@ _PLAIN_COLUMNS = (
 )  # fmt: skip
 
 
-class CdrFields(Protocol):
-    """The fields rows are built from (a :class:`~pipeline.record.CanonicalCdr` has them)."""
-
-    @property
-    def cdr_id(self) -> str: ...
-    @property
-    def caller(self) -> str: ...
-    @property
-    def callee(self) -> str: ...
-    @property
-    def connected(self) -> str | None: ...
-    @property
-    def agent(self) -> str | None: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def direction(self) -> str: ...
-
-
-def build_rows(
-    cdrs: Sequence[CdrFields],
-    parties: PartyPseudonymizer,
-    times: Mapping[str, pa.Array] | None = None,
-) -> pa.Table:
-    """The store's rows of ``cdrs`` (times from ``times`` where given, else from the CDRs)."""
+def build_rows(cdrs: Sequence[CanonicalCdr], parties: PartyPseudonymizer) -> pa.Table:
+    """The store's rows of ``cdrs``."""
     values: dict[str, Any] = {name: list(map(attrgetter(name), cdrs)) for name in _PLAIN_COLUMNS}
     for name in TIME_FIELDS:
-        values[name] = times[name] if times is not None else _timestamps(list(map(attrgetter(name), cdrs)))
+        values[name] = pa.array(list(map(attrgetter(name), cdrs)), TIMESTAMP)
     columns = parties.columns
     tenants = [parties.tenant_of(cdr.source) for cdr in cdrs]
     # a party is (raw string, tenant, can it be a service number); only an outbound callee can
@@ -87,18 +60,15 @@ def build_rows(
     return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)
 
 
-def unstorable_rows(
-    cdrs: Sequence[CdrFields], parties: PartyPseudonymizer, times: Mapping[str, pa.Array] | None = None
-) -> list[int]:
+def unstorable_rows(cdrs: Sequence[CanonicalCdr], parties: PartyPseudonymizer) -> list[int]:
     """The positions of the CDRs that cannot become rows (called after :func:`build_rows` failed).
 
     Each row is built on its own; if no single row is to blame, every row is.
     """
     bad = []
     for index in range(len(cdrs)):
-        row_times = {name: array.slice(index, 1) for name, array in times.items()} if times else None
         try:
-            build_rows([cdrs[index]], parties, row_times)
+            build_rows([cdrs[index]], parties)
         except Exception:  # whatever fails here is the row's fault
             bad.append(index)
     return bad or list(range(len(cdrs)))
@@ -107,10 +77,6 @@ def unstorable_rows(
 def _add_party(values: dict[str, Any], role: str, parties: list[PartyColumns]) -> None:
     for field in _PARTY_FIELDS:
         values[f"{role}_{field}"] = list(map(attrgetter(field), parties))
-
-
-def _timestamps(moments: list[datetime | None]) -> pa.Array:
-    return pa.array(moments, TIMESTAMP)
 
 
 def _array(values: list[Any] | pa.Array, arrow_type: pa.DataType) -> pa.Array:

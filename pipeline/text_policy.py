@@ -20,11 +20,10 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 import msgspec
 
-from pipeline.formats.canonical_fast import CanonicalRow
 from pipeline.msisdn import NumberClassifier, NumberKind
 from pipeline.number_text import contains_number, redact_numbers
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
@@ -88,11 +87,7 @@ POLICIES: dict[str, TextPolicy] = {
 }
 
 
-TextFields = TypeVar("TextFields", CanonicalCdr, CanonicalRow)
-"""A decoded record: exact (:class:`CanonicalCdr`) or canonical JSON with its times as text."""
-
-
-def enforce_text_policies(cdr: TextFields, classifier: NumberClassifier) -> TextFields:
+def enforce_text_policies(cdr: CanonicalCdr, classifier: NumberClassifier) -> CanonicalCdr:
     """``cdr`` with every text field within its policy, or a ``pii_in_text`` rejection."""
     replacements: dict[str, str] = {}
     for field, policy in POLICIES.items():

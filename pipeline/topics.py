@@ -36,8 +36,8 @@ def _retention(days: float) -> dict[str, str]:
 def topic_plans(settings: Settings) -> list[TopicPlan]:
     """Every topic cdrpipe uses.
 
-    Raw, dead-letter and erasure-request topics hold raw numbers: bounded
-    retention. The ledger is compacted (one entry per request, kept). Receipts
+    Raw, dead-letter, erasure-request and subject-request topics hold raw
+    numbers: bounded retention. The ledger is compacted (one entry per request, kept). Receipts
     are kept as long as the DPO record period. Lifecycle topics have one
     partition, so one worker at a time runs the serial lifecycle path.
     """
@@ -50,6 +50,8 @@ def topic_plans(settings: Settings) -> list[TopicPlan]:
         TopicPlan(settings.erasure_topic, 1, _retention(settings.request_retention_days)),
         TopicPlan(settings.ledger_topic, 1, {"cleanup.policy": "compact"}),
         TopicPlan(settings.receipts_topic, 1, _retention(settings.dpo_record_days)),
+        TopicPlan(settings.subject_requests_topic, 1, _retention(settings.request_retention_days)),
+        TopicPlan(settings.subject_receipts_topic, 1, _retention(settings.dpo_record_days)),
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 import socket
@@ -38,11 +39,22 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair found")
 
 
+LISTEN_PORTS = range(20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999): a port a worker listens on again after a
+restart must not be taken meanwhile by some client's outgoing connection."""
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free now and outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free listening port found")
 
 
 class WorkerProcess:
@@ -101,6 +113,17 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def start_workers(env: dict[str, str], log_dir: Path, count: int) -> list[WorkerProcess]:
+    """``count`` workers of one group, each with its own web port and log file, started."""
+    workers = [
+        WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, log_dir / f"worker-{index}.log")
+        for index in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    return workers
 
 
 async def publish(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import demo
-from tests.helpers import WorkerProcess, publish, wait_stored
+from tests.helpers import WorkerProcess, free_port, publish, wait_stored
 
 pytestmark = pytest.mark.integration
 
@@ -85,9 +85,7 @@ def test_rebalance_with_a_worker_stopped_and_started_repeatedly(
 ) -> None:
     env = _fast_env(worker_env)
     expected = _publish_demo(env, 60_000, seed=2)
-    steady = WorkerProcess(
-        {**env, "CDRPIPE_WEB_PORT": str(int(env["CDRPIPE_WEB_PORT"]) + 1)}, tmp_path / "steady.log"
-    )
+    steady = WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / "steady.log")
     steady.start()
     try:
         for round_number in range(4):
@@ -107,9 +105,7 @@ def test_a_stale_worker_resumed_after_its_session_expired_writes_no_duplicate(
     env = _fast_env(worker_env)
     first_half = _publish_demo(env, 30_000, seed=3)
     stale = WorkerProcess(env, tmp_path / "stale.log").start()
-    other = WorkerProcess(
-        {**env, "CDRPIPE_WEB_PORT": str(int(env["CDRPIPE_WEB_PORT"]) + 1)}, tmp_path / "other.log"
-    )
+    other = WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / "other.log")
     try:
         time.sleep(1.0)
         assert stale.process is not None

@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 from pipeline import log_scrub
 from pipeline.log_json import JsonFormatter
 from pipeline.msisdn import NumberClassifier, NumberKind
-from pipeline.number_text import MIN_SIGNIFICANT_DIGITS, contains_number, redact_numbers
+from pipeline.number_text import (
+    MIN_SIGNIFICANT_DIGITS,
+    contains_number,
+    identifier_holds_number,
+    redact_numbers,
+)
 
 BELGIAN = NumberClassifier("BE", (2, 5))
 REGIONS = ["BE", "FR", "NL", "DE", "GB", "LU", "US", "MA", "TR", "IT", "SE", "NU", "SH", "IE", "ES"]
@@ -179,3 +184,24 @@ def test_the_detector_catches_every_spelling_of_valid_numbers(
     spelling = _spellings(number)[which]
     if len(_digits(spelling)) >= MIN_SIGNIFICANT_DIGITS:
         assert contains_number(f"queue '{spelling}' is full")
+
+
+@pytest.mark.parametrize(
+    ("identifier", "holds"),
+    [
+        ("DPO-2026-0042", False),
+        ("1732530102.42#3", False),
+        ("CR202611170000", False),
+        ("3f2a1b4c-1234-5678-9abc-def9a2345678", False),
+        ("0475123456", True),
+        ("32475123456", True),
+        ("+32475123456", True),
+        ("0475 12 34 56", True),
+        ("cb-0470123456", True),
+        ("%2B32475123456", True),
+    ],
+)
+def test_identifiers_are_read_narrower_than_free_text(identifier: str, holds: bool) -> None:
+    assert identifier_holds_number(identifier) is holds
+    if holds:
+        assert contains_number(identifier)  # never wider than the free-text detector

@@ -13,7 +13,7 @@ from pipeline.keyring import load_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import ObjectStorage, open_storage
-from tests.helpers import WorkerProcess, free_port, wait_stored
+from tests.helpers import start_workers, wait_stored
 from tests.s3_support import moto_server, s3_store_env
 from tests.test_erasure_integration import SUBJECT, _cli, _env, _send, _traffic
 
@@ -40,12 +40,7 @@ def test_two_workers_on_s3_write_every_record_once_and_erase_serially(
             "CDRPIPE_RETENTION_INTERVAL_S": "2",
         }
         cdrs, subject_rows = _traffic(12_000, seed=91, subject_every=15)
-        workers = [
-            WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / f"worker-{index}.log")
-            for index in range(2)
-        ]
-        for worker in workers:
-            worker.start()
+        workers = start_workers(env, tmp_path, 2)
         try:
             _send(env, cdrs)
             wait_stored(env, timeout_s=180)

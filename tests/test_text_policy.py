@@ -12,14 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.formats import DecodeContext
-from pipeline.formats.canonical_fast import decode_row
 from pipeline.formats.mapped_csv import MappedCsvDecoder
 from pipeline.formats.selection import FormatSelector, builtin_decoders
-from pipeline.ingest import Ingestor, RawRecord
-from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier, NumberKind
 from pipeline.number_text import MIN_SIGNIFICANT_DIGITS
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import RecordRejectedError, RejectReason
 from pipeline.text_policy import POLICIES
 from tests.test_number_text import _numbers, _spellings
@@ -131,24 +127,3 @@ def test_an_id_that_is_a_number_the_classifier_reads_is_rejected(which: int, rng
         return
     with pytest.raises(RecordRejectedError, match=r"^cdr_id "):
         _decode("canonical-json", encode("canonical-json", base_cdr(spelling)))
-
-
-def test_the_bulk_canonical_path_applies_the_same_policies() -> None:
-    """Canonical JSON accepted in bulk (pipeline.formats.canonical_fast) gets the same verdicts."""
-    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(Key("k1", bytes(range(32)), "2026")), 64)
-    ingestor = Ingestor(SELECTOR, parties, 100, 5)
-    payloads = [
-        with_text("canonical-json", "queue", "callback 0470 12 34 56", "q-1"),
-        with_text("canonical-json", "source", "pbx-0470123456", "s-1"),
-        with_text("canonical-json", "cdr_id", "32470123456", "ignored"),
-        encode("canonical-json", base_cdr("clean-1")),
-    ]
-    assert all(decode_row(payload) is not None for payload in payloads)  # the bulk path reads them
-    letters = ingestor.add_batch([RawRecord("cdr.raw", 0, offset, p) for offset, p in enumerate(payloads)])
-    assert [(letter.record.offset, letter.reason, letter.format_name) for letter in letters] == [
-        (1, RejectReason.PII_IN_TEXT, "canonical-json"),
-        (2, RejectReason.PII_IN_TEXT, "canonical-json"),
-    ]
-    table = ingestor.take(("cdr.raw", 0)).files[0].table
-    assert table.column("cdr_id").to_pylist() == ["q-1", "clean-1"]
-    assert table.column("queue").to_pylist() == ["callback [number]", "sales"]

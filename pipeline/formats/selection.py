@@ -25,7 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext, Decoder, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import CsvMapping, MappedCsvDecoder
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
-from pipeline.text_policy import TextFields, enforce_text_policies
+from pipeline.text_policy import enforce_text_policies
 
 log = logging.getLogger(__name__)
 FORMAT_HEADER = "cdr-format"
@@ -67,7 +67,8 @@ class FormatSelector:
     def decode_as(self, name: str, payload: bytes) -> CanonicalCdr:
         """Decode ``payload`` as format ``name`` (one of this selector's formats)."""
         try:
-            return self.check_text(name, self._decoders[name](payload, self._context))
+            cdr = self._decoders[name](payload, self._context)
+            return enforce_text_policies(cdr, self._context.classifier)  # the one place, every format
         except RecordRejectedError as rejected:
             rejected.format_name = name
             raise
@@ -81,18 +82,6 @@ class FormatSelector:
             raise RecordRejectedError(
                 RejectReason.DECODER_ERROR, f"decoder raised {kind} at {where}", name
             ) from None
-
-    def check_text(self, name: str, cdr: TextFields) -> TextFields:
-        """``cdr`` (decoded as format ``name``) under the text policies of the data dictionary.
-
-        The one place where they are enforced: :meth:`decode_as` calls it for
-        every format, and the ingest path for canonical JSON it decodes in bulk.
-        """
-        try:
-            return enforce_text_policies(cdr, self._context.classifier)
-        except RecordRejectedError as rejected:
-            rejected.format_name = name
-            raise
 
     def choose(self, topic: str, headers: Sequence[tuple[str, bytes]], payload: bytes) -> str:
         """The format name for a message (header, then topic mapping, then sniffing)."""

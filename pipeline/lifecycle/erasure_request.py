@@ -57,11 +57,11 @@ def decode_request(payload: bytes) -> ErasureRequest | InvalidRequest:
     try:
         return _REQUEST.decode(payload)
     except msgspec.DecodeError as error:
-        return InvalidRequest(_request_id_of(payload), _schema_problem(error))
+        return InvalidRequest(_request_id_of(payload), schema_problem(error))
 
 
-def _schema_problem(error: msgspec.DecodeError) -> str:
-    """Where a request breaks its schema; msgspec's own message may quote the value, so it is not used."""
+def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:
+    """Where a request breaks ``schema``; msgspec's own message may quote the value, so it is not used."""
     message = str(error)
     where, missing = _SCHEMA_PATH.search(message), _MISSING_FIELD.search(message)
     detail = (
@@ -71,7 +71,7 @@ def _schema_problem(error: msgspec.DecodeError) -> str:
         if missing
         else "not a JSON object of that form"
     )
-    return f"the request does not match schemas/erasure-request.schema.json ({detail})"
+    return f"the request does not match {schema} ({detail})"
 
 
 def _request_id_of(payload: bytes) -> str:

@@ -4,7 +4,9 @@ Contract: :func:`export_subject` writes exactly the rows in which any of the
 subject's pseudonyms (under every key id) is the caller, callee, connected
 party or agent, from every partition, with their ``call_date``; nobody else's
 rows. Files outside ``call_date=`` directories are never read (the caller
-reports them with :func:`~pipeline.lifecycle.finder.skip_strays`). If a data
+reports them with :func:`~pipeline.lifecycle.finder.skip_strays`). Rows of the
+quarantine (a restriction or objection took them out of use) are exported
+too, with ``restricted`` true; the dataset's rows have it false. If a data
 file cannot be read, it raises :class:`UnreadableFilesError` naming it rather
 than return an export that may be incomplete.
 :func:`minimise` turns the rows into the copy a data subject receives (GDPR
@@ -34,6 +36,7 @@ from pipeline.errors import ConfigError
 from pipeline.lifecycle.finder import partition_date, search
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
+from pipeline.sink.naming import QUARANTINE
 from pipeline.sink.storage import Storage
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
@@ -64,8 +67,11 @@ def subject_rows(
         if table.num_rows:
             call_date = partition_date(path)
             decoded = table.cast(pa.schema([_plain(field) for field in table.schema]))
+            restricted = path.startswith(QUARANTINE + "/")
             tables.append(
-                decoded.append_column("call_date", pa.array([call_date] * table.num_rows, pa.date32()))
+                decoded.append_column(
+                    "call_date", pa.array([call_date] * table.num_rows, pa.date32())
+                ).append_column("restricted", pa.array([restricted] * table.num_rows, pa.bool_()))
             )
     return pa.concat_tables(tables).sort_by([("start_time", "ascending")]) if tables else None
 

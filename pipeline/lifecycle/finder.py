@@ -3,8 +3,10 @@
 Contract:
 
 * :func:`list_data_files` lists the published data files under
-  ``cdr/call_date=YYYY-MM-DD/``; any other file under ``cdr/`` is returned
-  apart as a stray, never parsed, so it stops no lifecycle operation.
+  ``<area>/call_date=YYYY-MM-DD/`` of every area (the dataset ``cdr/`` and
+  the quarantine ``restricted/``, or the ones asked for); any other file
+  under an area is returned apart as a stray, never parsed, so it stops no
+  lifecycle operation.
   :func:`skip_strays` logs a warning and writes an audit entry naming them.
 * :func:`search` reads every file's footer (several at a time: on S3 each
   footer read is a round trip) and returns every file that holds a row of
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lifecycle.audit import append_audit
 from pipeline.sink import subject_index
-from pipeline.sink.naming import DATASET, SUFFIX
+from pipeline.sink.naming import AREAS, SUFFIX
 from pipeline.sink.parquet import KEY_IDS_METADATA_KEY
 from pipeline.sink.storage import Storage
 
@@ -43,9 +45,9 @@ _PARTITION_PREFIX = "call_date="
 
 
 def partition_date(path: str) -> date | None:
-    """The call date of a data file at ``cdr/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
+    """The call date of a data file at ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
     parts = path.split("/")
-    if len(parts) != 3 or parts[0] != DATASET or not parts[2].endswith(SUFFIX):
+    if len(parts) != 3 or parts[0] not in AREAS or not parts[2].endswith(SUFFIX):
         return None
     if not parts[1].startswith(_PARTITION_PREFIX):
         return None
@@ -57,24 +59,29 @@ def partition_date(path: str) -> date | None:
 
 @dataclass(frozen=True, slots=True)
 class DataFiles:
-    """The data files of a store, and the files under ``cdr/`` that are not data files."""
+    """The data files of a store, and the files under its areas that are not data files."""
 
     paths: list[str]
     strays: list[str]
 
 
-def list_data_files(storage: Storage, modified_since: datetime | None = None) -> DataFiles:
-    """Every published data file (modified at or after ``modified_since``), and the strays."""
+def list_data_files(
+    storage: Storage, modified_since: datetime | None = None, areas: tuple[str, ...] = AREAS
+) -> DataFiles:
+    """Every published data file of ``areas`` (modified at or after ``modified_since``), and the strays."""
     paths: list[str] = []
     strays: list[str] = []
-    for path in storage.list(DATASET, modified_since):
-        (paths if partition_date(path) is not None else strays).append(path)
+    for area in areas:
+        for path in storage.list(area, modified_since):
+            (paths if partition_date(path) is not None else strays).append(path)
     return DataFiles(paths, strays)
 
 
-def data_files(storage: Storage, modified_since: datetime | None = None) -> list[str]:
-    """Every published data file of the store (modified at or after ``modified_since``)."""
-    return list_data_files(storage, modified_since).paths
+def data_files(
+    storage: Storage, modified_since: datetime | None = None, areas: tuple[str, ...] = AREAS
+) -> list[str]:
+    """Every published data file of ``areas`` (modified at or after ``modified_since``)."""
+    return list_data_files(storage, modified_since, areas).paths
 
 
 def skip_strays(storage: Storage, strays: list[str], operation: str, now: datetime) -> None:
@@ -85,7 +92,7 @@ def skip_strays(storage: Storage, strays: list[str], operation: str, now: dateti
         "%s skipped %d files under %s/ outside call_date=YYYY-MM-DD/ directories: %s",
         operation,
         len(strays),
-        DATASET,
+        "/, ".join(AREAS),
         ", ".join(strays),
     )
     append_audit(storage, "stray-files", {"operation": operation, "files_skipped": strays}, now)
@@ -119,8 +126,9 @@ def search(
     pseudonyms: Iterable[str],
     progress: Callable[[int], None] | None = None,
     modified_since: datetime | None = None,
+    areas: tuple[str, ...] = AREAS,
 ) -> Search:
-    """Read every data file's footer: the files that may hold any of ``pseudonyms``, and key ids."""
+    """Read the footers of the data files of ``areas``: the files that may hold ``pseudonyms``, key ids."""
     wanted = list(pseudonyms)
 
     def read_footer(path: str) -> tuple[bool, frozenset[str]] | str:
@@ -136,7 +144,7 @@ def search(
             log.warning("cannot read the footer of %s: %s", path, exc)
             return _UNREADABLE
 
-    listed = list_data_files(storage, modified_since)
+    listed = list_data_files(storage, modified_since, areas)
     found: list[str] = []
     unreadable: list[str] = []
     key_ids: dict[str, frozenset[str]] = {}

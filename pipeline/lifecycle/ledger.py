@@ -31,8 +31,17 @@ Design, and why it holds under key rotation:
   outputs in separate domains, so two keys never give one value to two
   people. The key id is kept for receipts and audits.
 
-Every entry has an ``action``. Only ``erase`` exists; other rights (restriction,
-objection) can add actions that use the same :meth:`ErasureLedger.matches`.
+Every entry has an ``action``, and :meth:`ErasureLedger.route` applies all of
+them through the same :meth:`ErasureLedger.matches`:
+
+* ``erase``: the rows (or parties) up to ``requested_at`` are removed;
+* ``restrict`` (art. 18): every row of the subject, whatever its call time,
+  goes to the quarantine instead of the dataset;
+* ``suppress`` (an objection, art. 21): every row of the subject is dropped
+  and counted, never written;
+* ``ended``: a restriction lifted or an objection withdrawn. It replaces the
+  entry under the same key (the compacted topic keeps only it) and has no
+  subject, so it matches nothing.
 Entries written before key ids were recorded (a bare ``pseudonyms`` list) are
 still read, as pairs with an unknown key id.
 """
@@ -40,17 +49,21 @@ still read, as pairs with an unknown key id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.lifecycle.rows import SUBJECT_COLUMNS, Mode, erase_rows
+from pipeline.lifecycle.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
 
 Translations = Mapping[str, tuple[str, ...]]
 """A batch's pseudonyms, each mapped to the same party's pseudonyms under the keyring's other keys."""
+
+Action = Literal["erase", "restrict", "suppress", "ended"]
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 UNKNOWN_KEY = ""
 """The key id of a pseudonym given as such (its key is not known)."""
@@ -69,7 +82,7 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
     request_id: str
     requested_at: datetime
     mode: Mode = "delete"
-    action: Literal["erase"] = "erase"
+    action: Action = "erase"
     subject: list[KeyedPseudonym] = []
     pseudonyms: list[str] = []
     """Entries of earlier versions: pseudonyms without key ids."""
@@ -98,6 +111,15 @@ def distinct_pseudonyms(table: pa.Table) -> set[str]:
     for column in SUBJECT_COLUMNS:
         values.update(pc.unique(table.column(column)).drop_null().to_pylist())
     return values
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a table's rows go: the dataset, the quarantine (None when no row), or nowhere (counted)."""
+
+    kept: pa.Table
+    quarantined: pa.Table | None
+    suppressed: int
 
 
 class ErasureLedger:
@@ -138,8 +160,38 @@ class ErasureLedger:
                     matched.setdefault(request_id, set()).add(value)
         return [(self._entries[request_id], frozenset(values)) for request_id, values in matched.items()]
 
+    def in_force(self, action: Action, pseudonyms: frozenset[str]) -> list[LedgerEntry]:
+        """The entries with ``action`` whose subject shares a pseudonym with ``pseudonyms``."""
+        request_ids = set().union(*(self._index.get(pseudonym, ()) for pseudonym in pseudonyms))
+        return [
+            self._entries[request_id]
+            for request_id in sorted(request_ids)
+            if self._entries[request_id].action == action
+        ]
+
     def apply(self, table: pa.Table, translations: Translations | None = None) -> pa.Table:
         """``table`` without the rows (or parties) erased by any entry."""
         for entry, values in self.matches(table, translations or {}):
-            table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+            if entry.action == "erase":
+                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
         return table
+
+    def route(self, table: pa.Table, translations: Translations | None = None) -> Routed:
+        """Apply every entry: objections first (their rows dropped and counted), then erasures,
+        then restrictions (their rows quarantined)."""
+        matched = self.matches(table, translations or {})
+        suppressed = frozenset().union(*(values for entry, values in matched if entry.action == "suppress"))
+        dropped = 0
+        if suppressed:
+            mask = subject_row_mask(table, suppressed, _END_OF_TIME)
+            dropped = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
+            table = table.filter(pc.invert(mask))
+        for entry, values in matched:
+            if entry.action == "erase":
+                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+        restricted = frozenset().union(*(values for entry, values in matched if entry.action == "restrict"))
+        if not restricted:
+            return Routed(table, None, dropped)
+        mask = subject_row_mask(table, restricted, _END_OF_TIME)
+        quarantined = table.filter(mask)
+        return Routed(table.filter(pc.invert(mask)), quarantined if quarantined.num_rows else None, dropped)

@@ -1,10 +1,13 @@
-"""Re-apply every erasure of the ledger to the store, e.g. after restoring files from a backup.
+"""Re-apply the ledger to the store, e.g. after restoring files from a backup.
 
-Contract: :func:`reapply_ledger` finds, for every ledger entry, the files that
+Contract: :func:`reapply_ledger` finds, for every erasure of the ledger, the files that
 may hold its pseudonyms, rewrites them without the erased rows (or parties),
-verifies them, and appends one ``ledger-reapply`` audit entry with the request
-ids, files rewritten, rows affected and the verification result. Applying it
-to a store that already reflects every erasure changes no file. It must not
+verifies them; then, for every restriction and objection in force, moves the
+subject's rows that are back in the dataset to the quarantine (a backup taken
+before the restriction holds them in ``cdr/``). It appends one
+``ledger-reapply`` audit entry with the request ids, files rewritten, rows
+affected and the verification result. Applying it to a store that already
+reflects every entry changes no file. It must not
 run while a worker erases (run it with the workers stopped, like ``cdrpipe
 retention``).
 """
@@ -18,7 +21,9 @@ from datetime import UTC, datetime
 from pipeline.lifecycle.audit import append_audit
 from pipeline.lifecycle.finder import skip_strays
 from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.quarantine import move_subject_rows
 from pipeline.lifecycle.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.sink.naming import DATASET, QUARANTINE
 from pipeline.sink.storage import Storage
 
 
@@ -31,6 +36,9 @@ class ReapplyReport:
     files_deleted: list[str]
     rows_affected: int
     verification_passed: bool
+    holds: int = 0
+    """Restrictions and objections in force whose rows were checked."""
+    rows_quarantined: int = 0
 
 
 def reapply_ledger(
@@ -45,6 +53,8 @@ def reapply_ledger(
     affected = 0
     passed = True
     strays: list[str] = []
+    holds = [entry for entry in entries if entry.action in ("restrict", "suppress")]
+    entries = [entry for entry in entries if entry.action == "erase"]
     for entry in entries:
         pseudonyms = entry.subject_pseudonyms()
         requested_at = entry.requested_at.astimezone(UTC)
@@ -59,13 +69,25 @@ def reapply_ledger(
         passed = passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched).passed
         if progress is not None:
             progress(1)
+    quarantined = 0
+    for entry in holds:  # after the erasures: erased rows never reach the quarantine
+        moved = move_subject_rows(storage, entry.subject_pseudonyms(), DATASET, QUARANTINE)
+        quarantined += moved.rows_moved
+        rewritten.update(moved.files_written)
+        deleted.update(moved.files_deleted)
+        passed = passed and moved.verified
+        if progress is not None:
+            progress(1)
     skip_strays(storage, strays, "ledger re-apply", now())
-    report = ReapplyReport(len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed)
+    report = ReapplyReport(
+        len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed, len(holds), quarantined
+    )
     append_audit(
         storage,
         "ledger-reapply",
         {
-            "request_ids": [entry.request_id for entry in entries],
+            "request_ids": [entry.request_id for entry in entries + holds],
+            "rows_quarantined": quarantined,
             "files_rewritten": report.files_rewritten,
             "files_deleted": report.files_deleted,
             "rows_affected": report.rows_affected,

@@ -6,7 +6,8 @@ files (unless ``dry_run``) and writes one audit entry per deleted partition.
 Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
 warning and an audit entry; they never stop retention.
 :func:`horizon` is the same rule for a single record at ingest: a record
-whose call date is before it is dropped.
+whose call date is before it is dropped. :func:`purge_dpo_records` deletes the
+DPO records past their period: audit entries, receipts and closed requests.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from pipeline.lifecycle.audit import append_audit
+from pipeline.lifecycle.audit import append_audit, purge_audit
 from pipeline.lifecycle.finder import list_data_files, partition_date, skip_strays
+from pipeline.lifecycle.receipts import purge_receipts
+from pipeline.lifecycle.register import purge_requests
 from pipeline.sink.storage import Storage
 
 
@@ -64,3 +67,10 @@ def apply_retention(
                 now,
             )
     return RetentionReport(oldest_kept, expired, dry_run)
+
+
+def purge_dpo_records(storage: Storage, keep_days: int, now: datetime) -> int:
+    """Purge audit days, receipts and closed register entries older than ``keep_days``; return how many."""
+    purged = purge_audit(storage, keep_days, now.date())
+    purged += purge_receipts(storage, keep_days, now)
+    return purged + purge_requests(storage, keep_days, now)

@@ -79,9 +79,17 @@ def erase_rows(
         return table, 0
     if mode == "delete":
         return table.filter(pc.invert(any_party)), affected
-    for role, columns in _PARTY_COLUMNS.items():
-        mask = masks[role]
-        for name in columns:
+    return redact_parties(table, masks), affected
+
+
+def redact_parties(table: pa.Table, masks: dict[str, pa.Array]) -> pa.Table:
+    """``table`` with the party of each role redacted in the rows its mask selects.
+
+    ``masks`` maps ``caller``, ``callee`` or ``connected`` to a boolean mask;
+    a role left out is not touched.
+    """
+    for role, mask in masks.items():
+        for name in _PARTY_COLUMNS[role]:
             field = CDR_SCHEMA.field(name)
             column = table.column(name).cast(
                 field.type.value_type if pa.types.is_dictionary(field.type) else field.type
@@ -91,4 +99,4 @@ def erase_rows(
             if pa.types.is_dictionary(field.type):
                 redacted = redacted.dictionary_encode()
             table = table.set_column(table.schema.get_field_index(name), field, redacted)
-    return table, affected
+    return table

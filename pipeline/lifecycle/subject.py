@@ -70,7 +70,7 @@ def subject_from_party(party: PartyNumber, keyring: Keyring, tenant: str | None 
     if domain is None or party.value is None:
         raise SubjectError(f"the subject is not a subscriber number or extension (it is {party.kind.value})")
     if domain is Domain.EXTENSION and not tenant:
-        raise SubjectError("an extension is only unique within its tenant: give the tenant (--tenant)")
+        raise SubjectError("an extension is only unique within its tenant, which the request must name")
     return _under_every_key(keyring, domain, party.value, tenant if domain is Domain.EXTENSION else None)
 
 
@@ -80,7 +80,7 @@ def subject_from_agent(agent_id: str, keyring: Keyring, tenant: str | None = Non
     if not value:
         raise SubjectError("the agent id is empty")
     if not tenant:
-        raise SubjectError("an agent id is only unique within its tenant: give the tenant (--tenant)")
+        raise SubjectError("an agent id is only unique within its tenant, which the request must name")
     return _under_every_key(keyring, Domain.AGENT, value, tenant)
 
 

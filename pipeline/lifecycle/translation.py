@@ -14,7 +14,7 @@ from __future__ import annotations
 from pipeline.keyring import Keyring
 from pipeline.msisdn import NumberClassifier, can_reach_service
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.rows import CdrFields
+from pipeline.record import CanonicalCdr
 
 
 class KeyTranslator:
@@ -36,7 +36,7 @@ class KeyTranslator:
         )
         return cls(active, others)
 
-    def note(self, cdr: CdrFields, into: dict[str, tuple[str, ...]]) -> None:
+    def note(self, cdr: CanonicalCdr, into: dict[str, tuple[str, ...]]) -> None:
         """Add the translations of ``cdr``'s parties and agent to ``into``."""
         if not self._others:
             return

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.ingest import Ingestor, PartitionFlush, TopicPartitionKey
-from pipeline.metrics import BYTES_PUBLISHED, FILES_PUBLISHED, HEALTH, PUBLISH_SECONDS, RECORDS_WRITTEN
+from pipeline.metrics import (
+    BYTES_PUBLISHED,
+    FILES_PUBLISHED,
+    HEALTH,
+    PUBLISH_SECONDS,
+    RECORDS_QUARANTINED,
+    RECORDS_SUPPRESSED,
+    RECORDS_WRITTEN,
+)
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.sink.storage_errors import StorageError, TerminalStorageError
 
@@ -177,7 +185,7 @@ class BatchCommitter:
                     recorded_end,
                 )
                 return Replay(key, flush.first_offset, recorded_end)
-            written = self._publisher.publish(flush)
+            published = self._publisher.publish(flush)
         except TerminalStorageError as exc:
             self._report_terminal(str(exc))
             self._sleep(self._terminal_pause_s)  # no point in hammering a store that refuses
@@ -198,10 +206,12 @@ class BatchCommitter:
             return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
         # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
         log.info(
-            "published %d files (%s rows, %s bytes) for %s[%d] offsets %s..%s",
+            "published %d files (%s rows, %s quarantined, %s suppressed, %s bytes) for %s[%d] offsets %s..%s",
             len(flush.files),
-            f"{flush.rows:,}",
-            f"{written:,}",
+            f"{published.rows:,}",
+            f"{published.quarantined:,}",
+            f"{published.suppressed:,}",
+            f"{published.bytes_written:,}",
             flush.topic,
             flush.partition,
             f"{flush.first_offset:,}",
@@ -215,9 +225,12 @@ class BatchCommitter:
         self._forget_previous(key, flush.first_offset)
         self._terminal_reported = None
         HEALTH.recovered()
-        RECORDS_WRITTEN.inc(flush.rows)
+        # Counted once the offsets are committed: a replayed batch is not counted twice.
+        RECORDS_WRITTEN.inc(published.rows)
+        RECORDS_QUARANTINED.inc(published.quarantined)
+        RECORDS_SUPPRESSED.inc(published.suppressed)
         FILES_PUBLISHED.inc(len(flush.files))
-        BYTES_PUBLISHED.inc(written)
+        BYTES_PUBLISHED.inc(published.bytes_written)
         PUBLISH_SECONDS.observe(time.perf_counter() - began)
         return Committed()
 

@@ -1,6 +1,7 @@
 """Deterministic object names: a replay of the same offsets produces the same names.
 
-``cdr/call_date=YYYY-MM-DD/<topic>+<partition>+<first offset, 20 digits>.parquet``
+``cdr/call_date=YYYY-MM-DD/<topic>+<partition>+<first offset, 20 digits>.parquet``; a quarantined
+row lives under the same name with ``restricted/`` in place of ``cdr/``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,10 @@ from __future__ import annotations
 from datetime import date
 
 DATASET = "cdr"
+QUARANTINE = "restricted"
+"""Rows taken out of use (restriction, objection): outside ``cdr/``, so no analyst query sees them."""
+AREAS = (DATASET, QUARANTINE)
+"""Every area that holds data files; lifecycle operations (erasure, export, retention) cover all."""
 SUFFIX = ".parquet"
 
 
@@ -19,3 +24,8 @@ def partition_dir(call_date: date) -> str:
 def file_path(call_date: date, topic: str, partition: int, first_offset: int) -> str:
     """The store-relative path of the file that starts at ``first_offset`` of ``topic``/``partition``."""
     return f"{partition_dir(call_date)}/{topic}+{partition}+{first_offset:020d}{SUFFIX}"
+
+
+def in_area(path: str, area: str) -> str:
+    """``path`` (``<area>/call_date=…/<name>``) in ``area``, under the same partition and name."""
+    return f"{area}/{path.split('/', 1)[1]}"

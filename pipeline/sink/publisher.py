@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
@@ -34,6 +35,9 @@ from typing import TypeVar
 import pyarrow as pa
 
 from pipeline.ingest import PartitionFlush, PendingFile
+from pipeline.lifecycle.ledger import Routed
+from pipeline.lifecycle.quarantine import merge_into
+from pipeline.sink.naming import QUARANTINE, in_area
 from pipeline.sink.parquet import encode
 from pipeline.sink.storage import Storage
 from pipeline.sink.storage_errors import StorageError, TerminalStorageError
@@ -42,12 +46,23 @@ log = logging.getLogger(__name__)
 
 INTENT_DIR = "_cdrpipe/intents"
 T = TypeVar("T")
-RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], pa.Table]
+RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], pa.Table | Routed]
+"""The ledger's view of a file's rows: the rows to keep, or where each row goes (:class:`Routed`)."""
 
 
 def intent_path(topic: str, partition: int, first_offset: int) -> str:
     """Where the intent of the batch starting at ``first_offset`` is recorded."""
     return f"{INTENT_DIR}/{topic}+{partition}+{first_offset:020d}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What publishing a batch wrote: bytes and rows in the dataset, rows quarantined, rows suppressed."""
+
+    bytes_written: int
+    rows: int
+    quarantined: int
+    suppressed: int
 
 
 class UnstorableRowsError(Exception):
@@ -102,26 +117,47 @@ class BatchPublisher:
             raise StorageError(f"intent {path} vanished while it was read")
         return int(json.loads(recorded)["end_offset"])
 
-    def publish(self, flush: PartitionFlush) -> int:
-        """Publish every file of the batch (minus erased rows); return the bytes written.
+    def publish(self, flush: PartitionFlush) -> Published:
+        """Publish every file of the batch as the ledger routes its rows; say what was written.
 
-        Every file is encoded before the first one is written, so a batch with
-        an unstorable row publishes nothing (:class:`UnstorableRowsError`).
+        Erased and suppressed rows are not written. Restricted rows are merged
+        into the file's mirror in the quarantine (merged, not replaced: the
+        mirror may hold rows that a restriction or objection moved there).
+        Every file is routed and encoded before the first one is written, so a
+        file whose rows cannot be stored publishes nothing of the batch
+        (:class:`UnstorableRowsError`).
         """
-        encoded = [(pending.path, self._encode(pending)) for pending in flush.files]
-        written = 0
-        for path, data in encoded:
-            if data is None:
-                continue
-            self._retrying(partial(self.storage.publish, path, data))
-            written += len(data)
-        return written
+        prepared = [(pending, self._prepare(pending)) for pending in flush.files]
+        written = rows = quarantined = suppressed = 0
+        for pending, (routed, data) in prepared:
+            if routed.quarantined is not None:
+                mirror = in_area(pending.path, QUARANTINE)
+                self._guarded(
+                    pending,
+                    partial(self._retrying, partial(merge_into, self.storage, mirror, routed.quarantined)),
+                )
+            if data is not None:
+                self._retrying(partial(self.storage.publish, pending.path, data))
+                written += len(data)
+            rows += routed.kept.num_rows
+            quarantined += routed.quarantined.num_rows if routed.quarantined is not None else 0
+            suppressed += routed.suppressed
+        return Published(written, rows, quarantined, suppressed)
 
-    def _encode(self, pending: PendingFile) -> bytes | None:
-        """The Parquet bytes of a file's rows after the row filter; None if no row is left."""
+    def _prepare(self, pending: PendingFile) -> tuple[Routed, bytes | None]:
+        """Where the ledger sends the file's rows, and the Parquet bytes of those it keeps."""
+
+        def route_and_encode() -> tuple[Routed, bytes | None]:
+            routed = self._row_filter(pending.table, pending.translations)
+            if not isinstance(routed, Routed):
+                routed = Routed(routed, None, 0)
+            return routed, encode(routed.kept) if routed.kept.num_rows else None
+
+        return self._guarded(pending, route_and_encode)
+
+    def _guarded(self, pending: PendingFile, operation: Callable[[], T]) -> T:
         try:
-            table = self._row_filter(pending.table, pending.translations)
-            return encode(table) if table.num_rows else None
+            return operation()
         except StorageError:
             raise
         except Exception as exc:

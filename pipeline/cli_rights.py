@@ -1,0 +1,169 @@
+"""``cdrpipe rectify``, ``restrict``, ``unrestrict``, ``object``, ``withdraw-objection``.
+
+Contract: each command checks its request as the worker will (a request the
+worker would reject is refused here with exit status 2), publishes it to the
+subject request topic and, with ``--wait``, prints the receipt as JSON: exit
+status 0 when the request was carried out, 1 when it was rejected or no
+receipt came in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import click
+import msgspec
+
+from pipeline.config import load_settings
+from pipeline.errors import ConfigError
+from pipeline.keyring import load_keyring
+from pipeline.lifecycle.register import check_request_id, new_request_id
+from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
+from pipeline.request_client import request_and_wait
+from pipeline.runtime import build_classifier
+
+REQUEST_ID_OPTION = click.option(
+    "--request-id",
+    default=None,
+    callback=lambda _ctx, _param, value: value and check_request_id(value),
+    help="Request id (default: a new UUID).",
+)
+WAIT_OPTION = click.option(
+    "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
+)
+
+
+def _send(request: SubjectRequest, wait_s: float) -> None:
+    payload = msgspec.json.encode(request)
+    checked = parse_request(request.request_id.encode(), payload)
+    if isinstance(checked, Rejection):
+        raise ConfigError(checked.reason)
+    settings = load_settings()
+    topics = (settings.subject_requests_topic, settings.subject_receipts_topic)
+    receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
+    echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
+    if receipt is not None and receipt.get("status") != "done":
+        raise SystemExit(1)
+
+
+def echo_receipt(receipt: dict[str, object] | None, published: str, wait_s: float) -> None:
+    """Print the receipt as JSON; without one, say what was published (an error if it was awaited)."""
+    if receipt is not None:
+        click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+        return
+    click.echo(published)
+    if wait_s > 0:
+        raise click.ClickException(f"no receipt after {wait_s:.0f}s; is a worker running?")
+
+
+@click.command("rectify")
+@click.option("--cdr-id", required=True, help="The call whose party is wrongly attributed.")
+@click.option("--party", type=click.Choice(["caller", "callee"]), required=True, help="The wrong party.")
+@click.option(
+    "--call-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Search only this call date."
+)
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def rectify_command(
+    cdr_id: str, party: str, call_date: datetime | None, request_id: str | None, wait_s: float
+) -> None:
+    """Redact a wrongly attributed party of one call (art. 16); the call itself is never edited."""
+    day: date | None = call_date.date() if call_date else None
+    _send(
+        SubjectRequest(
+            request_id=request_id or new_request_id(),
+            kind="rectification",
+            requested_at=datetime.now(UTC),
+            cdr_id=cdr_id,
+            party="caller" if party == "caller" else "callee",
+            call_date=day,
+        ),
+        wait_s,
+    )
+
+
+_NUMBER = click.option("--number", help="The subject's phone number or extension, in any spelling.")
+_PSEUDONYM = click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead.")
+
+
+def _subject_request(
+    kind: RequestKind, number: str | None, pseudonym: str | None, request_id: str | None, **fields: Any
+) -> SubjectRequest:
+    """A request about the subject given as a number or a pseudonym, checked before it is sent."""
+    if (number is None) == (pseudonym is None):
+        raise click.UsageError("give exactly one of --number or --pseudonym")
+    if pseudonym is not None:
+        subject_from_pseudonym(pseudonym)
+    else:
+        settings = load_settings()
+        subject_from_number(str(number), load_keyring(settings.keyring), build_classifier(settings))
+    return SubjectRequest(
+        request_id=request_id or new_request_id(),
+        kind=kind,
+        requested_at=datetime.now(UTC),
+        subject=number if number is not None else pseudonym,
+        subject_kind="number" if number is not None else "pseudonym",
+        **fields,
+    )
+
+
+@click.command("restrict")
+@_NUMBER
+@_PSEUDONYM
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def restrict_command(
+    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
+) -> None:
+    """Restrict a subject (art. 18): move their rows to the quarantine; later records go there too."""
+    _send(_subject_request("restriction", number, pseudonym, request_id), wait_s)
+
+
+@click.command("unrestrict")
+@_NUMBER
+@_PSEUDONYM
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def unrestrict_command(
+    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
+) -> None:
+    """Lift a subject's restriction: their rows go back into the dataset, later records too."""
+    _send(_subject_request("lift", number, pseudonym, request_id), wait_s)
+
+
+@click.command("object")
+@_NUMBER
+@_PSEUDONYM
+@click.option(
+    "--existing",
+    type=click.Choice(["quarantine", "erase"]),
+    required=True,
+    help="What happens to the rows already stored: moved to the quarantine, or erased.",
+)
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def object_command(
+    number: str | None, pseudonym: str | None, existing: str, request_id: str | None, wait_s: float
+) -> None:
+    """Record an objection (art. 21): later records are dropped; stored ones quarantined or erased."""
+    chosen = "erase" if existing == "erase" else "quarantine"
+    _send(_subject_request("objection", number, pseudonym, request_id, existing=chosen), wait_s)
+
+
+@click.command("withdraw-objection")
+@_NUMBER
+@_PSEUDONYM
+@REQUEST_ID_OPTION
+@WAIT_OPTION
+def withdraw_objection_command(
+    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
+) -> None:
+    """Withdraw a subject's objection: later records are stored again; quarantined rows come back."""
+    _send(_subject_request("withdrawal", number, pseudonym, request_id), wait_s)
+
+
+COMMANDS = [rectify_command, restrict_command, unrestrict_command, object_command, withdraw_objection_command]

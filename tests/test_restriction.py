@@ -1,0 +1,304 @@
+"""Restriction, lift, objection, withdrawal without a broker: quarantine moves, ledger routing, processor."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.formats.selection import FormatSelector, builtin_decoders
+from pipeline.ingest import Ingestor, RawRecord
+from pipeline.keyring import Key, Keyring
+from pipeline.lifecycle.export import subject_rows
+from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry
+from pipeline.lifecycle.quarantine import merge_into, move_subject_rows
+from pipeline.lifecycle.reapply import reapply_ledger
+from pipeline.lifecycle.register import load_request, register_received
+from pipeline.lifecycle.restriction import Ledger, Passes
+from pipeline.lifecycle.retention import apply_retention
+from pipeline.lifecycle.rewriter import rewrite_subject_files
+from pipeline.lifecycle.rights import RightsProcessor
+from pipeline.lifecycle.subject import subject_from_number
+from pipeline.lifecycle.subject_request import SubjectRequest
+from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.sink.publisher import BatchPublisher
+from pipeline.sink.storage import LocalStorage
+from tests.samples import call_at, decode_context
+from tests.test_lifecycle import CLASSIFIER, KEYS, SUBJECT, _file, _store
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+OLD_KEYS = Keyring("k1", (KEYS.keys[0],))
+"""The keyring before the rotation to k2."""
+SUBJECT_IDS = {"a", "c"}  # the rows of SUBJECT in _store (under k1 and k2)
+
+
+def _ids(tmp_path: Path, area: str) -> list[str]:
+    files = list(tmp_path.glob(f"{area}/*/*.parquet"))
+    if not files:
+        return []
+    return sorted(
+        row[0]
+        for row in duckdb.sql(f"SELECT cdr_id FROM read_parquet('{tmp_path}/{area}/*/*.parquet')").fetchall()
+    )
+
+
+def _processor(storage: LocalStorage, view: ErasureLedger, written: list[LedgerEntry]) -> RightsProcessor:
+    def write(entry: LedgerEntry) -> None:
+        written.append(entry)
+        view.add(entry)
+
+    return RightsProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(view, write),
+        passes=Passes(0, lambda _: None),
+        clock=lambda: NOW,
+    )
+
+
+def _request(request_id: str, kind: str, **fields: object) -> SubjectRequest:
+    return SubjectRequest(request_id=request_id, kind=kind, requested_at=NOW, subject=SUBJECT, **fields)  # type: ignore[arg-type]
+
+
+def test_a_move_is_exactly_once_idempotent_and_reversible(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    pseudonyms = subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
+    before = {
+        path.relative_to(tmp_path).as_posix(): pq.read_table(path).to_pylist()
+        for path in tmp_path.glob("cdr/*/*.parquet")
+    }
+    moved = move_subject_rows(storage, pseudonyms, "cdr", "restricted")
+    assert (moved.rows_moved, moved.verified) == (2, True)
+    assert _ids(tmp_path, "cdr") == ["b", "d"] and _ids(tmp_path, "restricted") == ["a", "c"]
+    assert moved.files_deleted == ["cdr/call_date=2026-11-01/t+1+0.parquet"]  # it held only the subject
+    assert move_subject_rows(storage, pseudonyms, "cdr", "restricted").rows_moved == 0
+
+    back = move_subject_rows(storage, pseudonyms, "restricted", "cdr")
+    assert (back.rows_moved, back.verified) == (2, True)
+    assert not list(tmp_path.glob("restricted/*/*.parquet"))
+    after = {
+        path.relative_to(tmp_path).as_posix(): pq.read_table(path).to_pylist()
+        for path in tmp_path.glob("cdr/*/*.parquet")
+    }
+    assert {path: sorted(rows, key=lambda row: row["cdr_id"]) for path, rows in after.items()} == before
+    assert move_subject_rows(storage, pseudonyms, "restricted", "cdr").rows_moved == 0
+
+
+def test_a_move_cut_short_after_its_first_publish_finishes_exactly_once(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    pseudonyms = subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
+    source = "cdr/call_date=2026-11-01/t+0+0.parquet"
+    table = pq.read_table(tmp_path / source)
+    subject_row = table.filter(pc.equal(table.column("cdr_id"), "a"))
+    assert merge_into(storage, "restricted/call_date=2026-11-01/t+0+0.parquet", subject_row)  # the crash
+    assert _ids(tmp_path, "restricted") == ["a"] and "a" in _ids(tmp_path, "cdr")  # in both places
+    move_subject_rows(storage, pseudonyms, "cdr", "restricted")
+    assert _ids(tmp_path, "cdr") == ["b", "d"] and _ids(tmp_path, "restricted") == ["a", "c"]
+
+
+def test_the_ledger_routes_restricted_rows_to_the_quarantine_and_drops_objected_ones(tmp_path: Path) -> None:
+    subject = subject_from_number(SUBJECT, OLD_KEYS, CLASSIFIER)  # the entry knows k1 only
+    storage = LocalStorage(tmp_path)
+    table = pq.read_table(_write(storage, KEYS.keys[1]))  # rows under k2, written after a rotation
+    translations = _translations()
+    view = ErasureLedger()
+    view.add(LedgerEntry(request_id="r", requested_at=NOW, action="restrict", subject=list(subject.pairs)))
+    routed = view.route(table, translations)
+    assert routed.quarantined is not None and routed.quarantined.column("cdr_id").to_pylist() == ["late"]
+    assert routed.kept.column("cdr_id").to_pylist() == ["other"] and routed.suppressed == 0
+    view.add(LedgerEntry(request_id="o", requested_at=NOW, action="suppress", subject=list(subject.pairs)))
+    routed = view.route(table, translations)
+    assert (routed.quarantined, routed.suppressed, routed.kept.num_rows) == (None, 1, 1)
+    view.add(LedgerEntry(request_id="o", requested_at=NOW, action="ended"))
+    view.add(LedgerEntry(request_id="r", requested_at=NOW, action="ended"))
+    assert view.route(table, translations).kept.num_rows == 2
+    assert view.apply(table, translations).num_rows == 2
+
+
+def _write(storage: LocalStorage, key: Key) -> Path:
+    storage.publish(
+        "cdr/call_date=2026-11-21/t+0+0.parquet",
+        _file(
+            key,
+            [
+                ("late", "0475000111", "2026-11-21T10:00:00+00:00"),
+                ("other", "0475999888", "2026-11-21T10:00:00+00:00"),
+            ],
+        ),
+    )
+    return storage.root / "cdr/call_date=2026-11-21/t+0+0.parquet"
+
+
+def _translations() -> dict[str, tuple[str, ...]]:
+    """What the ingest side hands over: each k2 pseudonym with its k1 pseudonym."""
+    new, old = (
+        subject_from_number(number, keyring, CLASSIFIER)
+        for number, keyring in ((SUBJECT, KEYS), (SUBJECT, OLD_KEYS))
+    )
+    (k2,) = [pair.pseudonym for pair in new.pairs if pair.key_id == "k2"]
+    return {k2: tuple(old.pseudonyms)}
+
+
+def test_the_publisher_merges_quarantined_rows_and_counts_dropped_ones(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    subject = subject_from_number(SUBJECT, KEYS, CLASSIFIER)
+    view = ErasureLedger()
+    view.add(LedgerEntry(request_id="r", requested_at=NOW, action="restrict", subject=list(subject.pairs)))
+    formats = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
+    ingestor = Ingestor(formats, PartyPseudonymizer(CLASSIFIER, Pseudonymizer(KEYS.active), 16), 100, 60.0)
+    for offset, (cdr_id, caller) in enumerate([("s1", "0475000111"), ("o1", "0475999888")]):
+        ingestor.add(
+            RawRecord(
+                "cdr.raw", 0, offset, call_at("2026-11-21T10:00:00+00:00", cdr_id=cdr_id, caller=caller)
+            )
+        )
+    publisher = BatchPublisher(storage, row_filter=view.route)
+    flush = ingestor.take(("cdr.raw", 0))
+    storage.publish(
+        "restricted/call_date=2026-11-21/cdr.raw+0+00000000000000000000.parquet",
+        _file(KEYS.active, [("earlier", "0475000111", "2026-11-21T09:00:00+00:00")]),
+    )
+    publisher.publish(flush)
+    publisher.publish(flush)  # a replay writes the same rows again: nothing doubles
+    assert _ids(tmp_path, "cdr") == ["o1"] and _ids(tmp_path, "restricted") == ["earlier", "s1"]
+    view.add(LedgerEntry(request_id="x", requested_at=NOW, action="suppress", subject=list(subject.pairs)))
+    published = publisher.publish(flush)
+    assert (published.rows, published.quarantined, published.suppressed) == (1, 0, 1)
+
+
+def test_restriction_lift_and_their_receipts_and_register_entries(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    view, written = ErasureLedger(), []
+    processor = _processor(storage, view, written)
+    receipt = processor.process(_request("res-1", "restriction"))
+    assert (receipt["status"], receipt["rows_moved"], receipt["verification"]["passed"]) == ("done", 2, True)
+    assert receipt["key_ids"] == ["k1", "k2"] and receipt["passes"] == 2
+    assert [(entry.request_id, entry.action) for entry in written] == [("res-1", "restrict")]
+    assert _ids(tmp_path, "cdr") == ["b", "d"]
+    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER))
+    assert table is not None and table.column("restricted").to_pylist() == [True, True]
+    record = load_request(storage, "res-1")
+    assert record is not None and record.status == "closed" and "rows_moved 2" in (record.outcome or "")
+
+    lifted = processor.process(_request("lift-1", "lift"))
+    assert (lifted["status"], lifted["ended"], lifted["rows_moved"]) == ("done", ["res-1"], 2)
+    assert written[-1].request_id == "res-1" and written[-1].action == "ended"
+    assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"] and _ids(tmp_path, "restricted") == []
+    again = processor.process(_request("lift-2", "lift"))
+    assert (again["status"], again["reason"]) == ("rejected", "no restriction of this subject is in force")
+    assert json.dumps([receipt, lifted, again]).count("475000111") == 0
+
+
+def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    view, written = ErasureLedger(), []
+    processor = _processor(storage, view, written)
+    processor.process(_request("res-1", "restriction"))  # one row is in the quarantine by now
+    receipt = processor.process(_request("obj-1", "objection", existing="erase"))
+    assert (receipt["status"], receipt["rows_removed"], receipt["verification"]["passed"]) == (
+        "done",
+        2,
+        True,
+    )
+    assert [(entry.request_id, entry.action) for entry in written[1:]] == [
+        ("obj-1", "suppress"),
+        ("obj-1.erase", "erase"),
+    ]
+    assert (
+        _ids(tmp_path, "cdr") == ["b", "d"] and _ids(tmp_path, "restricted") == []
+    )  # erased in the quarantine too
+    withdrawn = processor.process(_request("wd-1", "withdrawal"))
+    # The restriction still holds: nothing would move back (there is nothing left to move anyway).
+    assert (withdrawn["ended"], withdrawn["still_in_force"]) == (["obj-1"], ["res-1"])
+
+
+def test_objection_with_quarantine_comes_back_on_withdrawal(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    processor = _processor(storage, ErasureLedger(), [])
+    assert processor.process(_request("obj-2", "objection", existing="quarantine"))["rows_moved"] == 2
+    assert _ids(tmp_path, "restricted") == ["a", "c"]
+    assert processor.process(_request("wd-2", "withdrawal"))["rows_moved"] == 2
+    assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"]
+
+
+def test_retention_and_erasure_apply_inside_the_quarantine(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    pseudonyms = subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
+    move_subject_rows(storage, pseudonyms, "cdr", "restricted")
+    results, _ = rewrite_subject_files(storage, pseudonyms, "delete", NOW)
+    assert sum(result.rows_affected for result in results) == 2 and _ids(tmp_path, "restricted") == []
+    storage.publish(
+        "restricted/call_date=2025-11-01/t+0+0.parquet",
+        _file(KEYS.active, [("old", "0475000111", "2025-11-01T10:00:00+00:00")]),
+    )
+    report = apply_retention(storage, NOW, 365)
+    assert report.partitions == {
+        datetime(2025, 11, 1).date(): ["restricted/call_date=2025-11-01/t+0+0.parquet"]
+    }
+    assert not (tmp_path / "restricted/call_date=2025-11-01/t+0+0.parquet").exists()
+
+
+def test_a_move_by_pseudonym_fails_verification_for_keys_it_could_not_search(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    (k1,) = [
+        pair.pseudonym for pair in subject_from_number(SUBJECT, KEYS, CLASSIFIER).pairs if pair.key_id == "k1"
+    ]
+    request = SubjectRequest(
+        request_id="res-p", kind="restriction", requested_at=NOW, subject=k1, subject_kind="pseudonym"
+    )
+    receipt = _processor(storage, ErasureLedger(), []).process(request)
+    assert receipt["rows_moved"] == 1 and _ids(tmp_path, "restricted") == [
+        "a"
+    ]  # the k2 row "c" was not found
+    assert receipt["verification"]["key_ids_not_searched"] == [
+        "k1",
+        "k2",
+    ]  # a given pseudonym's key is unknown
+    assert receipt["verification"]["passed"] is False
+    record = load_request(storage, "res-p")
+    assert record is not None and record.status == "open" and "FAILED" in record.history[-1]["text"]
+
+
+def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    backup = {path: path.read_bytes() for path in tmp_path.glob("cdr/*/*.parquet")}
+    view = ErasureLedger()
+    processor = _processor(storage, view, [])
+    processor.process(_request("res-1", "restriction"))
+    for path, data in backup.items():  # the restore brings the subject's rows back into cdr/
+        path.write_bytes(data)
+    assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"]
+    ended = LedgerEntry(request_id="old", requested_at=NOW, action="ended")
+    erased_other = LedgerEntry(
+        request_id="era",
+        requested_at=NOW,
+        subject=list(subject_from_number("0475999888", KEYS, CLASSIFIER).pairs),
+    )
+    report = reapply_ledger(storage, [*view.entries(), ended, erased_other])
+    assert (report.requests, report.holds, report.rows_quarantined, report.verification_passed) == (
+        1,
+        1,
+        2,
+        True,
+    )
+    assert _ids(tmp_path, "cdr") == [] and _ids(tmp_path, "restricted") == ["a", "c"]
+    assert reapply_ledger(storage, view.entries()).rows_quarantined == 0
+
+
+def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    register_received(storage, "dpo-7", "objection", NOW)
+    receipt = _processor(storage, ErasureLedger(), []).process(_request("dpo-7", "restriction"))
+    assert receipt["status"] == "rejected" and "registered as objection, not restriction" in receipt["reason"]
+    assert _ids(tmp_path, "restricted") == []
+    bad_subject = SubjectRequest(request_id="dpo-8", kind="restriction", requested_at=NOW, subject="112")
+    refused = _processor(storage, ErasureLedger(), []).process(bad_subject)
+    # a subject is a person: short digits are an extension, only unique within a tenant
+    assert refused["status"] == "rejected" and "only unique within its tenant" in refused["reason"]
+    record = load_request(storage, "dpo-8")
+    assert record is not None and record.status == "open" and "rejected" in record.history[-1]["text"]

@@ -1,0 +1,206 @@
+"""Subject requests other than erasure, without Kafka: parsing, rejection, rectification, receipts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import jsonschema
+import msgspec
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import cli
+from pipeline.keyring import init_keyring
+from pipeline.lifecycle.audit import read_audit
+from pipeline.lifecycle.ledger import ErasureLedger
+from pipeline.lifecycle.receipts import receipt_path
+from pipeline.lifecycle.rectify import rectify_call
+from pipeline.lifecycle.register import load_request
+from pipeline.lifecycle.restriction import Ledger, Passes
+from pipeline.lifecycle.rights import RightsProcessor
+from pipeline.lifecycle.subject_request import Rejection, SubjectRequest, parse_request
+from pipeline.sink.storage import LocalStorage
+from tests.helpers import REPO
+from tests.test_lifecycle import CLASSIFIER, KEYS, _file, _store
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
+
+
+def _processor(storage: LocalStorage) -> RightsProcessor:
+    view = ErasureLedger()
+    return RightsProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(view, view.add),
+        passes=Passes(0, lambda _: None),
+        clock=lambda: NOW,
+    )
+
+
+def _request(**fields: object) -> bytes:
+    return json.dumps({"request_id": "r-1", "requested_at": NOW.isoformat(), **fields}).encode()
+
+
+def test_bad_requests_are_rejected_with_a_reason_that_echoes_no_number() -> None:
+    cases = {
+        b"not json": "does not match schemas/subject-request.schema.json",
+        _request(kind="restriction"): "a restriction request names its subject",
+        _request(kind="objection", subject="+32475000111"): "existing is quarantine or erase",
+        _request(kind="rectification", cdr_id="c-1"): "names the call (cdr_id) and the party",
+        _request(kind="rectification", cdr_id="0475 00 01 11", party="caller"): "cdr_id must not contain",
+        _request(kind="0475000111", subject="x"): "(at `$.kind`)",
+        _request(kind="lift", subject="x", requested_at="2026-11-20T09:00:00"): "needs a UTC offset",
+    }
+    for payload, reason in cases.items():
+        rejected = parse_request(b"r-1", payload)
+        assert isinstance(rejected, Rejection), payload
+        assert reason in rejected.reason and "0475000111" not in rejected.reason
+        assert rejected.request_id == "r-1"
+    numbered = parse_request(b"0475000111", b"{}")
+    assert isinstance(numbered, Rejection) and numbered.request_id is None
+    good = parse_request(None, _request(kind="rectification", cdr_id="c-1", party="callee"))
+    assert isinstance(good, SubjectRequest) and good.party == "callee"
+
+
+def test_rectify_redacts_one_party_of_one_call_only_once(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    before = pq.read_table(tmp_path / FILE).to_pylist()
+    first = rectify_call(storage, "a", "caller")
+    assert (first.rows_found, first.rows_redacted, first.files_rewritten, first.verified) == (
+        1,
+        1,
+        [FILE],
+        True,
+    )
+    after = pq.read_table(tmp_path / FILE).to_pylist()
+    changed = {"caller_pseudonym": None, "caller_number_type": "REDACTED", "caller_country": None}
+    changed |= {"caller_line_type": None, "caller_shortcode": None}
+    assert after[0] == {**before[0], **changed}
+    assert after[1] == before[1]
+    again = rectify_call(storage, "a", "caller")
+    assert (again.rows_found, again.rows_redacted, again.files_rewritten) == (1, 0, [])
+    assert rectify_call(storage, "a", "caller", date(2026, 11, 2)).rows_found == 0
+
+
+def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_entry(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    processor = _processor(storage)
+    request = parse_request(None, _request(kind="rectification", cdr_id="b", party="caller"))
+    receipt = processor.process(request)
+    assert receipt["status"] == "done" and receipt["rows_redacted"] == 1
+    assert receipt["verification"] == {"files_checked": 1, "files_unreadable": [], "passed": True}
+    assert json.loads(storage.read(receipt_path("r-1")) or b"") == receipt
+    assert [entry["kind"] for entry in read_audit(storage)] == ["rectification"]
+    record = load_request(storage, "r-1")
+    assert record is not None and record.status == "closed" and "rows_redacted 1" in (record.outcome or "")
+    assert processor.process(request) == receipt  # re-delivery: the same receipt, nothing redone
+    assert len(read_audit(storage)) == 1
+
+
+def test_a_rectification_of_an_unknown_call_and_a_malformed_message_are_rejected(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    processor = _processor(storage)
+    unknown = processor.process(
+        parse_request(None, _request(kind="rectification", cdr_id="zz", party="callee"))
+    )
+    assert (unknown["status"], unknown["reason"]) == ("rejected", "no row of call zz")
+    record = load_request(storage, "r-1")
+    assert record is not None and (record.status, record.outcome) == ("rejected", "no row of call zz")
+    malformed = processor.process(parse_request(b"r-2", b'{"kind": "rectification"}'))
+    assert (malformed["request_id"], malformed["kind"], malformed["status"]) == (
+        "r-2",
+        "rectification",
+        "rejected",
+    )
+    anonymous = processor.process(parse_request(None, b"\xff"))
+    assert (anonymous["request_id"], anonymous["status"]) == (None, "rejected")
+    assert [entry["kind"] for entry in read_audit(storage)] == [
+        "rectification",
+        "rectification",
+        "unknown-request",
+    ]
+
+
+def test_a_rectification_searches_the_whole_store_when_no_date_is_given(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.publish(
+        "cdr/call_date=2026-10-01/t+0+0.parquet",
+        _file(KEYS.active, [("x", "0475000111", "2026-10-01T10:00:00+00:00")]),
+    )
+    request = SubjectRequest(
+        request_id="r-9", kind="rectification", requested_at=NOW, cdr_id="x", party="callee"
+    )
+    assert parse_request(None, msgspec.json.encode(request)) == request
+    receipt = _processor(storage).process(request)
+    assert receipt["files_rewritten"] == ["cdr/call_date=2026-10-01/t+0+0.parquet"]
+    (row,) = pq.read_table(tmp_path / receipt["files_rewritten"][0]).to_pylist()
+    assert row["callee_number_type"] == "REDACTED" and row["caller_number_type"] == "E164"
+
+
+def _check(document: object, schema: str) -> None:
+    loaded = json.loads((REPO / "schemas" / schema).read_text())
+    jsonschema.validate(document, loaded, format_checker=jsonschema.FormatChecker())
+
+
+def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    processor = _processor(storage)
+    request = SubjectRequest(
+        request_id="r-5",
+        kind="rectification",
+        requested_at=NOW,
+        cdr_id="a",
+        party="caller",
+        call_date=date(2026, 11, 1),
+    )
+    _check(json.loads(msgspec.json.encode(request)), "subject-request.schema.json")
+    _check(processor.process(request), "subject-receipt.schema.json")
+    _check(processor.process(parse_request(None, b"[]")), "subject-receipt.schema.json")
+    try:
+        _check(
+            {"request_id": "r-6", "kind": "objection", "requested_at": NOW.isoformat(), "subject": "x"},
+            "subject-request.schema.json",
+        )
+    except jsonschema.ValidationError as exc:
+        assert "existing" in exc.message
+    else:
+        raise AssertionError("an objection without existing passed the schema")
+
+
+def test_a_file_that_cannot_be_read_fails_the_rectification_s_verification(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    storage.publish("cdr/call_date=2026-11-01/broken.parquet", b"not parquet")
+    done = rectify_call(storage, "a", "caller")
+    assert (done.rows_redacted, done.verified) == (1, False)
+    assert done.files_unreadable == ["cdr/call_date=2026-11-01/broken.parquet"]
+
+
+def test_the_commands_refuse_bad_requests_before_sending_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    init_keyring(keyring_path)
+    monkeypatch.setenv("CDRPIPE_KEYRING", str(keyring_path))
+    monkeypatch.setenv(
+        "CDRPIPE_BROKER", "kafka://127.0.0.1:9"
+    )  # nothing listens: a send would fail differently
+    runner = CliRunner()
+    cases = [
+        (["restrict"], "give exactly one of --number or --pseudonym"),
+        (["object", "--number", "112", "--existing", "erase"], "only unique within its tenant"),
+        (["unrestrict", "--pseudonym", "xyz"], "a pseudonym is 32 hexadecimal characters"),
+        (["rectify", "--cdr-id", "c-1", "--party", "caller", "--request-id", "0475123456"], "phone number"),
+        (
+            ["rectify", "--cdr-id", "0475 12 34 56", "--party", "callee"],
+            "cdr_id must not contain a phone number",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output
