@@ -97,8 +97,7 @@ def validate(cdr: CanonicalCdr) -> CanonicalCdr:
         raise RecordRejectedError(RejectReason.NEGATIVE_DURATION, "duration_s or billsec_s is negative")
     if cdr.billsec_s > cdr.duration_s:
         raise RecordRejectedError(RejectReason.NEGATIVE_DURATION, "billsec_s exceeds duration_s")
-    if cdr.duration_s > MAX_DURATION_S:
-        raise RecordRejectedError(RejectReason.OUT_OF_RANGE, "duration_s exceeds one week")
+    check_duration(cdr.duration_s)
     if cdr.cost is not None and not (math.isfinite(cdr.cost) and abs(cdr.cost) <= MAX_ABS_COST):
         message = f"cost is not a finite amount within {MAX_ABS_COST:g}"
         raise RecordRejectedError(RejectReason.OUT_OF_RANGE, message)
@@ -111,8 +110,23 @@ def _utc(moment: datetime, field: str) -> datetime:
     if moment.tzinfo is None:
         raise RecordRejectedError(RejectReason.INVALID_TIME, f"{field} has no UTC offset")
     # Checked before the conversion, which overflows near year 1 and 9999.
+    check_year(moment, field)
+    return moment.astimezone(UTC)
+
+
+def check_year(moment: datetime, field: str) -> None:
+    """Reject a time outside the years a CDR can have (before any arithmetic on it)."""
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         raise RecordRejectedError(
             RejectReason.OUT_OF_RANGE, f"{field} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR}"
         )
-    return moment.astimezone(UTC)
+
+
+def check_duration(seconds: float) -> None:
+    """Reject a duration longer than a week, or as negative (before any arithmetic on it).
+
+    Shorter negative durations are left to :func:`validate`, which names them
+    ``negative_duration``.
+    """
+    if abs(seconds) > MAX_DURATION_S:
+        raise RecordRejectedError(RejectReason.OUT_OF_RANGE, "duration_s is longer than one week")

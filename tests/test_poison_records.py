@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.formats import freeswitch_json
+from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.numerals import decimal_number, strict_strptime, whole_number
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest import Ingestor, RawRecord
@@ -21,6 +22,7 @@ from pipeline.rows import build_rows, unstorable_rows
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.sink.schema import CDR_SCHEMA
 from pipeline.sink.storage import LocalStorage
+from tests.helpers import REPO
 from tests.samples import call_at, canonical_bytes, canonical_decode, decode_context
 
 NON_ASCII_DIGITS = ["\u00b9", "\u0663", "\uff11\uff12", "1\u00b2", "\u0967\u0966", "\U0001d7ce"]
@@ -216,3 +218,27 @@ def test_a_chunk_whose_every_row_is_unstorable_dead_letters_them_all() -> None:
         (0, RejectReason.UNSTORABLE),
         (1, RejectReason.UNSTORABLE),
     ]
+
+
+ASTERISK_LINE = (REPO / "tests" / "data" / "asterisk" / "Master.csv").read_bytes().splitlines()[1]
+CARRIER_LINE = (REPO / "tests" / "data" / "mapped" / "carrier-eu-semicolon.csv").read_bytes().splitlines()[1]
+
+
+@pytest.mark.parametrize(
+    ("decoder", "payload"),
+    [
+        ("asterisk-csv", ASTERISK_LINE.replace(b"2026-11-18 09:37:00", b"0001-01-01 00:30:00")),
+        ("asterisk-csv", ASTERISK_LINE.replace(b"2026-11-18 09:37:17", b"9999-12-31 23:59:59")),
+        ("asterisk-csv", ASTERISK_LINE.replace(b",17,0,", b",999999999,0,")),
+        ("mapped-csv/carrier-eu-semicolon", CARRIER_LINE.replace(b"17/11/2026", b"31/12/9999")),
+        ("mapped-csv/carrier-eu-semicolon", CARRIER_LINE.replace(b";24306;", b";999999999999;")),
+    ],
+)
+def test_times_and_durations_that_would_overflow_are_out_of_range_not_decoder_errors(
+    decoder: str, payload: bytes
+) -> None:
+    mappings = load_mappings(REPO / "schemas" / "mappings")
+    selector = FormatSelector(builtin_decoders(mappings), {"t": decoder}, decode_context())
+    with pytest.raises(RecordRejectedError) as rejected:
+        selector.decode("t", [], payload)
+    assert rejected.value.reason is RejectReason.OUT_OF_RANGE, rejected.value.message

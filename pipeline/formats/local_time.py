@@ -14,10 +14,12 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pipeline.record import RecordRejectedError, RejectReason
+from pipeline.record import RecordRejectedError, RejectReason, check_duration, check_year
 
 
 def _instants(naive: datetime, zone: ZoneInfo, field: str) -> list[datetime]:
+    # Checked before any zone arithmetic, which overflows near year 1 and 9999.
+    check_year(naive, field)
     candidates = []
     for fold in (0, 1):
         local = naive.replace(tzinfo=zone, fold=fold)
@@ -44,6 +46,7 @@ def resolve_call_times(
     starts = _instants(start, zone, "start_time")
     ends = _instants(end, zone, "end_time")
     answers: list[datetime | None] = list(_instants(answer, zone, "answer_time")) if answer else [None]
+    check_duration(duration_s)
     reported = timedelta(seconds=duration_s)
 
     def mismatch(choice: tuple[datetime, datetime | None, datetime]) -> tuple[bool, timedelta, datetime]:

@@ -32,6 +32,8 @@ from pipeline.record import (
     Disposition,
     RecordRejectedError,
     RejectReason,
+    check_duration,
+    check_year,
     validate,
 )
 
@@ -186,7 +188,7 @@ class MappedCsvDecoder:
             return None
         number = decimal_number(text, field)
         if not math.isfinite(number) or abs(number) > 1e9:
-            raise RecordRejectedError(RejectReason.SCHEMA, f"{field} is out of range")
+            raise RecordRejectedError(RejectReason.OUT_OF_RANGE, f"{field} is out of range")
         return number * _UNIT_SECONDS[rule.unit] if field.endswith("_s") else number
 
     def _time(self, row: dict[str, str], field: str) -> datetime:
@@ -225,4 +227,6 @@ class MappedCsvDecoder:
         if zoneless:
             start = earliest_instant(start, self._zone, "start_time")
             answer = earliest_instant(answer, self._zone, "answer_time") if answer is not None else None
+        check_year(start, "start_time")  # before the addition, which overflows near year 9999
+        check_duration(duration)
         return start, answer, start + timedelta(seconds=duration)
