@@ -25,9 +25,11 @@ def build_classifier(settings: Settings) -> NumberClassifier:
 
 
 def build_parties(settings: Settings, keyring: Keyring | None = None) -> PartyPseudonymizer:
-    """Number classification and pseudonyms under the keyring's active key."""
+    """Number classification and pseudonyms under the keyring's active key, per configured tenant."""
     keyring = keyring or load_keyring(settings.keyring)
-    return PartyPseudonymizer(build_classifier(settings), Pseudonymizer(keyring.active), settings.cache_size)
+    return PartyPseudonymizer(
+        build_classifier(settings), Pseudonymizer(keyring.active), settings.cache_size, dict(settings.tenants)
+    )
 
 
 def build_keys(settings: Settings, keyring: Keyring) -> tuple[PartyPseudonymizer, KeyTranslator]:

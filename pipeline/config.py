@@ -51,6 +51,7 @@ class Settings:
     keyring: Path = Path("./secrets/keyring.json")
     region: str = "BE"
     extension_digits: tuple[int, int] = (2, 5)
+    tenants: tuple[tuple[str, str], ...] = ()
     web_port: int = 6066
     session_timeout_s: float = 10.0
     state_dir: Path = Path("./data/state")
@@ -112,6 +113,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keyring=get("KEYRING", Path, defaults.keyring),
         region=get("REGION", _region, defaults.region),
         extension_digits=get("EXTENSION_DIGITS", _digit_range, defaults.extension_digits),
+        tenants=get("TENANTS", _tenants, defaults.tenants),
         web_port=get("WEB_PORT", _port, defaults.web_port),
         session_timeout_s=get("SESSION_TIMEOUT_S", _positive_float, defaults.session_timeout_s),
         state_dir=get("STATE_DIR", Path, defaults.state_dir),
@@ -143,14 +145,28 @@ def _topic_list(value: str) -> tuple[str, ...]:
     return topics
 
 
-def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
+def _pairs(value: str, example: str) -> list[tuple[str, str]]:
+    """Comma-separated ``left=right`` pairs, both sides stripped and non-empty."""
     pairs = []
     for part in value.split(","):
-        topic, sep, format_name = part.strip().partition("=")
-        if not sep or not topic.strip() or not format_name.strip():
-            raise ValueError("expected topic=format pairs, e.g. cdr.asterisk=asterisk-csv")
-        pairs.append((_identifier(topic.strip()), format_name.strip()))
-    return tuple(pairs)
+        left, sep, right = part.strip().partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise ValueError(f"expected {example}")
+        pairs.append((left.strip(), right.strip()))
+    return pairs
+
+
+def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = _pairs(value, "topic=format pairs, e.g. cdr.asterisk=asterisk-csv")
+    return tuple((_identifier(topic), format_name) for topic, format_name in pairs)
+
+
+def _tenants(value: str) -> tuple[tuple[str, str], ...]:
+    """``source=tenant`` pairs: the sources of one customer that share extensions and agents."""
+    pairs = _pairs(value, "source=tenant pairs, e.g. pbx-a1=acme,pbx-a2=acme")
+    if len({source for source, _ in pairs}) != len(pairs):
+        raise ValueError("a source is mapped to two tenants")
+    return tuple((_identifier(source), _identifier(tenant)) for source, tenant in pairs)
 
 
 def _time_zone(value: str) -> str:

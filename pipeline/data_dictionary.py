@@ -1,9 +1,10 @@
 """The data dictionary (``schemas/data-dictionary.json``) rendered as Markdown for people.
 
 Contract: :func:`render_markdown` is a pure function of the JSON document:
-one table of every stored column (type, nullable, policy, pseudonym domain,
-sensitivity, description) and one table per input format of what happens to
-each input field. ``docs/data-dictionary.md`` is its output for the shipped
+the pseudonym scheme and its version, one table of every stored column (type,
+nullable, policy, text policy, pseudonym domain, sensitivity, description),
+one table of the text policies and one table per input format of what
+happens to each input field. ``docs/data-dictionary.md`` is its output for the shipped
 dictionary (``python -m pipeline.data_dictionary > docs/data-dictionary.md``
 in a checkout), kept in step by a test.
 """
@@ -32,10 +33,14 @@ def render_markdown(document: dict[str, Any]) -> str:
         "",
         document["description"],
         "",
+        f"## Pseudonym scheme {document['pseudonym_scheme_version']}",
+        "",
+        document["pseudonym_scheme"],
+        "",
         "## Stored columns",
         "",
-        "| column | type | nullable | policy | pseudonym domain | sensitivity | description |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| column | type | nullable | policy | text policy | pseudonym domain | sensitivity | description |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for column in document["columns"]:
         cells = [
@@ -43,11 +48,14 @@ def render_markdown(document: dict[str, Any]) -> str:
             f"`{column['type']}`",
             "yes" if column["nullable"] else "no",
             column["policy"],
+            column["text_policy"],
             column.get("pseudonym_domain", ""),
             column["sensitivity"],
             column["description"],
         ]
         lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    lines += ["", "## Text policies", "", "| text policy | rule |", "| --- | --- |"]
+    lines += [f"| {_cell(name)} | {_cell(rule)} |" for name, rule in document["text_policies"].items()]
     lines += ["", "## Input fields by format", ""]
     for format_name, fields in document["input_fields"].items():
         lines += [f"### {format_name}", "", "| input field | what happens to it |", "| --- | --- |"]

@@ -6,8 +6,12 @@ File format (``schemas/keyring.schema.json``)::
      "keys": [{"id": "k1", "secret": "<base64, >= 32 bytes>", "created_at": "<RFC 3339>"}, ...]}
 
 Contract: :func:`load_keyring` returns a validated :class:`Keyring` or raises
-:class:`~pipeline.errors.KeyringError` naming the file and the fix. Messages
-never contain secret bytes. Writers create files with mode 0600 atomically.
+:class:`~pipeline.errors.KeyringError` naming the file and the fix, whatever
+the file holds. It refuses a file that is not the worker user's own, is
+readable or writable by others, lies in a directory others can write to, or
+holds a secret that is short or visibly not random. Messages never contain
+secret bytes. Writers create files with mode 0600 atomically; a symlinked
+keyring is updated at its target, so every link to it sees the new keys.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from pathlib import Path
 from pipeline.errors import KeyringError
 
 MIN_SECRET_BYTES = 32
+MIN_DISTINCT_SECRET_BYTES = 16
+"""A secret with fewer distinct byte values is refused (32 random bytes have about 30; fewer
+than 16 has a probability below 1e-9): all-equal bytes or ``"password" * 4`` are not keys."""
+MAX_KEYRING_BYTES = 1 << 20
 FORMAT_VERSION = 1
 
 
@@ -54,19 +62,19 @@ class Keyring:
 
 
 def load_keyring(path: Path) -> Keyring:
-    """Read and validate the keyring at ``path``."""
+    """Read and validate the keyring at ``path`` (a symlink is followed; its target is checked)."""
     try:
-        mode = path.stat().st_mode
+        status = path.stat()
     except FileNotFoundError:
         raise KeyringError(
             f"keyring {path} does not exist: create one with `cdrpipe keys init` "
             "or point CDRPIPE_KEYRING at it"
         ) from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyringError(
-            f"keyring {path} is accessible to group or others (mode {stat.S_IMODE(mode):04o}): "
-            f"run `chmod 600 {path}`"
-        )
+    except OSError as exc:
+        raise KeyringError(f"keyring {path} cannot be read ({exc.strerror}): check the path") from None
+    _check_file(path, status)
+    for directory in {path.parent, path.resolve().parent}:
+        _check_directory(path, directory)
     try:
         document = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -74,11 +82,59 @@ def load_keyring(path: Path) -> Keyring:
             f"keyring {path} is not valid JSON (line {getattr(exc, 'lineno', '?')}): "
             "restore it from backup or fix the syntax"
         ) from None
+    except RecursionError:
+        message = f"keyring {path} is nested too deeply to be a keyring: restore it from backup"
+        raise KeyringError(message) from None
+    except OSError as exc:
+        raise KeyringError(f"keyring {path} cannot be read ({exc.strerror}): check the path") from None
     return _parse(path, document)
 
 
+def _check_file(path: Path, status: os.stat_result) -> None:
+    """A regular file of this process's user, of sane size, that nobody else can read or write."""
+    if not stat.S_ISREG(status.st_mode):
+        raise KeyringError(f"keyring {path} is not a regular file: point CDRPIPE_KEYRING at the keyring file")
+    if status.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyringError(
+            f"keyring {path} is accessible to group or others (mode {stat.S_IMODE(status.st_mode):04o}): "
+            f"run `chmod 600 {path}`"
+        )
+    if status.st_uid != os.geteuid():
+        raise KeyringError(
+            f"keyring {path} belongs to uid {status.st_uid}, not to the worker's uid {os.geteuid()}: "
+            f"run `chown {os.geteuid()} {path}`"
+        )
+    if status.st_size > MAX_KEYRING_BYTES:
+        raise KeyringError(f"keyring {path} is larger than {MAX_KEYRING_BYTES} bytes: it is not a keyring")
+
+
+def _check_directory(path: Path, directory: Path) -> None:
+    """The keyring's directory: nobody but its owner (this user or root) may replace files in it.
+
+    A group- or world-writable directory lets another user swap the keyring
+    for one whose keys they know, unless its sticky bit stops them.
+    """
+    try:
+        status = directory.stat()
+    except OSError as exc:
+        message = f"keyring {path}: its directory {directory} cannot be read ({exc.strerror})"
+        raise KeyringError(message) from None
+    if status.st_uid not in (0, os.geteuid()):
+        raise KeyringError(
+            f"keyring {path}: its directory {directory} belongs to uid {status.st_uid}: "
+            "keep the keyring in a directory of the worker's user or root"
+        )
+    writable_by_others = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable_by_others and not status.st_mode & stat.S_ISVTX:
+        raise KeyringError(
+            f"keyring {path}: its directory {directory} is writable by group or others "
+            f"(mode {stat.S_IMODE(status.st_mode):04o}): run `chmod go-w {directory}`"
+        )
+
+
 def _parse(path: Path, document: object) -> Keyring:
-    if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
+    version = document.get("format") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or type(version) is not int or version != FORMAT_VERSION:
         raise KeyringError(f'keyring {path} must be a JSON object with "format": {FORMAT_VERSION}')
     entries = document.get("keys")
     if not isinstance(entries, list) or not entries:
@@ -114,6 +170,12 @@ def _parse_key(path: Path, index: int, entry: object) -> Key:
             f"at least {MIN_SECRET_BYTES} random bytes are required: "
             "rotate with `cdrpipe keys rotate`"
         )
+    distinct = len(set(secret_bytes))
+    if distinct < MIN_DISTINCT_SECRET_BYTES:
+        raise KeyringError(
+            f"keyring {path}: key {key_id} secret is not random ({distinct} distinct byte values in "
+            f"{len(secret_bytes)} bytes; random bytes have about 30 in 32): rotate with `cdrpipe keys rotate`"
+        )
     return Key(key_id=key_id, secret=secret_bytes, created_at=created_at)
 
 
@@ -141,6 +203,8 @@ def write_keyring(path: Path, keyring: Keyring) -> None:
             for key in keyring.keys
         ],
     }
+    if path.is_symlink():
+        path = path.resolve()  # replace the shared target, not the link
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

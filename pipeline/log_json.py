@@ -1,8 +1,9 @@
 """JSON log lines (``CDRPIPE_LOG_FORMAT=json``): one object per line, scrubbed like every log line.
 
 Contract: :class:`JsonFormatter` writes ``time`` (UTC, RFC 3339), ``level``,
-``logger``, ``process`` and ``message``, plus ``exception`` when there is one;
-the message and the exception text pass through :func:`pipeline.log_scrub.scrub`.
+``logger``, ``process`` and ``message``, plus ``exception`` and ``stack`` when
+there are any; all of them pass through :func:`pipeline.log_scrub.scrub` (again:
+records of the installed factory arrive scrubbed already).
 :func:`logging_config` is the ``logging.config.dictConfig`` document that
 routes every logger to standard error in this format.
 """
@@ -28,8 +29,11 @@ class JsonFormatter(logging.Formatter):
             "process": record.process,
             "message": scrub(record.getMessage()),
         }
-        if record.exc_info:
-            document["exception"] = scrub(self.formatException(record.exc_info))
+        exception = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else None)
+        if exception:
+            document["exception"] = scrub(exception)
+        if record.stack_info:
+            document["stack"] = scrub(record.stack_info)
         return json.dumps(document, ensure_ascii=False)
 
 

@@ -4,8 +4,10 @@ Contract: :meth:`NumberClassifier.classify` never raises for any input string.
 It returns a :class:`PartyNumber` whose ``kind`` is one of :class:`NumberKind`;
 only ``E164`` results carry an E.164 string (``+<country><national>``), and
 every spelling of one subscriber number yields the same E.164 string. The
-classification order errs towards privacy: a string of extension length is an
-extension (pseudonymised) unless it is an emergency number.
+classification order errs towards privacy: short digits are public service or
+emergency numbers (kept in clear as ``SHORTCODE``) only where the caller says
+the party can be one (``service=True``, see :func:`can_reach_service`);
+everywhere else a string of extension length is an extension (pseudonymised).
 
 Parsing is the expensive part, so each classifier remembers (up to
 :data:`VALID_NUMBERS_REMEMBERED`) the valid numbers it has seen by E.164
@@ -18,6 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType, shortnumberinfo
@@ -38,6 +41,20 @@ _SEPARATORS = re.compile(r"[\s.\-/()\[\]]+")
 _DIALLABLE = re.compile(r"\+?[0-9]+")
 _URI_SCHEMES = ("tel:", "sip:", "sips:")
 VALID_NUMBERS_REMEMBERED = 100_000
+
+
+Role = Literal["caller", "callee", "connected"]
+
+
+def can_reach_service(role: Role, direction: str) -> bool:
+    """Whether the ``role`` party of a call in ``direction`` can be a public service number.
+
+    Only the callee of an outbound call dialled out of the PBX can reach one. A
+    caller, the answering party, either party of an internal call and the callee
+    of an inbound call are people or extensions: Belgian 100 and 101 are also
+    common extensions, and only the role tells them apart.
+    """
+    return role == "callee" and direction == "outbound"
 
 
 class NumberKind(enum.StrEnum):
@@ -79,31 +96,36 @@ class NumberClassifier:
         self._valid_numbers: dict[str, PartyNumber] = {}
         self._international_prefix, self._national_prefix, self._country_prefix = _literal_prefixes(region)
 
-    def classify(self, raw: str) -> PartyNumber:
-        """Classify ``raw`` (any spelling: national, international, URI, with separators)."""
-        return self.classify_dialled(dialled_key(raw))
+    def classify(self, raw: str, *, service: bool = False) -> PartyNumber:
+        """Classify ``raw`` (any spelling: national, international, URI, with separators).
 
-    def classify_dialled(self, digits: str) -> PartyNumber:
+        ``service`` says whether the party can be a public service or emergency
+        number (:func:`can_reach_service`); without it short digits are never
+        ``SHORTCODE``.
+        """
+        return self.classify_dialled(dialled_key(raw), service=service)
+
+    def classify_dialled(self, digits: str, *, service: bool = False) -> PartyNumber:
         """Classify a :func:`dialled_key` (the expensive half of :meth:`classify`)."""
         if not digits:
             return WITHHELD
         if not _DIALLABLE.fullmatch(digits):
             return INVALID
         if not digits.startswith("+"):
-            local = self._classify_local(digits)
+            local = self._classify_local(digits, service)
             if local is not None:
                 return local
             digits = _international_form(digits)
         return self._classify_e164(digits)
 
-    def _classify_local(self, digits: str) -> PartyNumber | None:
+    def _classify_local(self, digits: str, service: bool) -> PartyNumber | None:
         if len(digits) > self._longest_short_number:
             return None
-        if shortnumberinfo.is_emergency_number(digits, self._region):
+        if service and shortnumberinfo.is_emergency_number(digits, self._region):
             return PartyNumber(NumberKind.SHORTCODE, digits)
         if self._shortest_extension <= len(digits) <= self._longest_extension:
             return PartyNumber(NumberKind.EXTENSION, digits)
-        if len(digits) <= 6:
+        if service and len(digits) <= 6:
             parsed = _parse(digits, self._region)
             if parsed is not None and shortnumberinfo.is_valid_short_number_for_region(parsed, self._region):
                 return PartyNumber(NumberKind.SHORTCODE, digits)

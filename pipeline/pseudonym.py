@@ -1,17 +1,24 @@
-"""Keyed pseudonyms: HMAC-SHA-256 under purpose-separated subkeys.
+"""Keyed pseudonyms: HMAC-SHA-256 under purpose- and tenant-separated subkeys.
 
-Contract: for one key and one :class:`Domain`, :meth:`Pseudonymizer.pseudonym`
-is a deterministic function of the normalised value; different domains or
-keys give unrelated outputs (each domain uses its own HKDF-derived subkey), so
-pseudonyms from two domains cannot be joined. Output: the first 128 bits of
-the HMAC as 32 lowercase hex characters. :class:`PartyPseudonymizer` adds number classification and a
-bounded cache keyed by the raw party string.
+Contract: for one key, one :class:`Domain` and (for the tenant-scoped domains
+extension and agent) one tenant, :meth:`Pseudonymizer.pseudonym` is a
+deterministic function of the normalised value; different domains, tenants or
+keys give unrelated outputs (each uses its own HKDF-derived subkey), so
+pseudonyms from two of them cannot be joined. Subscriber (E.164) pseudonyms
+do not depend on the tenant: a person is the same person at every customer.
+Output: the first 128 bits of the HMAC as 32 lowercase hex characters.
+:class:`PartyPseudonymizer` adds number classification and bounded caches.
+
+Scheme versions (``pseudonym_scheme_version`` in the data dictionary): 1 had
+one extension and one agent subkey for everybody; 2 derives them per tenant.
+Subscriber pseudonyms are the same in both.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, hmac
@@ -21,6 +28,7 @@ from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier, NumberKind, dialled_key
 
 PSEUDONYM_BYTES = 16
+PSEUDONYM_SCHEME_VERSION = 2
 _HKDF_SALT = b"cdrpipe/pseudonym/v1"
 
 
@@ -32,14 +40,21 @@ class Domain(enum.StrEnum):
     AGENT = "agent"
 
 
-def derive_subkey(secret: bytes, domain: Domain) -> bytes:
-    """The 32-byte HMAC key of ``domain`` derived from a keyring secret (HKDF-SHA-256)."""
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=_HKDF_SALT,
-        info=domain.value.encode("ascii"),
-    ).derive(secret)
+TENANT_SCOPED = frozenset({Domain.EXTENSION, Domain.AGENT})
+
+
+def derive_subkey(secret: bytes, domain: Domain, tenant: str | None = None) -> bytes:
+    """The 32-byte HMAC key of ``domain`` (within ``tenant``) derived from a keyring secret (HKDF-SHA-256).
+
+    A tenant-scoped domain needs a tenant; the subscriber domain takes none.
+    The HKDF info is the domain name, then a NUL and the tenant (a domain
+    name holds no NUL, so no two (domain, tenant) pairs share an info).
+    """
+    if (domain in TENANT_SCOPED) != (tenant is not None):
+        raise ValueError(f"the {domain.value} domain {'needs' if tenant is None else 'takes no'} tenant")
+    info = domain.value if tenant is None else f"{domain.value}\x00{tenant}"
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info.encode("utf-8"))
+    return kdf.derive(secret)
 
 
 class Pseudonymizer:
@@ -50,13 +65,17 @@ class Pseudonymizer:
 
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
-        self._states = {
-            domain: hmac.HMAC(derive_subkey(key.secret, domain), hashes.SHA256()) for domain in Domain
-        }
+        self._secret = key.secret
+        self._states: dict[tuple[Domain, str | None], hmac.HMAC] = {}
 
-    def pseudonym(self, domain: Domain, value: str) -> str:
-        """The pseudonym of ``value`` (an already normalised string) in ``domain``."""
-        state = self._states[domain].copy()
+    def pseudonym(self, domain: Domain, value: str, tenant: str | None = None) -> str:
+        """The pseudonym of ``value`` (an already normalised string) in ``domain`` (within ``tenant``)."""
+        scope = (domain, tenant)
+        base = self._states.get(scope)
+        if base is None:
+            subkey = derive_subkey(self._secret, domain, tenant)
+            base = self._states[scope] = hmac.HMAC(subkey, hashes.SHA256())
+        state = base.copy()
         state.update(value.encode("utf-8"))
         return state.finalize()[:PSEUDONYM_BYTES].hex()
 
@@ -81,33 +100,52 @@ _DOMAIN_OF_KIND = {NumberKind.E164: Domain.SUBSCRIBER, NumberKind.EXTENSION: Dom
 class PartyPseudonymizer:
     """Raw party string to :class:`PartyColumns`, with bounded LRU caches.
 
-    ``columns`` is cached per raw string, and behind it per dialled key (one
-    entry for the spellings of a number that differ only in separators or URI
-    parts); ``agent`` pseudonyms are cached per agent id.
+    The tenant of a record is its ``source``, or ``tenants[source]`` where the
+    mapping names one (several sources of one customer share a tenant).
+    ``columns`` is cached per (raw string, tenant, service), and behind it per
+    dialled key (one entry for the spellings of a number that differ only in
+    separators or URI parts); ``agent`` pseudonyms are cached per (agent id, tenant).
     """
 
-    def __init__(self, classifier: NumberClassifier, pseudonymizer: Pseudonymizer, cache_size: int) -> None:
+    def __init__(
+        self,
+        classifier: NumberClassifier,
+        pseudonymizer: Pseudonymizer,
+        cache_size: int,
+        tenants: Mapping[str, str] | None = None,
+    ) -> None:
         self._classifier = classifier
         self._pseudonymizer = pseudonymizer
+        self._tenants = dict(tenants or {})
         self.key_id = pseudonymizer.key_id
         self.columns = functools.lru_cache(maxsize=cache_size)(self._columns)
         self._dialled_columns = functools.lru_cache(maxsize=cache_size)(self._columns_of_dialled)
         self.agent = functools.lru_cache(maxsize=cache_size)(self._agent)
 
-    def _columns(self, raw: str) -> PartyColumns:
-        return self._dialled_columns(dialled_key(raw))
+    @property
+    def tenants(self) -> Mapping[str, str]:
+        """The configured source-to-tenant mapping (sources not in it are their own tenant)."""
+        return self._tenants
 
-    def _columns_of_dialled(self, digits: str) -> PartyColumns:
-        number = self._classifier.classify_dialled(digits)
+    def tenant_of(self, source: str) -> str:
+        """The tenant whose extensions and agents a record of ``source`` names."""
+        return self._tenants.get(source, source)
+
+    def _columns(self, raw: str, tenant: str, service: bool = False) -> PartyColumns:
+        """The columns of party ``raw`` at ``tenant``; ``service``: see ``msisdn.can_reach_service``."""
+        return self._dialled_columns(dialled_key(raw), tenant, service)
+
+    def _columns_of_dialled(self, digits: str, tenant: str, service: bool) -> PartyColumns:
+        number = self._classifier.classify_dialled(digits, service=service)
         domain = _DOMAIN_OF_KIND.get(number.kind)
         pseudonym = (
-            self._pseudonymizer.pseudonym(domain, number.value)
+            self._pseudonymizer.pseudonym(domain, number.value, tenant if domain in TENANT_SCOPED else None)
             if domain is not None and number.value is not None
             else None
         )
         shortcode = number.value if number.kind is NumberKind.SHORTCODE else None
         return PartyColumns(pseudonym, number.kind.value, number.region, number.line_type, shortcode)
 
-    def _agent(self, agent_id: str) -> str:
-        """The pseudonym of a contact-centre agent id (agent domain)."""
-        return self._pseudonymizer.pseudonym(Domain.AGENT, agent_id.strip())
+    def _agent(self, agent_id: str, tenant: str) -> str:
+        """The pseudonym of a contact-centre agent id (agent domain, within ``tenant``)."""
+        return self._pseudonymizer.pseudonym(Domain.AGENT, agent_id.strip(), tenant)

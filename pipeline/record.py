@@ -43,6 +43,7 @@ class RejectReason(enum.StrEnum):
     MISSING_PARTY = "missing_party"
     OVERSIZE = "oversize"
     UNKNOWN_FORMAT = "unknown_format"
+    PII_IN_TEXT = "pii_in_text"
     OUT_OF_RANGE = "out_of_range"
     DECODER_ERROR = "decoder_error"
     UNSTORABLE = "unstorable"

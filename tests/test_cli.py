@@ -96,7 +96,8 @@ def test_export_by_agent_skips_stray_files_and_needs_exactly_one_subject(tmp_pat
     storage.publish("cdr/README.txt", b"left here by someone")
     env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
     out = tmp_path / "agent.jsonl"
-    result = CliRunner().invoke(cli, ["export", "--agent", "agent-42", "--out", str(out)], env=env)
+    args = ["export", "--agent", "agent-42", "--tenant", "contact-centre", "--out", str(out)]
+    result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 0, result.output
     assert "skipped cdr/README.txt" in result.output
     assert sorted(json.loads(line)["cdr_id"] for line in out.read_text().splitlines()) == ["a1", "a3"]
@@ -124,4 +125,4 @@ def test_erase_exits_1_after_printing_a_failed_or_rejected_receipt(
 
         monkeypatch.setattr("pipeline.cli._request_erasure", answer)
         result = CliRunner().invoke(cli, ["erase", "--number", "+32475000111", "--wait", "1"], env=env)
-        assert result.exit_code == exit_code and json.loads(result.output) == receipt
+        assert result.exit_code == exit_code and json.loads(result.stdout) == receipt  # stderr: "subject: …"

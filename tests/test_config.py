@@ -52,3 +52,11 @@ def test_values_are_parsed() -> None:
 def test_bad_values_name_the_variable_and_the_fix(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({name: value})
+
+
+def test_tenants_map_sources_to_a_tenant() -> None:
+    settings = load_settings({"CDRPIPE_TENANTS": "pbx-a1=acme, pbx-a2=acme"})
+    assert settings.tenants == (("pbx-a1", "acme"), ("pbx-a2", "acme"))
+    for broken in ("pbx-a1", "pbx-a1=acme,pbx-a1=other", "pbx a=acme"):
+        with pytest.raises(ConfigError, match="CDRPIPE_TENANTS"):
+            load_settings({"CDRPIPE_TENANTS": broken})

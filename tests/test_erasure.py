@@ -54,6 +54,7 @@ SPELLINGS = ["0475 00 01 11", "+32475000111", "tel:+32-475-000111", "sip:+324750
 OTHER = "0475999888"
 DAY = "2026-11-01T10:00:00+00:00"
 REQUESTED_AT = datetime(2026, 11, 2, tzinfo=UTC)
+TENANT = "contact-centre"  # the source of tests.samples' CDRs: agents are pseudonymised per tenant
 RESIDUAL = ResidualCopy(topic="cdr.raw", holds="raw CDRs", retention_days=None, retention_source="broker")
 RECEIPT_SCHEMA = json.loads((REPO / "schemas/erasure-receipt.schema.json").read_text())
 
@@ -217,10 +218,15 @@ class _Harness:
         return path
 
     def erase(
-        self, subject: str, kind: str = "number", mode: str = "delete", request_id: str = "r-1"
+        self,
+        subject: str,
+        kind: str = "number",
+        mode: str = "delete",
+        request_id: str = "r-1",
+        tenant: str | None = None,
     ) -> Receipt:
         document = {"request_id": request_id, "subject": subject, "subject_kind": kind, "mode": mode,
-                    "requested_at": REQUESTED_AT.isoformat()}  # fmt: skip
+                    "requested_at": REQUESTED_AT.isoformat(), "tenant": tenant}  # fmt: skip
         return self.processor.handle(json.dumps(document).encode())
 
     def rows(self) -> pa.Table:
@@ -328,7 +334,7 @@ def test_a_receipt_cannot_pass_while_a_subject_row_remains(tmp_path: Path, attac
         receipt = harness.erase(SUBJECT)
     else:
         harness.put("a", K2, [("a1", OTHER, "agent-42"), ("a2", OTHER, "agent-7")])
-        receipt = harness.erase("agent-42", kind="agent")
+        receipt = harness.erase("agent-42", kind="agent", tenant=TENANT)
     assert receipt.passed and receipt.rows_removed == 1
     assert len(harness.rows()) == 1
 
@@ -347,7 +353,8 @@ def _request(**fields: str) -> bytes:
         (_request(requested_at="2026-11-02T00:00:00"), "$.requested_at"),
         (_request(subject_kind=SUBJECT), "$.subject_kind"),
         (_request(mode=SUBJECT), "$.mode"),
-        (_request(subject="112"), "SHORTCODE"),
+        # a subject is a person: short digits are an extension, which needs its tenant
+        (_request(subject="112"), "only unique within its tenant"),
         (_request(subject="+3247"), "INVALID"),
         (_request(subject_kind="pseudonym"), "32 hexadecimal"),
         (_request(subject="  ", subject_kind="agent"), "agent id is empty"),
@@ -381,23 +388,25 @@ def test_an_agent_is_erased_or_redacted_and_exported(tmp_path: Path) -> None:
     harness = _Harness(tmp_path, lambda: ROTATED)
     harness.put("a", K1, [("a1", OTHER, "agent-42"), ("a2", OTHER, "agent-7")])
     harness.put("b", K2, [("b1", OTHER, " agent-42"), ("b2", OTHER, "agent-7")])
-    agent = subject_from_agent("agent-42", ROTATED)
+    agent = subject_from_agent("agent-42", ROTATED, TENANT)
     exported = subject_rows(harness.storage, agent)
     assert exported is not None and sorted(exported.column("cdr_id").to_pylist()) == ["a1", "b1"]
-    redacted = harness.erase("agent-42", kind="agent", mode="redact", request_id="r-redact")
+    without_tenant = harness.erase("agent-42", kind="agent", request_id="r-no-tenant")
+    assert without_tenant.status == "rejected" and "tenant" in str(without_tenant.reason)
+    redacted = harness.erase("agent-42", kind="agent", mode="redact", request_id="r-redact", tenant=TENANT)
     assert redacted.passed and redacted.rows_redacted == 2
     rows = {row["cdr_id"]: row for row in harness.rows().to_pylist()}
     assert sorted(rows) == ["a1", "a2", "b1", "b2"]
     assert rows["a1"]["agent_pseudonym"] is None and rows["b1"]["agent_pseudonym"] is None
     assert rows["a1"]["caller_pseudonym"] is not None and rows["a2"]["agent_pseudonym"] is not None
-    deleted = harness.erase("agent-7", kind="agent", request_id="r-delete")
+    deleted = harness.erase("agent-7", kind="agent", request_id="r-delete", tenant=TENANT)
     assert deleted.passed and deleted.rows_removed == 2
     assert sorted(harness.rows().column("cdr_id").to_pylist()) == ["a1", "b1"]
 
 
 def test_the_ledger_drops_an_erased_agents_late_calls(tmp_path: Path) -> None:
     storage, ledger = LocalStorage(tmp_path), ErasureLedger()
-    agent = subject_from_agent("agent-42", ONLY_K1)
+    agent = subject_from_agent("agent-42", ONLY_K1, TENANT)
     ledger.add(LedgerEntry(request_id="r-a", subject=list(agent.pairs), requested_at=REQUESTED_AT))
     ingestor = _ingestor(ROTATED)
     _add(ingestor, 0, "agent-call", OTHER, agent="agent-42")

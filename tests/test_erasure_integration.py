@@ -405,7 +405,8 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
     assert str(rejected[0]["request_id"]).startswith("unidentified-")
     assert [receipt["request_id"] for receipt in rejected[1:]] == list(bad)[1:]
     reasons = {str(receipt["request_id"]): str(receipt["reason"]) for receipt in rejected}
-    assert "SHORTCODE" in reasons["bad-short-code"] and "INVALID" in reasons["bad-invalid"]
+    # a subject is a person: short digits are an extension, which needs its tenant
+    assert "tenant" in reasons["bad-short-code"] and "INVALID" in reasons["bad-invalid"]
     assert "32 hexadecimal" in reasons["bad-pseudonym"] and "`$.subject_kind`" in reasons["bad-kind"]
     assert completed["request_id"] == "good-after" and completed["status"] == "completed"
     assert completed["rows_removed"] == subject_rows
@@ -423,7 +424,8 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
 def test_an_agent_is_exported_and_erased_by_id_or_pseudonym(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _env(worker_env)
+    # the demo's sources are one customer's: one tenant for its agents (CDRPIPE_TENANTS)
+    env = {**_env(worker_env), "CDRPIPE_TENANTS": "contact-centre=demo,carrier-in=demo,carrier-out=demo"}
     cdrs = list(demo.generate(800, seed=99, start=NOW, days=2))
     agents = [cdr.agent for cdr in cdrs if cdr.agent]
     agent = max(set(agents), key=agents.count)
@@ -433,14 +435,15 @@ def test_an_agent_is_exported_and_erased_by_id_or_pseudonym(
         _send(env, cdrs)
         wait_stored(env)
         by_id = tmp_path / "agent.jsonl"
-        _cli(env, "export", "--agent", agent, "--out", str(by_id))
+        _cli(env, "export", "--agent", agent, "--tenant", "demo", "--out", str(by_id))
         exported = [json.loads(line) for line in by_id.read_text().splitlines()]
         assert {row["cdr_id"] for row in exported} == handled
         (pseudonym,) = {row["agent_pseudonym"] for row in exported}
         by_pseudonym = tmp_path / "pseudonym.jsonl"
         _cli(env, "export", "--pseudonym", pseudonym, "--out", str(by_pseudonym))
         assert len(by_pseudonym.read_text().splitlines()) == len(handled)
-        receipt = json.loads(_cli(env, "erase", "--agent", agent, "--mode", "redact", "--wait", "120").stdout)
+        erase = ["erase", "--agent", agent, "--tenant", "demo", "--mode", "redact", "--wait", "120"]
+        receipt = json.loads(_cli(env, *erase).stdout)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     assert receipt["status"] == "completed" and receipt["verification"]["passed"] is True

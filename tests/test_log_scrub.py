@@ -5,12 +5,26 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
 from pipeline import log_scrub
 from pipeline.log_json import JsonFormatter, logging_config
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_hooks() -> Iterator[None]:
+    """log_scrub.install() changes process-wide hooks: put them back after each test."""
+    saved = (logging.getLogRecordFactory(), sys.excepthook, threading.excepthook)
+    yield
+    logging.setLogRecordFactory(saved[0])
+    sys.excepthook, threading.excepthook = saved[1], saved[2]
+    logging.captureWarnings(False)
 
 
 @pytest.mark.parametrize(
@@ -33,11 +47,36 @@ def test_number_shapes_are_replaced(message: str, expected: str) -> None:
     [
         "2026-11-25 10:21:42,528 published 4 files (2876 rows) for cdr.raw[0] up to offset 2876",
         "cdr/call_date=2026-11-25/cdr.raw+0+00000000000000002876.parquet",
-        "flushed in 0.52s, 123456789 rows",
+        "flushed in 0.52s, 123,456,789 rows",
+        "published 3 files (99,999 rows, 12,345,678 bytes) for cdr.raw[3] offsets 1,000,000..1,099,999",
+        "offsets 1000..2000, 654321 bytes",
+        "erasure 3f2a1b4c-1234-5678-9abc-def0123a5678 started at 2026-11-25T10:21:42.528+00:00",
+        "connected to 127.0.0.1:9092",
     ],
 )
 def test_operational_numbers_survive(message: str) -> None:
     assert log_scrub.scrub(message) == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "flushed in 0.52s, 123456789 rows",  # a plain 9-digit count reads like 470123456
+        "32470123456",
+        "470123456",
+        "0475\u00a012\u00a034\u00a056",
+        "0475\t12\t34\t56",
+        "0475_12_34_56",
+        "%2B32475123456",
+        "\uff10\uff14\uff17\uff15\uff11\uff12\uff13\uff14\uff15\uff16",
+        "+3247512345600000000000000",
+        "CALLER0475123456",
+    ],
+)
+def test_widened_shapes_are_replaced(message: str) -> None:
+    scrubbed = log_scrub.scrub(message)
+    assert "[number]" in scrubbed
+    assert not any(run in scrubbed for run in ("475", "\uff14\uff17\uff15", "123456789"))
 
 
 def test_installed_factory_scrubs_formatted_arguments(caplog: pytest.LogCaptureFixture) -> None:
@@ -77,3 +116,54 @@ def test_json_logging_config_routes_the_root_logger_to_json() -> None:
     config = logging_config("WARNING")
     assert config["root"] == {"level": "WARNING", "handlers": ["stderr"]}
     assert config["formatters"]["json"]["()"] is JsonFormatter
+
+
+@pytest.mark.parametrize("logger_name", ["faust.transport.consumer", "aiokafka.consumer.fetcher", "mode"])
+def test_third_party_loggers_lose_numbers_in_message_args_and_traceback(logger_name: str) -> None:
+    previous = logging.getLogRecordFactory()
+    log_scrub.install()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError("unexpected caller '0470 12 34 56'")
+        except ValueError:
+            logger.error("fetch failed for %s", "32470123456", exc_info=True)
+        logger.warning("record %r", {"caller": "+32 470 12 34 56"}, stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+        logging.setLogRecordFactory(previous)
+    text = stream.getvalue()
+    assert "ValueError: unexpected caller '[number]'" in text
+    assert "fetch failed for [number]" in text and "{'caller': '[number]'}" in text
+    assert "470" not in text
+
+
+def test_uncaught_tracebacks_and_warnings_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    log_scrub.install()
+    try:
+        raise ValueError("unexpected caller 0470 12 34 56")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    thread = threading.Thread(target=lambda: int("caller +32470123456"), name="decoder")
+    thread.start()
+    thread.join()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("py.warnings").addHandler(handler)
+    try:
+        with warnings.catch_warnings():  # pytest records warnings itself: let them reach logging
+            warnings.simplefilter("always")
+            logging.captureWarnings(False)
+            log_scrub.install()
+            warnings.warn("odd value 0470123456", UserWarning, stacklevel=1)
+    finally:
+        logging.getLogger("py.warnings").removeHandler(handler)
+    errors = capsys.readouterr().err
+    assert "ValueError: unexpected caller [number]" in errors
+    assert "Exception in thread decoder" in errors and "'caller [number]'" in errors
+    assert "odd value [number]" in stream.getvalue()
+    assert "470" not in errors + stream.getvalue()

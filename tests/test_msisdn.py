@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.msisdn import NumberClassifier, NumberKind
+from pipeline.msisdn import NumberClassifier, NumberKind, Role, can_reach_service
 from tests.fuzzing import examples
 
 BELGIAN = NumberClassifier("BE", (2, 5))
@@ -75,13 +75,39 @@ def test_withheld(raw: str) -> None:
 
 
 @pytest.mark.parametrize("raw", ["112", "100", "101"])
-def test_emergency_numbers_are_shortcodes_even_at_extension_length(raw: str) -> None:
-    result = BELGIAN.classify(raw)
+def test_dialled_emergency_numbers_are_shortcodes_even_at_extension_length(raw: str) -> None:
+    result = BELGIAN.classify(raw, service=True)
     assert (result.kind, result.value) == (NumberKind.SHORTCODE, raw)
 
 
+@pytest.mark.parametrize("raw", ["112", "100", "101", "1207", "116000"])
+def test_short_digits_are_never_service_numbers_where_no_call_can_reach_one(raw: str) -> None:
+    result = BELGIAN.classify(raw)
+    assert result.kind is not NumberKind.SHORTCODE
+    assert result.kind in (NumberKind.EXTENSION, NumberKind.INVALID)
+
+
+@pytest.mark.parametrize(
+    ("role", "direction", "reachable"),
+    [
+        ("callee", "outbound", True),
+        ("callee", "inbound", False),
+        ("callee", "internal", False),
+        ("caller", "outbound", False),
+        ("caller", "inbound", False),
+        ("caller", "internal", False),
+        ("connected", "outbound", False),
+        ("connected", "inbound", False),
+    ],
+)
+def test_only_the_callee_of_an_outbound_call_can_reach_a_service(
+    role: Role, direction: str, reachable: bool
+) -> None:
+    assert can_reach_service(role, direction) is reachable
+
+
 def test_service_short_code_longer_than_extensions() -> None:
-    assert BELGIAN.classify("116000").kind is NumberKind.SHORTCODE
+    assert BELGIAN.classify("116000", service=True).kind is NumberKind.SHORTCODE
 
 
 @pytest.mark.parametrize("raw", ["201", "2001", "sip:2001@pbx.local", "45"])

@@ -179,10 +179,10 @@ def test_a_replayed_batch_dead_letters_the_unstorable_records_and_keeps_the_rest
 
 def test_a_record_that_cannot_become_a_row_is_a_dead_letter_and_the_partition_goes_on() -> None:
     class BrokenAgents(PartyPseudonymizer):
-        def _agent(self, agent_id: str) -> str:
+        def _agent(self, agent_id: str, tenant: str) -> str:
             if agent_id == "agent-boom":
                 raise RuntimeError("agent-boom 0470123456")
-            return super()._agent(agent_id)
+            return super()._agent(agent_id, tenant)
 
     parties = BrokenAgents(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"s" * 32, "x")), 8)
     selector = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
@@ -201,6 +201,24 @@ def test_a_record_that_cannot_become_a_row_is_a_dead_letter_and_the_partition_go
     assert flush.rows == 2 and flush.commit_offset == 3
     assert flush.files[0].table.column("cdr_id").to_pylist() == ["a", "c"]
     assert flush.files[0].table.schema == CDR_SCHEMA
+
+
+def test_a_chunk_whose_every_row_is_unstorable_dead_letters_them_all() -> None:
+    class BrokenAgents(PartyPseudonymizer):
+        def _agent(self, agent_id: str, tenant: str) -> str:
+            raise RuntimeError(f"{agent_id} at {tenant}")
+
+    parties = BrokenAgents(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"s" * 32, "x")), 8)
+    selector = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
+    ingestor = Ingestor(selector, parties, 100, 5)
+    payloads = [canonical_bytes(cdr_id="a"), canonical_bytes(cdr_id="b")]
+    letters = ingestor.add_batch(
+        [RawRecord("cdr.raw", 0, offset, payload) for offset, payload in enumerate(payloads)]
+    )
+    assert [(letter.record.offset, letter.reason) for letter in letters] == [
+        (0, RejectReason.UNSTORABLE),
+        (1, RejectReason.UNSTORABLE),
+    ]
 
 
 ASTERISK_LINE = (REPO / "tests" / "data" / "asterisk" / "Master.csv").read_bytes().splitlines()[1]

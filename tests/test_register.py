@@ -230,7 +230,7 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
     listed = json.loads(runner.invoke(cli, ["requests", "--json"]).output)
     assert [(entry["request_id"], entry["overdue"]) for entry in listed] == [("obj-1", True)]
     shown = json.loads(runner.invoke(cli, ["requests", "show", "acc-1"]).output)
-    assert shown["status"] == "closed" and shown["outcome"] == "exported 1 rows (jsonl)"
+    assert shown["status"] == "closed" and shown["outcome"] == "exported 1 rows (jsonl, minimised)"
     assert [event["event"] for event in shown["history"]] == ["received", "extended", "closed"]
     assert "0475" not in "".join(path.read_text() for path in (tmp_path / "store").glob("_cdrpipe/**/*.json"))
 

@@ -299,6 +299,7 @@ def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_pa
     assert _ids(tmp_path, "restricted") == []
     bad_subject = SubjectRequest(request_id="dpo-8", kind="restriction", requested_at=NOW, subject="112")
     refused = _processor(storage, ErasureLedger(), []).process(bad_subject)
-    assert refused["status"] == "rejected" and "not a subscriber number" in refused["reason"]
+    # a subject is a person: short digits are an extension, only unique within a tenant
+    assert refused["status"] == "rejected" and "only unique within its tenant" in refused["reason"]
     record = load_request(storage, "dpo-8")
     assert record is not None and record.status == "open" and "rejected" in record.history[-1]["text"]

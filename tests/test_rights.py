@@ -192,7 +192,7 @@ def test_the_commands_refuse_bad_requests_before_sending_anything(
     runner = CliRunner()
     cases = [
         (["restrict"], "give exactly one of --number or --pseudonym"),
-        (["object", "--number", "112", "--existing", "erase"], "not a subscriber number"),
+        (["object", "--number", "112", "--existing", "erase"], "only unique within its tenant"),
         (["unrestrict", "--pseudonym", "xyz"], "a pseudonym is 32 hexadecimal characters"),
         (["rectify", "--cdr-id", "c-1", "--party", "caller", "--request-id", "0475123456"], "phone number"),
         (

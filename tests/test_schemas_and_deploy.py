@@ -14,7 +14,9 @@ from pipeline import demo
 from pipeline.data_dictionary import render_shipped
 from pipeline.keyring import init_keyring
 from pipeline.lifecycle.erasure_request import ErasureRequest
+from pipeline.pseudonym import PSEUDONYM_SCHEME_VERSION
 from pipeline.sink.schema import CDR_SCHEMA
+from pipeline.text_policy import POLICIES
 from tests.helpers import REPO
 from tests.samples import canonical
 
@@ -51,6 +53,31 @@ def test_data_dictionary_lists_every_stored_column_with_its_type_and_policy() ->
         assert documented[field.name]["sensitivity"]
     for name in ("caller_pseudonym", "callee_pseudonym", "agent_pseudonym", "connected_pseudonym"):
         assert documented[name]["policy"] == "pseudonymise"
+
+
+def test_every_column_has_the_text_policy_the_code_enforces_and_the_scheme_version() -> None:
+    document = _load("data-dictionary.json")
+    assert document["pseudonym_scheme_version"] == PSEUDONYM_SCHEME_VERSION
+    assert "tenant" in document["pseudonym_scheme"] and "Existing stores" in document["pseudonym_scheme"]
+    rules = document["text_policies"]
+    columns = {column["name"]: column for column in document["columns"]}
+    assert {column["text_policy"] for column in columns.values()} == set(rules)
+    for field, policy in POLICIES.items():
+        assert columns[field]["text_policy"] == policy.name
+        assert rules[policy.name].startswith(policy.describes)
+    text_columns = {
+        field.name
+        for field in CDR_SCHEMA
+        if str(field.type) in ("string", str(CDR_SCHEMA.field("queue").type))
+    }
+    for name in text_columns:
+        assert columns[name]["text_policy"] != "not-text", name
+    for name in set(columns) - text_columns:
+        assert columns[name]["text_policy"] == "not-text", name
+    enforced_elsewhere = {"enumeration", "pseudonym", "service-short-code"}
+    assert {columns[name]["text_policy"] for name in text_columns} - enforced_elsewhere == {
+        policy.name for policy in POLICIES.values()
+    }
 
 
 def test_compose_file_uses_pinned_official_kafka_in_kraft_mode_and_a_keyring_secret() -> None:
@@ -97,12 +124,14 @@ def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_fro
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
     (worker,) = pod["containers"]
     environment = {variable["name"]: variable.get("value") for variable in worker["env"]}
-    keyring_dir = environment["CDRPIPE_KEYRING"].rsplit("/", 1)[0]
+    # the keyring sits in a directory the init container creates (0755, the worker's own): the
+    # memory-backed emptyDir itself is world-writable, a directory the worker refuses
+    keyring_dir = environment["CDRPIPE_KEYRING"].rsplit("/", 2)[0]
     mounts = {mount["name"]: mount["mountPath"] for mount in worker["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     (copy,) = pod["initContainers"]
     assert (
-        copy["command"][:3] == ["install", "-m", "0600"]
+        copy["command"][:4] == ["install", "-D", "-m", "0600"]
         and copy["command"][-1] == environment["CDRPIPE_KEYRING"]
     )
     assert (
@@ -110,7 +139,7 @@ def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_fro
         == "Memory"
     )
     secret_mount = next(
-        mount for mount in copy["volumeMounts"] if copy["command"][3].startswith(mount["mountPath"])
+        mount for mount in copy["volumeMounts"] if copy["command"][4].startswith(mount["mountPath"])
     )
     assert volumes[secret_mount["name"]]["secret"]["secretName"] == "cdrpipe-keyring"
     assert worker["livenessProbe"]["httpGet"]["path"] == "/health"

@@ -116,8 +116,14 @@ def _seconds(text: str, field: str) -> int:
 
 
 def _direction(src: str, dst: str, context: DecodeContext) -> Direction:
+    """Master.csv has no direction: short digits are extensions, except a dialled emergency number.
+
+    ``src`` is a caller, never a service number. ``dst`` is read as dialled
+    out of the PBX (``service=True``): an emergency number there makes the call
+    outbound, any other string of extension length is an internal extension.
+    """
     caller_is_extension = context.classifier.classify(src).kind is NumberKind.EXTENSION
-    callee_is_extension = context.classifier.classify(dst).kind is NumberKind.EXTENSION
+    callee_is_extension = context.classifier.classify(dst, service=True).kind is NumberKind.EXTENSION
     if caller_is_extension and callee_is_extension:
         return "internal"
     return "outbound" if caller_is_extension else "inbound"

@@ -1,6 +1,8 @@
 """Which decoder reads a message: the ``cdr-format`` header, else the topic's format, else sniffing.
 
-Contract: :meth:`FormatSelector.decode` returns a validated record or raises
+Contract: :meth:`FormatSelector.decode` returns a validated record whose text
+fields keep their policies (:mod:`pipeline.text_policy`, the one place where
+they are enforced for every format) or raises
 :class:`~pipeline.record.RecordRejectedError` whose ``format_name`` says which
 format was tried (``unknown`` when none could be chosen). Sniffing recognises
 canonical JSON, FreeSWITCH JSON and Asterisk CSV by their shape; when a
@@ -23,6 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext, Decoder, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import CsvMapping, MappedCsvDecoder
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+from pipeline.text_policy import enforce_text_policies
 
 log = logging.getLogger(__name__)
 FORMAT_HEADER = "cdr-format"
@@ -64,7 +67,8 @@ class FormatSelector:
     def decode_as(self, name: str, payload: bytes) -> CanonicalCdr:
         """Decode ``payload`` as format ``name`` (one of this selector's formats)."""
         try:
-            return self._decoders[name](payload, self._context)
+            cdr = self._decoders[name](payload, self._context)
+            return enforce_text_policies(cdr, self._context.classifier)  # the one place, every format
         except RecordRejectedError as rejected:
             rejected.format_name = name
             raise

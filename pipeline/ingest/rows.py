@@ -4,7 +4,9 @@ Contract: :func:`build_rows` turns a sequence of decoded CDRs into a table
 with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`, one row per CDR, in
 order. It keeps only what the data dictionary allows (pseudonyms, coarse
 attributes, service short codes); the raw party strings are never stored.
-Each distinct party string of the chunk is resolved once.
+Extensions and agents are pseudonymised within the record's tenant; only the
+callee of an outbound call can be a service short code. Each distinct party
+(string, tenant, role) of the chunk is resolved once.
 
 When a chunk cannot be built, :func:`unstorable_rows` names the rows to blame,
 so that those records, and only those, are dead-lettered.
@@ -18,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.msisdn import can_reach_service
 from pipeline.pseudonym import PartyColumns, PartyPseudonymizer
 from pipeline.record import TIME_FIELDS, CanonicalCdr
 from pipeline.sink.schema import CDR_SCHEMA, TIMESTAMP
@@ -35,16 +38,23 @@ def build_rows(cdrs: Sequence[CanonicalCdr], parties: PartyPseudonymizer) -> pa.
     for name in TIME_FIELDS:
         values[name] = pa.array(list(map(attrgetter(name), cdrs)), TIMESTAMP)
     columns = parties.columns
-    callers = [cdr.caller for cdr in cdrs]
-    callees = [cdr.callee for cdr in cdrs]
-    resolved = {raw: columns(raw) for raw in {*callers, *callees}}
-    _add_party(values, "caller", [resolved[raw] for raw in callers])
-    _add_party(values, "callee", [resolved[raw] for raw in callees])
-    values["connected_pseudonym"] = [
-        columns(cdr.connected).pseudonym if cdr.connected else None for cdr in cdrs
+    tenants = [parties.tenant_of(cdr.source) for cdr in cdrs]
+    # a party is (raw string, tenant, can it be a service number); only an outbound callee can
+    callers = [(cdr.caller, tenant, False) for cdr, tenant in zip(cdrs, tenants, strict=True)]
+    callees = [
+        (cdr.callee, tenant, can_reach_service("callee", cdr.direction))
+        for cdr, tenant in zip(cdrs, tenants, strict=True)
     ]
-    agents = {agent: parties.agent(agent) for agent in {cdr.agent for cdr in cdrs} if agent}
-    values["agent_pseudonym"] = [agents.get(cdr.agent) if cdr.agent else None for cdr in cdrs]
+    resolved = {party: columns(*party) for party in {*callers, *callees}}
+    _add_party(values, "caller", [resolved[party] for party in callers])
+    _add_party(values, "callee", [resolved[party] for party in callees])
+    values["connected_pseudonym"] = [
+        columns(cdr.connected, tenant, False).pseudonym if cdr.connected else None
+        for cdr, tenant in zip(cdrs, tenants, strict=True)
+    ]
+    agent_keys = [(cdr.agent, tenant) for cdr, tenant in zip(cdrs, tenants, strict=True)]
+    agents = {key: parties.agent(*key) for key in set(agent_keys) if key[0]}
+    values["agent_pseudonym"] = [agents.get(key) for key in agent_keys]
     values["key_id"] = [parties.key_id] * len(cdrs)
     arrays = [_array(values[field.name], field.type) for field in CDR_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)

@@ -12,7 +12,7 @@ like the active key's :class:`~pipeline.pseudonym.PartyPseudonymizer`.
 from __future__ import annotations
 
 from pipeline.keyring import Keyring
-from pipeline.msisdn import NumberClassifier
+from pipeline.msisdn import NumberClassifier, can_reach_service
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr
 
@@ -30,7 +30,7 @@ class KeyTranslator:
     ) -> KeyTranslator:
         """A translator from ``active`` to every other key of ``keyring``."""
         others = tuple(
-            PartyPseudonymizer(classifier, Pseudonymizer(key), cache_size)
+            PartyPseudonymizer(classifier, Pseudonymizer(key), cache_size, active.tenants)
             for key in keyring.keys
             if key.key_id != active.key_id
         )
@@ -40,17 +40,20 @@ class KeyTranslator:
         """Add the translations of ``cdr``'s parties and agent to ``into``."""
         if not self._others:
             return
-        for raw in (cdr.caller, cdr.callee, cdr.connected):
+        # the same tenant and roles the rows are built with (pipeline.ingest.rows)
+        tenant = self._active.tenant_of(cdr.source)
+        callee_service = can_reach_service("callee", cdr.direction)
+        for raw, service in ((cdr.caller, False), (cdr.callee, callee_service), (cdr.connected, False)):
             if not raw:
                 continue
-            pseudonym = self._active.columns(raw).pseudonym
+            pseudonym = self._active.columns(raw, tenant, service).pseudonym
             if pseudonym is not None and pseudonym not in into:
                 into[pseudonym] = tuple(
                     other
-                    for other in (parties.columns(raw).pseudonym for parties in self._others)
+                    for other in (parties.columns(raw, tenant, service).pseudonym for parties in self._others)
                     if other is not None
                 )
         if cdr.agent:
-            agent = self._active.agent(cdr.agent)
+            agent = self._active.agent(cdr.agent, tenant)
             if agent not in into:
-                into[agent] = tuple(parties.agent(cdr.agent) for parties in self._others)
+                into[agent] = tuple(parties.agent(cdr.agent, tenant) for parties in self._others)

@@ -117,8 +117,8 @@ class ErasureProcessor:
         if request.subject_kind == "pseudonym":
             return subject_from_pseudonym(request.subject)
         if request.subject_kind == "agent":
-            return subject_from_agent(request.subject, self._keyring())
-        return subject_from_number(request.subject, self._keyring(), self._classifier)
+            return subject_from_agent(request.subject, self._keyring(), request.tenant)
+        return subject_from_number(request.subject, self._keyring(), self._classifier, request.tenant)
 
     def process(self, request: ErasureRequest) -> Receipt:
         """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""

@@ -31,6 +31,7 @@ class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
     request_id: Annotated[str, msgspec.Meta(min_length=1)]
     subject: str
     subject_kind: SubjectKind = "number"
+    tenant: str | None = None
     requested_at: Annotated[datetime, msgspec.Meta(tz=True)]
     mode: Mode = "delete"
 

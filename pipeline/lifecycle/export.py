@@ -9,6 +9,14 @@ quarantine (a restriction or objection took them out of use) are exported
 too, with ``restricted`` true; the dataset's rows have it false. If a data
 file cannot be read, it raises :class:`UnreadableFilesError` naming it rather
 than return an export that may be incomplete.
+:func:`minimise` turns the rows into the copy a data subject receives (GDPR
+art. 15(4): the copy must not adversely affect the rights of others): the
+subject's own side and the call facts stay; every other party's pseudonym
+becomes a token ``party-1``, ``party-2``, ... numbered in order of first
+appearance in this export only (stable within it, unlinkable across exports);
+the other parties' country and line type and every agent pseudonym but the
+subject's own are left out. The full rows are for the controller's internal
+use only.
 """
 
 from __future__ import annotations
@@ -70,6 +78,31 @@ def subject_rows(
 
 def _plain(field: pa.Field) -> pa.Field:
     return field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+
+
+OTHER_PARTY_DETAILS = ("_country", "_line_type")
+
+
+def minimise(table: pa.Table, subject: Subject) -> pa.Table:
+    """The subject's copy of ``table`` (rows from :func:`subject_rows`): see the module contract."""
+    tokens: dict[str, str] = {}
+
+    def token(pseudonym: str) -> str:
+        return tokens.setdefault(pseudonym, f"party-{len(tokens) + 1}")
+
+    rows = table.to_pylist()
+    for row in rows:
+        for role in ("caller", "callee", "connected"):
+            pseudonym = row[f"{role}_pseudonym"]
+            if pseudonym is None or pseudonym in subject.pseudonyms:
+                continue
+            row[f"{role}_pseudonym"] = token(pseudonym)
+            for detail in OTHER_PARTY_DETAILS:
+                if f"{role}{detail}" in row:
+                    row[f"{role}{detail}"] = None
+        if row["agent_pseudonym"] not in subject.pseudonyms:  # an agent's own export keeps theirs
+            row["agent_pseudonym"] = None
+    return pa.Table.from_pylist(rows, schema=table.schema)
 
 
 def write_export(table: pa.Table, out: Path, export_format: ExportFormat) -> None:

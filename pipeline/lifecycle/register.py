@@ -33,6 +33,7 @@ from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
 from pipeline.log_scrub import scrub
+from pipeline.number_text import identifier_holds_number
 from pipeline.sink.storage import Storage
 
 REGISTER_DIR = "_cdrpipe/requests"
@@ -51,8 +52,17 @@ def check_request_id(request_id: str) -> str:
         raise ConfigError(
             "a request id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
-    check_text(request_id, "a request id")
+    check_identifier(request_id, "a request id")
     return request_id
+
+
+def check_identifier(identifier: str, what: str) -> str:
+    """``identifier`` unless it is or holds a phone number as ids are read, or holds a pseudonym."""
+    if identifier_holds_number(identifier):
+        raise ConfigError(f"{what} must not contain a phone number")
+    if _PSEUDONYM.search(identifier):
+        raise ConfigError(f"{what} must not contain a pseudonym")
+    return identifier
 
 
 def check_text(text: str, what: str) -> str:
@@ -65,10 +75,10 @@ def check_text(text: str, what: str) -> str:
 
 
 def new_request_id() -> str:
-    """A fresh UUID that :func:`check_request_id` accepts (about 1 in 300 UUIDs looks like a number)."""
+    """A fresh UUID that :func:`check_request_id` accepts (a few in a thousand spell a number)."""
     while True:
         candidate = str(uuid.uuid4())
-        if scrub(candidate) == candidate:
+        if not identifier_holds_number(candidate):
             return candidate
 
 

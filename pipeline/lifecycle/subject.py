@@ -4,10 +4,12 @@ Contract: :func:`subject_from_number` normalises any spelling of a number and
 returns its pseudonyms under every key of the keyring (in the number's
 domain), so rows written before and after a key rotation are all found.
 :func:`subject_from_agent` does the same for a contact-centre agent id (agent
-domain). :func:`subject_from_pseudonym` takes a pseudonym as given: its key is
-unknown and it can only match rows of the key it was computed with. None of
-them keeps the raw number; every refusal is a :class:`SubjectError` whose
-message holds no input value.
+domain). Extensions and agent ids are only unique within their tenant
+(pseudonym scheme 2), so they need one; a subscriber number is the same
+person at every tenant and takes none. :func:`subject_from_pseudonym` takes
+a pseudonym as given: its key is unknown and it can only match rows of the
+key it was computed with. None of them keeps the raw number; every refusal
+is a :class:`SubjectError` whose message holds no input value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pipeline.errors import ConfigError
 from pipeline.keyring import Keyring
 from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym
-from pipeline.msisdn import NumberClassifier, NumberKind
+from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber
 from pipeline.pseudonym import Domain, Pseudonymizer
 
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
@@ -46,29 +48,40 @@ class Subject:
         return tuple(sorted({pair.key_id for pair in self.pairs if pair.key_id != UNKNOWN_KEY}))
 
 
-def _under_every_key(keyring: Keyring, domain: Domain, value: str) -> Subject:
+def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenant: str | None) -> Subject:
     return Subject(
-        tuple(KeyedPseudonym(key.key_id, Pseudonymizer(key).pseudonym(domain, value)) for key in keyring.keys)
+        tuple(
+            KeyedPseudonym(key.key_id, Pseudonymizer(key).pseudonym(domain, value, tenant))
+            for key in keyring.keys
+        )
     )
 
 
-def subject_from_number(number: str, keyring: Keyring, classifier: NumberClassifier) -> Subject:
-    """The subject of a phone number or extension in any spelling."""
-    classified = classifier.classify(number)
-    domain = _DOMAIN_OF_KIND.get(classified.kind)
-    if domain is None or classified.value is None:
-        raise SubjectError(
-            f"the subject is not a subscriber number or extension (it is {classified.kind.value})"
-        )
-    return _under_every_key(keyring, domain, classified.value)
+def subject_from_number(
+    number: str, keyring: Keyring, classifier: NumberClassifier, tenant: str | None = None
+) -> Subject:
+    """The subject of a phone number or extension (at ``tenant``) in any spelling."""
+    return subject_from_party(classifier.classify(number), keyring, tenant)
 
 
-def subject_from_agent(agent_id: str, keyring: Keyring) -> Subject:
-    """The subject of a contact-centre agent id (as the CDRs carry it)."""
+def subject_from_party(party: PartyNumber, keyring: Keyring, tenant: str | None = None) -> Subject:
+    """The subject of a classified number; an extension needs its ``tenant``."""
+    domain = _DOMAIN_OF_KIND.get(party.kind)
+    if domain is None or party.value is None:
+        raise SubjectError(f"the subject is not a subscriber number or extension (it is {party.kind.value})")
+    if domain is Domain.EXTENSION and not tenant:
+        raise SubjectError("an extension is only unique within its tenant, which the request must name")
+    return _under_every_key(keyring, domain, party.value, tenant if domain is Domain.EXTENSION else None)
+
+
+def subject_from_agent(agent_id: str, keyring: Keyring, tenant: str | None = None) -> Subject:
+    """The subject of a contact-centre agent id (as the CDRs carry it) at ``tenant``."""
     value = agent_id.strip()
     if not value:
         raise SubjectError("the agent id is empty")
-    return _under_every_key(keyring, Domain.AGENT, value)
+    if not tenant:
+        raise SubjectError("an agent id is only unique within its tenant, which the request must name")
+    return _under_every_key(keyring, Domain.AGENT, value, tenant)
 
 
 def subject_from_pseudonym(pseudonym: str) -> Subject:

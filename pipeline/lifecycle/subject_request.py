@@ -18,7 +18,7 @@ import msgspec
 
 from pipeline.errors import ConfigError
 from pipeline.lifecycle.erasure_request import schema_problem
-from pipeline.lifecycle.register import check_request_id, check_text
+from pipeline.lifecycle.register import check_identifier, check_request_id
 
 RequestKind = Literal["restriction", "lift", "objection", "withdrawal", "rectification"]
 SCHEMA = "schemas/subject-request.schema.json"
@@ -94,7 +94,7 @@ def _problem(request: SubjectRequest) -> str | None:
         if not request.cdr_id or request.party is None:
             return "a rectification names the call (cdr_id) and the party (caller or callee)"
         try:
-            check_text(request.cdr_id, "cdr_id")
+            check_identifier(request.cdr_id, "cdr_id")
         except ConfigError as exc:
             return str(exc)
     return None

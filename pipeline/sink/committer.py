@@ -138,17 +138,18 @@ class BatchCommitter:
                 flush.commit_offset,
             )
             return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
+        # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
         log.info(
-            "published %d files (%d rows, %d quarantined, %d suppressed, %d bytes) for %s[%d] offsets %d..%d",
+            "published %d files (%s rows, %s quarantined, %s suppressed, %s bytes) for %s[%d] offsets %s..%s",
             len(flush.files),
-            published.rows,
-            published.quarantined,
-            published.suppressed,
-            published.bytes_written,
+            f"{published.rows:,}",
+            f"{published.quarantined:,}",
+            f"{published.suppressed:,}",
+            f"{published.bytes_written:,}",
             flush.topic,
             flush.partition,
-            flush.first_offset,
-            flush.commit_offset,
+            f"{flush.first_offset:,}",
+            f"{flush.commit_offset:,}",
         )
         if not self._offsets.commit(key, flush.commit_offset):
             # The partition moved to another worker, which replays from the last commit and
