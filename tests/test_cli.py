@@ -123,6 +123,6 @@ def test_erase_exits_1_after_printing_a_failed_or_rejected_receipt(
         async def answer(*_: object, receipt: dict[str, object] = receipt) -> dict[str, object]:
             return receipt  # the broker round trip is tested in tests/test_erasure_integration.py
 
-        monkeypatch.setattr("pipeline.cli._request_erasure", answer)
+        monkeypatch.setattr("pipeline.cli.subjects._request_erasure", answer)
         result = CliRunner().invoke(cli, ["erase", "--number", "+32475000111", "--wait", "1"], env=env)
         assert result.exit_code == exit_code and json.loads(result.stdout) == receipt  # stderr: "subject: …"

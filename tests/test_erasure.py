@@ -20,7 +20,8 @@ from pipeline.ingest.records import RawRecord
 from pipeline.ingest.rows import build_rows
 from pipeline.ingest.translation import KeyTranslator
 from pipeline.kafka.topics import TopicPlan, retention_warnings
-from pipeline.keyring import Key, Keyring, KeyringFile, init_keyring, load_keyring, rotate_keyring
+from pipeline.keyring import Key, Keyring, init_keyring, load_keyring, rotate_keyring
+from pipeline.keyring_file import KeyringFile
 from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.erasure_request import ErasureRequest

@@ -18,18 +18,17 @@ from pipeline.lifecycle.receipts import Receipt, ReceiptVerification
 from pipeline.lifecycle.register import (
     REGISTER_DIR,
     add_months,
-    check_request_id,
     close,
     extend,
     load_register,
     load_request,
-    new_request_id,
     note,
     open_requests,
     purge_requests,
     register_received,
 )
 from pipeline.lifecycle.register_metrics import RequestRegisterMetrics
+from pipeline.lifecycle.request_ids import check_request_id, new_request_id
 from pipeline.sink.storage import LocalStorage
 from tests.test_lifecycle import _file
 

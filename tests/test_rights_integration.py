@@ -17,12 +17,12 @@ import msgspec
 import pytest
 
 from pipeline import demo
+from pipeline.cli.client import request_and_wait
 from pipeline.config import load_settings
 from pipeline.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
-from pipeline.request_client import request_and_wait
 from pipeline.sink.storage import LocalStorage
 from tests.helpers import (
     REPO,

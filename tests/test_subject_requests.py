@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline import cli as cli_module
 from pipeline.cli import cli
+from pipeline.cli import subjects as cli_module
 from pipeline.errors import ConfigError
 from pipeline.ingest.rows import build_rows
 from pipeline.keyring import init_keyring, load_keyring

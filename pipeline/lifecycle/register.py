@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import calendar
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
-from pipeline.log_scrub import scrub
-from pipeline.number_text import identifier_holds_number
+from pipeline.lifecycle.request_ids import check_request_id, check_text
 from pipeline.sink.storage import Storage
 
 REGISTER_DIR = "_cdrpipe/requests"
@@ -42,44 +40,6 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 Status = Literal["open", "closed", "rejected"]
 ANSWER_MONTHS = 1
 EXTENDED_MONTHS = 3  # art. 12(3): one month, "extended by two further months"
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_PSEUDONYM = re.compile(r"(?i)(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
-
-
-def check_request_id(request_id: str) -> str:
-    """``request_id`` if it is usable as a file name and not shaped like a phone number."""
-    if not _ID.fullmatch(request_id):
-        raise ConfigError(
-            "a request id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    check_identifier(request_id, "a request id")
-    return request_id
-
-
-def check_identifier(identifier: str, what: str) -> str:
-    """``identifier`` unless it is or holds a phone number as ids are read, or holds a pseudonym."""
-    if identifier_holds_number(identifier):
-        raise ConfigError(f"{what} must not contain a phone number")
-    if _PSEUDONYM.search(identifier):
-        raise ConfigError(f"{what} must not contain a pseudonym")
-    return identifier
-
-
-def check_text(text: str, what: str) -> str:
-    """``text`` unless it holds something shaped like a phone number or a pseudonym."""
-    if scrub(text) != text:
-        raise ConfigError(f"{what} must not contain a phone number")
-    if _PSEUDONYM.search(text):
-        raise ConfigError(f"{what} must not contain a pseudonym")
-    return text
-
-
-def new_request_id() -> str:
-    """A fresh UUID that :func:`check_request_id` accepts (a few in a thousand spell a number)."""
-    while True:
-        candidate = str(uuid.uuid4())
-        if not identifier_holds_number(candidate):
-            return candidate
 
 
 def add_months(day: date, months: int) -> date:

@@ -18,7 +18,7 @@ import msgspec
 
 from pipeline.errors import ConfigError
 from pipeline.lifecycle.erasure_request import schema_problem
-from pipeline.lifecycle.register import check_identifier, check_request_id
+from pipeline.lifecycle.request_ids import check_identifier, check_request_id
 
 RequestKind = Literal["restriction", "lift", "objection", "withdrawal", "rectification"]
 SCHEMA = "schemas/subject-request.schema.json"

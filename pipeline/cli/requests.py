@@ -19,15 +19,14 @@ from pipeline.config import load_settings
 from pipeline.lifecycle.register import (
     KINDS,
     Kind,
-    check_request_id,
     close,
     extend,
     load_register,
     load_request,
-    new_request_id,
     open_requests,
     register_received,
 )
+from pipeline.lifecycle.request_ids import check_request_id, new_request_id
 from pipeline.sink.storage import Storage, open_storage
 
 

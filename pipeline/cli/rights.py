@@ -18,13 +18,13 @@ import click
 import msgspec
 
 from pipeline.assembly import build_classifier
+from pipeline.cli.client import request_and_wait
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
 from pipeline.keyring import load_keyring
-from pipeline.lifecycle.register import check_request_id, new_request_id
+from pipeline.lifecycle.request_ids import check_request_id, new_request_id
 from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
 from pipeline.lifecycle.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.request_client import request_and_wait
 
 REQUEST_ID_OPTION = click.option(
     "--request-id",

@@ -1,0 +1,24 @@
+"""The ``cdrpipe`` command: worker, keys, demo traffic, the data subjects' rights and the register.
+
+One module per group of commands; each adds its commands to :data:`~pipeline.cli.group.cli`.
+"""
+
+from __future__ import annotations
+
+from pipeline import log_scrub
+from pipeline.cli import keys, store, subjects, worker
+from pipeline.cli.group import cli
+from pipeline.cli.requests import requests_group
+from pipeline.cli.rights import COMMANDS as RIGHTS_COMMANDS
+
+__all__ = ["cli", "keys", "main", "store", "subjects", "worker"]
+
+cli.add_command(requests_group)
+for _command in RIGHTS_COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    log_scrub.install()
+    cli(prog_name="cdrpipe")
