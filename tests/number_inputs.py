@@ -25,8 +25,10 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, SUPPORTED_REGIONS, PhoneMe
 Sampler = Callable[[random.Random], str]
 
 # Default regions: Belgium (cdrpipe's default) most often, then regions with
-# shared country codes, transform rules, carrier codes or unusual prefixes.
+# shared country codes, transform rules, carrier codes or unusual prefixes, and
+# one time in ten any region.
 DEFAULT_REGIONS = ("BE",) * 6 + ("US", "GB", "AR", "BR", "MX", "RU", "IT", "JP", "AU", "DE", "FR", "CN", "CO")
+ANY_DEFAULT_REGION = 0.1
 _TYPES = (
     "fixed_line",
     "mobile",
@@ -87,6 +89,7 @@ class _Plan:
     """What the generator needs to know of one region or non-geographic calling code."""
 
     def __init__(self, metadata: Any) -> None:
+        self.region = str(metadata.id)
         self.country_code = str(metadata.country_code)
         self.national_prefix = metadata.national_prefix or "0"
         descs = [getattr(metadata, name) for name in _TYPES]
@@ -178,12 +181,11 @@ def party_strings(seed: int) -> Iterator[tuple[str, str]]:
     plans = _plans()
     for plan in plans:
         plan.fill_pools(rng)
-    defaults = {region: _Plan(PhoneMetadata.metadata_for_region(region)) for region in set(DEFAULT_REGIONS)}
-    for default in defaults.values():
-        default.fill_pools(rng)
+    defaults = {plan.region: plan for plan in plans if plan.region in SUPPORTED_REGIONS}
+    every_region = sorted(defaults)
     while True:
         for plan in plans:  # every region in turn, and a quarter numbers of the default region
-            region = rng.choice(DEFAULT_REGIONS)
-            default = defaults[region]
+            use_any = rng.random() < ANY_DEFAULT_REGION
+            default = defaults[rng.choice(every_region if use_any else DEFAULT_REGIONS)]
             source = default if rng.random() < 0.25 else plan
-            yield region, _spelled(_digits(source, default, rng), rng)
+            yield default.region, _spelled(_digits(source, default, rng), rng)
