@@ -81,7 +81,7 @@ def _international(number: str, unknown_code: Undecided | None) -> Valid | Undec
     return unknown_code
 
 
-def _national(digits: str, default: RegionRules, code: CallingCode) -> Valid | None:
+def _national(digits: str, default: RegionRules, code: CallingCode) -> Valid | Undecided | None:
     """``digits`` without international prefix: national, or the default country code without "+"."""
     if digits.startswith(code.calling_code):
         # phonenumbers takes the digits after the default country code when the
@@ -89,8 +89,7 @@ def _national(digits: str, default: RegionRules, code: CallingCode) -> Valid | N
         rest = default.strip_national_prefix(digits[len(code.calling_code) :])
         if (not default.is_national(digits) and default.is_national(rest)) or default.too_long(len(digits)):
             main = code.main
-            assert main is not None  # the default region's own calling code has rules
-            return _significant(rest, main, code)
+            return UNDECIDED if main is None else _significant(rest, main, code)
     return _significant(digits, default, code)
 
 
