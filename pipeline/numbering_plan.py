@@ -9,9 +9,9 @@ passes on), and returns either
   string, ``region_code_for_number`` (``001`` if non-geographic) and the name of
   its ``number_type``;
 * ``None`` when that parse fails or the number it gives is not valid;
-* :data:`UNDECIDED` for a shape it does not reproduce (a ``+`` followed by an
-  unknown country code, fewer than 4 or more than 24 characters, a default
-  region phonenumbers does not know): the caller then runs the full parse.
+* :data:`UNDECIDED` for a shape it does not reproduce (fewer than 4 or more
+  than 24 characters, a national number in a default region phonenumbers does
+  not know): the caller then runs the full parse.
 
 It follows the steps of the pinned phonenumbers' ``parse``,
 ``region_code_for_number`` and ``_number_type_helper`` for these inputs, with
@@ -45,6 +45,10 @@ class Undecided(enum.Enum):
 UNDECIDED: Final = Undecided.UNDECIDED
 
 
+class _UnknownCode(enum.Enum):
+    UNKNOWN_CODE = "unknown calling code"
+
+
 class NumberingPlan:
     """The fast path of E.164 classification for one default region."""
 
@@ -57,19 +61,32 @@ class NumberingPlan:
         if not _SHORTEST <= len(digits) <= _LONGEST:
             return UNDECIDED
         if digits[0] == "+":
-            # An unknown code after "+" makes phonenumbers retry without the "+" (not reproduced).
-            return _international(digits[1:], unknown_code=UNDECIDED)
+            decided = _international(digits[1:])
+            if decided is not _UnknownCode.UNKNOWN_CODE:
+                return decided
+            # phonenumbers reads the digits after "+" and an unknown code again without
+            # the "+": only the default region's international prefix can make a number of them.
+            end = self._international_prefix_end(digits[1:])
+            decided = None if end is None else _international(digits[1 + end :])
+            return None if decided is _UnknownCode.UNKNOWN_CODE else decided
         default, default_code = self._default, self._default_code
         if default is None or default_code is None:
             return UNDECIDED
-        idd = default.idd.match(digits) if default.idd is not None else None
+        end = self._international_prefix_end(digits)
+        if end is None:
+            return _national(digits, default, default_code)
+        decided = _international(digits[end:])
+        return None if decided is _UnknownCode.UNKNOWN_CODE else decided
+
+    def _international_prefix_end(self, digits: str) -> int | None:
+        """Where the default region's international prefix ends in ``digits``; None if parse strips none."""
+        idd = self._default.idd if self._default is not None else None
+        match = idd.match(digits) if idd is not None else None
         # phonenumbers strips an international prefix only when no "0" follows it.
-        if idd is not None and not digits.startswith("0", idd.end()):
-            return _international(digits[idd.end() :], unknown_code=None)
-        return _national(digits, default, default_code)
+        return None if match is None or digits.startswith("0", match.end()) else match.end()
 
 
-def _international(number: str, unknown_code: Undecided | None) -> Valid | Undecided | None:
+def _international(number: str) -> Valid | Undecided | _UnknownCode | None:
     """``number`` after its "+" or international prefix: country code, then national number."""
     if len(number) <= _SHORTEST_NSN:  # phonenumbers: too short after the international prefix
         return None
@@ -78,7 +95,7 @@ def _international(number: str, unknown_code: Undecided | None) -> Valid | Undec
         if code is not None:
             main = code.main
             return UNDECIDED if main is None else _significant(number[end:], main, code)
-    return unknown_code
+    return _UnknownCode.UNKNOWN_CODE
 
 
 def _national(digits: str, default: RegionRules, code: CallingCode) -> Valid | Undecided | None:

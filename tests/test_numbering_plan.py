@@ -118,13 +118,23 @@ def test_national_prefixes_carrier_codes_and_transform_rules(region: str, digits
     assert decided == full_parse(digits, region)
 
 
-@pytest.mark.parametrize("digits", ["+0032475123456", "+99912345678", "+0475123456"])
-def test_unknown_code_after_plus_is_left_to_phonenumbers(digits: str) -> None:
-    """phonenumbers retries these without the "+"; the fast path does not copy that."""
-    assert NumberingPlan("BE").decide(digits) is UNDECIDED
-    assert NumberClassifier("BE", (2, 5)).classify(digits) == NumberClassifier(
-        "BE", (2, 5), fast_path=False
-    ).classify(digits)
+@pytest.mark.parametrize(
+    ("region", "digits"),
+    [
+        ("BE", "+0032475123456"),  # phonenumbers reads it again without "+": 00 is BE's international prefix
+        ("BE", "+00032475123456"),  # ... but no "0" may follow the prefix
+        ("BE", "+0475123456"),
+        ("BE", "+99912345678"),
+        ("BE", "+00999123456"),
+        ("US", "+01132475123456"),
+        ("US", "+0032475123456"),
+        ("ZZ", "+0032475123456"),  # no default region, no international prefix
+    ],
+)
+def test_an_unknown_code_after_plus_is_read_again_without_it(region: str, digits: str) -> None:
+    decided = NumberingPlan(region).decide(digits)
+    assert decided is not UNDECIDED
+    assert decided == full_parse(digits, region)
 
 
 def test_short_long_and_unknown_region_inputs_are_left_to_phonenumbers() -> None:
