@@ -56,9 +56,10 @@ class RegionRules:
         self._transform: str | None = metadata.national_prefix_transform_rule or None
         verdicts = [_test_number_length("0" * length, metadata) for length in range(_LENGTHS_TABULATED)]
         too_long, possible = ValidationResult.TOO_LONG, ValidationResult.IS_POSSIBLE
-        # parse keeps a stripped number unless its length is too short, local-only or impossible.
         self._too_long = frozenset(n for n, verdict in enumerate(verdicts) if verdict == too_long)
-        self._keeps_stripped = frozenset(
+        # The lengths at which parse keeps a number stripped of its national prefix: not too
+        # short, local-only or impossible.
+        self.keeps_stripped = frozenset(
             n for n, verdict in enumerate(verdicts) if verdict in (too_long, possible)
         )
         self._types = tuple(_type_pattern(metadata, length) for length in range(_LONGEST_NSN + 1))
@@ -71,10 +72,6 @@ class RegionRules:
         """``_test_number_length`` says TOO_LONG for a number of ``length`` digits."""
         return length in self._too_long
 
-    def keeps_stripped(self, length: int) -> bool:
-        """``parse`` keeps a national number stripped of its prefix to ``length`` digits."""
-        return length in self._keeps_stripped
-
     def strip_national_prefix(self, number: str) -> str:
         """The number ``_maybe_strip_national_prefix_carrier_code`` returns."""
         prefix = self._national_prefix
@@ -86,7 +83,8 @@ class RegionRules:
             stripped = number[match.end() :]
         else:
             stripped = prefix.sub(self._transform, number, count=1)
-        if self.is_national(number) and not self.is_national(stripped):
+        general = self._general  # is_national, inlined: this runs for every national number
+        if general is not None and general.fullmatch(number) and not general.fullmatch(stripped):
             return number
         return stripped
 

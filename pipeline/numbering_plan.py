@@ -49,6 +49,9 @@ class _UnknownCode(enum.Enum):
     UNKNOWN_CODE = "unknown calling code"
 
 
+_UNKNOWN_CODE: Final = _UnknownCode.UNKNOWN_CODE
+
+
 class NumberingPlan:
     """The fast path of E.164 classification for one default region."""
 
@@ -62,13 +65,13 @@ class NumberingPlan:
             return UNDECIDED
         if digits[0] == "+":
             decided = _international(digits[1:])
-            if decided is not _UnknownCode.UNKNOWN_CODE:
+            if decided is not _UNKNOWN_CODE:
                 return decided
             # phonenumbers reads the digits after "+" and an unknown code again without
             # the "+": only the default region's international prefix can make a number of them.
             end = self._international_prefix_end(digits[1:])
             decided = None if end is None else _international(digits[1 + end :])
-            return None if decided is _UnknownCode.UNKNOWN_CODE else decided
+            return None if decided is _UNKNOWN_CODE else decided
         default, default_code = self._default, self._default_code
         if default is None or default_code is None:
             return UNDECIDED
@@ -76,7 +79,7 @@ class NumberingPlan:
         if end is None:
             return _national(digits, default, default_code)
         decided = _international(digits[end:])
-        return None if decided is _UnknownCode.UNKNOWN_CODE else decided
+        return None if decided is _UNKNOWN_CODE else decided
 
     def _international_prefix_end(self, digits: str) -> int | None:
         """Where the default region's international prefix ends in ``digits``; None if parse strips none."""
@@ -95,7 +98,7 @@ def _international(number: str) -> Valid | Undecided | _UnknownCode | None:
         if code is not None:
             main = code.main
             return UNDECIDED if main is None else _significant(number[end:], main, code)
-    return _UnknownCode.UNKNOWN_CODE
+    return _UNKNOWN_CODE
 
 
 def _national(digits: str, default: RegionRules, code: CallingCode) -> Valid | Undecided | None:
@@ -116,7 +119,7 @@ def _significant(national: str, rules: RegionRules, code: CallingCode) -> Valid 
         return None
     stripped = rules.strip_national_prefix(national)
     # phonenumbers keeps the prefix when what remains has no possible length.
-    if stripped is not national and rules.keeps_stripped(len(stripped)):
+    if stripped is not national and len(stripped) in rules.keeps_stripped:
         national = stripped
     if len(national) > _LONGEST_NSN or len(national) < _SHORTEST_NSN:
         return None
