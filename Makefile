@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test fuzz lint chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle kafka-start kafka-stop stop clean
+.PHONY: install run test check fuzz lint chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench-pseudonym: install
 
 bench-lifecycle: install
 	$(BIN)/python -m benchmarks.lifecycle_store
+
+# Classification stages in µs per record, then the differential run at 10,000,000 inputs
+# (BENCH_CLASSIFY_INPUTS) on both cores: several minutes.
+bench-classify: install
+	$(BIN)/python -m benchmarks.classify
 
 clean:
 	rm -rf $(VENV) data .kafka-local

@@ -25,6 +25,8 @@ from typing import Literal
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType, shortnumberinfo
 
+from pipeline.numbering_plan import UNDECIDED, NumberingPlan
+
 WITHHELD_WORDS = frozenset(
     {
         "",
@@ -87,14 +89,20 @@ INVALID = PartyNumber(NumberKind.INVALID)
 
 
 class NumberClassifier:
-    """Classifies party strings for one default region and extension length range."""
+    """Classifies party strings for one default region and extension length range.
 
-    def __init__(self, region: str, extension_digits: tuple[int, int]) -> None:
+    ``fast_path=False`` leaves every first-seen E.164 number to the full
+    phonenumbers parse (the reference :mod:`pipeline.numbering_plan` is proved
+    against, and measured against).
+    """
+
+    def __init__(self, region: str, extension_digits: tuple[int, int], *, fast_path: bool = True) -> None:
         self._region = region
         self._shortest_extension, self._longest_extension = extension_digits
         self._longest_short_number = max(self._longest_extension, _longest_short_number(region))
         self._valid_numbers: dict[str, PartyNumber] = {}
         self._international_prefix, self._national_prefix, self._country_prefix = _literal_prefixes(region)
+        self._plan = NumberingPlan(region) if fast_path else None
 
     def classify(self, raw: str, *, service: bool = False) -> PartyNumber:
         """Classify ``raw`` (any spelling: national, international, URI, with separators).
@@ -152,8 +160,12 @@ class NumberClassifier:
             return known
         candidates = (digits,) if digits.startswith("+") else (digits, "+" + digits)
         for candidate in candidates:
-            parsed = _parse(candidate, self._region)
-            number = self._valid_number(parsed) if parsed is not None else None
+            decided = self._plan.decide(candidate) if self._plan is not None else UNDECIDED
+            if decided is UNDECIDED:
+                parsed = _parse(candidate, self._region)
+                number = self._valid_number(parsed) if parsed is not None else None
+            else:
+                number = self._remember(*decided) if decided is not None else None
             if number is not None:
                 return number
         return INVALID
@@ -166,12 +178,12 @@ class NumberClassifier:
             return known
         if not phonenumbers.is_valid_number(parsed):
             return None
-        number = PartyNumber(
-            NumberKind.E164,
-            e164,
-            phonenumbers.region_code_for_number(parsed),
-            _line_type_name(phonenumbers.number_type(parsed)),
-        )
+        region = phonenumbers.region_code_for_number(parsed)
+        return self._remember(e164, region, _line_type_name(phonenumbers.number_type(parsed)))
+
+    def _remember(self, e164: str, region: str | None, line_type: str) -> PartyNumber:
+        """The E.164 classification of a valid number, remembered by its E.164 string."""
+        number = PartyNumber(NumberKind.E164, e164, region, line_type)
         if len(self._valid_numbers) >= VALID_NUMBERS_REMEMBERED:
             self._valid_numbers.clear()
         self._valid_numbers[e164] = number
