@@ -37,7 +37,12 @@ test: install
 # Property tests and decoder fuzzers with random seeds and 25x the examples (about 15 minutes).
 fuzz: install
 	CDRPIPE_FUZZ=1 $(BIN)/python -m pytest -ra -p no:cacheprovider \
-		tests/test_fuzz_decoders.py tests/test_msisdn.py tests/test_pseudonym.py tests/test_poison_records.py
+		tests/unit/formats/test_fuzz_decoders.py tests/unit/core/test_msisdn.py tests/unit/core/test_pseudonym.py \
+		tests/unit/core/test_number_text.py tests/unit/core/test_text_policy.py tests/unit/ingest/test_poison_records.py
+
+# The edit-test loop: lint and the unit tests without the large generated proofs (under a minute).
+check: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit -m "not slow"
 
 lint: install
 	$(BIN)/ruff check pipeline tests benchmarks docs

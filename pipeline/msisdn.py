@@ -25,23 +25,10 @@ from typing import Literal
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType, shortnumberinfo
 
+from pipeline.dialled import dialled_key
 from pipeline.numbering_plan import UNDECIDED, NumberingPlan
 
-WITHHELD_WORDS = frozenset(
-    {
-        "",
-        "anonymous",
-        "restricted",
-        "unknown",
-        "unavailable",
-        "private",
-        "withheld",
-        "anonymous@anonymous.invalid",
-    }
-)
-_SEPARATORS = re.compile(r"[\s.\-/()\[\]]+")
 _DIALLABLE = re.compile(r"\+?[0-9]+")
-_URI_SCHEMES = ("tel:", "sip:", "sips:")
 VALID_NUMBERS_REMEMBERED = 100_000
 
 
@@ -222,33 +209,6 @@ def _longest_short_number(region: str) -> int:
         for length in (description.possible_length or ())
     ]
     return max(lengths, default=0)
-
-
-def dialled_key(raw: str) -> str:
-    """The dialled digits of ``raw`` without separators or URI parts; ``""`` if it is withheld.
-
-    Spellings that differ only in separators, display names, URI scheme, host
-    or parameters share one key, and :meth:`NumberClassifier.classify_dialled`
-    gives the same result for them; computing the key is cheap.
-    """
-    dialled = _dialled_part(raw)
-    if dialled.lower() in WITHHELD_WORDS:
-        return ""
-    return _SEPARATORS.sub("", dialled)
-
-
-def _dialled_part(raw: str) -> str:
-    """The dialled digits of ``raw``, without display name, URI scheme, host or parameters."""
-    text = raw.strip()
-    if "<" in text and text.endswith(">"):
-        text = text[text.rindex("<") + 1 : -1]
-    lowered = text.lower()
-    for scheme in _URI_SCHEMES:
-        if lowered.startswith(scheme):
-            text = text[len(scheme) :]
-            text = text.split("@", 1)[0]
-            break
-    return text.split(";", 1)[0].strip()
 
 
 def _international_form(digits: str) -> str:

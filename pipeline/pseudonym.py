@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from pipeline.dialled import dialled_key
 from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier, NumberKind, dialled_key
+from pipeline.msisdn import NumberClassifier, NumberKind
 
 PSEUDONYM_BYTES = 16
 PSEUDONYM_SCHEME_VERSION = 2

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from phonenumbers import re_util
 
-from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber, dialled_key
+from pipeline.dialled import dialled_key
+from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber
 from pipeline.numbering_plan import UNDECIDED, NumberingPlan
 from tests.number_inputs import party_strings
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import phonenumbers
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from pipeline import demo
 from pipeline.config import load_settings
 from pipeline.kafka.lag import wait_for_ingest
 from pipeline.kafka.topics import TopicPlan, ensure_topics
@@ -187,3 +188,11 @@ def find_raw_numbers(content: bytes, needles: set[bytes]) -> list[bytes]:
     alternatives = b"|".join(re.escape(needle) for needle in sorted(needles, key=len, reverse=True))
     pattern = re.compile(rb"(?<![0-9A-Za-z])(?:" + alternatives + rb")(?![0-9])")
     return sorted({match.group(0) for match in pattern.finditer(content)})
+
+
+def publish_demo(env: dict[str, str], count: int, seed: int) -> set[str]:
+    """Publish ``count`` demo CDRs to the worker's raw topic; return their ids."""
+    cdrs = list(demo.generate(count, seed=seed))
+    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
+    return {cdr.cdr_id for cdr in cdrs}

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber, dialled_key
+from pipeline.dialled import dialled_key
+from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber
 
 
 @dataclass(frozen=True, slots=True)

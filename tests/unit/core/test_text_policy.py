@@ -18,7 +18,7 @@ from pipeline.msisdn import NumberClassifier, NumberKind
 from pipeline.number_text import MIN_SIGNIFICANT_DIGITS
 from pipeline.record import RecordRejectedError, RejectReason
 from pipeline.text_policy import POLICIES
-from tests.test_number_text import _numbers, _spellings
+from tests.number_spellings import random_numbers, spellings
 from tests.text_fields import FIELDS_BY_FORMAT, TEXT_FORMAT, base_cdr, encode, text_mapping, with_text
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
@@ -99,8 +99,8 @@ DETECTOR_CASES = [case for case in CASES if POLICIES[case[1]].on_number != "reje
 def test_no_spelling_of_a_valid_number_survives_in_any_text_field(
     which: int, rng: random.Random, case: tuple[str, str]
 ) -> None:
-    number = _numbers(1, seed=rng.randrange(1 << 30))[0]
-    spelling = _spellings(number)[which]
+    number = random_numbers(1, seed=rng.randrange(1 << 30))[0]
+    spelling = spellings(number)[which]
     format_name, field = case
     nsn = phonenumbers.national_significant_number(number)
     secret = nsn if len(nsn) >= MIN_SIGNIFICANT_DIGITS else f"{number.country_code}{nsn}"
@@ -120,8 +120,8 @@ def test_no_spelling_of_a_valid_number_survives_in_any_text_field(
 @given(st.integers(min_value=0, max_value=19), st.randoms(use_true_random=False))
 def test_an_id_that_is_a_number_the_classifier_reads_is_rejected(which: int, rng: random.Random) -> None:
     """Ids are opaque (long digit runs are normal): only an id that is itself a number is refused."""
-    number = _numbers(1, seed=rng.randrange(1 << 30))[0]
-    spelling = _spellings(number)[which]
+    number = random_numbers(1, seed=rng.randrange(1 << 30))[0]
+    spelling = spellings(number)[which]
     bare = re.sub(r"(?i)^(sips?|tel):|@.*$", "", spelling)
     if not re.fullmatch(r"\+?[0-9]{7,}", bare) or CLASSIFIER.classify(bare).kind is not NumberKind.E164:
         return

@@ -28,13 +28,13 @@ from pipeline.lifecycle.subject_request import SubjectRequest
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import LocalStorage
+from tests.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
 from tests.samples import call_at, decode_context
-from tests.test_lifecycle import CLASSIFIER, KEYS, SUBJECT, _file, _store
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OLD_KEYS = Keyring("k1", (KEYS.keys[0],))
 """The keyring before the rotation to k2."""
-SUBJECT_IDS = {"a", "c"}  # the rows of SUBJECT in _store (under k1 and k2)
+SUBJECT_IDS = {"a", "c"}  # the rows of SUBJECT in sample_store (under k1 and k2)
 
 
 def _ids(tmp_path: Path, area: str) -> list[str]:
@@ -67,7 +67,7 @@ def _request(request_id: str, kind: str, **fields: object) -> SubjectRequest:
 
 
 def test_a_move_is_exactly_once_idempotent_and_reversible(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     pseudonyms = subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
     before = {
         path.relative_to(tmp_path).as_posix(): pq.read_table(path).to_pylist()
@@ -91,7 +91,7 @@ def test_a_move_is_exactly_once_idempotent_and_reversible(tmp_path: Path) -> Non
 
 
 def test_a_move_cut_short_after_its_first_publish_finishes_exactly_once(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     pseudonyms = subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
     source = "cdr/call_date=2026-11-01/t+0+0.parquet"
     table = pq.read_table(tmp_path / source)
@@ -124,7 +124,7 @@ def test_the_ledger_routes_restricted_rows_to_the_quarantine_and_drops_objected_
 def _write(storage: LocalStorage, key: Key) -> Path:
     storage.publish(
         "cdr/call_date=2026-11-21/t+0+0.parquet",
-        _file(
+        parquet_file(
             key,
             [
                 ("late", "0475000111", "2026-11-21T10:00:00+00:00"),
@@ -162,7 +162,7 @@ def test_the_publisher_merges_quarantined_rows_and_counts_dropped_ones(tmp_path:
     flush = ingestor.take(("cdr.raw", 0))
     storage.publish(
         "restricted/call_date=2026-11-21/cdr.raw+0+00000000000000000000.parquet",
-        _file(KEYS.active, [("earlier", "0475000111", "2026-11-21T09:00:00+00:00")]),
+        parquet_file(KEYS.active, [("earlier", "0475000111", "2026-11-21T09:00:00+00:00")]),
     )
     publisher.publish(flush)
     publisher.publish(flush)  # a replay writes the same rows again: nothing doubles
@@ -173,7 +173,7 @@ def test_the_publisher_merges_quarantined_rows_and_counts_dropped_ones(tmp_path:
 
 
 def test_restriction_lift_and_their_receipts_and_register_entries(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     view, written = ErasureLedger(), []
     processor = _processor(storage, view, written)
     receipt = processor.process(_request("res-1", "restriction"))
@@ -196,7 +196,7 @@ def test_restriction_lift_and_their_receipts_and_register_entries(tmp_path: Path
 
 
 def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     view, written = ErasureLedger(), []
     processor = _processor(storage, view, written)
     processor.process(_request("res-1", "restriction"))  # one row is in the quarantine by now
@@ -219,7 +219,7 @@ def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
 
 
 def test_objection_with_quarantine_comes_back_on_withdrawal(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     processor = _processor(storage, ErasureLedger(), [])
     assert processor.process(_request("obj-2", "objection", existing="quarantine"))["rows_moved"] == 2
     assert _ids(tmp_path, "restricted") == ["a", "c"]
@@ -228,14 +228,14 @@ def test_objection_with_quarantine_comes_back_on_withdrawal(tmp_path: Path) -> N
 
 
 def test_retention_and_erasure_apply_inside_the_quarantine(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     pseudonyms = subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
     move_subject_rows(storage, pseudonyms, "cdr", "restricted")
     results, _ = rewrite_subject_files(storage, pseudonyms, "delete", NOW)
     assert sum(result.rows_affected for result in results) == 2 and _ids(tmp_path, "restricted") == []
     storage.publish(
         "restricted/call_date=2025-11-01/t+0+0.parquet",
-        _file(KEYS.active, [("old", "0475000111", "2025-11-01T10:00:00+00:00")]),
+        parquet_file(KEYS.active, [("old", "0475000111", "2025-11-01T10:00:00+00:00")]),
     )
     report = apply_retention(storage, NOW, 365)
     assert report.partitions == {
@@ -245,7 +245,7 @@ def test_retention_and_erasure_apply_inside_the_quarantine(tmp_path: Path) -> No
 
 
 def test_a_move_by_pseudonym_fails_verification_for_keys_it_could_not_search(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     (k1,) = [
         pair.pseudonym for pair in subject_from_number(SUBJECT, KEYS, CLASSIFIER).pairs if pair.key_id == "k1"
     ]
@@ -266,7 +266,7 @@ def test_a_move_by_pseudonym_fails_verification_for_keys_it_could_not_search(tmp
 
 
 def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     backup = {path: path.read_bytes() for path in tmp_path.glob("cdr/*/*.parquet")}
     view = ErasureLedger()
     processor = _processor(storage, view, [])
@@ -292,7 +292,7 @@ def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again
 
 
 def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     register_received(storage, "dpo-7", "objection", NOW)
     receipt = _processor(storage, ErasureLedger(), []).process(_request("dpo-7", "restriction"))
     assert receipt["status"] == "rejected" and "registered as objection, not restriction" in receipt["reason"]

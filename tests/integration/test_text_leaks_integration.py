@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.number_text import MIN_SIGNIFICANT_DIGITS
 from tests.helpers import WorkerProcess, find_raw_numbers, raw_number_needles, read_dead_letters, wait_stored
-from tests.test_number_text import _digits, _numbers, _spellings
+from tests.number_spellings import digits_of, random_numbers, spellings
 from tests.text_fields import FIELDS_BY_FORMAT, TEXT_FORMAT, TEXT_MAPPING, base_cdr, encode, with_text
 
 pytestmark = pytest.mark.integration
@@ -31,20 +31,20 @@ CLEAN_PER_FORMAT = 25
 
 def _messages(rng: random.Random) -> tuple[list[tuple[bytes, list[tuple[str, bytes]]]], list[str], list[str]]:
     """The records (with their format header), the cdr_id expected per record, and the numbers used."""
-    numbers = _numbers(NUMBERS, seed=rng.randrange(1 << 30))
+    numbers = random_numbers(NUMBERS, seed=rng.randrange(1 << 30))
     messages, expected_ids, e164s = [], [], []
     for number in numbers:
         e164s.append(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
         # below 7 digits (a 5-digit national number without its country code) nothing can tell a
         # number from a count or an extension: pipeline/number_text.py documents that limit
-        spellings = [
+        written = [
             spelling
-            for spelling in _spellings(number)
-            if '"' not in spelling and len(_digits(spelling)) >= MIN_SIGNIFICANT_DIGITS
+            for spelling in spellings(number)
+            if '"' not in spelling and len(digits_of(spelling)) >= MIN_SIGNIFICANT_DIGITS
         ]
         for format_name, fields in FIELDS_BY_FORMAT.items():
             for field in fields:
-                for spelling in rng.sample(spellings, 6):
+                for spelling in rng.sample(written, 6):
                     cdr_id = f"leak-{len(messages)}"
                     if field == "cdr_id":  # an id is only refused when it is a number as it stands
                         value = rng.choice([e164s[-1], e164s[-1][1:], "00" + e164s[-1][1:]])

@@ -13,9 +13,9 @@ from pipeline.keyring import load_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import ObjectStorage, open_storage
+from tests.broker_requests import SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
 from tests.helpers import start_workers, wait_stored
 from tests.s3_support import moto_server, s3_store_env
-from tests.test_erasure_integration import SUBJECT, _cli, _env, _send, _traffic
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +35,17 @@ def test_two_workers_on_s3_write_every_record_once_and_erase_serially(
 ) -> None:
     with moto_server() as endpoint:
         env = {
-            **_env(worker_env),
+            **lifecycle_env(worker_env),
             **s3_store_env(endpoint),
             "CDRPIPE_RETENTION_INTERVAL_S": "2",
         }
-        cdrs, subject_rows = _traffic(12_000, seed=91, subject_every=15)
+        cdrs, subject_rows = traffic(12_000, seed=91, subject_every=15)
         workers = start_workers(env, tmp_path, 2)
         try:
-            _send(env, cdrs)
+            send_cdrs(env, cdrs)
             wait_stored(env, timeout_s=180)
             assert all("published" in worker.log() for worker in workers), "one worker did all the work"
-            receipt = json.loads(_cli(env, "erase", "--number", SUBJECT, "--request-id", "scale-1",
+            receipt = json.loads(run_cli(env, "erase", "--number", SUBJECT, "--request-id", "scale-1",
                                       "--wait", "240").stdout)  # fmt: skip
             time.sleep(3)  # at least one retention tick after the erasure
         finally:

@@ -17,9 +17,8 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.kafka.lag import ingest_lag
 from pipeline.sink.storage import open_storage
-from tests.helpers import WorkerProcess, wait_stored
+from tests.helpers import WorkerProcess, publish_demo, wait_stored
 from tests.s3_support import FaultyProxy, boto3_client, moto_server, s3_store_env
-from tests.test_exactly_once_integration import _publish_demo
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +51,12 @@ def test_s3_store_survives_endpoint_errors_without_losing_or_duplicating(
             "CDRPIPE_FLUSH_SECONDS": "0.5",
             "CDRPIPE_FLUSH_ROWS": "3000",
         }
-        first = _publish_demo(env, 10_000, seed=31)
+        first = publish_demo(env, 10_000, seed=31)
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:
             wait_stored(env, timeout_s=120)
             proxy.failing = True
-            second = _publish_demo(env, 10_000, seed=32)
+            second = publish_demo(env, 10_000, seed=32)
             time.sleep(6)
             lag_while_failing = asyncio.run(ingest_lag(load_settings(env)))
             assert proxy.failures_served > 0
@@ -99,7 +98,7 @@ def test_a_missing_bucket_makes_the_worker_unhealthy_with_what_to_fix(
 ) -> None:
     with moto_server() as endpoint:
         env = {**worker_env, **s3_store_env(endpoint), "CDRPIPE_STORE": "s3://not-created-yet/cdrpipe"}
-        published = _publish_demo(env, 500, seed=33)
+        published = publish_demo(env, 500, seed=33)
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:
             worker.wait_for("the store refuses writes", timeout_s=60)

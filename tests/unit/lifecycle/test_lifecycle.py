@@ -15,8 +15,6 @@ from pipeline.errors import ConfigError
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
-from pipeline.ingest.rows import build_rows
-from pipeline.keyring import Key, Keyring
 from pipeline.lifecycle.audit import append_audit, purge_audit, read_audit
 from pipeline.lifecycle.export import subject_rows, write_export
 from pipeline.lifecycle.finder import search
@@ -26,37 +24,11 @@ from pipeline.lifecycle.receipts import purge_receipts, receipt_path
 from pipeline.lifecycle.retention import apply_retention
 from pipeline.lifecycle.rewriter import rewrite_file, verify_erasure
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.sink import subject_index
-from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
-from tests.samples import call_at, canonical_decode, decode_context
-
-KEYS = Keyring("k2", (Key("k1", b"a" * 32, "t"), Key("k2", b"b" * 32, "t")))
-CLASSIFIER = NumberClassifier("BE", (2, 5))
-SUBJECT = "+32475000111"
-
-
-def _file(key: Key, calls: list[tuple[str, str, str]]) -> bytes:
-    """A Parquet file of calls (cdr_id, caller, start) pseudonymised under ``key``."""
-    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 64)
-    cdrs = [canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)) for cdr_id, caller, start in calls]
-    return encode(build_rows(cdrs, parties))
-
-
-def _store(tmp_path: Path) -> LocalStorage:
-    storage = LocalStorage(tmp_path)
-    day = "2026-11-01T10:00:00+00:00"
-    storage.publish(
-        "cdr/call_date=2026-11-01/t+0+0.parquet",
-        _file(KEYS.keys[0], [("a", "0475000111", day), ("b", "0475999888", day)]),
-    )
-    storage.publish(
-        "cdr/call_date=2026-11-01/t+1+0.parquet", _file(KEYS.keys[1], [("c", "tel:+32475000111", day)])
-    )
-    storage.publish("cdr/call_date=2026-11-01/t+2+0.parquet", _file(KEYS.keys[1], [("d", "0475999888", day)]))
-    return storage
+from tests.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+from tests.samples import call_at, decode_context
 
 
 def test_subject_index_never_misses_and_rarely_lies() -> None:
@@ -69,7 +41,7 @@ def test_subject_index_never_misses_and_rarely_lies() -> None:
 
 
 def test_finder_uses_footers_and_finds_rows_under_every_key(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     subject = subject_from_number("0475 00 01 11", KEYS, CLASSIFIER)
     assert subject.key_ids == ("k1", "k2") and len(subject.pseudonyms) == 2
     assert search(storage, subject.pseudonyms).candidates == [
@@ -79,7 +51,7 @@ def test_finder_uses_footers_and_finds_rows_under_every_key(tmp_path: Path) -> N
 
 
 def test_the_finder_can_search_only_files_modified_since_an_instant(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     subject = subject_from_number("+32475000111", KEYS, CLASSIFIER)
     a_day_ago = (datetime.now(UTC) - timedelta(days=1)).timestamp()
     os.utime(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet", (a_day_ago, a_day_ago))
@@ -91,7 +63,7 @@ def test_the_finder_can_search_only_files_modified_since_an_instant(tmp_path: Pa
 
 
 def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     subject = subject_from_number(SUBJECT, KEYS, CLASSIFIER)
     requested_at = datetime(2026, 11, 2, tzinfo=UTC)
     results = [
@@ -111,7 +83,7 @@ def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path)
 
 
 def test_rows_after_the_request_time_are_kept(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     subject = subject_from_number(SUBJECT, KEYS, CLASSIFIER)
     result = rewrite_file(
         storage,
@@ -124,7 +96,7 @@ def test_rows_after_the_request_time_are_kept(tmp_path: Path) -> None:
 
 
 def test_export_returns_exactly_the_subjects_rows(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     table = subject_rows(storage, subject_from_number("0032475000111", KEYS, CLASSIFIER))
     assert table is not None
     assert sorted(table.column("cdr_id").to_pylist()) == ["a", "c"]
@@ -142,7 +114,7 @@ def test_retention_deletes_only_partitions_past_the_horizon_and_audits_them(tmp_
     for day in ("2025-11-24", "2025-11-25", "2025-11-26"):
         storage.publish(
             f"cdr/call_date={day}/t+0+0.parquet",
-            _file(KEYS.keys[0], [("x", "0475999888", f"{day}T10:00:00+00:00")]),
+            parquet_file(KEYS.keys[0], [("x", "0475999888", f"{day}T10:00:00+00:00")]),
         )
     now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     dry = apply_retention(storage, now, 365, dry_run=True)
@@ -194,7 +166,7 @@ def test_a_subject_must_be_a_number_or_extension() -> None:
 
 
 def test_reapplying_the_ledger_erases_restored_rows_once_and_audits_it(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     subject = subject_from_number("+32475000111", KEYS, CLASSIFIER)
     entry = LedgerEntry(request_id="r-1", subject=list(subject.pairs), requested_at=datetime.now(UTC))
     first = reapply_ledger(storage, [entry])

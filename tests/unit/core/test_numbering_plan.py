@@ -35,6 +35,7 @@ REGIONS_OF_EXAMPLES = {
 } | {"001"}
 
 
+@pytest.mark.slow
 def test_a_million_generated_inputs_classify_exactly_as_the_full_parse() -> None:
     report = run(DIFFERENTIAL_INPUTS, seed=14)
     assert report.inputs == DIFFERENTIAL_INPUTS

@@ -24,7 +24,7 @@ from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject_request import Rejection, SubjectRequest, parse_request
 from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO
-from tests.test_lifecycle import CLASSIFIER, KEYS, _file, _store
+from tests.lifecycle_store import CLASSIFIER, KEYS, parquet_file, sample_store
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
@@ -68,7 +68,7 @@ def test_bad_requests_are_rejected_with_a_reason_that_echoes_no_number() -> None
 
 
 def test_rectify_redacts_one_party_of_one_call_only_once(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     before = pq.read_table(tmp_path / FILE).to_pylist()
     first = rectify_call(storage, "a", "caller")
     assert (first.rows_found, first.rows_redacted, first.files_rewritten, first.verified) == (
@@ -88,7 +88,7 @@ def test_rectify_redacts_one_party_of_one_call_only_once(tmp_path: Path) -> None
 
 
 def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_entry(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     processor = _processor(storage)
     request = parse_request(None, _request(kind="rectification", cdr_id="b", party="caller"))
     receipt = processor.process(request)
@@ -103,7 +103,7 @@ def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_e
 
 
 def test_a_rectification_of_an_unknown_call_and_a_malformed_message_are_rejected(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     processor = _processor(storage)
     unknown = processor.process(
         parse_request(None, _request(kind="rectification", cdr_id="zz", party="callee"))
@@ -130,7 +130,7 @@ def test_a_rectification_searches_the_whole_store_when_no_date_is_given(tmp_path
     storage = LocalStorage(tmp_path)
     storage.publish(
         "cdr/call_date=2026-10-01/t+0+0.parquet",
-        _file(KEYS.active, [("x", "0475000111", "2026-10-01T10:00:00+00:00")]),
+        parquet_file(KEYS.active, [("x", "0475000111", "2026-10-01T10:00:00+00:00")]),
     )
     request = SubjectRequest(
         request_id="r-9", kind="rectification", requested_at=NOW, cdr_id="x", party="callee"
@@ -148,7 +148,7 @@ def _check(document: object, schema: str) -> None:
 
 
 def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     processor = _processor(storage)
     request = SubjectRequest(
         request_id="r-5",
@@ -173,7 +173,7 @@ def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
 
 
 def test_a_file_that_cannot_be_read_fails_the_rectification_s_verification(tmp_path: Path) -> None:
-    storage = _store(tmp_path)
+    storage = sample_store(tmp_path)
     storage.publish("cdr/call_date=2026-11-01/broken.parquet", b"not parquet")
     done = rectify_call(storage, "a", "caller")
     assert (done.rows_redacted, done.verified) == (1, False)

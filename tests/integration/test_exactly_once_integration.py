@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
@@ -15,8 +14,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import demo
-from tests.helpers import WorkerProcess, free_port, publish, wait_stored
+from tests.helpers import REPO, WorkerProcess, free_port, publish_demo, wait_stored
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +26,6 @@ def _fast_env(worker_env: dict[str, str]) -> dict[str, str]:
         "CDRPIPE_FLUSH_SECONDS": "0.5",
         "CDRPIPE_SESSION_TIMEOUT_S": "6",
     }
-
-
-def _publish_demo(env: dict[str, str], count: int, seed: int) -> set[str]:
-    cdrs = list(demo.generate(count, seed=seed))
-    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
-    asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
-    return {cdr.cdr_id for cdr in cdrs}
 
 
 def assert_exactly_once(store: Path, expected_ids: set[str]) -> None:
@@ -60,7 +51,7 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = _fast_env(worker_env)
-    expected = _publish_demo(env, 100_000, seed=1)
+    expected = publish_demo(env, 100_000, seed=1)
     rng = random.Random(8)
     kills = 0
     published_at_kill = []
@@ -84,7 +75,7 @@ def test_rebalance_with_a_worker_stopped_and_started_repeatedly(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = _fast_env(worker_env)
-    expected = _publish_demo(env, 60_000, seed=2)
+    expected = publish_demo(env, 60_000, seed=2)
     steady = WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / "steady.log")
     steady.start()
     try:
@@ -103,7 +94,7 @@ def test_a_stale_worker_resumed_after_its_session_expired_writes_no_duplicate(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = _fast_env(worker_env)
-    first_half = _publish_demo(env, 30_000, seed=3)
+    first_half = publish_demo(env, 30_000, seed=3)
     stale = WorkerProcess(env, tmp_path / "stale.log").start()
     other = WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / "other.log")
     try:
@@ -111,7 +102,7 @@ def test_a_stale_worker_resumed_after_its_session_expired_writes_no_duplicate(
         assert stale.process is not None
         os.kill(stale.process.pid, signal.SIGSTOP)
         other.start()
-        second_half = _publish_demo(env, 30_000, seed=4)
+        second_half = publish_demo(env, 30_000, seed=4)
         time.sleep(12)  # past the 6 s session timeout: the other worker owns every partition
         wait_stored(env, timeout_s=120)
         os.kill(stale.process.pid, signal.SIGCONT)
@@ -132,11 +123,11 @@ def test_broker_restart_mid_ingest_recovers_by_itself(
 ) -> None:
     bootstrap, launcher_env = kafka_restartable
     env = _fast_env(worker_env_on(bootstrap))
-    expected = _publish_demo(env, 40_000, seed=5)
+    expected = publish_demo(env, 40_000, seed=5)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         time.sleep(2.0)
-        launcher = str(Path(__file__).resolve().parent.parent / "deploy" / "kafka-local")
+        launcher = str(REPO / "deploy" / "kafka-local")
         subprocess.run([launcher, "stop"], env=launcher_env, check=True, capture_output=True, timeout=120)
         time.sleep(3.0)
         subprocess.run([launcher, "start"], env=launcher_env, check=True, capture_output=True, timeout=300)

@@ -30,7 +30,7 @@ from pipeline.lifecycle.register import (
 from pipeline.lifecycle.register_metrics import RequestRegisterMetrics
 from pipeline.lifecycle.request_ids import check_request_id, new_request_id
 from pipeline.sink.storage import LocalStorage
-from tests.test_lifecycle import _file
+from tests.lifecycle_store import parquet_file
 
 
 def _at(day: str, hour: int = 10) -> datetime:
@@ -193,7 +193,7 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
     storage = LocalStorage(tmp_path / "store")
     storage.publish(
         "cdr/call_date=2026-11-01/t+0+0.parquet",
-        _file(
+        parquet_file(
             keys.active,
             [
                 ("a", "0475000111", "2026-11-01T10:00:00+00:00"),

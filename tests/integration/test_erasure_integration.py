@@ -25,58 +25,12 @@ from pipeline.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
-from tests.helpers import REPO, WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
+from tests.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
+from tests.helpers import REPO, WorkerProcess, find_raw_numbers, raw_number_needles, wait_stored
 
 pytestmark = pytest.mark.integration
 
-SUBJECT = "+32475000111"
-SPELLINGS = [
-    "0475 00 01 11",
-    "+32475000111",
-    "0032475000111",
-    "tel:+32-475-000111",
-    "sip:+32475000111@sbc.example",
-]
-NOW = datetime.now(UTC).replace(microsecond=0)
 FOREVER = {"retention.ms": "-1"}
-
-
-def _traffic(
-    count: int, seed: int, subject_every: int, start: datetime = NOW
-) -> tuple[list[CanonicalCdr], int]:
-    """Demo CDRs where every ``subject_every``-th call is from (or, one in three, to) the subject."""
-    cdrs, subject_rows = [], 0
-    for index, generated in enumerate(demo.generate(count, seed=seed, start=start, days=2)):
-        cdr = generated
-        if index % subject_every == 0:
-            spelling = SPELLINGS[index % len(SPELLINGS)]
-            if index % 3 == 0:
-                cdr = msgspec.structs.replace(
-                    cdr, callee=spelling, caller="+3225550100", direction="outbound"
-                )
-            else:
-                cdr = msgspec.structs.replace(cdr, caller=spelling, direction="inbound")
-            subject_rows += 1
-        cdrs.append(cdr)
-    return cdrs, subject_rows
-
-
-def _send(env: dict[str, str], cdrs: list[CanonicalCdr]) -> None:
-    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
-    asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def _rows(store: str) -> list[tuple[str, str | None, str | None, str | None]]:
@@ -86,54 +40,43 @@ def _rows(store: str) -> list[tuple[str, str | None, str | None, str | None]]:
     return duckdb.sql(query.format(store)).fetchall()
 
 
-def _env(worker_env: dict[str, str]) -> dict[str, str]:
-    return {
-        **worker_env,
-        "CDRPIPE_FLUSH_SECONDS": "1",
-        "CDRPIPE_ERASURE_SETTLE_S": "4",
-        "CDRPIPE_ERASURE_TOPIC": f"cdr.erasure.requests.{worker_env['CDRPIPE_APP_ID']}",
-        "CDRPIPE_LEDGER_TOPIC": f"cdr.erasure.ledger.{worker_env['CDRPIPE_APP_ID']}",
-        "CDRPIPE_RECEIPTS_TOPIC": f"cdr.erasure.receipts.{worker_env['CDRPIPE_APP_ID']}",
-    }
-
-
 def test_erasure_across_rotation_with_concurrent_ingest_and_a_late_record(  # noqa: PLR0915 - one scenario
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _env(worker_env)
+    env = lifecycle_env(worker_env)
     keyring_path = Path(env["CDRPIPE_KEYRING"])
-    before_rotation, subject_before = _traffic(2_000, seed=61, subject_every=50)
+    before_rotation, subject_before = traffic(2_000, seed=61, subject_every=50)
     worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    _send(env, before_rotation)
+    send_cdrs(env, before_rotation)
     wait_stored(env)
     assert worker.stop() == 0, worker.log()[-3000:]
 
     rotate_keyring(keyring_path)
-    after_rotation, subject_after = _traffic(2_000, seed=62, subject_every=40)
+    after_rotation, subject_after = traffic(2_000, seed=62, subject_every=40)
     worker = WorkerProcess(env, tmp_path / "worker-2.log").start()
     try:
-        _send(env, after_rotation)
+        send_cdrs(env, after_rotation)
         wait_stored(env)
         subject = subject_from_number(SUBJECT, load_keyring(keyring_path), NumberClassifier("BE", (2, 5)))
         assert len(subject.pseudonyms) == 2
 
         export_path = tmp_path / "subject.jsonl"
-        _cli(env, "export", "--number", "0475/00.01.11", "--out", str(export_path))
+        run_cli(env, "export", "--number", "0475/00.01.11", "--out", str(export_path))
         exported = [json.loads(line) for line in export_path.read_text().splitlines()]
         assert len(exported) == subject_before + subject_after
         for row in exported:
             assert {row["caller_pseudonym"], row["callee_pseudonym"]} & subject.pseudonyms
 
-        concurrent, subject_concurrent = _traffic(3_000, seed=63, subject_every=30)
-        sender = threading.Thread(target=_send, args=(env, concurrent))
+        concurrent, subject_concurrent = traffic(3_000, seed=63, subject_every=30)
+        sender = threading.Thread(target=send_cdrs, args=(env, concurrent))
         sender.start()
-        erased = _cli(env, "erase", "--number", "0475 00 01 11", "--wait", "180")
+        erased = run_cli(env, "erase", "--number", "0475 00 01 11", "--wait", "180")
         sender.join()
         receipt = json.loads(erased.stdout)
 
         (older,) = demo.generate(1, seed=64, start=NOW - timedelta(days=1))
         late = msgspec.structs.replace(older, caller=SPELLINGS[0], direction="inbound")
-        _send(env, [late])
+        send_cdrs(env, [late])
         wait_stored(env)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
@@ -175,14 +118,14 @@ def _is_subject(cdr: CanonicalCdr) -> bool:
 
 
 def test_redact_keeps_the_other_party(worker_env: dict[str, str], tmp_path: Path) -> None:
-    env = _env(worker_env)
-    cdrs, subject_count = _traffic(600, seed=71, subject_every=20)
+    env = lifecycle_env(worker_env)
+    cdrs, subject_count = traffic(600, seed=71, subject_every=20)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
         receipt = json.loads(
-            _cli(env, "erase", "--number", SUBJECT, "--mode", "redact", "--wait", "120").stdout
+            run_cli(env, "erase", "--number", SUBJECT, "--mode", "redact", "--wait", "120").stdout
         )
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
@@ -214,10 +157,10 @@ def test_redact_keeps_the_other_party(worker_env: dict[str, str], tmp_path: Path
 def test_kill_9_during_the_rewrite_then_the_erasure_completes_after_restart(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**_env(worker_env), "CDRPIPE_FLUSH_ROWS": "150", "CDRPIPE_FLUSH_SECONDS": "0.3"}
-    cdrs, _ = _traffic(12_000, seed=81, subject_every=12)
+    env = {**lifecycle_env(worker_env), "CDRPIPE_FLUSH_ROWS": "150", "CDRPIPE_FLUSH_SECONDS": "0.3"}
+    cdrs, _ = traffic(12_000, seed=81, subject_every=12)
     worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
-    _send(env, cdrs)
+    send_cdrs(env, cdrs)
     wait_stored(env, timeout_s=180)
     erase = ["erase", "--number", SUBJECT, "--request-id", "crash-1", "--wait", "240"]
     request = subprocess.Popen(
@@ -255,16 +198,16 @@ def test_kill_9_during_the_rewrite_then_the_erasure_completes_after_restart(
 
 
 def test_a_restored_backup_loses_the_erased_subject_again(worker_env: dict[str, str], tmp_path: Path) -> None:
-    env = _env(worker_env)
-    cdrs, subject_rows = _traffic(3_000, seed=71, subject_every=20)
+    env = lifecycle_env(worker_env)
+    cdrs, subject_rows = traffic(3_000, seed=71, subject_every=20)
     store = Path(env["CDRPIPE_STORE"])
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
         backup = tmp_path / "backup"
         shutil.copytree(store / "cdr", backup)
-        receipt = json.loads(_cli(env, "erase", "--number", SUBJECT, "--wait", "180").stdout)
+        receipt = json.loads(run_cli(env, "erase", "--number", SUBJECT, "--wait", "180").stdout)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     assert receipt["rows_removed"] == subject_rows
@@ -272,7 +215,7 @@ def test_a_restored_backup_loses_the_erased_subject_again(worker_env: dict[str, 
     shutil.rmtree(store / "cdr")
     shutil.copytree(backup, store / "cdr")
     assert len(_rows(str(store))) == len(cdrs), "the backup holds the subject again"
-    reapplied = _cli(env, "reapply-erasures")
+    reapplied = run_cli(env, "reapply-erasures")
     assert f"{subject_rows} rows affected, verification passed" in reapplied.stdout
     subject = subject_from_number(
         SUBJECT, load_keyring(Path(env["CDRPIPE_KEYRING"])), NumberClassifier("BE", (2, 5))
@@ -285,10 +228,10 @@ def test_a_restored_backup_loses_the_erased_subject_again(worker_env: dict[str, 
 def test_rotation_while_running_and_after_a_restart_never_lets_the_subject_back(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _env(worker_env)
+    env = lifecycle_env(worker_env)
     keyring_path = Path(env["CDRPIPE_KEYRING"])
-    first, subject_first = _traffic(600, seed=91, subject_every=30)
-    second, subject_second = _traffic(600, seed=92, subject_every=30)
+    first, subject_first = traffic(600, seed=91, subject_every=30)
+    second, subject_second = traffic(600, seed=92, subject_every=30)
     late = [
         msgspec.structs.replace(cdr, caller=caller, direction="inbound")
         for cdr, caller in zip(
@@ -299,22 +242,22 @@ def test_rotation_while_running_and_after_a_restart_never_lets_the_subject_back(
     ]
     worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
     try:
-        _send(env, first)
+        send_cdrs(env, first)
         wait_stored(env)
         # a rolling restart's first step: the keyring file changes under a running worker
-        _cli(env, "keys", "rotate")
+        run_cli(env, "keys", "rotate")
         worker.wait_for("keyring changed: now writing under key k2", timeout_s=30)
-        _send(env, second)
+        send_cdrs(env, second)
         wait_stored(env)
-        receipt = json.loads(_cli(env, "erase", "--number", SUBJECT, "--wait", "180").stdout)
-        _send(env, late[:2])  # call times before the request, pseudonymised under k2
+        receipt = json.loads(run_cli(env, "erase", "--number", SUBJECT, "--wait", "180").stdout)
+        send_cdrs(env, late[:2])  # call times before the request, pseudonymised under k2
         wait_stored(env)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
-    _cli(env, "keys", "rotate")
+    run_cli(env, "keys", "rotate")
     worker = WorkerProcess(env, tmp_path / "worker-2.log").start()
     try:
-        _send(env, late[2:])  # after a restart under k3, which did not exist at the request
+        send_cdrs(env, late[2:])  # after a restart under k3, which did not exist at the request
         wait_stored(env)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
@@ -366,8 +309,8 @@ async def _request_directly(
 def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receipt(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _env(worker_env)
-    cdrs, subject_rows = _traffic(400, seed=97, subject_every=20)
+    env = lifecycle_env(worker_env)
+    cdrs, subject_rows = traffic(400, seed=97, subject_every=20)
 
     def request(request_id: str, **fields: str) -> bytes:
         document = {
@@ -390,7 +333,7 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_for(f"topic {dlq} keeps data without a time limit", timeout_s=30)
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
         receipts = asyncio.run(_request_directly(env, [*bad.values(), request("good-after")], timeout_s=180))
     finally:
@@ -425,25 +368,28 @@ def test_an_agent_is_exported_and_erased_by_id_or_pseudonym(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     # the demo's sources are one customer's: one tenant for its agents (CDRPIPE_TENANTS)
-    env = {**_env(worker_env), "CDRPIPE_TENANTS": "contact-centre=demo,carrier-in=demo,carrier-out=demo"}
+    env = {
+        **lifecycle_env(worker_env),
+        "CDRPIPE_TENANTS": "contact-centre=demo,carrier-in=demo,carrier-out=demo",
+    }
     cdrs = list(demo.generate(800, seed=99, start=NOW, days=2))
     agents = [cdr.agent for cdr in cdrs if cdr.agent]
     agent = max(set(agents), key=agents.count)
     handled = {cdr.cdr_id for cdr in cdrs if cdr.agent == agent}
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
         by_id = tmp_path / "agent.jsonl"
-        _cli(env, "export", "--agent", agent, "--tenant", "demo", "--out", str(by_id))
+        run_cli(env, "export", "--agent", agent, "--tenant", "demo", "--out", str(by_id))
         exported = [json.loads(line) for line in by_id.read_text().splitlines()]
         assert {row["cdr_id"] for row in exported} == handled
         (pseudonym,) = {row["agent_pseudonym"] for row in exported}
         by_pseudonym = tmp_path / "pseudonym.jsonl"
-        _cli(env, "export", "--pseudonym", pseudonym, "--out", str(by_pseudonym))
+        run_cli(env, "export", "--pseudonym", pseudonym, "--out", str(by_pseudonym))
         assert len(by_pseudonym.read_text().splitlines()) == len(handled)
         erase = ["erase", "--agent", agent, "--tenant", "demo", "--mode", "redact", "--wait", "120"]
-        receipt = json.loads(_cli(env, *erase).stdout)
+        receipt = json.loads(run_cli(env, *erase).stdout)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     assert receipt["status"] == "completed" and receipt["verification"]["passed"] is True

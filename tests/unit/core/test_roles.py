@@ -6,7 +6,6 @@ public service numbers; only the callee of an outbound call can be one.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,12 +20,13 @@ from pipeline.keyring import Key
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.record import CanonicalCdr, Direction
+from tests.helpers import REPO
 from tests.text_fields import base_cdr
 from tests.wire_formats import asterisk_line, freeswitch_document
 
 SHORT = ["100", "101", "112", "1207"]
 EMERGENCY = {"100", "101", "112"}
-REPO = Path(__file__).resolve().parent.parent
+
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 SELECTOR = FormatSelector(
     builtin_decoders(load_mappings(REPO / "schemas" / "mappings")),

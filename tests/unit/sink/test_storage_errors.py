@@ -12,7 +12,15 @@ from pipeline.metrics import HEALTH
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.sink.storage import LocalStorage
 from pipeline.sink.storage_errors import StorageError, TerminalStorageError, storage_error
-from tests.test_committer import KEY, AppliedCommitter, FakeOffsets, _feed, _ingestor, _records, _stored_ids
+from tests.commit_fakes import (
+    KEY,
+    AppliedCommitter,
+    FakeOffsets,
+    feed,
+    records_at,
+    small_ingestor,
+    stored_ids,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +78,8 @@ class RefusingStorage(LocalStorage):
 
 
 def test_a_terminal_error_is_not_retried_but_a_passing_one_is(tmp_path: Path) -> None:
-    ingestor = _ingestor()
-    _feed(ingestor, _records(3))
+    ingestor = small_ingestor()
+    feed(ingestor, records_at(3))
     flush = ingestor.take(KEY)
     for code, attempts in ((errno.EACCES, 1), (errno.EIO, 4)):
         storage = RefusingStorage(tmp_path, code)
@@ -84,13 +92,13 @@ def test_a_refusing_store_makes_the_worker_unhealthy_at_once_and_is_reported_onc
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     storage = RefusingStorage(tmp_path, errno.ENOSPC)
-    ingestor, offsets, pauses = _ingestor(), FakeOffsets(tmp_path), []
+    ingestor, offsets, pauses = small_ingestor(), FakeOffsets(tmp_path), []
     publisher = BatchPublisher(storage, sleep=lambda _: None)
     committer = AppliedCommitter(ingestor, publisher, offsets, terminal_pause_s=7, sleep=pauses.append)
-    records = _records(3)
+    records = records_at(3)
     with caplog.at_level(logging.ERROR):
         for _ in range(3):
-            _feed(ingestor, records)
+            feed(ingestor, records)
             assert not committer.commit_batch(ingestor.take(KEY))
             assert not HEALTH.healthy and HEALTH.problem is not None and "disk is full" in HEALTH.problem
     assert offsets.committed_offsets == {} and pauses == [7, 7, 7]
@@ -98,6 +106,6 @@ def test_a_refusing_store_makes_the_worker_unhealthy_at_once_and_is_reported_onc
     reports = [record for record in caplog.records if "the store refuses writes" in record.getMessage()]
     assert len(reports) == 1 and "free space" in reports[0].getMessage()
     storage.refusing = False
-    _feed(ingestor, records)
+    feed(ingestor, records)
     assert committer.commit_batch(ingestor.take(KEY))
-    assert HEALTH.healthy and HEALTH.problem is None and _stored_ids(tmp_path) == ["c0", "c1", "c2"]
+    assert HEALTH.healthy and HEALTH.problem is None and stored_ids(tmp_path) == ["c0", "c1", "c2"]

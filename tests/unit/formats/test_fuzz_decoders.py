@@ -125,6 +125,7 @@ FREESWITCH_VARIABLES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(2000), suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from([*CANONICAL_KEYS, "variables", "callflow"]), json_values, max_size=14))
 def test_json_decoders_only_raise_their_own_error_on_any_json_shape(document: dict) -> None:

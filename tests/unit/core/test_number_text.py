@@ -25,67 +25,9 @@ from pipeline.number_text import (
     identifier_holds_number,
     redact_numbers,
 )
+from tests.number_spellings import REGIONS, digits_of, random_numbers, spellings
 
 BELGIAN = NumberClassifier("BE", (2, 5))
-REGIONS = ["BE", "FR", "NL", "DE", "GB", "LU", "US", "MA", "TR", "IT", "SE", "NU", "SH", "IE", "ES"]
-FULL_WIDTH = str.maketrans("0123456789+", "".join(chr(0xFF10 + digit) for digit in range(10)) + "\uff0b")
-
-
-def _spellings(number: phonenumbers.PhoneNumber) -> list[str]:
-    """Twenty spellings of one number: formats people, carriers, URLs and log lines use."""
-    fmt = phonenumbers.PhoneNumberFormat
-    e164 = phonenumbers.format_number(number, fmt.E164)
-    international = phonenumbers.format_number(number, fmt.INTERNATIONAL)
-    national = phonenumbers.format_number(number, fmt.NATIONAL)
-    nsn = phonenumbers.national_significant_number(number)
-    grouped = " ".join(nsn[i : i + 2] for i in range(0, len(nsn), 2))
-    cc = str(number.country_code)
-    return [
-        e164,
-        international,
-        national,
-        "00" + e164[1:],
-        "000" + e164[1:],
-        e164[1:],
-        nsn,
-        "0" + nsn,
-        international.replace(" ", "\u00a0"),
-        international.replace(" ", "\t"),
-        f"{cc}_{nsn}",
-        "%2B" + e164[1:],
-        "%2B" + cc + "%20" + nsn,
-        e164.translate(FULL_WIDTH),
-        e164 + "4711",
-        f"tel:{international.replace(' ', '-')}",
-        f"sip:{e164}@sbc.example;user=phone",
-        f"+{cc} (0){grouped}",
-        "0" + ".".join(nsn[i : i + 2] for i in range(0, len(nsn), 2)),
-        f"({cc}) {nsn[:3]}/{nsn[3:]}",
-    ]
-
-
-def _numbers(count: int, seed: int) -> list[phonenumbers.PhoneNumber]:
-    rng = random.Random(seed)
-    numbers: list[phonenumbers.PhoneNumber] = []
-    while len(numbers) < count:
-        region = rng.choice(REGIONS)
-        kind = rng.choice([phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE])
-        example = phonenumbers.example_number_for_type(region, kind)
-        if example is None:
-            continue
-        national = str(example.national_number)
-        keep = min(2, len(national) - 1)
-        tail = "".join(rng.choice("0123456789") for _ in range(len(national) - keep))
-        number = phonenumbers.parse(f"+{example.country_code}{national[:keep]}{tail}")
-        if phonenumbers.is_valid_number(number):
-            numbers.append(number)
-    return numbers
-
-
-def _digits(text: str) -> str:
-    """The decimal digits of ``text`` (Unicode digits as ASCII), traceback line numbers left out."""
-    without_lines = re.sub(r"line \d+", "", text)
-    return "".join(str(int(char)) for char in without_lines if char.isdecimal())
 
 
 class _BoomError(Exception):
@@ -114,6 +56,7 @@ def scrubbing_factory() -> Iterator[None]:
     logging.captureWarnings(False)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("scrubbing_factory")
 @pytest.mark.parametrize(
     "formatter", [logging.Formatter("%(levelname)s %(name)s %(message)s"), JsonFormatter()]
@@ -121,13 +64,13 @@ def scrubbing_factory() -> Iterator[None]:
 def test_ten_thousand_numbers_in_twenty_spellings_never_reach_a_log_line(
     formatter: logging.Formatter,
 ) -> None:
-    numbers = _numbers(10_000, seed=12)
+    numbers = random_numbers(10_000, seed=12)
     leaked = []
     for number in numbers:
-        spellings = _spellings(number)
-        assert len(spellings) == 20
+        written = spellings(number)
+        assert len(written) == 20
 
-        def emit(logger: logging.Logger, spellings: list[str] = spellings) -> None:
+        def emit(logger: logging.Logger, spellings: list[str] = written) -> None:
             logger.info("caller %s" % " | ".join(spellings))  # noqa: UP031 - the number in the message itself
             logger.warning("rejected %s and %r", " | ".join(spellings), spellings)
             try:
@@ -144,10 +87,10 @@ def test_ten_thousand_numbers_in_twenty_spellings_never_reach_a_log_line(
         # must not pass with it, and every spelling of 7 or more digits must not pass at all.
         nsn = phonenumbers.national_significant_number(number)
         secret = nsn if len(nsn) >= MIN_SIGNIFICANT_DIGITS else f"{number.country_code}{nsn}"
-        visible = [spelling for spelling in spellings if len(_digits(spelling)) >= MIN_SIGNIFICANT_DIGITS]
+        visible = [spelling for spelling in written if len(digits_of(spelling)) >= MIN_SIGNIFICANT_DIGITS]
         # the spellings are joined by | / ' and , which no spelling holds: look at each piece's digits
         pieces = re.split(r"\[number\]|[|',\n]", output)
-        if any(secret in _digits(piece) for piece in pieces) or any(
+        if any(secret in digits_of(piece) for piece in pieces) or any(
             spelling in output for spelling in visible
         ):
             leaked.append(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
@@ -172,7 +115,7 @@ def test_the_detector_catches_everything_the_classifier_calls_e164(raw: str, con
     if BELGIAN.classify(raw).kind is NumberKind.E164:
         text = context.format(raw)
         assert contains_number(text), text
-        assert _digits(raw) not in _digits(redact_numbers(text))
+        assert digits_of(raw) not in digits_of(redact_numbers(text))
 
 
 @settings(max_examples=300, deadline=None)
@@ -180,9 +123,9 @@ def test_the_detector_catches_everything_the_classifier_calls_e164(raw: str, con
 def test_the_detector_catches_every_spelling_of_valid_numbers(
     region: str, which: int, rng: random.Random
 ) -> None:
-    number = _numbers(1, seed=rng.randrange(1 << 30))[0]
-    spelling = _spellings(number)[which]
-    if len(_digits(spelling)) >= MIN_SIGNIFICANT_DIGITS:
+    number = random_numbers(1, seed=rng.randrange(1 << 30))[0]
+    spelling = spellings(number)[which]
+    if len(digits_of(spelling)) >= MIN_SIGNIFICANT_DIGITS:
         assert contains_number(f"queue '{spelling}' is full")
 
 

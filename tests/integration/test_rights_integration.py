@@ -24,6 +24,7 @@ from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.sink.storage import LocalStorage
+from tests.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
 from tests.helpers import (
     REPO,
     WorkerProcess,
@@ -32,7 +33,6 @@ from tests.helpers import (
     start_workers,
     wait_stored,
 )
-from tests.test_erasure_integration import NOW, SPELLINGS, SUBJECT, _cli, _env, _send, _traffic
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +40,14 @@ pytestmark = pytest.mark.integration
 def _rights_env(worker_env: dict[str, str]) -> dict[str, str]:
     run = worker_env["CDRPIPE_APP_ID"]
     return {
-        **_env(worker_env),
+        **lifecycle_env(worker_env),
         "CDRPIPE_SUBJECT_REQUESTS_TOPIC": f"cdr.subject.requests.{run}",
         "CDRPIPE_SUBJECT_RECEIPTS_TOPIC": f"cdr.subject.receipts.{run}",
     }
 
 
 def _rectify(env: dict[str, str], cdr_id: str, request_id: str) -> subprocess.CompletedProcess[str]:
-    return _cli(
+    return run_cli(
         env, "rectify", "--cdr-id", cdr_id, "--party", "caller", "--request-id", request_id, "--wait", "120"
     )
 
@@ -72,7 +72,7 @@ def _publish_raw(env: dict[str, str], key: str, payload: bytes, wait_s: float) -
 
 def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_path: Path) -> None:
     env = _rights_env(worker_env)
-    cdrs, subject_rows = _traffic(400, seed=91, subject_every=10)
+    cdrs, subject_rows = traffic(400, seed=91, subject_every=10)
     wrong = next(cdr for cdr in cdrs if cdr.caller in SPELLINGS)
     lift_without_subject = {
         "request_id": "bad-2",
@@ -81,7 +81,7 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
     }
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
         rectified = _rectify(env, wrong.cdr_id, "rect-1")
         unknown = _run(
@@ -105,11 +105,11 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
             env, "+32475000111", json.dumps({"request_id": "+32475000111", "kind": "lift"}).encode(), 0
         )
         erased = json.loads(
-            _cli(env, "erase", "--number", SUBJECT, "--request-id", "era-1", "--wait", "180").stdout
+            run_cli(env, "erase", "--number", SUBJECT, "--request-id", "era-1", "--wait", "180").stdout
         )
-        listed = _cli(env, "requests", "--json").stdout
+        listed = run_cli(env, "requests", "--json").stdout
         shown = {
-            request_id: json.loads(_cli(env, "requests", "show", request_id).stdout)
+            request_id: json.loads(run_cli(env, "requests", "show", request_id).stdout)
             for request_id in ("rect-1", "rect-2", "era-1")
         }
         unregistered = _run(env, "requests", "show", "bad-2")
@@ -182,8 +182,8 @@ def _of_subject(
 def test_restrict_during_ingest_rotate_then_lift(worker_env: dict[str, str], tmp_path: Path) -> None:
     env = _rights_env(worker_env)
     store = env["CDRPIPE_STORE"]
-    before, _ = _traffic(2_000, seed=101, subject_every=50)
-    during, _ = _traffic(3_000, seed=102, subject_every=30)
+    before, _ = traffic(2_000, seed=101, subject_every=50)
+    during, _ = traffic(3_000, seed=102, subject_every=30)
     (older,) = demo.generate(1, seed=103, start=NOW - timedelta(days=1))
     late = msgspec.structs.replace(older, caller=SPELLINGS[2], direction="inbound")
     everything = before + during + [late]
@@ -192,12 +192,12 @@ def test_restrict_during_ingest_rotate_then_lift(worker_env: dict[str, str], tmp
     )
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, before)
+        send_cdrs(env, before)
         wait_stored(env)
-        sender = threading.Thread(target=_send, args=(env, during))
+        sender = threading.Thread(target=send_cdrs, args=(env, during))
         sender.start()
         restricted = json.loads(
-            _cli(
+            run_cli(
                 env, "restrict", "--number", "0475 00 01 11", "--request-id", "res-1", "--wait", "180"
             ).stdout
         )
@@ -208,13 +208,13 @@ def test_restrict_during_ingest_rotate_then_lift(worker_env: dict[str, str], tmp
 
         rotate_keyring(Path(env["CDRPIPE_KEYRING"]))
         worker.wait_for("keyring changed: now writing under key k2", timeout_s=60)
-        _send(env, [late])
+        send_cdrs(env, [late])
         wait_stored(env)
         after_rotation = _area_rows(store, "restricted")
         in_dataset_after_rotation = _of_subject(_area_rows(store, "cdr"), _subject_pseudonyms(env))
 
         lifted = json.loads(
-            _cli(
+            run_cli(
                 env,
                 "unrestrict",
                 "--number",
@@ -225,7 +225,7 @@ def test_restrict_during_ingest_rotate_then_lift(worker_env: dict[str, str], tmp
                 "180",
             ).stdout
         )
-        register = json.loads(_cli(env, "requests", "show", "res-1").stdout)
+        register = json.loads(run_cli(env, "requests", "show", "res-1").stdout)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
@@ -264,16 +264,16 @@ def _suppressed(env: dict[str, str]) -> float:
 def test_objection_with_erasure_then_withdrawal(worker_env: dict[str, str], tmp_path: Path) -> None:
     env = _rights_env(worker_env)
     store = env["CDRPIPE_STORE"]
-    first, _ = _traffic(1_000, seed=111, subject_every=20)
-    later, later_subject = _traffic(600, seed=112, subject_every=15, start=NOW + timedelta(hours=1))
+    first, _ = traffic(1_000, seed=111, subject_every=20)
+    later, later_subject = traffic(600, seed=112, subject_every=15, start=NOW + timedelta(hours=1))
     # Calls after the objection: its erasure stays (calls up to it stay erased), its suppression ends.
-    again, again_subject = _traffic(600, seed=113, subject_every=15, start=NOW + timedelta(days=3))
+    again, again_subject = traffic(600, seed=113, subject_every=15, start=NOW + timedelta(days=3))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, first)
+        send_cdrs(env, first)
         wait_stored(env)
         objected = json.loads(
-            _cli(
+            run_cli(
                 env,
                 "object",
                 "--number",
@@ -286,17 +286,17 @@ def test_objection_with_erasure_then_withdrawal(worker_env: dict[str, str], tmp_
                 "180",
             ).stdout
         )
-        _send(env, later)
+        send_cdrs(env, later)
         wait_stored(env)
         pseudonyms = _subject_pseudonyms(env)
         while_objected = _of_subject(_area_rows(store, "cdr") + _area_rows(store, "restricted"), pseudonyms)
         suppressed = _suppressed(env)
         withdrawn = json.loads(
-            _cli(
+            run_cli(
                 env, "withdraw-objection", "--number", SUBJECT, "--request-id", "wd-1", "--wait", "180"
             ).stdout
         )
-        _send(env, again)
+        send_cdrs(env, again)
         wait_stored(env)
         stored_again = _of_subject(_area_rows(store, "cdr"), pseudonyms)
     finally:
@@ -322,16 +322,16 @@ def test_objection_with_erasure_then_withdrawal(worker_env: dict[str, str], tmp_
 def test_erasure_and_retention_inside_the_quarantine(worker_env: dict[str, str], tmp_path: Path) -> None:
     env = _rights_env(worker_env)
     store = env["CDRPIPE_STORE"]
-    cdrs, subject_rows = _traffic(800, seed=121, subject_every=20)
+    cdrs, subject_rows = traffic(800, seed=121, subject_every=20)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
-        _cli(env, "restrict", "--number", SUBJECT, "--request-id", "res-3", "--wait", "180")
+        run_cli(env, "restrict", "--number", SUBJECT, "--request-id", "res-3", "--wait", "180")
         pseudonyms = _subject_pseudonyms(env)
         quarantined = _of_subject(_area_rows(store, "restricted"), pseudonyms)
         erased = json.loads(
-            _cli(env, "erase", "--number", SUBJECT, "--request-id", "era-3", "--wait", "180").stdout
+            run_cli(env, "erase", "--number", SUBJECT, "--request-id", "era-3", "--wait", "180").stdout
         )
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
@@ -343,7 +343,7 @@ def test_erasure_and_retention_inside_the_quarantine(worker_env: dict[str, str],
     old_day = (NOW - timedelta(days=400)).date().isoformat()
     a_file = next(iter(Path(store).glob("cdr/*/*.parquet")))
     LocalStorage(Path(store)).publish(f"restricted/call_date={old_day}/t+0+0.parquet", a_file.read_bytes())
-    retention = _cli(env, "retention")
+    retention = run_cli(env, "retention")
     assert f"deleted call_date={old_day} (1 files)" in retention.stdout
     assert not list(Path(store).glob(f"restricted/call_date={old_day}/*"))
 
@@ -352,16 +352,16 @@ def test_with_two_workers_subject_requests_run_where_erasures_run(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = _rights_env(worker_env)
-    cdrs, _ = _traffic(2_000, seed=131, subject_every=25)
+    cdrs, _ = traffic(2_000, seed=131, subject_every=25)
     wrong = next(cdr for cdr in cdrs if cdr.caller in SPELLINGS)
     workers = start_workers(env, tmp_path, 2)
     try:
-        _send(env, cdrs)
+        send_cdrs(env, cdrs)
         wait_stored(env)
         assert all("published" in worker.log() for worker in workers), "one worker did all the work"
         _rectify(env, wrong.cdr_id, "rect-9")
-        _cli(env, "restrict", "--number", SUBJECT, "--request-id", "res-9", "--wait", "180")
-        _cli(env, "erase", "--number", SUBJECT, "--request-id", "era-9", "--wait", "180")
+        run_cli(env, "restrict", "--number", SUBJECT, "--request-id", "res-9", "--wait", "180")
+        run_cli(env, "erase", "--number", SUBJECT, "--request-id", "era-9", "--wait", "180")
     finally:
         codes = [worker.stop() for worker in workers]
     assert codes == [0, 0], [worker.log()[-3000:] for worker in workers]
