@@ -1,5 +1,5 @@
-"""The GDPR lifecycle: erasure, subject export, retention and the audit log.
+"""The GDPR lifecycle: erasure, access export, restriction, objection, rectification, retention, the register.
 
-Everything here runs on one serial path (the owner of the erasure request
-topic's single partition), so no two lifecycle operations touch the same files.
+Everything here runs on one serial path (the owner of the lifecycle topics'
+single partitions), so no two lifecycle operations touch the same files.
 """

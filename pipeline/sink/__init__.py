@@ -1,1 +1,5 @@
-"""The Parquet sink: schema, column buffers, file naming, storage and the publish protocol."""
+"""The Parquet sink: the batch it accepts, schema, naming, encoding, storage, publish-then-commit.
+
+The sink never imports the ingest stage or the lifecycle: it defines what it
+accepts (``batch``) and what it answers (``outcomes``).
+"""

@@ -63,3 +63,13 @@ def test_no_module_is_much_longer_than_250_lines() -> None:
         str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in PIPELINE.rglob("*.py")
     }
     assert {path: lines for path, lines in long.items() if lines > 260} == {}
+
+
+def test_the_readme_lists_every_module() -> None:
+    layout = (REPO / "README.md").read_text().split("## Project layout", 1)[1]
+    missing = [
+        str(path.relative_to(REPO))
+        for path in sorted(PIPELINE.rglob("*.py"))
+        if str(path.relative_to(REPO)) not in layout
+    ]
+    assert missing == []
