@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.config import Settings
+from pipeline.gc_tuning import tune_for_streaming
 from pipeline.ingest.dead_letters import dead_letter_headers
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import DeadLetter, RawRecord
@@ -93,6 +94,7 @@ class IngestService(Service):
         self._committer = BatchCommitter(self._publisher, self._offsets)
         self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
         await self._consumer.start()
+        tune_for_streaming()
         log.info(
             "ingest started: topics=%s group=%s-ingest store=%s",
             ",".join(settings.raw_topics),
