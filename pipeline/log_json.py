@@ -2,8 +2,10 @@
 
 Contract: :class:`JsonFormatter` writes ``time`` (UTC, RFC 3339), ``level``,
 ``logger``, ``process`` and ``message``, plus ``exception`` and ``stack`` when
-there are any; all of them pass through :func:`pipeline.log_scrub.scrub` (again:
-records of the installed factory arrive scrubbed already).
+there are any, plus the event's facts passed as ``extra=`` (topic, partition,
+offsets, rows, bytes, request id...) as fields of their own, so a JSON log can
+be queried. Every text passes through :func:`pipeline.log_scrub.scrub` (again:
+records of the installed factory arrive scrubbed already; extra fields do not).
 :func:`logging_config` is the ``logging.config.dictConfig`` document that
 routes every logger to standard error in this format.
 """
@@ -34,7 +36,21 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = scrub(exception)
         if record.stack_info:
             document["stack"] = scrub(record.stack_info)
+        for name, value in vars(record).items():
+            if name not in _STANDARD_ATTRIBUTES and name not in document:
+                document[name] = _field(value)
         return json.dumps(document, ensure_ascii=False)
+
+
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+"""What every log record has; anything else on a record came from ``extra=``."""
+
+
+def _field(value: object) -> object:
+    """An extra field as JSON: numbers and booleans as they are, anything else as scrubbed text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return scrub(str(value))
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:

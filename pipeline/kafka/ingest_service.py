@@ -177,7 +177,7 @@ class IngestService(Service):
             return False
         for letter in letters:
             RECORDS_DEAD_LETTERED.labels(reason=letter.reason.value).inc()
-        log.warning("dead-lettered %d records", len(letters))
+        log.warning("dead-lettered %d records", len(letters), extra={"records": len(letters)})
         return True
 
     async def _publish_due(self) -> None:

@@ -144,6 +144,7 @@ class ErasureProcessor:
             request.request_id,
             len(subject.pseudonyms),
             ",".join(subject.key_ids) or "(given pseudonym)",
+            extra={"request_id": request.request_id, "key_ids": ",".join(subject.key_ids)},
         )
         requested_at = request.requested_at.astimezone(UTC)
         entry = LedgerEntry(
@@ -206,6 +207,7 @@ class ErasureProcessor:
             len(receipt.files_rewritten or ()),
             len(receipt.files_deleted or ()),
             "passed" if verification.passed else "FAILED",
+            extra={"request_id": request.request_id, "verification_passed": verification.passed},
         )
         return receipt
 
@@ -218,7 +220,7 @@ class ErasureProcessor:
             finished_at=self._clock(),
             pipeline_version=__version__,
         )
-        log.warning("erasure request %s rejected: %s", request_id, reason)
+        log.warning("erasure request %s rejected: %s", request_id, reason, extra={"request_id": request_id})
         # audited but not kept as the request id's receipt: a corrected request may reuse the id
         append_audit(self._storage, "erasure-rejected", msgspec.to_builtins(receipt), self._clock())
         return receipt

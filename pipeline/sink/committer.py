@@ -90,10 +90,11 @@ class BatchCommitter:
         The outcome is applied by the caller, on the thread that owns the ingestor and consumer.
         """
         key = (flush.topic, flush.partition)
+        facts = _facts(flush)
         try:
             committed = self._offsets.committed(key)
         except OffsetsUnavailableError as exc:
-            log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc)
+            log.warning("cannot read the committed offset of %s[%d], replaying: %s", *key, exc, extra=facts)
             HEALTH.failed()
             return Replay(key, flush.first_offset, flush.commit_offset)
         if committed is not None and committed > flush.first_offset:
@@ -103,6 +104,7 @@ class BatchCommitter:
                 "%s[%d]: offsets from %d are already committed by another owner; dropping a stale batch",
                 *key,
                 flush.first_offset,
+                extra=facts,
             )
             return Drop(key, resume_at=committed)
         began = time.perf_counter()
@@ -117,6 +119,7 @@ class BatchCommitter:
                     *key,
                     flush.first_offset,
                     recorded_end,
+                    extra=facts,
                 )
                 return Replay(key, flush.first_offset, recorded_end)
             published = self._publisher.publish(flush)
@@ -125,7 +128,7 @@ class BatchCommitter:
             self._sleep(self._terminal_pause_s)  # no point in hammering a store that refuses
             return Replay(key, flush.first_offset, flush.commit_offset)
         except StorageError as exc:
-            log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc)
+            log.error("%s[%d]: publishing failed, nothing committed, will replay: %s", *key, exc, extra=facts)
             return Replay(key, flush.first_offset, flush.commit_offset)
         except UnstorableRowsError as exc:
             # Nothing was written. Replaying the same range (its boundary is recorded) turns
@@ -136,6 +139,7 @@ class BatchCommitter:
                 len(exc.offsets),
                 flush.first_offset,
                 flush.commit_offset,
+                extra={**facts, "records": len(exc.offsets)},
             )
             return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
         # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
@@ -150,11 +154,19 @@ class BatchCommitter:
             flush.partition,
             f"{flush.first_offset:,}",
             f"{flush.commit_offset:,}",
+            extra={
+                **facts,
+                "files": len(flush.files),
+                "rows": published.rows,
+                "bytes": published.bytes_written,
+                "quarantined": published.quarantined,
+                "suppressed": published.suppressed,
+            },
         )
         if not self._offsets.commit(key, flush.commit_offset):
             # The partition moved to another worker, which replays from the last commit and
             # rebuilds this batch from its intent; this worker must forget what it holds.
-            log.warning("commit of %s[%d] failed, its new owner replays the batch", *key)
+            log.warning("commit of %s[%d] failed, its new owner replays the batch", *key, extra=facts)
             return Drop(key)
         self._forget_previous(key, flush.first_offset)
         self._terminal_reported = None
@@ -184,3 +196,13 @@ class BatchCommitter:
         if previous is not None:
             self._publisher.forget(key[0], key[1], previous)
         self._committed_batch[key] = first_offset
+
+
+def _facts(flush: PartitionFlush) -> dict[str, object]:
+    """A batch's coordinates as log fields (``extra=``): JSON log lines carry them as fields."""
+    return {
+        "topic": flush.topic,
+        "partition": flush.partition,
+        "first_offset": flush.first_offset,
+        "end_offset": flush.commit_offset,
+    }

@@ -167,3 +167,24 @@ def test_uncaught_tracebacks_and_warnings_are_scrubbed(capsys: pytest.CaptureFix
     assert "Exception in thread decoder" in errors and "'caller [number]'" in errors
     assert "odd value [number]" in stream.getvalue()
     assert "470" not in errors + stream.getvalue()
+
+
+def test_json_lines_carry_an_events_facts_as_fields_and_scrub_them() -> None:
+    log_scrub.install()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("cdrpipe.test.fields")
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "published %d files",
+            2,
+            extra={"topic": "cdr.raw", "partition": 3, "rows": 1234567, "note": "+32475123456"},
+        )
+    finally:
+        logger.removeHandler(handler)
+    document = json.loads(stream.getvalue())
+    assert (document["topic"], document["partition"], document["rows"]) == ("cdr.raw", 3, 1234567)
+    assert "32475123456" not in document["note"] and "[number]" in document["note"]
+    assert document["message"] == "published 2 files"
