@@ -7,10 +7,12 @@ proves that every spelling the classifier reads as E.164 is caught inside
 text): it looks at shape, not validity.
 
 A run is digits (ASCII, full-width or any other Unicode decimal digits)
-joined by separators (whitespace of any kind including NBSP and tab, ``.``,
-``_``, ``-``, ``/``, parentheses, ``%20``, and backslash escapes such as
-``\\t`` or ``\\xa0`` as ``repr()`` prints them), optionally after ``+``, a full-width plus or
-``%2B``. It is a number when it holds at least :data:`MIN_SIGNIFICANT_DIGITS`
+joined by runs of separators of any length (whitespace of any kind including
+NBSP and tab, ``.``, ``_``, ``-`` and the other dashes, the minus sign, ``/``,
+parentheses and brackets, soft hyphens and zero-width characters, ``%20``,
+and backslash escapes such as ``\\t`` or ``\\xa0`` as ``repr()`` prints them),
+optionally after ``+``, a full-width plus or ``%2B``. It is a number when it
+holds at least :data:`MIN_SIGNIFICANT_DIGITS`
 digits after its leading zeros (the classifier drops leading zeros, and the
 shortest E.164 numbers have 7 digits, e.g. a 3-digit country code and a
 4-digit national number). There is no upper bound: an over-long run is a
@@ -18,8 +20,7 @@ number with something appended.
 
 What stays readable (decided for operational log lines): runs of up to 6
 significant digits (partition numbers, offsets and counts below a million,
-zero-padded file offsets such as ``00000000000000002876``); ``1000..2000``
-(a double dot is not a separator); counts written with thousands separators
+zero-padded file offsets such as ``00000000000000002876``); counts written with thousands separators
 (``1,234,567``: a comma is not a separator); ISO 8601 dates and times of the
 years 1900-2099 (a number written as a valid date, ``2047-01-23``, is the one
 shape this lets through); and UUIDs none of whose groups holds 7 or more
@@ -38,8 +39,14 @@ REPLACEMENT = "[number]"
 MIN_SIGNIFICANT_DIGITS = 7
 
 # A backslash escape counts as a separator: repr() of a string prints NBSP as \xa0, a tab as \t.
-_SEPARATOR = r"(?:[\s()_/\-]{1,3}|\.|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))"
-_RUN = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:{_SEPARATOR}?\d)*"
+# Any run of what dialled_key strips ([\s.\-/()\[\]]) or a human writes between digits (dashes,
+# the minus sign, soft hyphen, zero-width characters, underscore, %20, backslash escapes): the
+# detector must be at least as wide as the classifier, which strips any number of separators.
+_SEPARATOR = (
+    r"(?:[\s()\[\]_/\-.\u00ad\u2010-\u2015\u2212\u200b-\u200d\u2060\ufeff]"
+    r"|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))+"
+)
+_RUN = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{_SEPARATOR})?\d)*"
 _DATE_TIME = (
     r"(?<!\d)(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?)?(?!\d)"
@@ -83,7 +90,7 @@ def redact_numbers(text: str) -> str:
     return _TOKEN.sub(lambda match: REPLACEMENT if _is_number(match) else match.group(), text)
 
 
-_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:{_SEPARATOR}?\d){{5,}}")
+_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:(?:{_SEPARATOR})?\d){{5,}}")
 _BARE_DIGITS = re.compile(rf"\+?\d{{{MIN_SIGNIFICANT_DIGITS},}}")
 
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.lifecycle.audit import append_audit
+from pipeline.number_text import redact_numbers
 from pipeline.sink import subject_index
 from pipeline.sink.naming import AREAS, SUFFIX
 from pipeline.sink.parquet import KEY_IDS_METADATA_KEY
@@ -73,7 +74,12 @@ def list_data_files(
     strays: list[str] = []
     for area in areas:
         for path in storage.list(area, modified_since):
-            (paths if partition_date(path) is not None else strays).append(path)
+            if partition_date(path) is not None:
+                paths.append(path)
+            else:
+                # A stray's name is anybody's choice and goes into logs, audit entries and
+                # receipts: a phone number in it is replaced like in any log line.
+                strays.append(redact_numbers(path))
     return DataFiles(paths, strays)
 
 

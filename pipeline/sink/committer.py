@@ -134,11 +134,11 @@ class BatchCommitter:
             # Nothing was written. Replaying the same range (its boundary is recorded) turns
             # those records into dead letters, so the partition moves on without them.
             log.error(
-                "%s[%d]: %d records cannot be stored; replaying offsets %d..%d with them dead-lettered",
+                "%s[%d]: %d records cannot be stored; replaying offsets %s..%s with them dead-lettered",
                 *key,
                 len(exc.offsets),
-                flush.first_offset,
-                flush.commit_offset,
+                f"{flush.first_offset:,}",
+                f"{flush.commit_offset:,}",
                 extra={**facts, "records": len(exc.offsets)},
             )
             return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
