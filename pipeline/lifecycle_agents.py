@@ -109,6 +109,7 @@ class LifecycleAgents:
             write_ledger=lambda entry: on_loop(self._context.publish_ledger(entry)),
             settle_seconds=self._settings.settle_seconds,
             residual_copies=lambda: on_loop(self.residual_copies()),
+            tenants=dict(self._settings.tenants),
         )
         async for payload in stream:
             ERASURES_RECEIVED.inc()

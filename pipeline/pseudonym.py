@@ -130,7 +130,7 @@ class PartyPseudonymizer:
 
     def tenant_of(self, source: str) -> str:
         """The tenant whose extensions and agents a record of ``source`` names."""
-        return self._tenants.get(source, source)
+        return tenant_for(source, self._tenants)
 
     def _columns(self, raw: str, tenant: str, service: bool = False) -> PartyColumns:
         """The columns of party ``raw`` at ``tenant``; ``service``: see ``msisdn.can_reach_service``."""
@@ -150,3 +150,8 @@ class PartyPseudonymizer:
     def _agent(self, agent_id: str, tenant: str) -> str:
         """The pseudonym of a contact-centre agent id (agent domain, within ``tenant``)."""
         return self._pseudonymizer.pseudonym(Domain.AGENT, agent_id.strip(), tenant)
+
+
+def tenant_for(name: str, tenants: Mapping[str, str]) -> str:
+    """The tenant a source or tenant ``name`` stands for: ``tenants[name]`` for a mapped source."""
+    return tenants.get(name, name)

@@ -36,6 +36,7 @@ from pipeline.lifecycle.subject import (
     subject_from_pseudonym,
 )
 from pipeline.msisdn import NumberKind, PartyNumber
+from pipeline.pseudonym import tenant_for
 from pipeline.sink.storage import open_storage
 
 
@@ -80,7 +81,8 @@ def _subject(settings: Settings, options: dict[str, Any]) -> _NamedSubject:
         raise click.UsageError("give exactly one of --number, --agent or --pseudonym")
     kind, value = chosen[0]
     assert value is not None
-    tenant: str | None = options["tenant"]
+    # a source mapped by CDRPIPE_TENANTS names its tenant, as the worker writes the rows
+    tenant = tenant_for(options["tenant"], dict(settings.tenants)) if options["tenant"] else None
     if kind == "pseudonym":
         return _NamedSubject("pseudonym", value, None, subject_from_pseudonym(value))
     if kind == "agent":

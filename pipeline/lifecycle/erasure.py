@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -68,6 +68,7 @@ from pipeline.lifecycle.subject import (
     subject_from_pseudonym,
 )
 from pipeline.msisdn import NumberClassifier
+from pipeline.pseudonym import tenant_for
 from pipeline.sink.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,9 @@ class ErasureProcessor:
         residual_copies: Callable[[], list[ResidualCopy]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
+        tenants: Mapping[str, str] | None = None,
     ) -> None:
+        self._tenants = dict(tenants or {})
         self._storage = storage
         self._keyring = keyring
         self._classifier = classifier
@@ -116,9 +119,11 @@ class ErasureProcessor:
         """The pseudonyms the request is about, under every key of the keyring as it is now."""
         if request.subject_kind == "pseudonym":
             return subject_from_pseudonym(request.subject)
+        # A source mapped to a tenant (CDRPIPE_TENANTS) names that tenant, as the rows were written.
+        tenant = tenant_for(request.tenant, self._tenants) if request.tenant else None
         if request.subject_kind == "agent":
-            return subject_from_agent(request.subject, self._keyring(), request.tenant)
-        return subject_from_number(request.subject, self._keyring(), self._classifier, request.tenant)
+            return subject_from_agent(request.subject, self._keyring(), tenant)
+        return subject_from_number(request.subject, self._keyring(), self._classifier, tenant)
 
     def process(self, request: ErasureRequest) -> Receipt:
         """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""

@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from pipeline.errors import ConfigError
+from pipeline.lifecycle.request_ids import check_request_id
 from pipeline.lifecycle.rows import Mode
 
 SubjectKind = Literal["number", "pseudonym", "agent"]
@@ -55,9 +57,16 @@ _REQUEST_ID = msgspec.json.Decoder(_RequestId)
 def decode_request(payload: bytes) -> ErasureRequest | InvalidRequest:
     """The request in ``payload``, or why it is not one."""
     try:
-        return _REQUEST.decode(payload)
+        request = _REQUEST.decode(payload)
     except msgspec.DecodeError as error:
         return InvalidRequest(_request_id_of(payload), schema_problem(error))
+    try:
+        check_request_id(request.request_id)
+    except ConfigError as error:
+        # The id names the receipt, the audit entry and the ledger key: one that is or holds a
+        # phone number (or cannot be a file name) is refused under an id of its own.
+        return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
+    return request
 
 
 def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:
@@ -77,6 +86,6 @@ def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-re
 def _request_id_of(payload: bytes) -> str:
     """The request id of an invalid request if it has a usable one, else a new unique id."""
     try:
-        return _REQUEST_ID.decode(payload).request_id
-    except msgspec.DecodeError:
+        return check_request_id(_REQUEST_ID.decode(payload).request_id)
+    except (msgspec.DecodeError, ConfigError):
         return f"unidentified-{uuid.uuid4()}"

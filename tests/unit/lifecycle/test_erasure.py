@@ -189,7 +189,11 @@ class _Harness:
     """A processor on a local store with a fixed clock, recorded sleeps and ledger writes."""
 
     def __init__(
-        self, tmp_path: Path, keyring: Callable[[], Keyring], storage: LocalStorage | None = None
+        self,
+        tmp_path: Path,
+        keyring: Callable[[], Keyring],
+        storage: LocalStorage | None = None,
+        tenants: dict[str, str] | None = None,
     ) -> None:
         self.storage = storage or LocalStorage(tmp_path / "store")
         self.ledger: list[LedgerEntry] = []
@@ -207,6 +211,7 @@ class _Harness:
             ],
             clock=lambda: datetime(2026, 11, 3, 12, tzinfo=UTC),
             sleep=self.sleeps.append,
+            tenants=tenants,
         )
 
     def put(self, name: str, key: Key, calls: list[tuple[str, str, str]]) -> str:
@@ -359,6 +364,9 @@ def _request(**fields: str) -> bytes:
         (_request(subject="+3247"), "INVALID"),
         (_request(subject_kind="pseudonym"), "32 hexadecimal"),
         (_request(subject="  ", subject_kind="agent"), "agent id is empty"),
+        # found by the attacker review: the id names the receipt, audit entry and ledger key
+        (_request(request_id=SUBJECT), "request id is not usable"),
+        (_request(request_id="0475..00..01..11"), "request id is not usable"),
     ],
 )
 def test_every_bad_request_gets_a_rejected_receipt_without_the_number(
@@ -370,7 +378,8 @@ def test_every_bad_request_gets_a_rejected_receipt_without_the_number(
     assert receipt.status == "rejected" and reason in (receipt.reason or "")
     assert receipt.request_id == "r-2" or receipt.request_id.startswith("unidentified-")
     assert find_raw_numbers(encode_receipt(receipt), raw_number_needles([SUBJECT])) == []
-    assert "+3247" not in json.dumps(document)
+    assert "+3247" not in json.dumps(document) and "0475" not in json.dumps(document)
+    assert not any(SUBJECT[1:] in path for path in harness.storage.list("_cdrpipe"))
     assert harness.ledger == [] and harness.storage.read(receipt_path("r-2")) is None
     assert [entry["kind"] for entry in read_audit(harness.storage)] == ["erasure-rejected"]
 
@@ -517,3 +526,15 @@ def test_an_export_that_cannot_read_a_file_says_so_instead_of_being_incomplete(t
     harness.storage.publish("cdr/call_date=2026-11-01/truncated.parquet", b"PAR1 cut short")
     with pytest.raises(UnreadableFilesError, match=r"truncated\.parquet"):
         subject_rows(harness.storage, subject_from_number(SUBJECT, ROTATED, CLASSIFIER))
+
+
+def test_an_extension_named_by_a_mapped_source_is_erased_at_its_tenant(tmp_path: Path) -> None:
+    # Found by the attacker review: the rows were written at tenant "acme" (CDRPIPE_TENANTS maps
+    # the source east.acme to it), and the runbook lets a DPO name the source.
+    harness = _Harness(tmp_path, lambda: ONLY_K1, tenants={"east.acme": "acme"})
+    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(K1), 64, tenants={"east.acme": "acme"})
+    cdrs = [canonical_decode(call_at(DAY, cdr_id="c1", caller="1001", source="east.acme"))]
+    harness.storage.publish("cdr/call_date=2026-11-01/x.parquet", encode(build_rows(cdrs, parties)))
+    receipt = harness.erase("1001", tenant="east.acme")
+    assert receipt.passed and receipt.rows_removed == 1
+    assert harness.storage.list("cdr") == [], "the file held only the subject's call: it is deleted"
