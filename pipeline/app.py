@@ -37,8 +37,8 @@ from pipeline.keyring_file import KeyringFile
 from pipeline.lifecycle_agents import LifecycleAgents
 from pipeline.log_json import logging_config
 from pipeline.metrics import HEALTH, REGISTRY, watch_cache_hit_ratio
+from pipeline.sink.object_storage import open_storage
 from pipeline.sink.publisher import BatchPublisher
-from pipeline.sink.storage import open_storage
 from pipeline.worker_context import LifecycleTopics, WorkerContext
 
 log = logging.getLogger(__name__)

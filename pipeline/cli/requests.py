@@ -27,7 +27,8 @@ from pipeline.lifecycle.register import (
     register_received,
 )
 from pipeline.lifecycle.request_ids import check_request_id, new_request_id
-from pipeline.sink.storage import Storage, open_storage
+from pipeline.sink.object_storage import open_storage
+from pipeline.sink.storage import Storage
 
 
 def _storage() -> Storage:

@@ -14,7 +14,7 @@ from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.lifecycle.ledger import ErasureLedger
 from pipeline.lifecycle.reapply import reapply_ledger
 from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
-from pipeline.sink.storage import open_storage
+from pipeline.sink.object_storage import open_storage
 
 
 @cli.command("retention")

@@ -37,7 +37,7 @@ from pipeline.lifecycle.subject import (
 )
 from pipeline.msisdn import NumberKind, PartyNumber
 from pipeline.pseudonym import tenant_for
-from pipeline.sink.storage import open_storage
+from pipeline.sink.object_storage import open_storage
 
 
 def _subject_options(command: Callable[..., None]) -> Callable[..., None]:

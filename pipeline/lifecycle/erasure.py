@@ -69,6 +69,7 @@ from pipeline.lifecycle.subject import (
 )
 from pipeline.msisdn import NumberClassifier
 from pipeline.pseudonym import tenant_for
+from pipeline.sink.naming import AREAS
 from pipeline.sink.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,10 @@ class ErasureProcessor:
             mode=request.mode,
         )
         self._write_ledger(entry)
+        # A publish killed mid-write leaves a temporary file that no scan lists; it may hold the
+        # subject's rows. Every one goes (a publish in flight whose file goes retries).
+        for area in AREAS:
+            self._storage.sweep_temporaries(area)
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
         pseudonyms = subject.pseudonyms
         first, found = rewrite_subject_files(self._storage, pseudonyms, request.mode, requested_at)

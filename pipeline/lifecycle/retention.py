@@ -20,6 +20,7 @@ from pipeline.lifecycle.finder import list_data_files, partition_date, skip_stra
 from pipeline.lifecycle.receipts import purge_receipts
 from pipeline.lifecycle.register import purge_requests
 from pipeline.record import retention_horizon
+from pipeline.sink.naming import AREAS
 from pipeline.sink.storage import Storage
 
 
@@ -48,6 +49,8 @@ def apply_retention(
         if call_date is not None and call_date < oldest_kept:
             expired.setdefault(call_date, []).append(path)
     if not dry_run:
+        for area in AREAS:  # what publishes killed mid-write left behind, expired or not
+            storage.sweep_temporaries(area)
         skip_strays(storage, listed.strays, "retention", now)
         for call_date, paths in sorted(expired.items()):
             for path in paths:

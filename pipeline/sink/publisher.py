@@ -138,6 +138,10 @@ class BatchPublisher:
             if data is not None:
                 self._retrying(partial(self.storage.publish, pending.path, data))
                 written += len(data)
+            else:
+                # The ledger left no row: no file either (a replay may find one, or the
+                # temporary file of a publish cut short, holding rows that must go).
+                self._retrying(partial(self.storage.delete, pending.path))
             rows += routed.kept.num_rows
             quarantined += routed.quarantined.num_rows if routed.quarantined is not None else 0
             suppressed += routed.suppressed

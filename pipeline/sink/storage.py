@@ -8,9 +8,10 @@ Contract:
   temporary file in the same directory, fsync, rename, fsync of the directory
   (temporary names start with ``.`` and never end in ``.parquet``, so readers'
   globs skip them). On S3: one PUT of the complete object. A local publish
-  first removes the temporary files of the same name that a process killed
-  while publishing left behind: a batch cut short by a crash is always
-  published again under the same name, so no orphan outlives the recovery.
+  or delete first removes the temporary files of the same name that a
+  process killed while publishing left behind, and
+  :meth:`Storage.sweep_temporaries` removes every such file under a folder
+  (erasure and retention call it: an orphan may hold a subject's rows).
 * :meth:`Storage.create_exclusive` creates a small file only if it does not
   exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
   offers no conditional create through ``pyarrow.fs``, so there it is a
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from pipeline.sink.storage_errors import storage_error
 
@@ -54,6 +54,12 @@ class Storage(Protocol):
 
     def delete(self, relative_path: str) -> None:
         """Remove ``relative_path`` if it exists."""
+
+    def sweep_temporaries(self, relative_dir: str) -> int:
+        """Remove the temporary files of publishes cut short under ``relative_dir``; return how many.
+
+        A publish in flight whose temporary file is removed fails and is retried.
+        """
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         """Store-relative paths of the files directly or indirectly under ``relative_dir``.
@@ -79,8 +85,7 @@ class LocalStorage:
         target = self.root / relative_path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-                orphan.unlink(missing_ok=True)
+            _remove_orphans_of(target)
             temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
             try:
                 with open(temp, "wb") as handle:
@@ -127,10 +132,23 @@ class LocalStorage:
             raise storage_error(f"opening {relative_path}", exc) from exc
 
     def delete(self, relative_path: str) -> None:
+        target = self.root / relative_path
         try:
-            (self.root / relative_path).unlink(missing_ok=True)
+            _remove_orphans_of(target)
+            target.unlink(missing_ok=True)
         except OSError as exc:
             raise storage_error(f"deleting {relative_path}", exc) from exc
+
+    def sweep_temporaries(self, relative_dir: str) -> int:
+        base = self.root / relative_dir
+        removed = 0
+        try:
+            for orphan in base.rglob(".*.tmp") if base.is_dir() else ():
+                orphan.unlink(missing_ok=True)
+                removed += 1
+        except OSError as exc:
+            raise storage_error(f"sweeping {relative_dir}", exc) from exc
+        return removed
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         base = self.root / relative_dir
@@ -150,97 +168,16 @@ class LocalStorage:
         return sorted(listed)
 
 
+def _remove_orphans_of(target: Path) -> None:
+    """Remove the temporary files a killed publish of ``target`` left behind."""
+    if target.parent.is_dir():
+        for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            orphan.unlink(missing_ok=True)
+
+
 def _fsync_directory(directory: Path) -> None:
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-class ObjectStorage:
-    """Objects under ``bucket/prefix`` of an S3-compatible store (one PUT per object)."""
-
-    def __init__(self, filesystem: pafs.FileSystem, base: str, display: str) -> None:
-        self._fs = filesystem
-        self._base = base.rstrip("/")
-        self._display = display
-
-    def describe(self) -> str:
-        return self._display
-
-    def _path(self, relative_path: str) -> str:
-        return f"{self._base}/{relative_path}"
-
-    def publish(self, relative_path: str, data: bytes) -> None:
-        try:
-            with self._fs.open_output_stream(self._path(relative_path)) as stream:
-                stream.write(data)
-        except OSError as exc:
-            raise storage_error(f"publishing {relative_path}", exc) from exc
-
-    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
-        if self.read(relative_path) is not None:
-            return False
-        self.publish(relative_path, data)
-        return True
-
-    def read(self, relative_path: str) -> bytes | None:
-        try:
-            with self._fs.open_input_stream(self._path(relative_path)) as stream:
-                return bytes(stream.read())
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise storage_error(f"reading {relative_path}", exc) from exc
-
-    def open_input(self, relative_path: str) -> pa.NativeFile:
-        try:
-            return self._fs.open_input_file(self._path(relative_path))
-        except OSError as exc:
-            raise storage_error(f"opening {relative_path}", exc) from exc
-
-    def delete(self, relative_path: str) -> None:
-        try:
-            self._fs.delete_file(self._path(relative_path))
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise storage_error(f"deleting {relative_path}", exc) from exc
-
-    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
-        selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
-        try:
-            infos = self._fs.get_file_info(selector)
-        except OSError as exc:
-            raise storage_error(f"listing {relative_dir}", exc) from exc
-        prefix = self._base + "/"
-        return sorted(
-            info.path.removeprefix(prefix)
-            for info in infos
-            if info.type == pafs.FileType.File
-            and not info.base_name.startswith(".")
-            and (modified_since is None or info.mtime is None or info.mtime >= modified_since)
-        )
-
-
-def open_storage(location: str, env: dict[str, str] | None = None) -> Storage:
-    """The storage for a ``CDRPIPE_STORE`` value: a local path or ``s3://bucket/prefix``.
-
-    For S3 the endpoint comes from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
-    (for MinIO and other S3-compatible stores), the region from ``AWS_REGION`` or
-    ``AWS_DEFAULT_REGION``; credentials from the AWS SDK's standard chain.
-    """
-    if not location.startswith("s3://"):
-        return LocalStorage(Path(location))
-    variables = os.environ if env is None else env
-    endpoint = variables.get("AWS_ENDPOINT_URL_S3") or variables.get("AWS_ENDPOINT_URL")
-    region = variables.get("AWS_REGION") or variables.get("AWS_DEFAULT_REGION") or "us-east-1"
-    options: dict[str, object] = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(3)}
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-        options["force_virtual_addressing"] = False
-    filesystem = pafs.S3FileSystem(**options)
-    base = location.removeprefix("s3://")
-    return ObjectStorage(filesystem, base, location)

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.kafka.lag import ingest_lag
-from pipeline.sink.storage import open_storage
+from pipeline.sink.object_storage import open_storage
 from tests.helpers import WorkerProcess, publish_demo, wait_stored
 from tests.s3_support import FaultyProxy, boto3_client, moto_server, s3_store_env
 

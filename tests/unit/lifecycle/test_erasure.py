@@ -538,3 +538,12 @@ def test_an_extension_named_by_a_mapped_source_is_erased_at_its_tenant(tmp_path:
     receipt = harness.erase("1001", tenant="east.acme")
     assert receipt.passed and receipt.rows_removed == 1
     assert harness.storage.list("cdr") == [], "the file held only the subject's call: it is deleted"
+
+
+def test_an_erasure_removes_the_temporary_files_of_publishes_cut_short(tmp_path: Path) -> None:
+    harness = _Harness(tmp_path, lambda: ONLY_K1)
+    harness.put("a", K1, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+    orphan = tmp_path / "store" / "cdr" / "call_date=2026-11-01" / ".b.parquet.89abcdef.tmp"
+    orphan.write_bytes(harness.storage.read("cdr/call_date=2026-11-01/a.parquet") or b"")
+    assert harness.erase(SUBJECT).passed
+    assert not orphan.exists()
