@@ -71,7 +71,7 @@ class WorkerContext:
     async def publish_ledger(self, entry: LedgerEntry) -> None:
         """Apply ``entry`` in this worker and write it to the ledger topic (acknowledged)."""
         self.ledger.add(entry)
-        await (await self.topics.ledger.send(key=entry.request_id.encode(), value=encode_entry(entry)))
+        await (await self.topics.ledger.send(key=entry.key.encode(), value=encode_entry(entry)))
 
     def owns_lifecycle(self) -> bool:
         """Whether this worker holds the lifecycle topics (the erasure request partition)."""

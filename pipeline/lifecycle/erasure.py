@@ -57,6 +57,7 @@ from pipeline.lifecycle.receipts import (
     ResidualCopy,
     decode_receipt,
     encode_receipt,
+    is_subject_request_receipt,
     receipt_path,
 )
 from pipeline.lifecycle.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
@@ -128,16 +129,6 @@ class ErasureProcessor:
 
     def process(self, request: ErasureRequest) -> Receipt:
         """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""
-        existing = self._storage.read(receipt_path(request.request_id))
-        if existing is not None:
-            try:
-                stored = decode_receipt(existing)
-            except msgspec.DecodeError:
-                # a receipt of an earlier version: erasing again changes nothing and gives a current one
-                log.info("erasure %s has a receipt of an earlier version; erasing again", request.request_id)
-            else:
-                log.info("erasure %s was already completed; re-issuing its receipt", request.request_id)
-                return stored
         started = self._clock()
         try:
             subject = self.subject_of(request)
@@ -145,6 +136,9 @@ class ErasureProcessor:
             return self.reject(request.request_id, str(exc))
         except KeyringError as exc:  # nothing was erased; the operator fixes the file and sends it again
             return self.reject(request.request_id, f"the worker cannot use its keyring: {exc}")
+        earlier = self._earlier_outcome(request.request_id, subject)
+        if earlier is not None:
+            return earlier
         log.info(
             "erasure %s started: %d pseudonyms under keys %s",
             request.request_id,
@@ -189,6 +183,7 @@ class ErasureProcessor:
             requested_at=requested_at,
             key_ids=list(subject.key_ids),
             pseudonyms_searched=len(pseudonyms),
+            subject_digest=subject.digest(subject.key_ids or None),
             files_rewritten=sorted({result.path for result in affected if not result.deleted}),
             files_deleted=sorted({result.path for result in affected if result.deleted}),
             files_skipped=found.strays,
@@ -234,6 +229,27 @@ class ErasureProcessor:
         # audited but not kept as the request id's receipt: a corrected request may reuse the id
         append_audit(self._storage, "erasure-rejected", msgspec.to_builtins(receipt), self._clock())
         return receipt
+
+    def _earlier_outcome(self, request_id: str, subject: Subject) -> Receipt | None:
+        """The receipt of a re-delivered request, a rejection of a reused request id, or None."""
+        existing = self._storage.read(receipt_path(request_id))
+        if existing is None:
+            return None
+        try:
+            stored = decode_receipt(existing)
+        except msgspec.DecodeError:
+            if is_subject_request_receipt(existing):
+                # A restriction's or rectification's receipt: reusing its id would let one
+                # request stand for another.
+                return self.reject(request_id, "the request id is already used by another request")
+            log.info("erasure %s has a receipt of an earlier version; erasing again", request_id)
+            return None
+        # Compared under the keys of the first delivery: a rotation since changes nothing.
+        first_keys = stored.key_ids if stored.key_ids is not None else subject.key_ids
+        if stored.subject_digest not in (None, subject.digest(first_keys or None)):
+            return self.reject(request_id, "the request id is already used for another subject")
+        log.info("erasure %s was already completed; re-issuing its receipt", request_id)
+        return stored
 
     def _record(self, receipt: Receipt) -> None:
         self._storage.create_exclusive(receipt_path(receipt.request_id), encode_receipt(receipt))

@@ -87,6 +87,15 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
     pseudonyms: list[str] = []
     """Entries of earlier versions: pseudonyms without key ids."""
 
+    @property
+    def key(self) -> str:
+        """The entry's key in the ledger and on its topic: one per request id and family of action.
+
+        An erasure and a restriction or objection with the same request id are two
+        entries: neither replaces the other. ``ended`` replaces its restriction or objection.
+        """
+        return f"{'erase' if self.action == 'erase' else 'hold'}:{self.request_id}"
+
     def subject_pseudonyms(self) -> frozenset[str]:
         """Every pseudonym of the entry's subject."""
         return frozenset(pair.pseudonym for pair in self.subject) | frozenset(self.pseudonyms)
@@ -129,14 +138,14 @@ class ErasureLedger:
         return list(self._entries.values())
 
     def add(self, entry: LedgerEntry) -> None:
-        """Record (or replace) an entry."""
-        previous = self._entries.get(entry.request_id)
+        """Record (or replace) an entry (by :attr:`LedgerEntry.key`)."""
+        previous = self._entries.get(entry.key)
         if previous is not None:
             for pseudonym in previous.subject_pseudonyms():
-                self._index[pseudonym] = self._index[pseudonym] - {entry.request_id}
-        self._entries[entry.request_id] = entry
+                self._index[pseudonym] = self._index[pseudonym] - {entry.key}
+        self._entries[entry.key] = entry
         for pseudonym in entry.subject_pseudonyms():
-            self._index[pseudonym] = self._index.get(pseudonym, frozenset()) | {entry.request_id}
+            self._index[pseudonym] = self._index.get(pseudonym, frozenset()) | {entry.key}
 
     def matches(
         self, table: pa.Table, translations: Translations
@@ -147,18 +156,14 @@ class ErasureLedger:
         matched: dict[str, set[str]] = {}
         for value in distinct_pseudonyms(table):
             for name in (value, *translations.get(value, ())):
-                for request_id in self._index.get(name, ()):
-                    matched.setdefault(request_id, set()).add(value)
-        return [(self._entries[request_id], frozenset(values)) for request_id, values in matched.items()]
+                for key in self._index.get(name, ()):
+                    matched.setdefault(key, set()).add(value)
+        return [(self._entries[key], frozenset(values)) for key, values in matched.items()]
 
     def in_force(self, action: Action, pseudonyms: frozenset[str]) -> list[LedgerEntry]:
         """The entries with ``action`` whose subject shares a pseudonym with ``pseudonyms``."""
-        request_ids = set().union(*(self._index.get(pseudonym, ()) for pseudonym in pseudonyms))
-        return [
-            self._entries[request_id]
-            for request_id in sorted(request_ids)
-            if self._entries[request_id].action == action
-        ]
+        keys = set().union(*(self._index.get(pseudonym, ()) for pseudonym in pseudonyms))
+        return [self._entries[key] for key in sorted(keys) if self._entries[key].action == action]
 
     def apply(self, table: pa.Table, translations: Translations | None = None) -> pa.Table:
         """``table`` without the rows (or parties) erased by any entry."""

@@ -60,6 +60,8 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     started_at: datetime | None = None
     key_ids: list[str] | None = None
     pseudonyms_searched: int | None = None
+    subject_digest: str | None = None
+    """A digest of the subject's pseudonyms: a re-delivered request matches it, a reused id does not."""
     files_rewritten: list[str] | None = None
     files_deleted: list[str] | None = None
     files_skipped: list[str] | None = None
@@ -109,3 +111,12 @@ def purge_receipts(storage: Storage, keep_days: int, now: datetime) -> int:
             storage.delete(path)
             purged += 1
     return purged
+
+
+def is_subject_request_receipt(document: bytes) -> bool:
+    """Whether a stored receipt is a subject request's (restriction, objection, rectification...)."""
+    try:
+        parsed = json.loads(document)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "kind" in parsed

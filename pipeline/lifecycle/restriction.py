@@ -7,7 +7,7 @@ Contract (each function returns the kind-specific part of a receipt, or a
   (objection) ledger entry first, so every worker quarantines or drops the
   subject's later records, then handles the rows already stored: moved to the
   quarantine, erased (objection with ``existing: erase``, which also writes an
-  ``erase`` entry keyed ``<request id>.erase``), or left (``none``). Moves and
+  ``erase`` entry keyed ``<request id>:objection-erase``), or left (``none``). Moves and
   erasures run twice, ``settle_seconds`` apart, to catch batches that were
   being published when the entry was written.
 * :func:`put_back_in_use` ends the subject's entries of one action
@@ -124,7 +124,8 @@ def take_out_of_use(
     pairs = list(subject.pairs)
     ledger.write(LedgerEntry(request_id=request_id, requested_at=requested_at, action=action, subject=pairs))
     if existing == "erase":
-        erase_id = f"{request_id}.erase"
+        # ':' never occurs in a request id (request_ids.check_request_id): no erasure can reuse it
+        erase_id = f"{request_id}:objection-erase"
         ledger.write(LedgerEntry(request_id=erase_id, requested_at=requested_at, subject=pairs))
         return {"existing": existing, **_erase_twice(storage, subject, requested_at, passes)}
     moved = _move_twice(storage, subject.pseudonyms, _keys(subject.pairs), (DATASET, QUARANTINE), passes)

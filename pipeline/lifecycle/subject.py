@@ -14,7 +14,9 @@ is a :class:`SubjectError` whose message holds no input value.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
@@ -46,6 +48,21 @@ class Subject:
     def key_ids(self) -> tuple[str, ...]:
         """The key ids the pseudonyms were computed with (empty for a given pseudonym)."""
         return tuple(sorted({pair.key_id for pair in self.pairs if pair.key_id != UNKNOWN_KEY}))
+
+    def digest(self, key_ids: Iterable[str] | None = None) -> str:
+        """A fingerprint of the subject (of its pseudonyms under ``key_ids``, default all).
+
+        128 bits of SHA-256 over the sorted pairs: it tells two subjects apart and a
+        re-delivered request from a reused id (under the keys of the first delivery, so
+        a rotation in between changes nothing), and it reveals neither pseudonym nor number.
+        """
+        wanted = None if key_ids is None else set(key_ids)
+        pairs = sorted(
+            f"{pair.key_id}:{pair.pseudonym}"
+            for pair in self.pairs
+            if wanted is None or pair.key_id in wanted
+        )
+        return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:32]
 
 
 def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenant: str | None) -> Subject:

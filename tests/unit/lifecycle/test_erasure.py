@@ -547,3 +547,28 @@ def test_an_erasure_removes_the_temporary_files_of_publishes_cut_short(tmp_path:
     orphan.write_bytes(harness.storage.read("cdr/call_date=2026-11-01/a.parquet") or b"")
     assert harness.erase(SUBJECT).passed
     assert not orphan.exists()
+
+
+def test_a_request_id_used_for_another_subject_is_rejected_and_erases_nothing(tmp_path: Path) -> None:
+    # Found by the attacker review: the second request used to get the first one's receipt back.
+    harness = _Harness(tmp_path, lambda: ONLY_K1)
+    harness.put("a", K1, [("a1", SPELLINGS[0], "x"), ("a2", OTHER, "x")])
+    assert harness.erase(SUBJECT, request_id="DPO-7").passed
+    again = harness.erase(SUBJECT, request_id="DPO-7")
+    assert again.status == "completed" and again.passed, "a re-delivered request gets its receipt again"
+    reused = harness.erase(OTHER, request_id="DPO-7")
+    assert reused.status == "rejected" and "already used for another subject" in (reused.reason or "")
+    assert harness.rows().column("cdr_id").to_pylist() == ["a2"]
+    assert len(harness.ledger) == 1
+
+
+def test_an_erasure_never_replaces_a_restriction_with_the_same_request_id() -> None:
+    view = ErasureLedger()
+    hold = [KeyedPseudonym("k1", "a" * 32)]
+    view.add(LedgerEntry(request_id="DPO-9", requested_at=REQUESTED_AT, action="restrict", subject=hold))
+    view.add(
+        LedgerEntry(request_id="DPO-9", requested_at=REQUESTED_AT, subject=[KeyedPseudonym("k1", "b" * 32)])
+    )
+    assert sorted(entry.action for entry in view.entries()) == ["erase", "restrict"]
+    view.add(LedgerEntry(request_id="DPO-9", requested_at=REQUESTED_AT, action="ended", subject=hold))
+    assert sorted(entry.action for entry in view.entries()) == ["ended", "erase"]

@@ -208,7 +208,7 @@ def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
     )
     assert [(entry.request_id, entry.action) for entry in written[1:]] == [
         ("obj-1", "suppress"),
-        ("obj-1.erase", "erase"),
+        ("obj-1:objection-erase", "erase"),
     ]
     assert (
         _ids(tmp_path, "cdr") == ["b", "d"] and _ids(tmp_path, "restricted") == []
