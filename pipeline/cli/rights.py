@@ -66,10 +66,17 @@ def echo_receipt(receipt: dict[str, object] | None, published: str, wait_s: floa
 @click.option(
     "--call-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Search only this call date."
 )
+@click.option("--source", default=None, help="The call's source, when its cdr_id is used by several.")
 @REQUEST_ID_OPTION
 @WAIT_OPTION
 def rectify_command(
-    cdr_id: str, party: str, call_date: datetime | None, request_id: str | None, wait_s: float
+    *,
+    cdr_id: str,
+    party: str,
+    call_date: datetime | None,
+    source: str | None,
+    request_id: str | None,
+    wait_s: float,
 ) -> None:
     """Redact a wrongly attributed party of one call (art. 16); the call itself is never edited."""
     day: date | None = call_date.date() if call_date else None
@@ -81,6 +88,7 @@ def rectify_command(
             cdr_id=cdr_id,
             party="caller" if party == "caller" else "callee",
             call_date=day,
+            source=source,
         ),
         wait_s,
     )

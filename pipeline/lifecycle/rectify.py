@@ -44,10 +44,16 @@ class Rectification:
     files_checked: int
     verified: bool
     files_unreadable: list[str]
+    sources: int = 1
 
 
-def _call_mask(table: pa.Table, cdr_id: str) -> pa.Array:
-    return pc.fill_null(pc.equal(table.column("cdr_id"), pa.scalar(cdr_id, pa.string())), False)
+def _call_mask(table: pa.Table, cdr_id: str, source: str | None) -> pa.Array:
+    mask = pc.equal(table.column("cdr_id"), pa.scalar(cdr_id, pa.string()))
+    if source is not None:
+        mask = pc.and_(
+            mask, pc.equal(table.column("source").cast(pa.string()), pa.scalar(source, pa.string()))
+        )
+    return pc.fill_null(mask, False)
 
 
 def _unredacted(table: pa.Table, mask: pa.Array, party: Party) -> pa.Array:
@@ -55,28 +61,41 @@ def _unredacted(table: pa.Table, mask: pa.Array, party: Party) -> pa.Array:
     return pc.and_(mask, pc.fill_null(pc.not_equal(types, pa.scalar(REDACTED)), True))
 
 
-def rectify_call(storage: Storage, cdr_id: str, party: Party, call_date: date | None = None) -> Rectification:
-    """Redact ``party`` in the rows of call ``cdr_id``; re-read what was rewritten."""
+def rectify_call(
+    storage: Storage, cdr_id: str, party: Party, call_date: date | None = None, source: str | None = None
+) -> Rectification:
+    """Redact ``party`` in the rows of call ``cdr_id`` (of ``source``); re-read what was rewritten.
+
+    A call id is unique per source only: when its rows come from several sources and
+    ``source`` is not given, nothing is redacted and ``sources`` says how many there are.
+    """
     found = redacted = 0
     rewritten: list[str] = []
     unreadable: list[str] = []
+    holding: list[str] = []
+    sources: set[str] = set()
     marker = None if call_date is None else f"/call_date={call_date.isoformat()}/"
     for path in data_files(storage):
         if marker is not None and marker not in path:
             continue
         try:
-            with storage.open_input(path) as handle:  # one column first: most files do not hold the call
-                ids = pq.read_table(handle, columns=["cdr_id"])
+            with storage.open_input(path) as handle:  # two columns first: most files do not hold the call
+                ids = pq.read_table(handle, columns=["cdr_id", "source"])
         except (OSError, ValueError):  # not Parquet (pyarrow raises ValueErrors for that) or gone
             unreadable.append(path)
             continue
-        if not pc.any(_call_mask(ids, cdr_id)).as_py():
-            continue
+        mask = _call_mask(ids, cdr_id, source)
+        if pc.any(mask).as_py():
+            holding.append(path)
+            sources.update(ids.column("source").cast(pa.string()).filter(mask).to_pylist())
+    if len(sources) > 1:
+        return Rectification(0, 0, [], 0, False, unreadable, sources=len(sources))
+    for path in holding:
         data = storage.read(path)
         if data is None:
             continue
         table = pq.read_table(io.BytesIO(data))
-        mask = _call_mask(table, cdr_id)
+        mask = _call_mask(table, cdr_id, source)
         found += pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
         pending = _unredacted(table, mask, party)
         count = pc.sum(pc.cast(pending, pa.int64())).as_py() or 0
@@ -91,6 +110,6 @@ def rectify_call(storage: Storage, cdr_id: str, party: Party, call_date: date | 
         verified = (
             verified
             and table is not None
-            and not pc.any(_unredacted(table, _call_mask(table, cdr_id), party)).as_py()
+            and not pc.any(_unredacted(table, _call_mask(table, cdr_id, source), party)).as_py()
         )
     return Rectification(found, redacted, rewritten, len(rewritten), verified, unreadable)

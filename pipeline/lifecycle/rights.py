@@ -146,7 +146,10 @@ class RightsProcessor:
 
     def _rectify(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
         assert request.cdr_id is not None and request.party is not None  # checked by parse_request
-        done = rectify_call(self._storage, request.cdr_id, request.party, request.call_date)
+        done = rectify_call(self._storage, request.cdr_id, request.party, request.call_date, request.source)
+        if done.sources > 1:  # call ids are unique per source only: another person's call shares it
+            reason = f"call {request.cdr_id} is held by {done.sources} sources: name the source"
+            return self._rejected(request.request_id, request.kind, reason, started)
         if done.rows_found == 0:
             where = f" on {request.call_date.isoformat()}" if request.call_date else ""
             return self._rejected(

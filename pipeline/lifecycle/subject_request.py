@@ -36,6 +36,7 @@ class SubjectRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     cdr_id: str | None = None
     party: Literal["caller", "callee"] | None = None
     call_date: date | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

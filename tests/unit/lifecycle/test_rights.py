@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.ingest.rows import build_rows
 from pipeline.keyring import init_keyring
 from pipeline.lifecycle.audit import read_audit
 from pipeline.lifecycle.ledger import ErasureLedger
@@ -22,9 +23,12 @@ from pipeline.lifecycle.register import load_request
 from pipeline.lifecycle.restriction import Ledger, Passes
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject_request import Rejection, SubjectRequest, parse_request
+from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.sink.parquet import encode
 from pipeline.sink.storage import LocalStorage
 from tests.helpers import REPO
 from tests.lifecycle_store import CLASSIFIER, KEYS, parquet_file, sample_store
+from tests.samples import call_at, canonical_decode
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
@@ -204,3 +208,30 @@ def test_the_commands_refuse_bad_requests_before_sending_anything(
         result = runner.invoke(cli, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output
+
+
+def test_a_call_id_shared_by_two_sources_is_rectified_only_where_the_source_is_named(tmp_path: Path) -> None:
+    # Found by the attacker review: cdr_id is unique per source only; rectifying one call
+    # redacted another person's call with the same id.
+    storage = LocalStorage(tmp_path)
+    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(KEYS.active), 16)
+    calls = [
+        canonical_decode(call_at("2026-11-01T10:00:00+00:00", cdr_id="call-0001", source=source))
+        for source in ("pbx-a", "pbx-b")
+    ]
+    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(calls, parties)))
+    processor = _processor(storage)
+    ambiguous = processor.process(
+        parse_request(None, _request(kind="rectification", cdr_id="call-0001", party="caller"))
+    )
+    assert ambiguous["status"] == "rejected" and "2 sources" in ambiguous["reason"]
+    request = _request(
+        request_id="r-2", kind="rectification", cdr_id="call-0001", party="caller", source="pbx-b"
+    )
+    done = processor.process(parse_request(None, request))
+    assert done["status"] == "done" and done["rows_redacted"] == 1
+    rows = pq.read_table(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet").to_pylist()
+    assert [(row["source"], row["caller_number_type"]) for row in rows] == [
+        ("pbx-a", "E164"),
+        ("pbx-b", "REDACTED"),
+    ]
