@@ -27,7 +27,7 @@ shape this lets through); and UUIDs none of whose groups holds 7 or more
 consecutive digits. Plain integers of 7 or more significant digits are
 replaced, however innocent, and so are IPv4 addresses with 7 or more digits:
 they cannot be told apart from a national number without its trunk prefix
-(``470123456``) or one written with dots.
+(nine digits such as ``4NNNNNNNN``) or one written with dots.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def identifier_holds_number(identifier: str) -> bool:
     ``1732530102.42``): an id holds a number when it is, as a whole, 7 or more
     digits (with or without ``+``), or when a run starting with ``+``,
     ``%2B`` or a trunk or international ``0`` spells 7 or more digits
-    (``0475 12 34 56``, ``cb-0470123456``). An id with a foreign number
-    without its ``+`` inside other characters (``cb-32470123456``) is not
+    (``0NNN NN NN NN``, ``cb-0NNNNNNNNN``). An id with a foreign number
+    without its ``+`` inside other characters (``cb-32NNNNNNNNN``) is not
     recognised: that is the limit of reading ids.
     """
     return bool(_BARE_DIGITS.fullmatch(identifier) or _PREFIXED_RUN.search(identifier))

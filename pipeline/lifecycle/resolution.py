@@ -35,7 +35,7 @@ class Resolution:
 
 
 def describe(party: PartyNumber) -> str:
-    """``+32468123456 (region BE, MOBILE)`` or ``extension 1001``."""
+    """``+<country><number> (region BE, MOBILE)`` or ``extension 1001``."""
     if party.kind is NumberKind.EXTENSION:
         return f"extension {party.value}"
     return f"{party.value} (region {party.region}, {party.line_type})"
