@@ -119,8 +119,7 @@ class Ingestor(PartitionBatches):
     def _build(self, chunk: _Chunk) -> list[DeadLetter]:
         """Build the chunk's rows as Arrow columns and add them to its batch."""
         letters: list[DeadLetter] = []
-        for cdr in chunk.cdrs:
-            self._translator.note(cdr, chunk.batch.translations)
+        self._translator.note(chunk.cdrs, chunk.batch.translations)
         table, offsets = self._rows(chunk.cdrs, chunk.records, letters)
         table, offsets = self._drop_expired(table, offsets)
         if table.num_rows:

@@ -11,6 +11,8 @@ like the active key's :class:`~pipeline.pseudonym.PartyPseudonymizer`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pipeline.keyring import Keyring
 from pipeline.msisdn import NumberClassifier, can_reach_service
 from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -36,10 +38,14 @@ class KeyTranslator:
         )
         return cls(active, others)
 
-    def note(self, cdr: CanonicalCdr, into: dict[str, tuple[str, ...]]) -> None:
-        """Add the translations of ``cdr``'s parties and agent to ``into``."""
+    def note(self, cdrs: Iterable[CanonicalCdr], into: dict[str, tuple[str, ...]]) -> None:
+        """Add the translations of the parties and agents of ``cdrs`` to ``into``."""
         if not self._others:
-            return
+            return  # one key: nothing to translate, and no pass over the chunk
+        for cdr in cdrs:
+            self._note(cdr, into)
+
+    def _note(self, cdr: CanonicalCdr, into: dict[str, tuple[str, ...]]) -> None:
         # the same tenant and roles the rows are built with (pipeline.ingest.rows)
         tenant = self._active.tenant_of(cdr.source)
         callee_service = can_reach_service("callee", cdr.direction)
