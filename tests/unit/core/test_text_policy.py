@@ -62,6 +62,19 @@ def test_a_number_in_a_text_field_is_rejected_or_replaced(format_name: str, fiel
     assert "[number]" in kept and digits[-6:] not in re.sub(r"\D", "", kept)
 
 
+@pytest.mark.parametrize("number", ["0470..12..34..56", "0470    12 34 56", "0470[12]34 56"])
+def test_numbers_with_runs_of_separators_never_reach_a_text_column(number: str) -> None:
+    # Found by the attacker review: the classifier strips any run of separators, and the detector
+    # used to allow only short ones. (An id spelled with separators is the documented limit of ids.)
+    queue = _decode("canonical-json", with_text("canonical-json", "queue", f"sales {number}", "c-1"))
+    assert queue.queue == "sales [number]"
+    for field in ("hangup_cause", "source"):
+        with pytest.raises(RecordRejectedError) as rejected:
+            _decode("canonical-json", with_text("canonical-json", field, number, "c-2"))
+        assert rejected.value.reason in (RejectReason.PII_IN_TEXT, RejectReason.SCHEMA)
+        assert "0470" not in rejected.value.message
+
+
 def test_the_issue_examples() -> None:
     queue = _decode("canonical-json", with_text("canonical-json", "queue", "callback 0470 12 34 56", "c-1"))
     assert queue.queue == "callback [number]"
