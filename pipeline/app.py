@@ -85,7 +85,7 @@ def _ingest_service(context: WorkerContext) -> type[IngestService]:
             reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
             ingestor = build_ingestor(settings, keyring_file.current())  # one read: no rotation slips between
             # looked up on each scrape: a rotated keyring brings a new cache
-            watch_cache_hit_ratio(lambda: ingestor.parties.columns.cache_info())  # noqa: PLW0108
+            watch_cache_hit_ratio(lambda: ingestor.parties.cache_info())  # noqa: PLW0108
             super().__init__(settings, ingestor, publisher, reader, **kwargs)
 
         async def on_start(self) -> None:

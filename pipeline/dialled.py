@@ -23,6 +23,7 @@ WITHHELD_WORDS = frozenset(
 )
 _SEPARATORS = re.compile(r"[\s.\-/()\[\]]+")
 _URI_SCHEMES = ("tel:", "sip:", "sips:")
+_PLAIN_DIGITS = re.compile(r"\+?[0-9]+")
 
 
 def dialled_key(raw: str) -> str:
@@ -32,6 +33,8 @@ def dialled_key(raw: str) -> str:
     or parameters share one key, and :meth:`NumberClassifier.classify_dialled`
     gives the same result for them; computing the key is cheap.
     """
+    if _PLAIN_DIGITS.fullmatch(raw):  # the most common spelling has nothing to take away
+        return raw
     dialled = _dialled_part(raw)
     if dialled.lower() in WITHHELD_WORDS:
         return ""

@@ -85,7 +85,9 @@ def watch_cache_hit_ratio(cache_info: Callable[[], tuple[int, int, int | None, i
         return hits / (hits + misses) if hits + misses else 0.0
 
     Gauge(
-        "cdrpipe_pseudonym_cache_hit_ratio", "Share of party strings found in the cache", registry=REGISTRY
+        "cdrpipe_pseudonym_cache_hit_ratio",
+        "Share of party numbers found in the pseudonym cache",
+        registry=REGISTRY,
     ).set_function(ratio)
 
 

@@ -113,6 +113,14 @@ class NumberClassifier:
             digits = _international_form(digits)
         return self._classify_e164(digits)
 
+    def service_can_matter(self, digits: str) -> bool:
+        """Whether ``service`` can change the classification of the dialled key ``digits``.
+
+        Only short local digits can be a service number; for every other key
+        :meth:`classify_dialled` gives the same result either way.
+        """
+        return not digits.startswith("+") and len(digits) <= self._longest_short_number
+
     def _classify_local(self, digits: str, service: bool) -> PartyNumber | None:
         if len(digits) > self._longest_short_number:
             return None

@@ -103,9 +103,17 @@ class PartyPseudonymizer:
 
     The tenant of a record is its ``source``, or ``tenants[source]`` where the
     mapping names one (several sources of one customer share a tenant).
-    ``columns`` is cached per (raw string, tenant, service), and behind it per
-    dialled key (one entry for the spellings of a number that differ only in
-    separators or URI parts); ``agent`` pseudonyms are cached per (agent id, tenant).
+
+    Caches: parties are cached per dialled key (one entry for every spelling
+    of a number that differs only in separators or URI parts), with the
+    service flag only where it can change the class. The key holds no tenant:
+    a subscriber number's columns are the same at every tenant, so one entry
+    serves all of them. Only a tenant-scoped number (an extension) has its
+    pseudonym looked up per (number, tenant), in a second cache. ``agent``
+    pseudonyms are cached per (agent id, tenant). There is no cache per raw
+    string: computing the dialled key is cheaper than the extra entry
+    (``make bench-stages`` measured it), and callers resolve each distinct
+    party of a batch once.
     """
 
     def __init__(
@@ -119,8 +127,8 @@ class PartyPseudonymizer:
         self._pseudonymizer = pseudonymizer
         self._tenants = dict(tenants or {})
         self.key_id = pseudonymizer.key_id
-        self.columns = functools.lru_cache(maxsize=cache_size)(self._columns)
-        self._dialled_columns = functools.lru_cache(maxsize=cache_size)(self._columns_of_dialled)
+        self._of_dialled = functools.lru_cache(maxsize=cache_size)(self._party_of_dialled)
+        self._in_tenant = functools.lru_cache(maxsize=cache_size)(self._columns_in_tenant)
         self.agent = functools.lru_cache(maxsize=cache_size)(self._agent)
 
     @property
@@ -132,24 +140,53 @@ class PartyPseudonymizer:
         """The tenant whose extensions and agents a record of ``source`` names."""
         return tenant_for(source, self._tenants)
 
-    def _columns(self, raw: str, tenant: str, service: bool = False) -> PartyColumns:
+    def columns(self, raw: str, tenant: str, service: bool = False) -> PartyColumns:
         """The columns of party ``raw`` at ``tenant``; ``service``: see ``msisdn.can_reach_service``."""
-        return self._dialled_columns(dialled_key(raw), tenant, service)
+        digits = dialled_key(raw)
+        # one entry per number, not two, wherever the service flag cannot change its class
+        party = self._of_dialled(digits, service and self._classifier.service_can_matter(digits))
+        return party if isinstance(party, PartyColumns) else self._in_tenant(party, tenant)
 
-    def _columns_of_dialled(self, digits: str, tenant: str, service: bool) -> PartyColumns:
+    def cache_info(self) -> functools._CacheInfo:
+        """Hits and misses of the party cache (the one every party goes through)."""
+        return self._of_dialled.cache_info()
+
+    def cache_clear(self) -> None:
+        """Forget every cached party (benchmarks measure first-seen costs with it)."""
+        for cache in (self._of_dialled, self._in_tenant, self.agent):
+            cache.cache_clear()
+
+    def _party_of_dialled(self, digits: str, service: bool) -> PartyColumns | _TenantScoped:
         number = self._classifier.classify_dialled(digits, service=service)
         domain = _DOMAIN_OF_KIND.get(number.kind)
+        shortcode = number.value if number.kind is NumberKind.SHORTCODE else None
+        if domain in TENANT_SCOPED and number.value is not None:
+            return _TenantScoped(domain, number.value, number.kind.value, number.region, number.line_type)
         pseudonym = (
-            self._pseudonymizer.pseudonym(domain, number.value, tenant if domain in TENANT_SCOPED else None)
+            self._pseudonymizer.pseudonym(domain, number.value)
             if domain is not None and number.value is not None
             else None
         )
-        shortcode = number.value if number.kind is NumberKind.SHORTCODE else None
         return PartyColumns(pseudonym, number.kind.value, number.region, number.line_type, shortcode)
+
+    def _columns_in_tenant(self, party: _TenantScoped, tenant: str) -> PartyColumns:
+        pseudonym = self._pseudonymizer.pseudonym(party.domain, party.value, tenant)
+        return PartyColumns(pseudonym, party.number_type, party.country, party.line_type, None)
 
     def _agent(self, agent_id: str, tenant: str) -> str:
         """The pseudonym of a contact-centre agent id (agent domain, within ``tenant``)."""
         return self._pseudonymizer.pseudonym(Domain.AGENT, agent_id.strip(), tenant)
+
+
+@dataclass(frozen=True, slots=True)
+class _TenantScoped:
+    """A classified number whose pseudonym depends on the tenant (an extension): all but the pseudonym."""
+
+    domain: Domain
+    value: str
+    number_type: str
+    country: str | None
+    line_type: str | None
 
 
 def tenant_for(name: str, tenants: Mapping[str, str]) -> str:

@@ -103,6 +103,8 @@ def validate(cdr: CanonicalCdr) -> CanonicalCdr:
         raise RecordRejectedError(RejectReason.OUT_OF_RANGE, message)
     if not cdr.callee.strip():
         raise RecordRejectedError(RejectReason.MISSING_PARTY, "callee is empty")
+    if start is cdr.start_time and end is cdr.end_time and answer is cdr.answer_time:
+        return cdr  # the times were in UTC already (astimezone returned them): nothing to replace
     return msgspec.structs.replace(cdr, start_time=start, end_time=end, answer_time=answer)
 
 

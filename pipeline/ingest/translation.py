@@ -5,7 +5,7 @@ each party and agent of a record, its pseudonym under the active key mapped to
 its pseudonyms under every other key of the keyring (see the design in
 :mod:`pipeline.lifecycle.ledger`). It keeps no raw value: the map holds
 pseudonyms only. With a single key it does nothing and costs nothing.
-Each other key has its own bounded caches (per raw string and per agent id),
+Each other key has its own bounded caches (per dialled number and per agent id),
 like the active key's :class:`~pipeline.pseudonym.PartyPseudonymizer`.
 """
 
