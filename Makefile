@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test check fuzz lint chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
+.PHONY: install run test check fuzz lint docs-config chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: install
 	$(BIN)/ruff check pipeline tests benchmarks docs
 	$(BIN)/ruff format --check pipeline tests benchmarks docs
 	$(BIN)/mypy
+
+# The README's configuration tables, from the settings groups in pipeline/config.py.
+docs-config: install
+	$(BIN)/python -m pipeline.config_table README.md
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

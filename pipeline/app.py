@@ -49,20 +49,20 @@ def create_app(settings: Settings) -> faust.App:
     """The worker's Faust app: ingest service, lifecycle agents and timers, web pages."""
     log_scrub.install()
     app = faust.App(
-        settings.app_id,
-        broker=settings.broker,
-        web_port=settings.web_port,
-        datadir=str(settings.state_dir),
+        settings.kafka.app_id,
+        broker=settings.kafka.broker,
+        web_port=settings.runtime.web_port,
+        datadir=str(settings.runtime.state_dir),
         store="memory://",
         autodiscover=False,
         topic_replication_factor=1,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.session_timeout_s / 3,
-        logging_config=logging_config() if settings.log_format == "json" else None,
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
+        logging_config=logging_config() if settings.runtime.log_format == "json" else None,
         env={},
     )
     context = WorkerContext(
-        settings, app, open_storage(settings.store), LifecycleTopics.declare(app, settings)
+        settings, app, open_storage(settings.store.root), LifecycleTopics.declare(app, settings)
     )
     app.service(_ingest_service(context))
     LifecycleAgents(context).add_to_app()
@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> faust.App:
 
 def _ingest_service(context: WorkerContext) -> type[IngestService]:
     settings, ledger = context.settings, context.ledger
-    keyring_file = KeyringFile(settings.keyring)
+    keyring_file = KeyringFile(settings.numbers.keyring)
 
     class CdrIngest(IngestService):
         """The ingest service bound to this app's settings and erasure ledger."""
@@ -82,7 +82,7 @@ def _ingest_service(context: WorkerContext) -> type[IngestService]:
             publisher = BatchPublisher(
                 context.storage, row_filter=ledger.route, on_storage_failure=HEALTH.failed
             )
-            reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
+            reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
             ingestor = build_ingestor(settings, keyring_file.current())  # one read: no rotation slips between
             # looked up on each scrape: a rotated keyring brings a new cache
             watch_cache_hit_ratio(lambda: ingestor.parties.cache_info())  # noqa: PLW0108

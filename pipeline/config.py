@@ -1,70 +1,56 @@
-"""Worker settings, read once from ``CDRPIPE_*`` environment variables.
+"""Worker settings, read once from ``CDRPIPE_*`` environment variables, in typed groups.
 
 Contract: :func:`load_settings` either returns a fully validated
-:class:`Settings` or raises :class:`~pipeline.errors.ConfigError` whose message
-names the variable, the value's problem and the fix. Nothing else in the
-package reads the environment.
+:class:`Settings` or raises :class:`~pipeline.errors.ConfigError` whose one-line
+message names the variable, the value's problem and the fix, and quotes the
+value only if it cannot be a phone number or a credential. Only ``CDRPIPE_*``
+variables are read, and nothing else in the package reads the environment.
+Each group's fields carry their variable (``CDRPIPE_`` and the field name in
+capitals, unless aliased), default, meaning and validator: the README table is
+generated from them (:mod:`pipeline.config_table`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
 
-import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.errors import ConfigError
+from pipeline.config_fields import (
+    BrokerUrls,
+    DigitRange,
+    Identifier,
+    LogFormat,
+    OptionalPositiveFloat,
+    Port,
+    PositiveFloat,
+    PositiveInt,
+    Region,
+    Spelling,
+    Tenants,
+    TimeZoneName,
+    TopicFormats,
+    Topics,
+    spelled,
+)
+from pipeline.config_group import PREFIX, SettingsGroup
 
-PREFIX = "CDRPIPE_"
-T = TypeVar("T")
 
+class KafkaSettings(SettingsGroup):
+    """The broker and how the worker joins it."""
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the worker and the CLI need to know about their environment."""
-
-    app_id: str = "cdrpipe"
-    broker: str = "kafka://127.0.0.1:9092"
-    raw_topics: tuple[str, ...] = ("cdr.raw",)
-    topic_formats: tuple[tuple[str, str], ...] = ()
-    source_timezone: str = "Europe/Brussels"
-    mappings_dir: Path = Path("./schemas/mappings")
-    dlq_topic: str = "cdr.dlq"
-    topic_partitions: int = 4
-    raw_retention_days: float = 7.0
-    dlq_retention_days: float = 7.0
-    erasure_topic: str = "cdr.erasure.requests"
-    ledger_topic: str = "cdr.erasure.ledger"
-    receipts_topic: str = "cdr.erasure.receipts"
-    subject_requests_topic: str = "cdr.subject.requests"
-    subject_receipts_topic: str = "cdr.subject.receipts"
-    request_retention_days: float = 7.0
-    retention_days: int = 365
-    dpo_record_days: int = 183
-    retention_interval_s: float = 3600.0
-    erasure_settle_s: float | None = None
-    store: str = "./data/store"
-    keyring: Path = Path("./secrets/keyring.json")
-    region: str = "BE"
-    extension_digits: tuple[int, int] = (2, 5)
-    tenants: tuple[tuple[str, str], ...] = ()
-    web_port: int = 6066
-    session_timeout_s: float = 10.0
-    state_dir: Path = Path("./data/state")
-    flush_rows: int = 100_000
-    flush_seconds: float = 10.0
-    max_buffered_rows: int = 250_000
-    cache_size: int = 1 << 18
-    log_format: str = "text"
-
-    @property
-    def settle_seconds(self) -> float:
-        """How long an erasure waits before its second pass: longer than a flush period."""
-        return self.erasure_settle_s if self.erasure_settle_s is not None else 2 * self.flush_seconds + 5
+    broker: BrokerUrls = Field(
+        "kafka://127.0.0.1:9092", description="Kafka bootstrap servers (comma-separated `kafka://host:port`)"
+    )
+    app_id: Identifier = Field(
+        "cdrpipe", description="Faust app id; the ingest consumer group is `<app id>-ingest`"
+    )
+    session_timeout_s: PositiveFloat = Field(
+        10.0, description="Consumer group session timeout: how soon a dead worker's partitions move"
+    )
 
     @property
     def bootstrap_servers(self) -> str:
@@ -72,152 +58,153 @@ class Settings:
         return ",".join(url.split("://", 1)[-1] for url in self.broker.split(","))
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
-    source = os.environ if env is None else env
-    defaults = Settings()
+class TopicSettings(SettingsGroup):
+    """The topics the worker reads and writes, and how the ones it creates are set up."""
 
-    def get(name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = source.get(PREFIX + name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except ValueError as exc:
-            raise ConfigError(f"{PREFIX}{name}={raw!r} is not usable: {exc}") from None
-
-    return Settings(
-        app_id=get("APP_ID", _identifier, defaults.app_id),
-        broker=get("BROKER", _broker_url, defaults.broker),
-        raw_topics=get("RAW_TOPICS", _topic_list, defaults.raw_topics),
-        topic_formats=get("TOPIC_FORMATS", _topic_formats, defaults.topic_formats),
-        source_timezone=get("SOURCE_TIMEZONE", _time_zone, defaults.source_timezone),
-        mappings_dir=get("MAPPINGS", Path, defaults.mappings_dir),
-        dlq_topic=get("DLQ_TOPIC", _identifier, defaults.dlq_topic),
-        topic_partitions=get("TOPIC_PARTITIONS", _positive_int, defaults.topic_partitions),
-        raw_retention_days=get("RAW_RETENTION_DAYS", _positive_float, defaults.raw_retention_days),
-        dlq_retention_days=get("DLQ_RETENTION_DAYS", _positive_float, defaults.dlq_retention_days),
-        erasure_topic=get("ERASURE_TOPIC", _identifier, defaults.erasure_topic),
-        ledger_topic=get("LEDGER_TOPIC", _identifier, defaults.ledger_topic),
-        receipts_topic=get("RECEIPTS_TOPIC", _identifier, defaults.receipts_topic),
-        subject_requests_topic=get("SUBJECT_REQUESTS_TOPIC", _identifier, defaults.subject_requests_topic),
-        subject_receipts_topic=get("SUBJECT_RECEIPTS_TOPIC", _identifier, defaults.subject_receipts_topic),
-        request_retention_days=get(
-            "REQUEST_RETENTION_DAYS", _positive_float, defaults.request_retention_days
-        ),
-        retention_days=get("RETENTION_DAYS", _positive_int, defaults.retention_days),
-        dpo_record_days=get("DPO_RECORD_DAYS", _positive_int, defaults.dpo_record_days),
-        retention_interval_s=get("RETENTION_INTERVAL_S", _positive_float, defaults.retention_interval_s),
-        erasure_settle_s=get("ERASURE_SETTLE_S", _positive_float, defaults.erasure_settle_s),
-        store=get("STORE", str, defaults.store),
-        keyring=get("KEYRING", Path, defaults.keyring),
-        region=get("REGION", _region, defaults.region),
-        extension_digits=get("EXTENSION_DIGITS", _digit_range, defaults.extension_digits),
-        tenants=get("TENANTS", _tenants, defaults.tenants),
-        web_port=get("WEB_PORT", _port, defaults.web_port),
-        session_timeout_s=get("SESSION_TIMEOUT_S", _positive_float, defaults.session_timeout_s),
-        state_dir=get("STATE_DIR", Path, defaults.state_dir),
-        flush_rows=get("FLUSH_ROWS", _positive_int, defaults.flush_rows),
-        flush_seconds=get("FLUSH_SECONDS", _positive_float, defaults.flush_seconds),
-        max_buffered_rows=get("MAX_BUFFERED_ROWS", _positive_int, defaults.max_buffered_rows),
-        cache_size=get("CACHE_SIZE", _positive_int, defaults.cache_size),
-        log_format=get("LOG_FORMAT", _log_format, defaults.log_format),
+    raw_topics: Topics = Field(("cdr.raw",), description="Comma-separated raw CDR topics")
+    topic_partitions: PositiveInt = Field(4, description="Partitions of raw topics the worker creates")
+    raw_retention_days: PositiveFloat = Field(
+        7.0, description="Retention of raw topics the worker creates (they hold raw numbers)"
+    )
+    dlq_topic: Identifier = Field("cdr.dlq", description="Dead-letter topic")
+    dlq_retention_days: PositiveFloat = Field(
+        7.0, description="Retention of the dead-letter topic it creates"
+    )
+    erasure_topic: Identifier = Field("cdr.erasure.requests", description="Erasure requests (one partition)")
+    ledger_topic: Identifier = Field(
+        "cdr.erasure.ledger", description="Erasure ledger, compacted, read by every worker (one partition)"
+    )
+    receipts_topic: Identifier = Field("cdr.erasure.receipts", description="Erasure receipts (one partition)")
+    subject_requests_topic: Identifier = Field(
+        "cdr.subject.requests",
+        description="Rectification, restriction and objection requests (one partition)",
+    )
+    subject_receipts_topic: Identifier = Field(
+        "cdr.subject.receipts", description="Receipts of those subject requests (one partition)"
+    )
+    request_retention_days: PositiveFloat = Field(
+        7.0, description="Retention of the erasure and subject request topics (they hold numbers)"
     )
 
 
-def _log_format(value: str) -> str:
-    if value not in ("text", "json"):
-        raise ValueError("use text or json")
-    return value
+class IngestSettings(SettingsGroup):
+    """How raw CDRs are decoded and batched into files."""
+
+    topic_formats: TopicFormats = Field(
+        (),
+        description="Format per topic, e.g. `cdr.asterisk=asterisk-csv,cdr.carrier=mapped-csv/carrier-epoch`",
+    )
+    source_timezone: TimeZoneName = Field(
+        "Europe/Brussels", description="IANA zone of zone-less times (Asterisk, FreeSWITCH stamps)"
+    )
+    mappings_dir: Path = Field(
+        Path("./schemas/mappings"),
+        validation_alias=PREFIX + "MAPPINGS",
+        description="Directory of mapped-CSV layouts (`*.json`)",
+    )
+    flush_rows: PositiveInt = Field(
+        100_000, description="Rows per partition batch before its files are published"
+    )
+    flush_seconds: PositiveFloat = Field(10.0, description="Maximum age of a batch before it is published")
+    max_buffered_rows: PositiveInt = Field(
+        250_000, description="Rows held in memory before every batch is published early"
+    )
 
 
-def _identifier(value: str) -> str:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-    if not set(value) <= allowed:
-        raise ValueError("use only letters, digits, '.', '_' and '-'")
-    return value
+class NumberSettings(SettingsGroup):
+    """How numbers are classified and which keys turn parties into pseudonyms."""
+
+    keyring: Path = Field(
+        Path("./secrets/keyring.json"), description="Keyring file (mode 0600), kept apart from the data"
+    )
+    region: Region = Field("BE", description="Default region for national numbers (ISO 3166-1 alpha-2)")
+    extension_digits: DigitRange = Field(
+        (2, 5), description="Length range of internal extensions (`N` or `N-M`)"
+    )
+    tenants: Tenants = Field(
+        (),
+        description="`source=tenant` pairs, e.g. `pbx-a1=acme,pbx-a2=acme`: sources that share one "
+        "customer's extensions and agents (default: each source is its own tenant)",
+    )
+    cache_size: PositiveInt = Field(
+        1 << 18, description="Entries in each party cache (dialled number, extension per tenant, agent id; LRU)"
+    )
 
 
-def _topic_list(value: str) -> tuple[str, ...]:
-    topics = tuple(_identifier(part.strip()) for part in value.split(",") if part.strip())
-    if not topics:
-        raise ValueError("name at least one topic")
-    return topics
+class StoreSettings(SettingsGroup):
+    """Where the Parquet store is."""
+
+    root: str = Field(
+        "./data/store",
+        validation_alias=PREFIX + "STORE",
+        description="Root of the Parquet store: a directory or an `s3://bucket/prefix` URL",
+    )
 
 
-def _pairs(value: str, example: str) -> list[tuple[str, str]]:
-    """Comma-separated ``left=right`` pairs, both sides stripped and non-empty."""
-    pairs = []
-    for part in value.split(","):
-        left, sep, right = part.strip().partition("=")
-        if not sep or not left.strip() or not right.strip():
-            raise ValueError(f"expected {example}")
-        pairs.append((left.strip(), right.strip()))
-    return pairs
+def _settle_default(value: object) -> str:
+    return "2 × flush seconds + 5" if value is None else spelled(value)  # noqa: RUF001 (Settings.settle_seconds)
 
 
-def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
-    pairs = _pairs(value, "topic=format pairs, e.g. cdr.asterisk=asterisk-csv")
-    return tuple((_identifier(topic), format_name) for topic, format_name in pairs)
+class LifecycleSettings(SettingsGroup):
+    """Retention, and the pace of erasures and of the retention timer."""
+
+    retention_days: PositiveInt = Field(
+        365,
+        description="Call-date partitions older than this are deleted; older records are dropped at ingest",
+    )
+    dpo_record_days: PositiveInt = Field(
+        183, description="Receipts and audit entries are purged this long after completion"
+    )
+    retention_interval_s: PositiveFloat = Field(3600.0, description="How often the retention timer runs")
+    erasure_settle_s: Annotated[OptionalPositiveFloat, Spelling(_settle_default)] = Field(
+        None, description="Pause before an erasure's second pass"
+    )
 
 
-def _tenants(value: str) -> tuple[tuple[str, str], ...]:
-    """``source=tenant`` pairs: the sources of one customer that share extensions and agents."""
-    pairs = _pairs(value, "source=tenant pairs, e.g. pbx-a1=acme,pbx-a2=acme")
-    if len({source for source, _ in pairs}) != len(pairs):
-        raise ValueError("a source is mapped to two tenants")
-    return tuple((_identifier(source), _identifier(tenant)) for source, tenant in pairs)
+class RuntimeSettings(SettingsGroup):
+    """The worker process: web server, local state, logs."""
+
+    web_port: Port = Field(6066, description="Faust web server port (`/metrics`, `/health`)")
+    state_dir: Path = Field(Path("./data/state"), description="Faust's data directory")
+    log_format: LogFormat = Field(
+        "text",
+        description="`json`: one JSON object per log line on standard error (`time`, `level`, `logger`, "
+        "`process`, `message`, `exception`, `stack`), at INFO; both formats are scrubbed of numbers "
+        '(see "Numbers and pseudonyms")',
+    )
 
 
-def _time_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("must be an IANA time zone such as Europe/Brussels or UTC") from None
-    return value
+class Settings(BaseModel):
+    """Everything the worker and the CLI need to know about their environment, by group."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    numbers: NumberSettings = Field(default_factory=NumberSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long an erasure waits before its second pass: longer than a flush period."""
+        settle = self.lifecycle.erasure_settle_s
+        return settle if settle is not None else 2 * self.ingest.flush_seconds + 5
+
+    @classmethod
+    def groups(cls) -> dict[str, type[SettingsGroup]]:
+        """Group name to group class, in the order of the README table."""
+        return {name: _group(field.annotation) for name, field in cls.model_fields.items()}
 
 
-def _broker_url(value: str) -> str:
-    for url in value.split(","):
-        host_port = url.split("://", 1)[-1]
-        host, sep, port = host_port.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError("expected kafka://HOST:PORT (comma-separated for several brokers)")
-    return value
+def _group(annotation: Any) -> type[SettingsGroup]:
+    assert isinstance(annotation, type) and issubclass(annotation, SettingsGroup)
+    return annotation
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive whole number")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be a positive number")
-    return number
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 1 <= number <= 65535:
-        raise ValueError("must be a TCP port between 1 and 65535")
-    return number
-
-
-def _region(value: str) -> str:
-    region = value.upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError("must be an ISO 3166-1 alpha-2 region known to phonenumbers, e.g. BE")
-    return region
-
-
-def _digit_range(value: str) -> tuple[int, int]:
-    low, sep, high = value.partition("-")
-    shortest = int(low)
-    longest = int(high) if sep else shortest
-    if not 1 <= shortest <= longest <= 8:
-        raise ValueError("expected a digit count or range like 2-5, within 1-8")
-    return shortest, longest
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    source = os.environ if env is None else env
+    return Settings.model_validate({name: group.read(source) for name, group in Settings.groups().items()})

@@ -61,10 +61,13 @@ class LifecycleAgents:
         self._settings = settings = context.settings
         self._storage = context.storage
         self._residual = (
-            *((topic, "raw CDRs") for topic in settings.raw_topics),
-            (settings.dlq_topic, "rejected raw CDRs"),
-            (settings.erasure_topic, "erasure requests with the subject's number"),
-            (settings.subject_requests_topic, "restriction and objection requests with the subject's number"),
+            *((topic, "raw CDRs") for topic in settings.topics.raw_topics),
+            (settings.topics.dlq_topic, "rejected raw CDRs"),
+            (settings.topics.erasure_topic, "erasure requests with the subject's number"),
+            (
+                settings.topics.subject_requests_topic,
+                "restriction and objection requests with the subject's number",
+            ),
         )
 
     def add_to_app(self) -> None:
@@ -74,7 +77,9 @@ class LifecycleAgents:
         app.agent(topics.erasure_requests, name="pipeline.app.erasures")(self.erasures)
         app.agent(topics.subject_requests, name="pipeline.app.subject_rights")(self.subject_rights)
         app.task(self.check_topic_retention)
-        app.timer(interval=settings.retention_interval_s, name="pipeline.app.retention")(self.retention)
+        app.timer(interval=settings.lifecycle.retention_interval_s, name="pipeline.app.retention")(
+            self.retention
+        )
         app.timer(interval=REGISTER_READ_S, name="pipeline.app.register_metrics")(self.register_metrics)
 
     async def residual_copies(self) -> list[ResidualCopy]:
@@ -82,7 +87,7 @@ class LifecycleAgents:
         planned = {plan.name: plan for plan in topic_plans(self._settings)}
         try:
             applied = await retention_days(
-                self._settings.bootstrap_servers, [topic for topic, _ in self._residual]
+                self._settings.kafka.bootstrap_servers, [topic for topic, _ in self._residual]
             )
         except Exception as exc:  # any broker failure falls back to the settings, and the receipt says so
             log.warning("cannot read topic retention from the broker, receipts state the settings: %s", exc)
@@ -104,12 +109,12 @@ class LifecycleAgents:
         on_loop = _OnLoop(asyncio.get_running_loop())
         processor = ErasureProcessor(
             self._storage,
-            KeyringFile(self._settings.keyring).current,
+            KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
             write_ledger=lambda entry: on_loop(self._context.publish_ledger(entry)),
             settle_seconds=self._settings.settle_seconds,
             residual_copies=lambda: on_loop(self.residual_copies()),
-            tenants=dict(self._settings.tenants),
+            tenants=dict(self._settings.numbers.tenants),
         )
         async for payload in stream:
             ERASURES_RECEIVED.inc()
@@ -136,7 +141,7 @@ class LifecycleAgents:
 
         processor = RightsProcessor(
             self._storage,
-            KeyringFile(self._settings.keyring).current,
+            KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
             ledger=Ledger(self._context.ledger, write_ledger),
             passes=Passes(self._settings.settle_seconds, time.sleep),
@@ -158,8 +163,10 @@ class LifecycleAgents:
         """Warn about existing topics that keep raw data longer than their setting (or forever)."""
         plans = topic_plans(self._settings)
         try:
-            await ensure_topics(self._settings.bootstrap_servers, plans)
-            applied = await retention_days(self._settings.bootstrap_servers, [plan.name for plan in plans])
+            await ensure_topics(self._settings.kafka.bootstrap_servers, plans)
+            applied = await retention_days(
+                self._settings.kafka.bootstrap_servers, [plan.name for plan in plans]
+            )
         except Exception as exc:  # the check only informs; a broker hiccup must not stop the worker
             log.warning("cannot check the topics' retention on the broker: %s", exc)
             return
@@ -173,10 +180,10 @@ class LifecycleAgents:
         async with self._context.lifecycle_lock:
             now = datetime.now(UTC)
             report = await asyncio.to_thread(
-                apply_retention, self._storage, now, self._settings.retention_days
+                apply_retention, self._storage, now, self._settings.lifecycle.retention_days
             )
             purged = await asyncio.to_thread(
-                purge_dpo_records, self._storage, self._settings.dpo_record_days, now
+                purge_dpo_records, self._storage, self._settings.lifecycle.dpo_record_days, now
             )
         RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
         log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)

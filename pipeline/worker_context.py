@@ -48,11 +48,15 @@ class LifecycleTopics:
         # One partition each: Faust assigns partition 0 of co-subscribed single-partition
         # topics to the same worker, so all lifecycle requests run in one worker, under one lock.
         return cls(
-            erasure_requests=topic(settings.erasure_topic, settings.request_retention_days),
-            ledger=topic(settings.ledger_topic, None),
-            receipts=topic(settings.receipts_topic, settings.dpo_record_days),
-            subject_requests=topic(settings.subject_requests_topic, settings.request_retention_days),
-            subject_receipts=topic(settings.subject_receipts_topic, settings.dpo_record_days),
+            erasure_requests=topic(settings.topics.erasure_topic, settings.topics.request_retention_days),
+            ledger=topic(settings.topics.ledger_topic, None),
+            receipts=topic(settings.topics.receipts_topic, settings.lifecycle.dpo_record_days),
+            subject_requests=topic(
+                settings.topics.subject_requests_topic, settings.topics.request_retention_days
+            ),
+            subject_receipts=topic(
+                settings.topics.subject_receipts_topic, settings.lifecycle.dpo_record_days
+            ),
         )
 
 
@@ -75,4 +79,4 @@ class WorkerContext:
 
     def owns_lifecycle(self) -> bool:
         """Whether this worker holds the lifecycle topics (the erasure request partition)."""
-        return any(tp.topic == self.settings.erasure_topic for tp in self.app.consumer.assignment())
+        return any(tp.topic == self.settings.topics.erasure_topic for tp in self.app.consumer.assignment())

@@ -22,15 +22,15 @@ async def request_and_wait(
 ) -> dict[str, object] | None:
     """Send ``payload`` to ``topics[0]``; the receipt keyed ``request_id`` on ``topics[1]``, or None."""
     request_topic, receipts_topic = topics
-    await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
-    receipts = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await ensure_topics(settings.kafka.bootstrap_servers, topic_plans(settings))
+    receipts = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
     await receipts.start()
     try:
         partition = TopicPartition(receipts_topic, 0)
         receipts.assign([partition])
         await receipts.seek_to_end(partition)
         await receipts.position(partition)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(request_topic, payload, key=request_id.encode())

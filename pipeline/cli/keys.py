@@ -16,7 +16,7 @@ def keys() -> None:
 
 
 def _keyring_path(path: Path | None) -> Path:
-    return path if path is not None else current_settings().keyring
+    return path if path is not None else current_settings().numbers.keyring
 
 
 _KEYRING_OPTION = click.option(

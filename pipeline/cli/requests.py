@@ -32,7 +32,7 @@ from pipeline.sink.storage import Storage
 
 
 def _storage() -> Storage:
-    return open_storage(load_settings().store)
+    return open_storage(load_settings().store.root)
 
 
 @click.group("requests", invoke_without_command=True)

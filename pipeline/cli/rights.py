@@ -43,7 +43,7 @@ def _send(request: SubjectRequest, wait_s: float) -> None:
     if isinstance(checked, Rejection):
         raise ConfigError(checked.reason)
     settings = load_settings()
-    topics = (settings.subject_requests_topic, settings.subject_receipts_topic)
+    topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
     receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
     echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
     if receipt is not None and receipt.get("status") != "done":
@@ -108,7 +108,7 @@ def _subject_request(
         subject_from_pseudonym(pseudonym)
     else:
         settings = load_settings()
-        subject_from_number(str(number), load_keyring(settings.keyring), build_classifier(settings))
+        subject_from_number(str(number), load_keyring(settings.numbers.keyring), build_classifier(settings))
     return SubjectRequest(
         request_id=request_id or new_request_id(),
         kind=kind,

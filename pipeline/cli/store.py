@@ -26,14 +26,14 @@ def retention_command(dry_run: bool) -> None:
     Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
     """
     settings = current_settings()
-    storage, now = open_storage(settings.store), datetime.now(UTC)
-    report = apply_retention(storage, now, settings.retention_days, dry_run)
+    storage, now = open_storage(settings.store.root), datetime.now(UTC)
+    report = apply_retention(storage, now, settings.lifecycle.retention_days, dry_run)
     verb = "would delete" if dry_run else "deleted"
     for call_date, paths in sorted(report.partitions.items()):
         click.echo(f"{verb} call_date={call_date.isoformat()} ({len(paths)} files)")
     click.echo(f"{verb} {len(report.partitions)} partitions older than {report.horizon.isoformat()}")
     if not dry_run:
-        purged = purge_dpo_records(storage, settings.dpo_record_days, now)
+        purged = purge_dpo_records(storage, settings.lifecycle.dpo_record_days, now)
         click.echo(f"purged {purged} DPO records (audit days, receipts, closed requests) past their period")
 
 
@@ -49,7 +49,7 @@ def reapply_erasures_command() -> None:
     asyncio.run(_read_ledger(settings, ledger))
     entries = ledger.entries()
     with click.progressbar(length=len(entries), label="re-applying erasures", file=sys.stderr) as bar:
-        report = reapply_ledger(open_storage(settings.store), entries, progress=bar.update)
+        report = reapply_ledger(open_storage(settings.store.root), entries, progress=bar.update)
     click.echo(
         f"{report.requests} erasures re-applied: {len(report.files_rewritten)} files rewritten, "
         f"{len(report.files_deleted)} deleted, {report.rows_affected} rows affected, "
@@ -65,6 +65,6 @@ def reapply_erasures_command() -> None:
 
 
 async def _read_ledger(settings: Settings, ledger: ErasureLedger) -> None:
-    reader = LedgerReader(settings.bootstrap_servers, settings.ledger_topic, ledger)
+    reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
     await reader.start()
     await reader.stop()

@@ -21,7 +21,7 @@ from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import cli, current_settings
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
 from pipeline.config import Settings
-from pipeline.config import _region as region_code
+from pipeline.config_fields import region_code
 from pipeline.keyring import load_keyring
 from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.export import ExportFormat, minimise, subject_rows, write_export
@@ -82,7 +82,7 @@ def _subject(settings: Settings, options: dict[str, Any]) -> _NamedSubject:
     kind, value = chosen[0]
     assert value is not None
     # a source mapped by CDRPIPE_TENANTS names its tenant, as the worker writes the rows
-    tenant = tenant_for(options["tenant"], dict(settings.tenants)) if options["tenant"] else None
+    tenant = tenant_for(options["tenant"], dict(settings.numbers.tenants)) if options["tenant"] else None
     if kind == "pseudonym":
         return _NamedSubject("pseudonym", value, None, subject_from_pseudonym(value))
     if kind == "agent":
@@ -92,11 +92,11 @@ def _subject(settings: Settings, options: dict[str, Any]) -> _NamedSubject:
                 "(the records' source, or its CDRPIPE_TENANTS tenant)"
             )
         click.echo(f"subject: agent {value.strip()} at tenant {tenant}", err=True)  # the terminal only
-        subject = subject_from_agent(value, load_keyring(settings.keyring), tenant)
+        subject = subject_from_agent(value, load_keyring(settings.numbers.keyring), tenant)
         return _NamedSubject("agent", value, tenant, subject)
     party = _resolve(settings, value, options["region"], tenant, yes=options["yes"])
     scope = tenant if party.kind is NumberKind.EXTENSION else None
-    subject = subject_from_party(party, load_keyring(settings.keyring), scope)
+    subject = subject_from_party(party, load_keyring(settings.numbers.keyring), scope)
     return _NamedSubject("number", str(party.value), scope, subject)
 
 
@@ -105,10 +105,10 @@ def _resolve(
 ) -> PartyNumber:
     """The subject's number as the store knows it; the reading is shown on the terminal only."""
     try:
-        chosen_region = region_code(region) if region is not None else settings.region
+        chosen_region = region_code(region) if region is not None else settings.numbers.region
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--region") from None
-    resolution = resolve_number(number, chosen_region, settings.extension_digits)
+    resolution = resolve_number(number, chosen_region, settings.numbers.extension_digits)
     party = resolution.party
     if party.kind not in (NumberKind.E164, NumberKind.EXTENSION):
         raise click.UsageError(f"--number is not a subscriber number or extension (it is {party.kind.value})")
@@ -160,7 +160,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     )
     receipt = asyncio.run(_request_erasure(settings, request, wait_s))
     echo_receipt(
-        receipt, f"erasure request {request.request_id} published to {settings.erasure_topic}", wait_s
+        receipt, f"erasure request {request.request_id} published to {settings.topics.erasure_topic}", wait_s
     )
     verification = receipt.get("verification") if receipt is not None else None
     passed = isinstance(verification, dict) and verification.get("passed") is True
@@ -173,7 +173,11 @@ async def _request_erasure(
 ) -> dict[str, object] | None:
     payload = msgspec.json.encode(request)
     return await request_and_wait(
-        settings, (settings.erasure_topic, settings.receipts_topic), request.request_id, payload, wait_s
+        settings,
+        (settings.topics.erasure_topic, settings.topics.receipts_topic),
+        request.request_id,
+        payload,
+        wait_s,
     )
 
 
@@ -205,7 +209,7 @@ def export_command(
     """
     settings = current_settings()
     subject = _subject(settings, subject_options).subject
-    storage = open_storage(settings.store)
+    storage = open_storage(settings.store.root)
     if request_id is not None:
         register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
     listed = list_data_files(storage)

@@ -30,7 +30,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     settings = current_settings()
     if "--help" not in faust_args:
         build_ingestor(settings)
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
         args = ["--loglevel", "info", *args]
@@ -54,13 +54,13 @@ def demo_command(count: int, seed: int | None, topic: str | None, wait_s: float)
     settings = current_settings()
     chosen_seed = seed if seed is not None else secrets.randbits(32)
     payloads = (demo.encode(cdr) for cdr in demo.generate(count, seed=chosen_seed))
-    asyncio.run(_publish(settings, topic or settings.raw_topics[0], payloads, count))
-    click.echo(f"published {count} CDRs to {topic or settings.raw_topics[0]}")
+    asyncio.run(_publish(settings, topic or settings.topics.raw_topics[0], payloads, count))
+    click.echo(f"published {count} CDRs to {topic or settings.topics.raw_topics[0]}")
     if wait_s > 0:
         lag = asyncio.run(wait_for_ingest(settings, wait_s))
         if lag:
             raise click.ClickException(f"the worker still has {lag} records to store after {wait_s:.0f}s")
-        click.echo(f"all records stored under {settings.store}")
+        click.echo(f"all records stored under {settings.store.root}")
 
 
 async def _publish(
@@ -71,8 +71,8 @@ async def _publish(
     headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
     """Send ``payloads`` (acks=all) with a progress bar; returns once all are acknowledged."""
-    await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20)
+    await ensure_topics(settings.kafka.bootstrap_servers, topic_plans(settings))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=20)
     await producer.start()
     try:
         with click.progressbar(length=total, label="publishing", file=sys.stderr) as bar:
@@ -104,9 +104,9 @@ def publish_command(format_name: str, topic: str | None, paths: tuple[Path, ...]
     """
     settings = current_settings()
     files = file_source.files_of(format_name, paths)
-    mappings = load_mappings(settings.mappings_dir)
+    mappings = load_mappings(settings.ingest.mappings_dir)
     total = sum(1 for _ in file_source.messages(format_name, files, mappings))
-    target = topic or settings.raw_topics[0]
+    target = topic or settings.topics.raw_topics[0]
     payloads = file_source.messages(format_name, files, mappings)
     headers = [(FORMAT_HEADER, format_name.encode())]
     asyncio.run(_publish(settings, target, payloads, total, headers))

@@ -67,38 +67,38 @@ class IngestService(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        created = await ensure_topics(settings.bootstrap_servers, topic_plans(settings))
+        created = await ensure_topics(settings.kafka.bootstrap_servers, topic_plans(settings))
         if created:
             log.info("created topics %s", ", ".join(created))
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"{settings.app_id}-dlq",
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            client_id=f"{settings.kafka.app_id}-dlq",
             acks="all",
             enable_idempotence=True,
         )
         await self._producer.start()
         await self._ledger_reader.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"{settings.app_id}-ingest",
-            client_id=f"{settings.app_id}-ingest",
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            group_id=f"{settings.kafka.app_id}-ingest",
+            client_id=f"{settings.kafka.app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=MAX_POLL_RECORDS,
             isolation_level="read_committed",
-            session_timeout_ms=int(settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 3),
+            session_timeout_ms=int(settings.kafka.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.kafka.session_timeout_s * 1000 / 3),
         )
         # Ready before the consumer joins the group: its first rebalance calls back into _flush.
         self._offsets = ConsumerOffsets(self._consumer, asyncio.get_running_loop())
         self._committer = BatchCommitter(self._publisher, self._offsets)
-        self._consumer.subscribe(list(settings.raw_topics), listener=_FlushOnRevoke(self))
+        self._consumer.subscribe(list(settings.topics.raw_topics), listener=_FlushOnRevoke(self))
         await self._consumer.start()
         tune_for_streaming()
         log.info(
             "ingest started: topics=%s group=%s-ingest store=%s",
-            ",".join(settings.raw_topics),
-            settings.app_id,
+            ",".join(settings.topics.raw_topics),
+            settings.kafka.app_id,
             self._publisher.storage.describe(),
         )
 
@@ -163,7 +163,9 @@ class IngestService(Service):
         try:
             futures = [
                 await producer.send(
-                    self._settings.dlq_topic, value=letter.record.value, headers=dead_letter_headers(letter)
+                    self._settings.topics.dlq_topic,
+                    value=letter.record.value,
+                    headers=dead_letter_headers(letter),
                 )
                 for letter in letters
             ]

@@ -21,14 +21,14 @@ from pipeline.config import Settings
 
 def ingest_group(settings: Settings) -> str:
     """The consumer group id of the ingest path."""
-    return f"{settings.app_id}-ingest"
+    return f"{settings.kafka.app_id}-ingest"
 
 
 async def _raw_partitions(settings: Settings) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
-        described = await admin.describe_topics(list(settings.raw_topics))
+        described = await admin.describe_topics(list(settings.topics.raw_topics))
     finally:
         await admin.close()
     missing = [topic["topic"] for topic in described if topic["error_code"] != 0]
@@ -45,7 +45,7 @@ async def ingest_lag(settings: Settings) -> int:
     """Records published to the raw topics but not yet committed by the ingest group."""
     partitions = await _raw_partitions(settings)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=ingest_group(settings),
         enable_auto_commit=False,
     )

@@ -43,15 +43,17 @@ def topic_plans(settings: Settings) -> list[TopicPlan]:
     """
     return [
         *(
-            TopicPlan(topic, settings.topic_partitions, _retention(settings.raw_retention_days))
-            for topic in settings.raw_topics
+            TopicPlan(topic, settings.topics.topic_partitions, _retention(settings.topics.raw_retention_days))
+            for topic in settings.topics.raw_topics
         ),
-        TopicPlan(settings.dlq_topic, 1, _retention(settings.dlq_retention_days)),
-        TopicPlan(settings.erasure_topic, 1, _retention(settings.request_retention_days)),
-        TopicPlan(settings.ledger_topic, 1, {"cleanup.policy": "compact"}),
-        TopicPlan(settings.receipts_topic, 1, _retention(settings.dpo_record_days)),
-        TopicPlan(settings.subject_requests_topic, 1, _retention(settings.request_retention_days)),
-        TopicPlan(settings.subject_receipts_topic, 1, _retention(settings.dpo_record_days)),
+        TopicPlan(settings.topics.dlq_topic, 1, _retention(settings.topics.dlq_retention_days)),
+        TopicPlan(settings.topics.erasure_topic, 1, _retention(settings.topics.request_retention_days)),
+        TopicPlan(settings.topics.ledger_topic, 1, {"cleanup.policy": "compact"}),
+        TopicPlan(settings.topics.receipts_topic, 1, _retention(settings.lifecycle.dpo_record_days)),
+        TopicPlan(
+            settings.topics.subject_requests_topic, 1, _retention(settings.topics.request_retention_days)
+        ),
+        TopicPlan(settings.topics.subject_receipts_topic, 1, _retention(settings.lifecycle.dpo_record_days)),
     ]
 
 

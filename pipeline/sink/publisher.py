@@ -38,8 +38,9 @@ from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
 from pipeline.sink.merge import merge_into
 from pipeline.sink.naming import QUARANTINE, in_area
 from pipeline.sink.parquet import encode
+from pipeline.sink.retry import storage_retrying
 from pipeline.sink.storage import Storage
-from pipeline.sink.storage_errors import StorageError, TerminalStorageError
+from pipeline.sink.storage_errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,10 @@ class BatchPublisher:
     """Claims boundaries and publishes batches to one storage.
 
     Each failed storage attempt is reported to ``on_storage_failure`` (the
-    worker's health) and retried with exponential backoff, except a
-    :class:`~pipeline.sink.storage_errors.TerminalStorageError`, which is
-    raised at once.
+    worker's health) and retried by the storage retry policy
+    (:func:`~pipeline.sink.retry.storage_retrying`: exponential backoff),
+    except a :class:`~pipeline.sink.storage_errors.TerminalStorageError`,
+    which is raised at once.
     """
 
     def __init__(
@@ -94,9 +96,7 @@ class BatchPublisher:
         self.storage = storage
         self._on_storage_failure = on_storage_failure
         self._row_filter = row_filter
-        self._attempts = attempts
-        self._first_backoff_s = first_backoff_s
-        self._sleep = sleep
+        self._retry = storage_retrying(attempts, first_backoff_s, sleep, log)
 
     def claim(self, flush: PartitionFlush) -> int:
         """Record the batch's range unless one is recorded; return the recorded end offset."""
@@ -177,20 +177,11 @@ class BatchPublisher:
             log.warning("could not remove an old intent (harmless, retried later): %s", exc)
 
     def _retrying(self, operation: Callable[[], T]) -> T:
-        delay = self._first_backoff_s
-        for attempt in range(1, self._attempts + 1):
+        def attempt() -> T:
             try:
                 return operation()
-            except TerminalStorageError:
-                self._on_storage_failure()
-                raise  # retrying cannot help; the caller reports what to fix
-            except StorageError as exc:
-                self._on_storage_failure()
-                if attempt == self._attempts:
-                    raise
-                log.warning(
-                    "storage attempt %d/%d failed, retrying in %.1fs: %s", attempt, self._attempts, delay, exc
-                )
-                self._sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+            except StorageError:
+                self._on_storage_failure()  # every failed attempt, terminal ones too
+                raise
+
+        return self._retry.copy()(attempt)

@@ -66,7 +66,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def _publish_raw(env: dict[str, str], key: str, payload: bytes, wait_s: float) -> dict[str, object] | None:
     """Publish ``payload`` straight to the subject request topic, keyed ``key``; its receipt, if awaited."""
     settings = load_settings(env)
-    topics = (settings.subject_requests_topic, settings.subject_receipts_topic)
+    topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
     return asyncio.run(request_and_wait(settings, topics, key, payload, wait_s))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -132,6 +133,37 @@ def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
     publisher.publish(_one_batch(tmp_path))
     assert sleeps == [0.5, 1.0, 2.0]
     assert _rows(tmp_path) == ["c0", "c1"]
+
+
+def test_each_failed_attempt_is_reported_and_each_retry_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures: list[None] = []
+    publisher = BatchPublisher(
+        FlakyStorage(tmp_path, failures=2),
+        sleep=lambda _: None,
+        on_storage_failure=lambda: failures.append(None),
+    )
+    with caplog.at_level(logging.WARNING, logger="pipeline.sink.publisher"):
+        publisher.publish(_one_batch(tmp_path))
+    assert len(failures) == 2
+    assert [record.getMessage() for record in caplog.records] == [
+        "storage attempt 1/5 failed, retrying in 0.5s: injected failure",
+        "storage attempt 2/5 failed, retrying in 1.0s: injected failure",
+    ]
+
+
+def test_an_error_that_is_not_the_store_s_is_not_retried(tmp_path: Path) -> None:
+    calls: list[None] = []
+
+    def broken() -> None:
+        calls.append(None)
+        raise KeyError("not a storage problem")
+
+    publisher = BatchPublisher(LocalStorage(tmp_path), sleep=lambda _: pytest.fail("no retry"))
+    with pytest.raises(KeyError):
+        publisher._retrying(broken)
+    assert len(calls) == 1
 
 
 def test_lasting_failures_raise_and_publish_nothing(tmp_path: Path) -> None:
