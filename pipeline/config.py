@@ -127,7 +127,8 @@ class NumberSettings(SettingsGroup):
         "customer's extensions and agents (default: each source is its own tenant)",
     )
     cache_size: PositiveInt = Field(
-        1 << 18, description="Entries in each party cache (dialled number, extension per tenant, agent id; LRU)"
+        1 << 18,
+        description="Entries in each party cache (dialled number, extension per tenant, agent id; LRU)",
     )
 
 
