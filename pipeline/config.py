@@ -51,6 +51,10 @@ class KafkaSettings(SettingsGroup):
     session_timeout_s: PositiveFloat = Field(
         10.0, description="Consumer group session timeout: how soon a dead worker's partitions move"
     )
+    fetch_partition_bytes: PositiveInt = Field(
+        1 << 20,
+        description="Most bytes one fetch returns per raw partition (Kafka's `max.partition.fetch.bytes`)",
+    )
 
     @property
     def bootstrap_servers(self) -> str:

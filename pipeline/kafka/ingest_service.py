@@ -85,6 +85,7 @@ class IngestService(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=MAX_POLL_RECORDS,
+            max_partition_fetch_bytes=settings.kafka.fetch_partition_bytes,
             isolation_level="read_committed",
             session_timeout_ms=int(settings.kafka.session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.kafka.session_timeout_s * 1000 / 3),
