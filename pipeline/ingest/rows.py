@@ -5,8 +5,10 @@ with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`, one row per CDR, in
 order. It keeps only what the data dictionary allows (pseudonyms, coarse
 attributes, service short codes); the raw party strings are never stored.
 Extensions and agents are pseudonymised within the record's tenant; only the
-callee of an outbound call can be a service short code. Each distinct party
-(string, tenant, role) of the chunk is resolved once.
+callee of an outbound call can be a service short code. Each distinct
+(party string, tenant, service) of a column is resolved once: the strings
+are dictionary-encoded by Arrow, and each row's value is taken from the
+distinct ones, so no Python work is done per row beyond reading the fields.
 
 When a chunk cannot be built, :func:`unstorable_rows` names the rows to blame,
 so that those records, and only those, are dead-lettered.
@@ -14,14 +16,17 @@ so that those records, and only those, are dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.msisdn import can_reach_service
-from pipeline.pseudonym import PartyColumns, PartyPseudonymizer
+from pipeline.pseudonym import PartyPseudonymizer
 from pipeline.record import TIME_FIELDS, CanonicalCdr
 from pipeline.sink.schema import CDR_SCHEMA, TIMESTAMP
 
@@ -37,27 +42,103 @@ def build_rows(cdrs: Sequence[CanonicalCdr], parties: PartyPseudonymizer) -> pa.
     values: dict[str, Any] = {name: list(map(attrgetter(name), cdrs)) for name in _PLAIN_COLUMNS}
     for name in TIME_FIELDS:
         values[name] = pa.array(list(map(attrgetter(name), cdrs)), TIMESTAMP)
-    columns = parties.columns
-    tenants = [parties.tenant_of(cdr.source) for cdr in cdrs]
-    # a party is (raw string, tenant, can it be a service number); only an outbound callee can
-    callers = [(cdr.caller, tenant, False) for cdr, tenant in zip(cdrs, tenants, strict=True)]
-    callees = [
-        (cdr.callee, tenant, can_reach_service("callee", cdr.direction))
-        for cdr, tenant in zip(cdrs, tenants, strict=True)
-    ]
-    resolved = {party: columns(*party) for party in {*callers, *callees}}
-    _add_party(values, "caller", [resolved[party] for party in callers])
-    _add_party(values, "callee", [resolved[party] for party in callees])
-    values["connected_pseudonym"] = [
-        columns(cdr.connected, tenant, False).pseudonym if cdr.connected else None
-        for cdr, tenant in zip(cdrs, tenants, strict=True)
-    ]
-    agent_keys = [(cdr.agent, tenant) for cdr, tenant in zip(cdrs, tenants, strict=True)]
-    agents = {key: parties.agent(*key) for key in set(agent_keys) if key[0]}
-    values["agent_pseudonym"] = [agents.get(key) for key in agent_keys]
+    tenants = _tenants(_Codes.of(values["source"]), parties)
+    directions = _Codes.of(values["direction"])
+    for role in ("caller", "callee"):
+        raws = _Codes.of(list(map(attrgetter(role), cdrs)))
+        service = _per_row(directions, functools.partial(can_reach_service, role))
+        columns = _resolve(raws, tenants, service, parties.columns)
+        for field in _PARTY_FIELDS:
+            values[f"{role}_{field}"] = _expand(columns, attrgetter(field))
+    never = pa.repeat(pa.scalar(False), len(cdrs))
+    connected = _Codes.of(list(map(attrgetter("connected"), cdrs)))
+    values["connected_pseudonym"] = _expand(_resolve(connected, tenants, never, _pseudonym(parties)), _itself)
+    agents = _Codes.of(list(map(attrgetter("agent"), cdrs)))
+    values["agent_pseudonym"] = _expand(_resolve(agents, tenants, never, _agent(parties)), _itself)
     values["key_id"] = [parties.key_id] * len(cdrs)
     arrays = [_array(values[field.name], field.type) for field in CDR_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=CDR_SCHEMA)
+
+
+@dataclass(frozen=True, slots=True)
+class _Codes:
+    """A column of strings as each row's index among the column's distinct values (null stays null)."""
+
+    indices: pa.Array
+    distinct: list[str]
+
+    @classmethod
+    def of(cls, strings: list[str | None]) -> _Codes:
+        encoded = pa.array(strings, pa.string()).dictionary_encode()
+        return cls(pc.cast(encoded.indices, pa.int64()), encoded.dictionary.to_pylist())
+
+
+def _tenants(sources: _Codes, parties: PartyPseudonymizer) -> _Codes:
+    """Each row's tenant, looked up once per distinct source."""
+    tenant_names = [parties.tenant_of(source) for source in sources.distinct]
+    distinct = sorted(set(tenant_names))
+    position = {name: index for index, name in enumerate(distinct)}
+    tenant_of_source = pa.array([position[name] for name in tenant_names], pa.int64())
+    return _Codes(tenant_of_source.take(sources.indices), distinct)
+
+
+def _per_row(codes: _Codes, rule: Callable[[str], bool]) -> pa.Array:
+    """``rule`` of each row's value, decided once per distinct value."""
+    return pa.array([rule(value) for value in codes.distinct], pa.bool_()).take(codes.indices)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """The value of each distinct (party, tenant, service) of a column, and which one each row has."""
+
+    distinct: list[Any]
+    rows: pa.Array
+
+
+def _resolve(
+    raws: _Codes, tenants: _Codes, service: pa.Array, lookup: Callable[[str, str, bool], Any]
+) -> _Resolved:
+    """``lookup`` called once per distinct (raw string, tenant, service) of the rows.
+
+    The three are combined as one integer per row (Arrow arithmetic, no
+    strings joined, so no separator can be forged), and the distinct
+    combinations are found by dictionary-encoding those integers.
+    """
+    combined = pc.add(
+        pc.multiply(pc.add(pc.multiply(raws.indices, len(tenants.distinct)), tenants.indices), 2),
+        pc.cast(service, pa.int64()),
+    )
+    encoded = combined.dictionary_encode()
+    distinct = []
+    for key in encoded.dictionary.to_pylist():
+        party_and_tenant, service_flag = divmod(key, 2)
+        raw, tenant = divmod(party_and_tenant, len(tenants.distinct))
+        distinct.append(lookup(raws.distinct[raw], tenants.distinct[tenant], bool(service_flag)))
+    return _Resolved(distinct, encoded.indices)
+
+
+def _expand(resolved: _Resolved, field: Callable[[Any], str | None]) -> pa.Array:
+    """One string per row: ``field`` of each distinct resolution, taken by the rows' indices."""
+    return pa.array([field(value) for value in resolved.distinct], pa.string()).take(resolved.rows)
+
+
+def _pseudonym(parties: PartyPseudonymizer) -> Callable[[str, str, bool], str | None]:
+    def pseudonym(raw: str, tenant: str, service: bool) -> str | None:
+        return parties.columns(raw, tenant, service).pseudonym if raw else None
+
+    return pseudonym
+
+
+def _agent(parties: PartyPseudonymizer) -> Callable[[str, str, bool], str | None]:
+    def agent(agent_id: str, tenant: str, service: bool) -> str | None:
+        del service  # an agent id is never a number
+        return parties.agent(agent_id, tenant) if agent_id else None
+
+    return agent
+
+
+def _itself(value: Any) -> Any:
+    return value
 
 
 def unstorable_rows(cdrs: Sequence[CanonicalCdr], parties: PartyPseudonymizer) -> list[int]:
@@ -74,14 +155,9 @@ def unstorable_rows(cdrs: Sequence[CanonicalCdr], parties: PartyPseudonymizer) -
     return bad or list(range(len(cdrs)))
 
 
-def _add_party(values: dict[str, Any], role: str, parties: list[PartyColumns]) -> None:
-    for field in _PARTY_FIELDS:
-        values[f"{role}_{field}"] = list(map(attrgetter(field), parties))
-
-
 def _array(values: list[Any] | pa.Array, arrow_type: pa.DataType) -> pa.Array:
     if isinstance(values, pa.Array):
-        return values
+        return values.dictionary_encode() if pa.types.is_dictionary(arrow_type) else values
     if pa.types.is_dictionary(arrow_type):
         return pa.array(values, type=arrow_type.value_type).dictionary_encode()
     return pa.array(values, type=arrow_type)
