@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pipeline.record import CanonicalCdr, RejectReason
 
@@ -23,9 +23,12 @@ class RecordDecoder(Protocol):
     def decode_as(self, name: str, payload: bytes) -> CanonicalCdr: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """The parts of a Kafka message the ingest path uses."""
+class RawRecord(NamedTuple):
+    """The parts of a Kafka message the ingest path uses.
+
+    A named tuple, not a frozen dataclass: one is made per consumed message,
+    and a tuple is built in C (a frozen dataclass sets each field in Python).
+    """
 
     topic: str
     partition: int
