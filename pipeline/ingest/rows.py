@@ -132,7 +132,7 @@ def _pseudonym(parties: PartyPseudonymizer) -> Callable[[str, str, bool], str | 
 def _agent(parties: PartyPseudonymizer) -> Callable[[str, str, bool], str | None]:
     def agent(agent_id: str, tenant: str, service: bool) -> str | None:
         del service  # an agent id is never a number
-        return parties.agent(agent_id, tenant) if agent_id else None
+        return parties.agent(agent_id, tenant) if agent_id.strip() else None  # a blank id names nobody
 
     return agent
 

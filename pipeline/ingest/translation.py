@@ -59,7 +59,7 @@ class KeyTranslator:
                     for other in (parties.columns(raw, tenant, service).pseudonym for parties in self._others)
                     if other is not None
                 )
-        if cdr.agent:
+        if cdr.agent and cdr.agent.strip():  # a blank id names nobody (no pseudonym in the row)
             agent = self._active.agent(cdr.agent, tenant)
             if agent not in into:
                 into[agent] = tuple(parties.agent(cdr.agent, tenant) for parties in self._others)

@@ -40,7 +40,7 @@ def _mixed_chunk(count: int) -> list[CanonicalCdr]:
             callee=pick([number for number in NUMBERS if number]),
             direction=pick(DIRECTIONS),
             connected=pick([None, "", *NUMBERS]),
-            agent=pick([None, "", "agent-7", " agent-7 ", "agent-9"]),
+            agent=pick([None, "", "  ", "agent-7", " agent-7 ", "agent-9"]),
         )
         for index in range(count)
     ]
@@ -70,7 +70,9 @@ def test_each_party_column_holds_what_the_pseudonymiser_says_for_its_role_and_te
             assert row[f"{role}_shortcode"] == expected.shortcode
         connected = parties.columns(cdr.connected, tenant).pseudonym if cdr.connected else None
         assert row["connected_pseudonym"] == connected
-        assert row["agent_pseudonym"] == (parties.agent(cdr.agent, tenant) if cdr.agent else None)
+        assert row["agent_pseudonym"] == (
+            parties.agent(cdr.agent, tenant) if (cdr.agent or "").strip() else None
+        )
     # the chunk holds extensions in two tenants, and an emergency callee both dialled out and not
     kinds = {(row["callee_number_type"], row["direction"]) for row in rows}
     assert ("SHORTCODE", "outbound") in kinds and ("EXTENSION", "inbound") in kinds
@@ -81,3 +83,11 @@ def test_each_party_column_holds_what_the_pseudonymiser_says_for_its_role_and_te
     }
     assert len({tenant for tenant, _ in extension_pseudonyms}) == 3
     assert len({pseudonym for _, pseudonym in extension_pseudonyms}) == 3
+
+
+def test_a_blank_agent_id_is_no_agent() -> None:
+    cdrs = [
+        msgspec.structs.replace(base_cdr(f"blank-{index}"), agent=agent)
+        for index, agent in enumerate(["", " ", "\t"])
+    ]
+    assert build_rows(cdrs, _parties()).column("agent_pseudonym").to_pylist() == [None, None, None]
