@@ -118,6 +118,20 @@ def test_an_entry_arriving_while_the_record_is_buffered_still_applies(tmp_path: 
     assert _stored(storage).column("cdr_id").to_pylist() == ["other"]
 
 
+def test_an_entry_added_after_the_ledger_checked_a_batch_applies_to_the_next(tmp_path: Path) -> None:
+    ledger = ErasureLedger()
+    ledger.add(_erased(ONLY_K1, OTHER))  # the ledger is in use (its index built) before the entry
+    ingestor = _ingestor(ONLY_K1)  # one key: the match is the pseudonym itself, not a translation
+    _add(ingestor, 0, "first", SPELLINGS[1])
+    first = ingestor.take(("cdr.raw", 0)).files[0]
+    assert ledger.apply(first.table, first.translations).num_rows == 1
+    ledger.add(_erased(ONLY_K1))
+    _add(ingestor, 1, "second", SPELLINGS[2])
+    _add(ingestor, 2, "third", "0475 123 456")
+    second = ingestor.take(("cdr.raw", 0)).files[0]
+    assert ledger.apply(second.table, second.translations).column("cdr_id").to_pylist() == ["third"]
+
+
 def test_a_rotation_between_the_entry_and_the_record_inside_one_batch(tmp_path: Path) -> None:
     storage, ledger = LocalStorage(tmp_path), ErasureLedger()
     ingestor = _ingestor(ONLY_K1)
