@@ -46,7 +46,10 @@ def keys_rotate(keyring_path: Path | None) -> None:
     """Add a new active key; old keys stay for erasure and export of older rows."""
     path = _keyring_path(keyring_path)
     rotated = keyring.rotate_keyring(path)
-    click.echo(f"keyring {path}: active key is now {rotated.active_id}; restart the workers to use it")
+    click.echo(
+        f"keyring {path}: active key is now {rotated.active_id}; "
+        "running workers with this file switch to it within seconds"
+    )
 
 
 @keys.command("list")
