@@ -11,7 +11,7 @@ import msgspec
 
 from pipeline import demo
 from pipeline.record import CanonicalCdr
-from tests.helpers import REPO, publish
+from tests.helpers import REPO, broker_address, publish
 
 SUBJECT = "+32475000111"
 
@@ -47,7 +47,7 @@ def traffic(
 
 
 def send_cdrs(env: dict[str, str], cdrs: list[CanonicalCdr]) -> None:
-    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(env)
     asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
 
 

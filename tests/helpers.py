@@ -45,6 +45,11 @@ LISTEN_PORTS = range(20_000, 32_000)
 restart must not be taken meanwhile by some client's outgoing connection."""
 
 
+def broker_address(env: dict[str, str]) -> str:
+    """The ``host:port`` bootstrap list of ``env``'s ``CDRPIPE_BROKER``, as Kafka clients take it."""
+    return load_settings(env).kafka.bootstrap_servers
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now and outside the ephemeral range."""
     for _ in range(200):
@@ -193,6 +198,6 @@ def find_raw_numbers(content: bytes, needles: set[bytes]) -> list[bytes]:
 def publish_demo(env: dict[str, str], count: int, seed: int) -> set[str]:
     """Publish ``count`` demo CDRs to the worker's raw topic; return their ids."""
     cdrs = list(demo.generate(count, seed=seed))
-    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(env)
     asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
     return {cdr.cdr_id for cdr in cdrs}

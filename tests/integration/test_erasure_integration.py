@@ -26,7 +26,14 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
 from tests.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
-from tests.helpers import REPO, WorkerProcess, find_raw_numbers, raw_number_needles, wait_stored
+from tests.helpers import (
+    REPO,
+    WorkerProcess,
+    broker_address,
+    find_raw_numbers,
+    raw_number_needles,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -281,7 +288,7 @@ async def _request_directly(
     env: dict[str, str], payloads: list[bytes], timeout_s: float
 ) -> list[dict[str, object]]:
     """Produce ``payloads`` to the request topic as any producer could; collect one receipt per payload."""
-    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(env)
     receipts = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await receipts.start()
     try:
@@ -329,7 +336,7 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
         "bad-kind": request("bad-kind", subject_kind=SUBJECT),
     }
     dlq = env["CDRPIPE_DLQ_TOPIC"]  # an operator's topic that keeps raw records forever
-    asyncio.run(ensure_topics(env["CDRPIPE_BROKER"].removeprefix("kafka://"), [TopicPlan(dlq, 1, FOREVER)]))
+    asyncio.run(ensure_topics(broker_address(env), [TopicPlan(dlq, 1, FOREVER)]))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_for(f"topic {dlq} keeps data without a time limit", timeout_s=30)

@@ -20,7 +20,7 @@ from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.kafka.lag import ingest_lag
 from pipeline.kafka.topics import ensure_topics, topic_plans
 from pipeline.record import RecordRejectedError
-from tests.helpers import REPO, WorkerProcess, publish, read_dead_letters, wait_stored
+from tests.helpers import REPO, WorkerProcess, broker_address, publish, read_dead_letters, wait_stored
 from tests.samples import decode_context
 from tests.wire_formats import asterisk_line, freeswitch_document
 
@@ -101,7 +101,7 @@ def test_mixed_formats_with_malformed_records(worker_env: dict[str, str], tmp_pa
     malformed = _malformed_messages(rng, valid)
     stream = [(message, False) for message in valid] + [(message, True) for message in malformed]
     rng.shuffle(stream)
-    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(worker_env)
     worker_env = {**worker_env, "CDRPIPE_FLUSH_ROWS": "20000"}
     worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
     try:
@@ -138,7 +138,7 @@ def test_publish_round_trips_a_master_csv(worker_env: dict[str, str], tmp_path: 
         assert published.returncode == 0, published.stderr
         assert f"published {len(lines) + 2} CDRs from 1 files" in published.stdout
         wait_stored(worker_env)
-        bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+        bootstrap = broker_address(worker_env)
         letters = asyncio.run(read_dead_letters(bootstrap, worker_env["CDRPIPE_DLQ_TOPIC"], 2))
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
@@ -151,7 +151,7 @@ def test_publish_round_trips_a_master_csv(worker_env: dict[str, str], tmp_path: 
 def test_records_wait_while_the_dead_letter_topic_cannot_be_written(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(worker_env)
     dlq = worker_env["CDRPIPE_DLQ_TOPIC"]
     valid = list(demo.generate(400, seed=41))
     malformed = [f'{{"cdr_id": "broken-{index}"'.encode() for index in range(40)]

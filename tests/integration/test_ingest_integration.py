@@ -17,7 +17,14 @@ from aiokafka import AIOKafkaConsumer
 from pipeline import demo
 from pipeline.keyring import rotate_keyring
 from pipeline.record import CanonicalCdr
-from tests.helpers import WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
+from tests.helpers import (
+    WorkerProcess,
+    broker_address,
+    find_raw_numbers,
+    publish,
+    raw_number_needles,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +52,7 @@ def test_worker_stores_every_cdr_once_pseudonymised(worker_env: dict[str, str], 
     try:
         sent = asyncio.run(
             publish(
-                worker_env["CDRPIPE_BROKER"].removeprefix("kafka://"),
+                broker_address(worker_env),
                 worker_env["CDRPIPE_RAW_TOPICS"],
                 (demo.encode(cdr) for cdr in cdrs),
             )
@@ -121,7 +128,7 @@ async def _read_topic(bootstrap: str, topic: str, expected: int, timeout_s: floa
 def test_undecodable_records_go_to_the_dlq_with_reason_and_source(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(worker_env)
     raw_topic = worker_env["CDRPIPE_RAW_TOPICS"]
     good = [demo.encode(cdr) for cdr in demo.generate(200, seed=5)]
     bad = [b"{not json", b'{"cdr_id": "x"}', b"\xff\xfe\x00"]
@@ -151,7 +158,7 @@ def test_undecodable_records_go_to_the_dlq_with_reason_and_source(
 def test_rows_keep_the_key_id_they_were_written_with_across_rotation(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(worker_env)
     raw_topic = worker_env["CDRPIPE_RAW_TOPICS"]
     before = list(demo.generate(300, seed=21))
     after = list(demo.generate(300, seed=22))

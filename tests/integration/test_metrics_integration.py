@@ -14,7 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import demo
 from pipeline.record import RejectReason
-from tests.helpers import WorkerProcess, find_raw_numbers, publish, raw_number_needles, wait_stored
+from tests.helpers import (
+    WorkerProcess,
+    broker_address,
+    find_raw_numbers,
+    publish,
+    raw_number_needles,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +52,7 @@ def test_metrics_count_what_the_worker_did(worker_env: dict[str, str], tmp_path:
     worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
     port = worker_env["CDRPIPE_WEB_PORT"]
     try:
-        asyncio.run(publish(worker_env["CDRPIPE_BROKER"].removeprefix("kafka://"),
+        asyncio.run(publish(broker_address(worker_env),
                             worker_env["CDRPIPE_RAW_TOPICS"], payloads))  # fmt: skip
         wait_stored(worker_env)
         status, body = _get(port, "/metrics")

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline import demo
-from tests.helpers import WorkerProcess, read_dead_letters, wait_stored
+from tests.helpers import WorkerProcess, broker_address, read_dead_letters, wait_stored
 from tests.wire_formats import freeswitch_document
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def _produce(bootstrap: str, topic: str, payloads: list[bytes]) -> list[in
 def test_records_that_used_to_crash_the_worker_are_dead_lettered(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    bootstrap = worker_env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(worker_env)
     calls = list(demo.generate(6, seed=16))
     poison = {
         "superscript duration": _superscript_duration(freeswitch_document(calls[0])),

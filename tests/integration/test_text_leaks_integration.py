@@ -19,7 +19,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.number_text import MIN_SIGNIFICANT_DIGITS
-from tests.helpers import WorkerProcess, find_raw_numbers, raw_number_needles, read_dead_letters, wait_stored
+from tests.helpers import (
+    WorkerProcess,
+    broker_address,
+    find_raw_numbers,
+    raw_number_needles,
+    read_dead_letters,
+    wait_stored,
+)
 from tests.number_spellings import digits_of, random_numbers, spellings
 from tests.text_fields import FIELDS_BY_FORMAT, TEXT_FORMAT, TEXT_MAPPING, base_cdr, encode, with_text
 
@@ -88,7 +95,7 @@ def test_numbers_in_text_fields_reach_no_column_and_no_log_line(
     (mappings / "carrier-text.json").write_text(json.dumps(TEXT_MAPPING))
     env = {**worker_env, "CDRPIPE_MAPPINGS": str(mappings), "CDRPIPE_LOG_FORMAT": log_format}
     messages, expected_ids, e164s = _messages(random.Random(1212))
-    bootstrap = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    bootstrap = broker_address(env)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         coordinates = asyncio.run(_produce_in_order(bootstrap, env["CDRPIPE_RAW_TOPICS"], messages))

@@ -48,12 +48,9 @@ def test_keys_init_if_missing_keeps_the_existing_keyring(tmp_path: Path) -> None
     assert refused.exit_code == 2 and "already exists" in refused.output
 
 
-def test_worker_refuses_a_group_readable_keyring_with_a_clear_message(tmp_path: Path) -> None:
-    path = tmp_path / "keyring.json"
-    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(path)])
-    path.chmod(0o644)
-    env = {**os.environ, "CDRPIPE_KEYRING": str(path), "CDRPIPE_STATE_DIR": str(tmp_path / "state")}
-    result = subprocess.run(
+def _start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``cdrpipe worker`` with ``env``, expected to stop at start-up (a minute at most)."""
+    return subprocess.run(
         [sys.executable, "-m", "pipeline", "worker"],
         env=env,
         cwd=REPO,
@@ -61,6 +58,14 @@ def test_worker_refuses_a_group_readable_keyring_with_a_clear_message(tmp_path: 
         text=True,
         timeout=60,
     )
+
+
+def test_worker_refuses_a_group_readable_keyring_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(path)])
+    path.chmod(0o644)
+    env = {**os.environ, "CDRPIPE_KEYRING": str(path), "CDRPIPE_STATE_DIR": str(tmp_path / "state")}
+    result = _start_worker(env)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"cdrpipe: keyring {path} is accessible to group or others (mode 0644): run `chmod 600 {path}`"
@@ -69,14 +74,7 @@ def test_worker_refuses_a_group_readable_keyring_with_a_clear_message(tmp_path: 
 
 def test_worker_refuses_a_bad_setting(tmp_path: Path) -> None:
     env = {**os.environ, "CDRPIPE_WEB_PORT": "web"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "worker"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _start_worker(env)
     assert result.returncode == 2
     assert "CDRPIPE_WEB_PORT='web' is not usable" in result.stderr
     assert "Traceback" not in result.stderr
