@@ -159,9 +159,9 @@ class PartyPseudonymizer:
     def _party_of_dialled(self, digits: str, service: bool) -> PartyColumns | _TenantScoped:
         number = self._classifier.classify_dialled(digits, service=service)
         domain = _DOMAIN_OF_KIND.get(number.kind)
-        shortcode = number.value if number.kind is NumberKind.SHORTCODE else None
         if domain in TENANT_SCOPED and number.value is not None:
             return _TenantScoped(domain, number.value, number.kind.value, number.region, number.line_type)
+        shortcode = number.value if number.kind is NumberKind.SHORTCODE else None
         pseudonym = (
             self._pseudonymizer.pseudonym(domain, number.value)
             if domain is not None and number.value is not None
