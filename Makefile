@@ -37,8 +37,8 @@ test: install
 # Property tests and decoder fuzzers with random seeds and 25x the examples (about 15 minutes).
 fuzz: install
 	CDRPIPE_FUZZ=1 $(BIN)/python -m pytest -ra -p no:cacheprovider \
-		tests/unit/formats/test_fuzz_decoders.py tests/unit/core/test_msisdn.py tests/unit/core/test_pseudonym.py \
-		tests/unit/core/test_number_text.py tests/unit/core/test_text_policy.py tests/unit/ingest/test_poison_records.py
+		tests/unit/formats/test_fuzz_decoders.py tests/unit/numbers/test_msisdn.py tests/unit/keys/test_pseudonym.py \
+		tests/unit/numbers/test_text.py tests/unit/formats/test_text_policy.py tests/unit/ingest/test_poison_records.py
 
 # The edit-test loop: lint and the unit tests without the large generated proofs (under a minute).
 check: lint
@@ -49,9 +49,9 @@ lint: install
 	$(BIN)/ruff format --check pipeline tests benchmarks docs
 	$(BIN)/mypy
 
-# The README's configuration tables, from the settings groups in pipeline/config.py.
+# The README's configuration tables, from the settings groups in pipeline/config/settings.py.
 docs-config: install
-	$(BIN)/python -m pipeline.config_table README.md
+	$(BIN)/python -m docs.config_table README.md
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

@@ -14,7 +14,7 @@ Prints and writes (``benchmarks/results/classify.json``), in one run:
   - ``classify_respelled``: a known number in a new spelling (no parse either way);
   - ``classify_cached``: a party string seen before (the party cache in front of the classifier);
 
-* the differential run (``tests/classify_differential.py``) on
+* the differential run (``tests/support/classify_differential.py``) on
   ``BENCH_CLASSIFY_INPUTS`` (default 10,000,000) inputs over both cores:
   mismatches (must be 0), and µs of CPU per input with and without the fast path.
 
@@ -32,12 +32,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier, NumberKind
-from pipeline.number_types import CALLING_CODES
-from pipeline.numbering_plan import NumberingPlan
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from tests.classify_differential import run
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier, NumberKind
+from pipeline.numbers.plan import NumberingPlan
+from pipeline.numbers.types import CALLING_CODES
+from tests.support.classify_differential import run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGE_NUMBERS = 100_000

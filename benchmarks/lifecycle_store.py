@@ -35,19 +35,19 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.demo import example_number
-from pipeline.keyring import Key, Keyring
+from pipeline.cli.demo import example_number
+from pipeline.keys.keyring import Key, Keyring
+from pipeline.keys.pseudonym import Domain, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
-from pipeline.lifecycle.erasure_request import ErasureRequest
-from pipeline.lifecycle.export import subject_rows, write_export
-from pipeline.lifecycle.finder import data_files
 from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.operations.export import subject_rows, write_export
+from pipeline.lifecycle.operations.finder import data_files
+from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import Domain, Pseudonymizer
-from pipeline.sink.parquet import encode
-from pipeline.sink.schema import CDR_SCHEMA
-from pipeline.sink.storage import LocalStorage, Storage
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.parquet import encode
+from pipeline.store.schema import CDR_SCHEMA
+from pipeline.store.storage import LocalStorage, Storage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUBJECT = example_number(phonenumbers.PhoneNumberType.MOBILE)

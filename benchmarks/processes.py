@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from pipeline.demo import encode, generate
+from pipeline.cli.demo import encode, generate
 from pipeline.kafka.topics import TopicPlan, ensure_topics
 
 

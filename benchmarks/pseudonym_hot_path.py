@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer, derive_subkey
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer, derive_subkey
+from pipeline.numbers.msisdn import NumberClassifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VALUES = 200_000

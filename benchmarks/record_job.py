@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.assembly import build_formats, build_parties
-from pipeline.config import load_settings
+from pipeline.config.settings import load_settings
 from pipeline.ingest.rows import build_rows
 from pipeline.record import CanonicalCdr
-from pipeline.sink.parquet import encode
+from pipeline.store.parquet import encode
+from pipeline.worker.assembly import build_formats, build_parties
 
 FILE_ROWS = 100_000
 

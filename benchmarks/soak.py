@@ -28,9 +28,9 @@ from pathlib import Path
 
 from benchmarks.processes import bootstrap, free_port, produce, stop, worker_env
 from benchmarks.throughput import REPO, RESULTS
-from pipeline.config import load_settings
+from pipeline.config.settings import load_settings
 from pipeline.kafka.lag import ingest_lag
-from pipeline.keyring import init_keyring
+from pipeline.keys.keyring import init_keyring
 
 SEGMENTS = 10
 """The rate is reported per tenth of the run: per million records at the default count."""

@@ -27,17 +27,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import demo
+from pipeline.cli import demo
 from pipeline.formats import canonical_json
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
 from pipeline.ingest.rows import build_rows
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.parquet import encode
-from tests.samples import decode_context
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.parquet import encode
+from tests.support.samples import decode_context
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 5_000

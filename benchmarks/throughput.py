@@ -58,10 +58,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.processes import bootstrap, free_port, peak_rss_mib, produce, stop, worker_env
 from benchmarks.record_job import written_rows
-from pipeline.config import load_settings
+from pipeline.config.settings import load_settings
 from pipeline.kafka.lag import ingest_lag
 from pipeline.kafka.topics import TopicPlan, ensure_topics
-from pipeline.keyring import init_keyring
+from pipeline.keys.keyring import init_keyring
 from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry, encode_entry
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.keyring import init_keyring
-from tests import fuzzing  # noqa: F401 - loads the Hypothesis profile (ci or fuzz) for every test
-from tests.helpers import REPO, free_port, free_port_pair
+from pipeline.keys.keyring import init_keyring
+from tests.support import fuzzing  # noqa: F401 - loads the Hypothesis profile (ci or fuzz) for every test
+from tests.support.helpers import REPO, free_port, free_port_pair
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,11 @@ One module per group of commands; each adds its commands to :data:`~pipeline.cli
 
 from __future__ import annotations
 
-from pipeline import log_scrub
 from pipeline.cli import keys, store, subjects, worker
 from pipeline.cli.group import cli
 from pipeline.cli.requests import requests_group
 from pipeline.cli.rights import COMMANDS as RIGHTS_COMMANDS
+from pipeline.observability import log_scrub
 
 __all__ = ["cli", "keys", "main", "store", "subjects", "worker"]
 

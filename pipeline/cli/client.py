@@ -13,7 +13,7 @@ import json
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pipeline.config import Settings
+from pipeline.config.settings import Settings
 from pipeline.kafka.topics import ensure_topics, topic_plans
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from pipeline import __version__
-from pipeline.config import Settings, load_settings
+from pipeline.config.settings import Settings, load_settings
 from pipeline.errors import ConfigError
 
 EXIT_CONFIG = 2

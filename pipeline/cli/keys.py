@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from pipeline import keyring
 from pipeline.cli.group import cli, current_settings
+from pipeline.keys import keyring
 
 
 @cli.group()

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, time
 
 import click
 
-from pipeline.config import load_settings
-from pipeline.lifecycle.register import (
+from pipeline.config.settings import load_settings
+from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
+from pipeline.lifecycle.requests.register import (
     KINDS,
     Kind,
     close,
@@ -26,9 +27,8 @@ from pipeline.lifecycle.register import (
     open_requests,
     register_received,
 )
-from pipeline.lifecycle.request_ids import check_request_id, new_request_id
-from pipeline.sink.object_storage import open_storage
-from pipeline.sink.storage import Storage
+from pipeline.store.object_storage import open_storage
+from pipeline.store.storage import Storage
 
 
 def _storage() -> Storage:

@@ -17,14 +17,14 @@ from typing import Any
 import click
 import msgspec
 
-from pipeline.assembly import build_classifier
 from pipeline.cli.client import request_and_wait
-from pipeline.config import load_settings
+from pipeline.config.settings import load_settings
 from pipeline.errors import ConfigError
-from pipeline.keyring import load_keyring
-from pipeline.lifecycle.request_ids import check_request_id, new_request_id
+from pipeline.keys.keyring import load_keyring
+from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
+from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
-from pipeline.lifecycle.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
+from pipeline.worker.assembly import build_classifier
 
 REQUEST_ID_OPTION = click.option(
     "--request-id",

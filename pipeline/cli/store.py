@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import click
 
 from pipeline.cli.group import cli, current_settings
-from pipeline.config import Settings
+from pipeline.config.settings import Settings
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.lifecycle.ledger import ErasureLedger
-from pipeline.lifecycle.reapply import reapply_ledger
-from pipeline.lifecycle.retention import apply_retention, purge_dpo_records
-from pipeline.sink.object_storage import open_storage
+from pipeline.lifecycle.operations.reapply import reapply_ledger
+from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
+from pipeline.store.object_storage import open_storage
 
 
 @cli.command("retention")

@@ -20,24 +20,24 @@ import msgspec
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import cli, current_settings
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
-from pipeline.config import Settings
-from pipeline.config_fields import region_code
-from pipeline.keyring import load_keyring
-from pipeline.lifecycle.erasure_request import ErasureRequest, SubjectKind
-from pipeline.lifecycle.export import ExportFormat, minimise, subject_rows, write_export
-from pipeline.lifecycle.finder import list_data_files, skip_strays
-from pipeline.lifecycle.register import close, register_received
-from pipeline.lifecycle.request_ids import check_request_id, new_request_id
-from pipeline.lifecycle.resolution import describe, resolve_number
+from pipeline.config.fields import region_code
+from pipeline.config.settings import Settings
+from pipeline.keys.keyring import load_keyring
+from pipeline.keys.pseudonym import tenant_for
+from pipeline.lifecycle.operations.export import ExportFormat, minimise, subject_rows, write_export
+from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
+from pipeline.lifecycle.requests.erasure_request import ErasureRequest, SubjectKind
+from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
+from pipeline.lifecycle.requests.register import close, register_received
 from pipeline.lifecycle.subject import (
     Subject,
     subject_from_agent,
     subject_from_party,
     subject_from_pseudonym,
 )
-from pipeline.msisdn import NumberKind, PartyNumber
-from pipeline.pseudonym import tenant_for
-from pipeline.sink.object_storage import open_storage
+from pipeline.numbers.msisdn import NumberKind, PartyNumber
+from pipeline.numbers.resolution import describe, resolve_number
+from pipeline.store.object_storage import open_storage
 
 
 def _subject_options(command: Callable[..., None]) -> Callable[..., None]:

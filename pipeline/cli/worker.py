@@ -11,14 +11,15 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaProducer
 
-from pipeline import demo, file_source
-from pipeline.assembly import build_ingestor
+from pipeline.cli import demo
 from pipeline.cli.group import cli, current_settings
-from pipeline.config import Settings
+from pipeline.config.settings import Settings
+from pipeline.formats import file_source
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.kafka.lag import wait_for_ingest
 from pipeline.kafka.topics import ensure_topics, topic_plans
+from pipeline.worker.assembly import build_ingestor
 
 
 @cli.command(
@@ -34,7 +35,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
         args = ["--loglevel", "info", *args]
-    from pipeline.app import app  # noqa: PLC0415 - importing Faust is slow; only the worker needs it
+    from pipeline.worker.app import app  # noqa: PLC0415 - importing Faust is slow; only the worker needs it
 
     sys.argv = ["cdrpipe", "worker", *args]
     app.main()

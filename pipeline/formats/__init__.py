@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from pipeline.msisdn import NumberClassifier
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pipeline.formats import DecodeContext
 from pipeline.formats.local_time import resolve_call_times
 from pipeline.formats.numerals import strict_strptime, whole_number
-from pipeline.msisdn import NumberKind
+from pipeline.numbers.msisdn import NumberKind
 from pipeline.record import (
     MAX_RECORD_BYTES,
     CanonicalCdr,

@@ -1,7 +1,7 @@
 """Which decoder reads a message: the ``cdr-format`` header, else the topic's format, else sniffing.
 
 Contract: :meth:`FormatSelector.decode` returns a validated record whose text
-fields keep their policies (:mod:`pipeline.text_policy`, the one place where
+fields keep their policies (:mod:`pipeline.formats.text_policy`, the one place where
 they are enforced for every format) or raises
 :class:`~pipeline.record.RecordRejectedError` whose ``format_name`` says which
 format was tried (``unknown`` when none could be chosen). Sniffing recognises
@@ -24,8 +24,8 @@ from pathlib import Path
 from pipeline.errors import ConfigError
 from pipeline.formats import DecodeContext, Decoder, asterisk_csv, canonical_json, freeswitch_json
 from pipeline.formats.mapped_csv import CsvMapping, MappedCsvDecoder
+from pipeline.formats.text_policy import enforce_text_policies
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
-from pipeline.text_policy import enforce_text_policies
 
 log = logging.getLogger(__name__)
 FORMAT_HEADER = "cdr-format"

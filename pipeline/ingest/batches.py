@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipeline.ingest.records import RawRecord
 from pipeline.sink.batch import PartitionFlush, PendingFile, TopicPartitionKey
-from pipeline.sink.naming import file_path
+from pipeline.store.naming import file_path
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from pipeline.ingest.batches import PartitionBatch, PartitionBatches, call_dates
 from pipeline.ingest.records import DeadLetter, RawRecord, RecordDecoder
 from pipeline.ingest.rows import build_rows, unstorable_rows
 from pipeline.ingest.translation import KeyTranslator
-from pipeline.pseudonym import PartyPseudonymizer
+from pipeline.keys.pseudonym import PartyPseudonymizer
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason, retention_horizon
 
 

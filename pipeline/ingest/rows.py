@@ -1,7 +1,7 @@
 """Pseudonymised rows, built a chunk at a time straight into Arrow columns.
 
 Contract: :func:`build_rows` turns a sequence of decoded CDRs into a table
-with the exact :data:`~pipeline.sink.schema.CDR_SCHEMA`, one row per CDR, in
+with the exact :data:`~pipeline.store.schema.CDR_SCHEMA`, one row per CDR, in
 order. It keeps only what the data dictionary allows (pseudonyms, coarse
 attributes, service short codes); the raw party strings are never stored.
 Extensions and agents are pseudonymised within the record's tenant; only the
@@ -25,10 +25,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.msisdn import can_reach_service
-from pipeline.pseudonym import PartyPseudonymizer
+from pipeline.keys.pseudonym import PartyPseudonymizer
+from pipeline.numbers.msisdn import can_reach_service
 from pipeline.record import TIME_FIELDS, CanonicalCdr
-from pipeline.sink.schema import CDR_SCHEMA, TIMESTAMP
+from pipeline.store.schema import CDR_SCHEMA, TIMESTAMP
 
 _PARTY_FIELDS = ("pseudonym", "number_type", "country", "line_type", "shortcode")
 _PLAIN_COLUMNS = (

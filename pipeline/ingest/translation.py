@@ -6,16 +6,16 @@ its pseudonyms under every other key of the keyring (see the design in
 :mod:`pipeline.lifecycle.ledger`). It keeps no raw value: the map holds
 pseudonyms only. With a single key it does nothing and costs nothing.
 Each other key has its own bounded caches (per dialled number and per agent id),
-like the active key's :class:`~pipeline.pseudonym.PartyPseudonymizer`.
+like the active key's :class:`~pipeline.keys.pseudonym.PartyPseudonymizer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.keyring import Keyring
-from pipeline.msisdn import NumberClassifier, can_reach_service
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.keys.keyring import Keyring
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier, can_reach_service
 from pipeline.record import CanonicalCdr
 
 

@@ -1,1 +1,1 @@
-"""Everything that talks to the broker: ingest consumer, its offsets, topics, lag, ledger reader."""
+"""Everything that talks to the broker: topics and their set-up, consumer lag, the ledger reader, offsets."""

@@ -16,7 +16,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.config import Settings
+from pipeline.config.settings import Settings
 
 
 def ingest_group(settings: Settings) -> str:

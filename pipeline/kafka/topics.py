@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.config import Settings
+from pipeline.config.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
 MS_PER_DAY = 86_400_000

@@ -23,7 +23,7 @@ ledger writer):
 5. After ``settle_seconds`` (longer than a flush period) the files modified
    since the first pass began (less :data:`CLOCK_MARGIN`) are searched again,
    closing the race with batches published during the first pass.
-6. Verification (:func:`~pipeline.lifecycle.rewriter.verify_erasure`) decodes
+6. Verification (:func:`~pipeline.lifecycle.operations.rewriter.verify_erasure`) decodes
    the pseudonym columns of every touched file and every file the index
    cannot rule out, and fails, naming them, when files carry keys the
    subject's pseudonyms were not computed under. The receipt says in words
@@ -46,12 +46,14 @@ import msgspec
 
 from pipeline import __version__
 from pipeline.errors import KeyringError
-from pipeline.keyring import Keyring
-from pipeline.lifecycle.audit import append_audit
-from pipeline.lifecycle.erasure_request import ErasureRequest, InvalidRequest, decode_request
-from pipeline.lifecycle.finder import skip_strays
+from pipeline.keys.keyring import Keyring
+from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.receipts import (
+from pipeline.lifecycle.operations.finder import skip_strays
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.requests.audit import append_audit
+from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
+from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ReceiptVerification,
     ResidualCopy,
@@ -60,7 +62,6 @@ from pipeline.lifecycle.receipts import (
     is_subject_request_receipt,
     receipt_path,
 )
-from pipeline.lifecycle.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
 from pipeline.lifecycle.subject import (
     Subject,
     SubjectError,
@@ -68,10 +69,9 @@ from pipeline.lifecycle.subject import (
     subject_from_number,
     subject_from_pseudonym,
 )
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import tenant_for
-from pipeline.sink.naming import AREAS
-from pipeline.sink.storage import Storage
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.naming import AREAS
+from pipeline.store.storage import Storage
 
 log = logging.getLogger(__name__)
 

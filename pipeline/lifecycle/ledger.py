@@ -56,7 +56,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.lifecycle.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
+from pipeline.lifecycle.operations.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
 from pipeline.sink.batch import Routed
 
 Translations = Mapping[str, tuple[str, ...]]

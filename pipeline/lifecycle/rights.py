@@ -30,16 +30,22 @@ from typing import Any, Literal
 
 from pipeline import __version__
 from pipeline.errors import ConfigError
-from pipeline.keyring import Keyring
-from pipeline.lifecycle.audit import append_audit
-from pipeline.lifecycle.receipts import receipt_path
-from pipeline.lifecycle.rectify import rectify_call
-from pipeline.lifecycle.register import close, load_request, note, register_received
-from pipeline.lifecycle.restriction import Ledger, Passes, Refusal, put_back_in_use, take_out_of_use
+from pipeline.keys.keyring import Keyring
+from pipeline.lifecycle.operations.rectify import rectify_call
+from pipeline.lifecycle.operations.restriction import (
+    Ledger,
+    Passes,
+    Refusal,
+    put_back_in_use,
+    take_out_of_use,
+)
+from pipeline.lifecycle.requests.audit import append_audit
+from pipeline.lifecycle.requests.receipts import receipt_path
+from pipeline.lifecycle.requests.register import close, load_request, note, register_received
+from pipeline.lifecycle.requests.subject_request import Rejection, SubjectRequest
 from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
-from pipeline.lifecycle.subject_request import Rejection, SubjectRequest
-from pipeline.msisdn import NumberClassifier
-from pipeline.sink.storage import Storage
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
-from pipeline.keyring import Keyring
+from pipeline.keys.keyring import Keyring
+from pipeline.keys.pseudonym import Domain, Pseudonymizer
 from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym
-from pipeline.msisdn import NumberClassifier, NumberKind, PartyNumber
-from pipeline.pseudonym import Domain, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier, NumberKind, PartyNumber
 
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _DOMAIN_OF_KIND = {NumberKind.E164: Domain.SUBSCRIBER, NumberKind.EXTENSION: Domain.EXTENSION}

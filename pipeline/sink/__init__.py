@@ -1,5 +1,5 @@
-"""The Parquet sink: the batch it accepts, schema, naming, encoding, storage, publish-then-commit.
+"""The publish-then-commit protocol: the batch it accepts, the publisher, the committer, their outcomes.
 
-The sink never imports the ingest stage or the lifecycle: it defines what it
-accepts (``batch``) and what it answers (``outcomes``).
+The sink never imports the ingest stage or the lifecycle: it defines what it accepts (``batch``)
+and what it answers (``outcomes``); files are written through :mod:`pipeline.store`.
 """

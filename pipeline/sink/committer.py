@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from pipeline.metrics import (
+from pipeline.observability.metrics import (
     BYTES_PUBLISHED,
     FILES_PUBLISHED,
     HEALTH,
@@ -40,7 +40,7 @@ from pipeline.metrics import (
 from pipeline.sink.batch import PartitionFlush, TopicPartitionKey
 from pipeline.sink.outcomes import Committed, Drop, Offsets, OffsetsUnavailableError, Outcome, Replay
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
-from pipeline.sink.storage_errors import StorageError, TerminalStorageError
+from pipeline.store.errors import StorageError, TerminalStorageError
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class BatchCommitter:
                 extra={**facts, "records": len(exc.offsets)},
             )
             return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
-        # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.number_text)
+        # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.numbers.text)
         log.info(
             "published %d files (%s rows, %s quarantined, %s suppressed, %s bytes) for %s[%d] offsets %s..%s",
             len(flush.files),

@@ -15,7 +15,7 @@ Contract:
 * :meth:`BatchPublisher.publish` passes each file's rows and their
   pseudonyms' translations through the row filter (the erasure ledger),
   then publishes every file of the batch, retrying failed writes with exponential backoff, and raises
-  :class:`~pipeline.sink.storage.StorageError` if they keep failing; the
+  :class:`~pipeline.store.storage.StorageError` if they keep failing; the
   caller must then not commit the batch's offsets. Rows that cannot be
   encoded raise :class:`UnstorableRowsError` before anything is written: the
   caller replays the batch with those records dead-lettered.
@@ -35,12 +35,12 @@ from typing import TypeVar
 import pyarrow as pa
 
 from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
-from pipeline.sink.merge import merge_into
-from pipeline.sink.naming import QUARANTINE, in_area
-from pipeline.sink.parquet import encode
-from pipeline.sink.retry import storage_retrying
-from pipeline.sink.storage import Storage
-from pipeline.sink.storage_errors import StorageError
+from pipeline.store.errors import StorageError
+from pipeline.store.merge import merge_into
+from pipeline.store.naming import QUARANTINE, in_area
+from pipeline.store.parquet import encode
+from pipeline.store.retry import storage_retrying
+from pipeline.store.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ class BatchPublisher:
 
     Each failed storage attempt is reported to ``on_storage_failure`` (the
     worker's health) and retried by the storage retry policy
-    (:func:`~pipeline.sink.retry.storage_retrying`: exponential backoff),
-    except a :class:`~pipeline.sink.storage_errors.TerminalStorageError`,
+    (:func:`~pipeline.store.retry.storage_retrying`: exponential backoff),
+    except a :class:`~pipeline.store.errors.TerminalStorageError`,
     which is raised at once.
     """
 

@@ -19,14 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pipeline import demo
+from pipeline.cli import demo
 from pipeline.kafka.topics import TopicPlan, ensure_topics
-from pipeline.keyring import load_keyring, rotate_keyring
+from pipeline.keys.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.msisdn import NumberClassifier
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
-from tests.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
-from tests.helpers import (
+from tests.support.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
+from tests.support.helpers import (
     REPO,
     WorkerProcess,
     broker_address,

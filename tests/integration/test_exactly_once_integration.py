@@ -14,7 +14,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import REPO, WorkerProcess, free_port, publish_demo, wait_stored
+from tests.support.helpers import REPO, WorkerProcess, free_port, publish_demo, wait_stored
 
 pytestmark = pytest.mark.integration
 

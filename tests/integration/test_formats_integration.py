@@ -13,16 +13,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline import demo
-from pipeline.config import load_settings
+from pipeline.cli import demo
+from pipeline.config.settings import load_settings
 from pipeline.formats import asterisk_csv
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.kafka.lag import ingest_lag
 from pipeline.kafka.topics import ensure_topics, topic_plans
 from pipeline.record import RecordRejectedError
-from tests.helpers import REPO, WorkerProcess, broker_address, publish, read_dead_letters, wait_stored
-from tests.samples import decode_context
-from tests.wire_formats import asterisk_line, freeswitch_document
+from tests.support.helpers import REPO, WorkerProcess, broker_address, publish, read_dead_letters, wait_stored
+from tests.support.samples import decode_context
+from tests.support.wire_formats import asterisk_line, freeswitch_document
 
 pytestmark = pytest.mark.integration
 

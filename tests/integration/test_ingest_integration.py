@@ -14,10 +14,10 @@ import polars as pl
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline import demo
-from pipeline.keyring import rotate_keyring
+from pipeline.cli import demo
+from pipeline.keys.keyring import rotate_keyring
 from pipeline.record import CanonicalCdr
-from tests.helpers import (
+from tests.support.helpers import (
     WorkerProcess,
     broker_address,
     find_raw_numbers,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import demo
+from pipeline.cli import demo
 from pipeline.record import RejectReason
-from tests.helpers import (
+from tests.support.helpers import (
     WorkerProcess,
     broker_address,
     find_raw_numbers,

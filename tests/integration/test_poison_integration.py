@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline import demo
-from tests.helpers import WorkerProcess, broker_address, read_dead_letters, wait_stored
-from tests.wire_formats import freeswitch_document
+from pipeline.cli import demo
+from tests.support.helpers import WorkerProcess, broker_address, read_dead_letters, wait_stored
+from tests.support.wire_formats import freeswitch_document
 
 pytestmark = pytest.mark.integration
 

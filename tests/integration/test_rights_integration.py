@@ -16,16 +16,16 @@ import jsonschema
 import msgspec
 import pytest
 
-from pipeline import demo
+from pipeline.cli import demo
 from pipeline.cli.client import request_and_wait
-from pipeline.config import load_settings
-from pipeline.keyring import load_keyring, rotate_keyring
-from pipeline.lifecycle.audit import read_audit
+from pipeline.config.settings import load_settings
+from pipeline.keys.keyring import load_keyring, rotate_keyring
+from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.msisdn import NumberClassifier
-from pipeline.sink.storage import LocalStorage
-from tests.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
-from tests.helpers import (
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.storage import LocalStorage
+from tests.support.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
+from tests.support.helpers import (
     REPO,
     WorkerProcess,
     find_raw_numbers,

@@ -14,11 +14,11 @@ import polars as pl
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.config import load_settings
+from pipeline.config.settings import load_settings
 from pipeline.kafka.lag import ingest_lag
-from pipeline.sink.object_storage import open_storage
-from tests.helpers import WorkerProcess, publish_demo, wait_stored
-from tests.s3_support import FaultyProxy, boto3_client, moto_server, s3_store_env
+from pipeline.store.object_storage import open_storage
+from tests.support.helpers import WorkerProcess, publish_demo, wait_stored
+from tests.support.s3_support import FaultyProxy, boto3_client, moto_server, s3_store_env
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.keyring import load_keyring
+from pipeline.keys.keyring import load_keyring
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.msisdn import NumberClassifier
-from pipeline.sink.object_storage import ObjectStorage, open_storage
-from tests.broker_requests import SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
-from tests.helpers import start_workers, wait_stored
-from tests.s3_support import moto_server, s3_store_env
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.object_storage import ObjectStorage, open_storage
+from tests.support.broker_requests import SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
+from tests.support.helpers import start_workers, wait_stored
+from tests.support.s3_support import moto_server, s3_store_env
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.number_text import MIN_SIGNIFICANT_DIGITS
-from tests.helpers import (
+from pipeline.numbers.text import MIN_SIGNIFICANT_DIGITS
+from tests.support.helpers import (
     WorkerProcess,
     broker_address,
     find_raw_numbers,
@@ -27,8 +27,8 @@ from tests.helpers import (
     read_dead_letters,
     wait_stored,
 )
-from tests.number_spellings import digits_of, random_numbers, spellings
-from tests.text_fields import FIELDS_BY_FORMAT, TEXT_FORMAT, TEXT_MAPPING, base_cdr, encode, with_text
+from tests.support.number_spellings import digits_of, random_numbers, spellings
+from tests.support.text_fields import FIELDS_BY_FORMAT, TEXT_FORMAT, TEXT_MAPPING, base_cdr, encode, with_text
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def _messages(rng: random.Random) -> tuple[list[tuple[bytes, list[tuple[str, byt
     for number in numbers:
         e164s.append(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
         # below 7 digits (a 5-digit national number without its country code) nothing can tell a
-        # number from a count or an extension: pipeline/number_text.py documents that limit
+        # number from a count or an extension: pipeline/numbers/text.py documents that limit
         written = [
             spelling
             for spelling in spellings(number)

@@ -14,14 +14,14 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.ingest.rows import build_rows
-from pipeline.keyring import load_keyring
-from pipeline.lifecycle.audit import read_audit
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO
-from tests.samples import canonical_bytes, canonical_decode
+from pipeline.keys.keyring import load_keyring
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.lifecycle.requests.audit import read_audit
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.parquet import encode
+from pipeline.store.storage import LocalStorage
+from tests.support.helpers import REPO
+from tests.support.samples import canonical_bytes, canonical_decode
 
 
 def test_keys_init_list_rotate_never_print_secrets(tmp_path: Path) -> None:

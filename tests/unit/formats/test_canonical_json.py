@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.record import MAX_RECORD_BYTES, RecordRejectedError, RejectReason
-from tests.samples import canonical_bytes
-from tests.samples import canonical_decode as decode
+from tests.support.samples import canonical_bytes
+from tests.support.samples import canonical_decode as decode
 
 
 def test_decodes_and_converts_times_to_utc_across_a_dst_change() -> None:

@@ -15,8 +15,8 @@ from pipeline.formats import asterisk_csv, freeswitch_json
 from pipeline.formats.mapped_csv import MappedCsvDecoder, load_mapping, load_mappings
 from pipeline.formats.selection import FormatSelector, builtin_decoders, sniff
 from pipeline.record import RecordRejectedError, RejectReason
-from tests.helpers import REPO
-from tests.samples import canonical_bytes, decode_context
+from tests.support.helpers import REPO
+from tests.support.samples import canonical_bytes, decode_context
 
 DATA = REPO / "tests" / "data"
 MAPPINGS = REPO / "schemas" / "mappings"

@@ -21,9 +21,9 @@ from pipeline.formats import DecodeContext, asterisk_csv, canonical_json, freesw
 from pipeline.formats.mapped_csv import MappedCsvDecoder, load_mapping
 from pipeline.formats.selection import FormatSelector
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
-from tests.fuzzing import examples, mutation_seed
-from tests.helpers import REPO
-from tests.samples import canonical_bytes, decode_context
+from tests.support.fuzzing import examples, mutation_seed
+from tests.support.helpers import REPO
+from tests.support.samples import canonical_bytes, decode_context
 
 INPUTS_PER_DECODER = examples(100_000)
 DATA = REPO / "tests" / "data"

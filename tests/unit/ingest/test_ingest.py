@@ -7,12 +7,12 @@ import pyarrow as pa
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import RejectReason
-from pipeline.sink.schema import CDR_SCHEMA
-from tests.samples import call_at, canonical_bytes, decode_context
+from pipeline.store.schema import CDR_SCHEMA
+from tests.support.samples import call_at, canonical_bytes, decode_context
 
 
 class FakeClock:

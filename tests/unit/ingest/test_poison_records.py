@@ -16,15 +16,15 @@ from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
 from pipeline.ingest.rows import build_rows, unstorable_rows
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
-from pipeline.sink.schema import CDR_SCHEMA
-from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO
-from tests.samples import call_at, canonical_bytes, canonical_decode, decode_context
+from pipeline.store.schema import CDR_SCHEMA
+from pipeline.store.storage import LocalStorage
+from tests.support.helpers import REPO
+from tests.support.samples import call_at, canonical_bytes, canonical_decode, decode_context
 
 NON_ASCII_DIGITS = ["\u00b9", "\u0663", "\uff11\uff12", "1\u00b2", "\u0967\u0966", "\U0001d7ce"]
 

@@ -7,12 +7,12 @@ import random
 import msgspec
 
 from pipeline.ingest.rows import build_rows
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier, can_reach_service
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier, can_reach_service
 from pipeline.record import CanonicalCdr, Direction
-from pipeline.sink.schema import CDR_SCHEMA
-from tests.text_fields import base_cdr
+from pipeline.store.schema import CDR_SCHEMA
+from tests.support.text_fields import base_cdr
 
 # Extensions, emergency and service numbers, spellings of one subscriber, other
 # subscribers, withheld parties: every kind a party column can hold.

@@ -20,12 +20,10 @@ from pipeline.ingest.records import RawRecord
 from pipeline.ingest.rows import build_rows
 from pipeline.ingest.translation import KeyTranslator
 from pipeline.kafka.topics import TopicPlan, retention_warnings
-from pipeline.keyring import Key, Keyring, init_keyring, load_keyring, rotate_keyring
-from pipeline.keyring_file import KeyringFile
-from pipeline.lifecycle.audit import read_audit
+from pipeline.keys.keyring import Key, Keyring, init_keyring, load_keyring, rotate_keyring
+from pipeline.keys.keyring_file import KeyringFile
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
-from pipeline.lifecycle.erasure_request import ErasureRequest
-from pipeline.lifecycle.export import UnreadableFilesError, subject_rows
 from pipeline.lifecycle.ledger import (
     ErasureLedger,
     KeyedPseudonym,
@@ -33,18 +31,20 @@ from pipeline.lifecycle.ledger import (
     decode_entry,
     distinct_pseudonyms,
 )
-from pipeline.lifecycle.receipts import Receipt, ResidualCopy, encode_receipt, receipt_path
-from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.rows import SUBJECT_COLUMNS
+from pipeline.lifecycle.operations.export import UnreadableFilesError, subject_rows
+from pipeline.lifecycle.operations.retention import apply_retention
+from pipeline.lifecycle.operations.rows import SUBJECT_COLUMNS
+from pipeline.lifecycle.requests.audit import read_audit
+from pipeline.lifecycle.requests.erasure_request import ErasureRequest
+from pipeline.lifecycle.requests.receipts import Receipt, ResidualCopy, encode_receipt, receipt_path
 from pipeline.lifecycle.subject import subject_from_agent, subject_from_number
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.parquet import INDEXED_COLUMNS, encode
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.sink.publisher import BatchPublisher
-from pipeline.sink.schema import PSEUDONYM_COLUMNS
-from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO, find_raw_numbers, raw_number_needles
-from tests.samples import call_at, canonical_decode, decode_context
+from pipeline.store.parquet import INDEXED_COLUMNS, encode
+from pipeline.store.schema import PSEUDONYM_COLUMNS
+from pipeline.store.storage import LocalStorage
+from tests.support.helpers import REPO, find_raw_numbers, raw_number_needles
+from tests.support.samples import call_at, canonical_decode, decode_context
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 K1, K2 = Key("k1", b"a" * 32, "t"), Key("k2", b"b" * 32, "t")
@@ -55,7 +55,7 @@ SPELLINGS = ["0475 00 01 11", "+32475000111", "tel:+32-475-000111", "sip:+324750
 OTHER = "0475999888"
 DAY = "2026-11-01T10:00:00+00:00"
 REQUESTED_AT = datetime(2026, 11, 2, tzinfo=UTC)
-TENANT = "contact-centre"  # the source of tests.samples' CDRs: agents are pseudonymised per tenant
+TENANT = "contact-centre"  # the source of tests.support.samples' CDRs: agents are pseudonymised per tenant
 RESIDUAL = ResidualCopy(topic="cdr.raw", holds="raw CDRs", retention_days=None, retention_source="broker")
 RECEIPT_SCHEMA = json.loads((REPO / "schemas/erasure-receipt.schema.json").read_text())
 

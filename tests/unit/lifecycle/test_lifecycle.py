@@ -15,20 +15,20 @@ from pipeline.errors import ConfigError
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
-from pipeline.lifecycle.audit import append_audit, purge_audit, read_audit
-from pipeline.lifecycle.export import subject_rows, write_export
-from pipeline.lifecycle.finder import search
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.reapply import reapply_ledger
-from pipeline.lifecycle.receipts import purge_receipts, receipt_path
-from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.rewriter import rewrite_file, verify_erasure
+from pipeline.lifecycle.operations.export import subject_rows, write_export
+from pipeline.lifecycle.operations.finder import search
+from pipeline.lifecycle.operations.reapply import reapply_ledger
+from pipeline.lifecycle.operations.retention import apply_retention
+from pipeline.lifecycle.operations.rewriter import rewrite_file, verify_erasure
+from pipeline.lifecycle.requests.audit import append_audit, purge_audit, read_audit
+from pipeline.lifecycle.requests.receipts import purge_receipts, receipt_path
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink import subject_index
-from pipeline.sink.storage import LocalStorage
-from tests.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
-from tests.samples import call_at, decode_context
+from pipeline.store import subject_index
+from pipeline.store.storage import LocalStorage
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+from tests.support.samples import call_at, decode_context
 
 
 def test_subject_index_never_misses_and_rarely_lies() -> None:

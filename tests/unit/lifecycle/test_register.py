@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from pipeline.cli import cli
 from pipeline.errors import ConfigError
-from pipeline.keyring import init_keyring
-from pipeline.lifecycle.erasure_register import close_erasure, register_erasure
-from pipeline.lifecycle.receipts import Receipt, ReceiptVerification
-from pipeline.lifecycle.register import (
+from pipeline.keys.keyring import init_keyring
+from pipeline.lifecycle.requests.erasure_register import close_erasure, register_erasure
+from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
+from pipeline.lifecycle.requests.receipts import Receipt, ReceiptVerification
+from pipeline.lifecycle.requests.register import (
     REGISTER_DIR,
     add_months,
     close,
@@ -27,10 +28,9 @@ from pipeline.lifecycle.register import (
     purge_requests,
     register_received,
 )
-from pipeline.lifecycle.register_metrics import RequestRegisterMetrics
-from pipeline.lifecycle.request_ids import check_request_id, new_request_id
-from pipeline.sink.storage import LocalStorage
-from tests.lifecycle_store import parquet_file
+from pipeline.lifecycle.requests.register_metrics import RequestRegisterMetrics
+from pipeline.store.storage import LocalStorage
+from tests.support.lifecycle_store import parquet_file
 
 
 def _at(day: str, hour: int = 10) -> datetime:

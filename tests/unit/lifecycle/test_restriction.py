@@ -13,23 +13,23 @@ import pyarrow.parquet as pq
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
-from pipeline.keyring import Key, Keyring
-from pipeline.lifecycle.export import subject_rows
+from pipeline.keys.keyring import Key, Keyring
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry
-from pipeline.lifecycle.quarantine import merge_into, move_subject_rows
-from pipeline.lifecycle.reapply import reapply_ledger
-from pipeline.lifecycle.register import load_request, register_received
-from pipeline.lifecycle.restriction import Ledger, Passes
-from pipeline.lifecycle.retention import apply_retention
-from pipeline.lifecycle.rewriter import rewrite_subject_files
+from pipeline.lifecycle.operations.export import subject_rows
+from pipeline.lifecycle.operations.quarantine import merge_into, move_subject_rows
+from pipeline.lifecycle.operations.reapply import reapply_ledger
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
+from pipeline.lifecycle.operations.retention import apply_retention
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
+from pipeline.lifecycle.requests.register import load_request, register_received
+from pipeline.lifecycle.requests.subject_request import SubjectRequest
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.lifecycle.subject_request import SubjectRequest
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.sink.publisher import BatchPublisher
-from pipeline.sink.storage import LocalStorage
-from tests.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
-from tests.samples import call_at, decode_context
+from pipeline.store.storage import LocalStorage
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+from tests.support.samples import call_at, decode_context
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OLD_KEYS = Keyring("k1", (KEYS.keys[0],))

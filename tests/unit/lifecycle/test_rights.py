@@ -14,21 +14,21 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.ingest.rows import build_rows
-from pipeline.keyring import init_keyring
-from pipeline.lifecycle.audit import read_audit
+from pipeline.keys.keyring import init_keyring
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.ledger import ErasureLedger
-from pipeline.lifecycle.receipts import receipt_path
-from pipeline.lifecycle.rectify import rectify_call
-from pipeline.lifecycle.register import load_request
-from pipeline.lifecycle.restriction import Ledger, Passes
+from pipeline.lifecycle.operations.rectify import rectify_call
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
+from pipeline.lifecycle.requests.audit import read_audit
+from pipeline.lifecycle.requests.receipts import receipt_path
+from pipeline.lifecycle.requests.register import load_request
+from pipeline.lifecycle.requests.subject_request import Rejection, SubjectRequest, parse_request
 from pipeline.lifecycle.rights import RightsProcessor
-from pipeline.lifecycle.subject_request import Rejection, SubjectRequest, parse_request
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO
-from tests.lifecycle_store import CLASSIFIER, KEYS, parquet_file, sample_store
-from tests.samples import call_at, canonical_decode
+from pipeline.store.parquet import encode
+from pipeline.store.storage import LocalStorage
+from tests.support.helpers import REPO
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, sample_store
+from tests.support.samples import call_at, canonical_decode
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"

@@ -15,17 +15,17 @@ from pipeline.cli import cli
 from pipeline.cli import subjects as cli_module
 from pipeline.errors import ConfigError
 from pipeline.ingest.rows import build_rows
-from pipeline.keyring import init_keyring, load_keyring
+from pipeline.keys.keyring import init_keyring, load_keyring
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
-from pipeline.lifecycle.erasure_request import ErasureRequest
-from pipeline.lifecycle.export import minimise, subject_rows
-from pipeline.lifecycle.resolution import resolve_number
+from pipeline.lifecycle.operations.export import minimise, subject_rows
+from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.subject import subject_from_number
-from pipeline.msisdn import NumberClassifier, NumberKind
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage
-from tests.samples import call_at, canonical_decode
+from pipeline.numbers.msisdn import NumberClassifier, NumberKind
+from pipeline.numbers.resolution import resolve_number
+from pipeline.store.parquet import encode
+from pipeline.store.storage import LocalStorage
+from tests.support.samples import call_at, canonical_decode
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 DAY = "2026-11-01T10:00:00+00:00"

@@ -12,15 +12,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline import demo
+from pipeline.cli import demo
 from pipeline.ingest.rows import build_rows
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr
-from pipeline.sink.parquet import encode
-from pipeline.sink.storage import LocalStorage
-from tests.helpers import REPO
+from pipeline.store.parquet import encode
+from pipeline.store.storage import LocalStorage
+from tests.support.helpers import REPO
 
 GUIDE = (REPO / "docs" / "analyst-guide.md").read_text()
 CALLS = list(demo.generate(3_000, seed=5, start=datetime(2026, 11, 20, 18, tzinfo=UTC), days=3))

@@ -7,7 +7,7 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.helpers import find_raw_numbers, raw_number_needles
+from tests.support.helpers import find_raw_numbers, raw_number_needles
 
 
 def test_scanner_finds_a_number_leaked_into_parquet_statistics_and_dictionaries() -> None:

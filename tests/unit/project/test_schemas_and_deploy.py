@@ -10,15 +10,15 @@ import jsonschema
 import msgspec
 import yaml
 
-from pipeline import demo
-from pipeline.data_dictionary import render_shipped
-from pipeline.keyring import init_keyring
-from pipeline.lifecycle.erasure_request import ErasureRequest
-from pipeline.pseudonym import PSEUDONYM_SCHEME_VERSION
-from pipeline.sink.schema import CDR_SCHEMA
-from pipeline.text_policy import POLICIES
-from tests.helpers import REPO
-from tests.samples import canonical
+from docs.data_dictionary import render_shipped
+from pipeline.cli import demo
+from pipeline.formats.text_policy import POLICIES
+from pipeline.keys.keyring import init_keyring
+from pipeline.keys.pseudonym import PSEUDONYM_SCHEME_VERSION
+from pipeline.lifecycle.requests.erasure_request import ErasureRequest
+from pipeline.store.schema import CDR_SCHEMA
+from tests.support.helpers import REPO
+from tests.support.samples import canonical
 
 SCHEMAS = REPO / "schemas"
 
@@ -171,6 +171,6 @@ def test_erasure_requests_as_the_cli_sends_them_match_their_schema() -> None:
 
 def test_the_rendered_data_dictionary_is_up_to_date() -> None:
     rendered = (REPO / "docs" / "data-dictionary.md").read_text()
-    assert rendered == render_shipped(), "run: python -m pipeline.data_dictionary > docs/data-dictionary.md"
+    assert rendered == render_shipped(), "run: python -m docs.data_dictionary > docs/data-dictionary.md"
     for field in CDR_SCHEMA:
         assert f"| `{field.name}` | `{field.type}` |" in rendered

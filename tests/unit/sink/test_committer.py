@@ -8,12 +8,12 @@ import pyarrow as pa
 
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
-from pipeline.metrics import HEALTH
+from pipeline.observability.metrics import HEALTH
 from pipeline.sink.committer import BatchCommitter
 from pipeline.sink.outcomes import Replay
 from pipeline.sink.publisher import BatchPublisher, intent_path
-from pipeline.sink.storage import LocalStorage
-from tests.commit_fakes import (
+from pipeline.store.storage import LocalStorage
+from tests.support.commit_fakes import (
     KEY,
     AppliedCommitter,
     FailingStorage,
@@ -23,7 +23,7 @@ from tests.commit_fakes import (
     small_ingestor,
     stored_ids,
 )
-from tests.samples import call_at
+from tests.support.samples import call_at
 
 
 def _parts(root: Path, storage: LocalStorage | None = None) -> tuple[Ingestor, FakeOffsets, AppliedCommitter]:

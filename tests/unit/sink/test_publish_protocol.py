@@ -11,14 +11,14 @@ import pytest
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
-from pipeline.keyring import Key
-from pipeline.msisdn import NumberClassifier
-from pipeline.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.sink.batch import PartitionFlush
 from pipeline.sink.publisher import BatchPublisher, intent_path
-from pipeline.sink.storage import LocalStorage
-from pipeline.sink.storage_errors import StorageError
-from tests.samples import call_at, decode_context
+from pipeline.store.errors import StorageError
+from pipeline.store.storage import LocalStorage
+from tests.support.samples import call_at, decode_context
 
 KEY = ("cdr.raw", 0)
 

@@ -1,0 +1,141 @@
+"""The policy of every kept text field of a CDR, enforced once for every input format.
+
+Contract: :func:`enforce_text_policies` returns the record unchanged, or with
+the phone numbers in its free-text ``queue`` replaced by ``[number]``, or
+raises :class:`~pipeline.record.RecordRejectedError` with reason
+``pii_in_text`` and a message that names the field, never its value. Numbers
+are what :mod:`pipeline.numbers.text` finds (the detector the log scrubber
+uses, tested to be at least as wide as the classifier). The policies are
+listed per column in ``schemas/data-dictionary.json`` (``text_policy``), kept
+in step with :data:`POLICIES` by a test.
+
+Fields: ``direction`` and ``disposition`` are enumerations the decoders
+already enforce; caller, callee, connected and agent are pseudonymised and
+never kept as text; ``cdr_id``, ``source``, ``queue``, ``hangup_cause`` and
+``currency`` are checked here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from pipeline.numbers.msisdn import NumberClassifier, NumberKind
+from pipeline.numbers.text import contains_number, redact_numbers
+from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+
+OnNumber = Literal["reject", "replace", "reject-whole"]
+CHECKED_VALUES_REMEMBERED = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class TextPolicy:
+    """The rule of one text field: its shape, and what a phone number in it does.
+
+    ``on_number``: ``reject`` sends the record to the DLQ when the detector
+    finds a number anywhere in the value; ``replace`` replaces each number by
+    ``[number]``; ``reject-whole`` (opaque ids, whose digit runs are routinely
+    longer than a phone number: epoch-based Asterisk ids, carrier call
+    references) rejects a value that is, as a whole, a number the classifier
+    reads as E.164 (bare digits, with ``+``, or the user part of a SIP or tel
+    URI). An id that spells a number with separators (``0470.12.34.56``) is
+    not recognised: that is the limit of this policy, documented in the data
+    dictionary.
+    """
+
+    name: str
+    shape: re.Pattern[str]
+    on_number: OnNumber
+    describes: str
+
+
+POLICIES: dict[str, TextPolicy] = {
+    "cdr_id": TextPolicy(
+        "identifier",
+        re.compile(r"[A-Za-z0-9._:#@/-]{1,128}"),
+        "reject-whole",
+        "1-128 characters of A-Z a-z 0-9 . _ : # @ / -; never a phone number as a whole",
+    ),
+    "source": TextPolicy(
+        "system-name",
+        re.compile(r"[A-Za-z0-9._-]{1,64}"),
+        "reject",
+        "1-64 characters of A-Z a-z 0-9 . _ -, with no phone number in it",
+    ),
+    "queue": TextPolicy(
+        "free-text",
+        re.compile(r"[^\x00-\x1f\x7f]{1,128}"),
+        "replace",
+        "free text of 1-128 printable characters; every phone number in it is replaced by [number]",
+    ),
+    "hangup_cause": TextPolicy(
+        "cause-name",
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_. -]{0,63}"),
+        "reject",
+        "a cause name or code: 1-64 of A-Z a-z 0-9 _ . - and space, with no phone number in it",
+    ),
+    "currency": TextPolicy(
+        "iso-4217",
+        re.compile(r"[A-Z]{3}"),
+        "reject",
+        "an ISO 4217 code: three capital letters",
+    ),
+}
+
+
+def enforce_text_policies(cdr: CanonicalCdr, classifier: NumberClassifier) -> CanonicalCdr:
+    """``cdr`` with every text field within its policy, or a ``pii_in_text`` rejection."""
+    replacements: dict[str, str] = {}
+    for field, policy in POLICIES.items():
+        value: str | None = getattr(cdr, field)
+        if value is None:
+            continue
+        if policy.on_number == "reject-whole":  # ids are unique: nothing to remember
+            problem = _shape_problem(field, value) or (
+                f"{field} is a phone number" if _is_whole_number(value, classifier) else None
+            )
+            kept = value
+        else:
+            problem, kept = _checked(field, value)
+        if problem is not None:
+            raise RecordRejectedError(RejectReason.PII_IN_TEXT, problem)
+        if kept != value:
+            replacements[field] = kept
+    return msgspec.structs.replace(cdr, **replacements) if replacements else cdr
+
+
+@functools.lru_cache(maxsize=CHECKED_VALUES_REMEMBERED)
+def _checked(field: str, value: str) -> tuple[str | None, str]:
+    """The problem of a name or free-text ``value`` (None if it is fine) and the value to keep.
+
+    Names, queues, causes and currencies repeat in almost every record, so
+    each verdict is remembered (it depends on nothing but the field and value).
+    """
+    problem = _shape_problem(field, value)
+    if problem is not None or not contains_number(value):
+        return problem, value
+    if POLICIES[field].on_number == "replace":
+        return None, redact_numbers(value)
+    return f"{field} holds a phone number", value
+
+
+def _shape_problem(field: str, value: str) -> str | None:
+    policy = POLICIES[field]
+    return None if policy.shape.fullmatch(value) else f"{field} breaks its rule: {policy.describes}"
+
+
+_WHOLE_NUMBER = re.compile(r"(?i)(?:sips?:|tel:)?(\+?[0-9]{7,})(?:@.*)?")
+
+
+def _is_whole_number(value: str, classifier: NumberClassifier) -> bool:
+    """Whether an id is a phone number as it stands: digits, maybe in a URI, read as E.164.
+
+    Separators are not removed: ``1732530102.1`` (an Asterisk uniqueid) would
+    otherwise read as the North American number +1 732 530 1021.
+    """
+    match = _WHOLE_NUMBER.fullmatch(value)
+    return match is not None and classifier.classify(match.group(1)).kind is NumberKind.E164

@@ -1,0 +1,5 @@
+"""Keys: the versioned keyring, the keyring file the workers follow, and keyed pseudonyms.
+
+``keyring`` (keys, their ids and the rules a secret must pass), ``keyring_file`` (loading and
+following the keyring file), ``pseudonym`` (HMAC pseudonyms of parties, per domain and tenant).
+"""

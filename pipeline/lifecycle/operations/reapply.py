@@ -1,0 +1,98 @@
+"""Re-apply the ledger to the store, e.g. after restoring files from a backup.
+
+Contract: :func:`reapply_ledger` finds, for every erasure of the ledger, the files that
+may hold its pseudonyms, rewrites them without the erased rows (or parties),
+verifies them; then, for every restriction and objection in force, moves the
+subject's rows that are back in the dataset to the quarantine (a backup taken
+before the restriction holds them in ``cdr/``). It appends one
+``ledger-reapply`` audit entry with the request ids, files rewritten, rows
+affected and the verification result. Applying it to a store that already
+reflects every entry changes no file. It must not
+run while a worker erases (run it with the workers stopped, like ``cdrpipe
+retention``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.operations.finder import skip_strays
+from pipeline.lifecycle.operations.quarantine import move_subject_rows
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.requests.audit import append_audit
+from pipeline.store.naming import DATASET, QUARANTINE
+from pipeline.store.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class ReapplyReport:
+    """What re-applying the ledger did."""
+
+    requests: int
+    files_rewritten: list[str]
+    files_deleted: list[str]
+    rows_affected: int
+    verification_passed: bool
+    holds: int = 0
+    """Restrictions and objections in force whose rows were checked."""
+    rows_quarantined: int = 0
+
+
+def reapply_ledger(
+    storage: Storage,
+    entries: list[LedgerEntry],
+    progress: Callable[[int], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ReapplyReport:
+    """Apply every entry of ``entries`` to the files of ``storage``; audit and return the outcome."""
+    rewritten: set[str] = set()
+    deleted: set[str] = set()
+    affected = 0
+    passed = True
+    strays: list[str] = []
+    holds = [entry for entry in entries if entry.action in ("restrict", "suppress")]
+    entries = [entry for entry in entries if entry.action == "erase"]
+    for entry in entries:
+        pseudonyms = entry.subject_pseudonyms()
+        requested_at = entry.requested_at.astimezone(UTC)
+        results, found = rewrite_subject_files(storage, pseudonyms, entry.mode, requested_at)
+        strays = found.strays
+        for result in results:
+            affected += result.rows_affected
+            if result.rows_affected:
+                (deleted if result.deleted else rewritten).add(result.path)
+        searched = searched_key_ids((pair.key_id for pair in entry.subject), results)
+        touched = [result.path for result in results]
+        passed = passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched).passed
+        if progress is not None:
+            progress(1)
+    quarantined = 0
+    for entry in holds:  # after the erasures: erased rows never reach the quarantine
+        moved = move_subject_rows(storage, entry.subject_pseudonyms(), DATASET, QUARANTINE)
+        quarantined += moved.rows_moved
+        rewritten.update(moved.files_written)
+        deleted.update(moved.files_deleted)
+        passed = passed and moved.verified
+        if progress is not None:
+            progress(1)
+    skip_strays(storage, strays, "ledger re-apply", now())
+    report = ReapplyReport(
+        len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed, len(holds), quarantined
+    )
+    append_audit(
+        storage,
+        "ledger-reapply",
+        {
+            "request_ids": [entry.request_id for entry in entries + holds],
+            "rows_quarantined": quarantined,
+            "files_rewritten": report.files_rewritten,
+            "files_deleted": report.files_deleted,
+            "rows_affected": report.rows_affected,
+            "verification_passed": report.verification_passed,
+        },
+        now(),
+    )
+    return report

@@ -1,0 +1,75 @@
+"""Retention by call date: partitions older than the retention period are deleted.
+
+Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
+older than ``today - retention_days``; :func:`apply_retention` deletes their
+files (unless ``dry_run``) and writes one audit entry per deleted partition.
+Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
+warning and an audit entry; they never stop retention.
+:func:`horizon` is the same rule for a single record at ingest: a record
+whose call date is before it is dropped. :func:`purge_dpo_records` deletes the
+DPO records past their period: audit entries, receipts and closed requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pipeline.lifecycle.operations.finder import list_data_files, partition_date, skip_strays
+from pipeline.lifecycle.requests.audit import append_audit, purge_audit
+from pipeline.lifecycle.requests.receipts import purge_receipts
+from pipeline.lifecycle.requests.register import purge_requests
+from pipeline.record import retention_horizon
+from pipeline.store.naming import AREAS
+from pipeline.store.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What a retention run found and did."""
+
+    horizon: date
+    partitions: dict[date, list[str]]
+    dry_run: bool
+
+    @property
+    def files(self) -> int:
+        return sum(len(paths) for paths in self.partitions.values())
+
+
+def apply_retention(
+    storage: Storage, now: datetime, retention_days: int, dry_run: bool = False
+) -> RetentionReport:
+    """Delete (or list, with ``dry_run``) every partition past the retention period."""
+    oldest_kept = retention_horizon(now.date(), retention_days)
+    expired: dict[date, list[str]] = {}
+    listed = list_data_files(storage)
+    for path in listed.paths:
+        call_date = partition_date(path)
+        if call_date is not None and call_date < oldest_kept:
+            expired.setdefault(call_date, []).append(path)
+    if not dry_run:
+        for area in AREAS:  # what publishes killed mid-write left behind, expired or not
+            storage.sweep_temporaries(area)
+        skip_strays(storage, listed.strays, "retention", now)
+        for call_date, paths in sorted(expired.items()):
+            for path in paths:
+                storage.delete(path)
+            append_audit(
+                storage,
+                "retention",
+                {
+                    "call_date": call_date.isoformat(),
+                    "files_deleted": paths,
+                    "retention_days": retention_days,
+                },
+                now,
+            )
+    return RetentionReport(oldest_kept, expired, dry_run)
+
+
+def purge_dpo_records(storage: Storage, keep_days: int, now: datetime) -> int:
+    """Purge audit days, receipts and closed register entries older than ``keep_days``; return how many."""
+    purged = purge_audit(storage, keep_days, now.date())
+    purged += purge_receipts(storage, keep_days, now)
+    return purged + purge_requests(storage, keep_days, now)

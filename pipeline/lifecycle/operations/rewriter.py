@@ -1,0 +1,163 @@
+"""Copy-on-write erasure of one file, and the check that the subject is gone.
+
+Contract: :func:`rewrite_file` leaves either the old file or the complete new
+one (the storage publishes atomically): a file that loses rows is replaced
+under the same name, a file that loses all rows is deleted, a file without
+the subject's rows is left untouched. :func:`verify_erasure` reads every
+footer of the store again, then *decodes* every pseudonym column of every
+file the erasure touched and of every file whose subject index cannot rule
+the subject out, and counts the subject's rows left (up to
+``requested_at``). It also compares the key ids of all files read with the
+keys the subject's pseudonyms were computed under: a key the erasure could
+not search fails the verification, by name, and so does a data file whose
+footer cannot be read. Nothing is inferred from raw file bytes (compression
+hides them).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.lifecycle.ledger import UNKNOWN_KEY
+from pipeline.lifecycle.operations.finder import Search, search
+from pipeline.lifecycle.operations.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
+from pipeline.store.parquet import encode
+from pipeline.store.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteResult:
+    """What happened to one file, and the key ids of the subject rows it held."""
+
+    path: str
+    rows_affected: int
+    deleted: bool
+    key_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of decoding the files that could still hold the subject."""
+
+    files_in_store: int
+    files_checked: int
+    rows_remaining: int
+    key_ids_in_store: frozenset[str]
+    key_ids_not_searched: frozenset[str]
+    files_unreadable: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when no subject row is left, every key of the store was searched and every file read."""
+        return self.rows_remaining == 0 and not self.key_ids_not_searched and not self.files_unreadable
+
+    def describe(self, requested_at: datetime) -> str:
+        """What was checked, in plain words."""
+        ruled_out = self.files_in_store - self.files_checked
+        text = (
+            f"Read the footer of all {self.files_in_store} data files in the store. Decoded the "
+            f"{', '.join(SUBJECT_COLUMNS)} columns of {self.files_checked} files (every file this "
+            f"erasure changed and every file whose subject index could not rule the subject out; "
+            f"the indexes of the other {ruled_out} files rule it out) and found "
+            f"{self.rows_remaining} rows of the subject with a call time up to "
+            f"{requested_at.isoformat()}. The files carry rows pseudonymised under keys "
+            f"{_names(self.key_ids_in_store)}."
+        )
+        if self.files_unreadable:
+            text += (
+                f" FAILED: {len(self.files_unreadable)} data files could not be read "
+                f"({', '.join(self.files_unreadable)}), so they may still hold the subject; "
+                "repair or remove them and request the erasure again."
+            )
+        if self.key_ids_not_searched:
+            text += (
+                f" FAILED: the subject's pseudonyms could not be computed under "
+                f"{_names(self.key_ids_not_searched)}, so rows under those keys were not searched; "
+                "reload the keyring that holds them and request the erasure again."
+            )
+        return text
+
+
+def _names(key_ids: Iterable[str]) -> str:
+    return ", ".join(sorted(key_ids)) or "(none)"
+
+
+def rewrite_file(
+    storage: Storage, path: str, pseudonyms: frozenset[str], mode: Mode, requested_at: datetime
+) -> RewriteResult:
+    """Erase the subject's rows from the file at ``path``."""
+    data = storage.read(path)
+    if data is None:
+        return RewriteResult(path, 0, deleted=False)
+    table = pq.read_table(io.BytesIO(data))
+    mask = subject_row_mask(table, pseudonyms, requested_at)
+    key_ids = frozenset(pc.unique(table.column("key_id").filter(mask)).drop_null().to_pylist())
+    erased, affected = erase_rows(table, pseudonyms, mode, requested_at)
+    if affected == 0:
+        return RewriteResult(path, 0, deleted=False)
+    if erased.num_rows == 0:
+        storage.delete(path)
+        return RewriteResult(path, affected, deleted=True, key_ids=key_ids)
+    storage.publish(path, encode(erased))
+    return RewriteResult(path, affected, deleted=False, key_ids=key_ids)
+
+
+def rewrite_subject_files(
+    storage: Storage,
+    pseudonyms: frozenset[str],
+    mode: Mode,
+    requested_at: datetime,
+    modified_since: datetime | None = None,
+) -> tuple[list[RewriteResult], Search]:
+    """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each."""
+    found = search(storage, pseudonyms, modified_since=modified_since)
+    results = [rewrite_file(storage, path, pseudonyms, mode, requested_at) for path in found.candidates]
+    return results, found
+
+
+def searched_key_ids(key_ids: Iterable[str], results: list[RewriteResult]) -> frozenset[str]:
+    """The keys a subject was searched under.
+
+    A pseudonym given as such has no known key: it counts as searched under the
+    keys of the rows it was found in, and under no other key.
+    """
+    known = frozenset(key_ids) - {UNKNOWN_KEY}
+    return known or frozenset().union(*(result.key_ids for result in results))
+
+
+def count_subject_rows(
+    storage: Storage, path: str, pseudonyms: frozenset[str], requested_at: datetime
+) -> int:
+    """Decode the subject columns of the file at ``path``: the subject's rows up to ``requested_at``."""
+    with storage.open_input(path) as handle:
+        table = pq.read_table(handle, columns=[*SUBJECT_COLUMNS, "start_time"])
+    return int(pc.sum(pc.cast(subject_row_mask(table, pseudonyms, requested_at), "int64")).as_py() or 0)
+
+
+def verify_erasure(
+    storage: Storage,
+    pseudonyms: frozenset[str],
+    searched_key_ids: frozenset[str],
+    requested_at: datetime,
+    touched: Iterable[str],
+) -> Verification:
+    """Check the whole store for the subject's rows and for keys the erasure could not search."""
+    found = search(storage, pseudonyms)
+    present = set(found.key_ids)
+    checked = sorted({*found.candidates, *(path for path in touched if path in present)})
+    remaining = sum(count_subject_rows(storage, path, pseudonyms, requested_at) for path in checked)
+    in_store = found.all_key_ids()
+    return Verification(
+        len(present) + len(found.unreadable),
+        len(checked),
+        remaining,
+        in_store,
+        in_store - searched_key_ids,
+        tuple(found.unreadable),
+    )

@@ -1,0 +1,91 @@
+"""Messages of the erasure request topic, and why an invalid one is rejected.
+
+Contract: :func:`decode_request` returns an :class:`ErasureRequest` that
+matches ``schemas/erasure-request.schema.json`` (a ``requested_at`` without a
+UTC offset does not), or an :class:`InvalidRequest` with the request id (a new
+``unidentified-<uuid>`` when the message has no usable one) and a reason that
+names where the message breaks the schema but never quotes its values: any
+producer may put a phone number in any field. It never raises.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from pipeline.errors import ConfigError
+from pipeline.lifecycle.operations.rows import Mode
+from pipeline.lifecycle.requests.ids import check_request_id
+
+SubjectKind = Literal["number", "pseudonym", "agent"]
+_SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
+_MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
+
+
+class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """A message of the erasure request topic (``schemas/erasure-request.schema.json``)."""
+
+    request_id: Annotated[str, msgspec.Meta(min_length=1)]
+    subject: str
+    subject_kind: SubjectKind = "number"
+    tenant: str | None = None
+    requested_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    mode: Mode = "delete"
+
+
+class _RequestId(msgspec.Struct):
+    request_id: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRequest:
+    """A message that is not a valid request: its id and why, without its values."""
+
+    request_id: str
+    reason: str
+
+
+_REQUEST = msgspec.json.Decoder(ErasureRequest)
+_REQUEST_ID = msgspec.json.Decoder(_RequestId)
+
+
+def decode_request(payload: bytes) -> ErasureRequest | InvalidRequest:
+    """The request in ``payload``, or why it is not one."""
+    try:
+        request = _REQUEST.decode(payload)
+    except msgspec.DecodeError as error:
+        return InvalidRequest(_request_id_of(payload), schema_problem(error))
+    try:
+        check_request_id(request.request_id)
+    except ConfigError as error:
+        # The id names the receipt, the audit entry and the ledger key: one that is or holds a
+        # phone number (or cannot be a file name) is refused under an id of its own.
+        return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
+    return request
+
+
+def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:
+    """Where a request breaks ``schema``; msgspec's own message may quote the value, so it is not used."""
+    message = str(error)
+    where, missing = _SCHEMA_PATH.search(message), _MISSING_FIELD.search(message)
+    detail = (
+        f"at {where.group(1)}"
+        if where
+        else f"missing field {missing.group(1)}"
+        if missing
+        else "not a JSON object of that form"
+    )
+    return f"the request does not match {schema} ({detail})"
+
+
+def _request_id_of(payload: bytes) -> str:
+    """The request id of an invalid request if it has a usable one, else a new unique id."""
+    try:
+        return check_request_id(_REQUEST_ID.decode(payload).request_id)
+    except (msgspec.DecodeError, ConfigError):
+        return f"unidentified-{uuid.uuid4()}"

@@ -1,0 +1,230 @@
+"""The register of subject requests: every request, its due date, status and history.
+
+Each request has a directory ``_cdrpipe/requests/<request id>/`` holding one
+small immutable JSON file per event:
+
+* ``received.json``: kind and received instant (created exclusively, so a
+  re-delivered request is registered once);
+* ``extended.json``: the one extension of art. 12(3), with its reason
+  (exclusive: a second extension is refused);
+* ``closed.json``: the closing instant, the status (``closed`` or
+  ``rejected``) and a short outcome (exclusive: a request closes once);
+* ``notes/<instant>-<n>.json``: anything else worth keeping in the history
+  (a failed attempt, say), never deciding the status.
+
+Contract: the due date is one month after the received date, or three months
+once extended (the month-end rule of Regulation 1182/71: 31 January + 1 month
+is the last day of February). A request is overdue when it is open and today
+is after its due date. :func:`purge_requests` deletes every file of a request
+closed more than ``keep_days`` ago. Records hold request ids, kinds, instants,
+reasons and outcomes; never a number or a pseudonym (:func:`check_request_id`
+and :func:`check_text` refuse anything shaped like a phone number or a pseudonym).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, get_args
+
+from pipeline.errors import ConfigError
+from pipeline.lifecycle.requests.ids import check_request_id, check_text
+from pipeline.store.storage import Storage
+
+REGISTER_DIR = "_cdrpipe/requests"
+Kind = Literal["access", "erasure", "restriction", "lift", "objection", "withdrawal", "rectification"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+Status = Literal["open", "closed", "rejected"]
+ANSWER_MONTHS = 1
+EXTENDED_MONTHS = 3  # art. 12(3): one month, "extended by two further months"
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus ``months`` calendar months; the last day of the month when that day is missing."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the register knows it."""
+
+    request_id: str
+    kind: Kind
+    received_at: datetime
+    status: Status
+    extension_reason: str | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def due(self) -> date:
+        """The last day to answer: one month after receipt, three once extended."""
+        months = EXTENDED_MONTHS if self.extension_reason is not None else ANSWER_MONTHS
+        return add_months(self.received_at.date(), months)
+
+    def overdue(self, today: date) -> bool:
+        """True while the request is open after its due date."""
+        return self.status == "open" and today > self.due
+
+    def summary(self, today: date) -> dict[str, Any]:
+        """The JSON form of the record (``cdrpipe requests --json`` and ``show``)."""
+        return {
+            "request_id": self.request_id,
+            "kind": self.kind,
+            "received_at": self.received_at.isoformat(),
+            "due": self.due.isoformat(),
+            "status": self.status,
+            "overdue": self.overdue(today),
+            "extension_reason": self.extension_reason,
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "outcome": self.outcome,
+            "history": self.history,
+        }
+
+
+def _directory(request_id: str) -> str:
+    return f"{REGISTER_DIR}/{check_request_id(request_id)}"
+
+
+def _instant(moment: datetime) -> str:
+    # One zone for every stored instant, so that history sorts by its text.
+    if moment.tzinfo is None:
+        raise ValueError("register instants carry a time zone")
+    return moment.astimezone(UTC).isoformat()
+
+
+def _write(storage: Storage, path: str, document: dict[str, Any]) -> bool:
+    return storage.create_exclusive(path, json.dumps(document, sort_keys=True).encode())
+
+
+def register_received(storage: Storage, request_id: str, kind: Kind, received_at: datetime) -> RequestRecord:
+    """Register a request (idempotent: an existing registration is kept); return its record."""
+    _write(
+        storage,
+        f"{_directory(request_id)}/received.json",
+        {"event": "received", "at": _instant(received_at), "kind": kind},
+    )
+    record = load_request(storage, request_id)
+    assert record is not None  # just created, or created before
+    if record.kind != kind:
+        raise ConfigError(f"request {request_id} is registered as {record.kind}, not {kind}")
+    return record
+
+
+def extend(storage: Storage, request_id: str, reason: str, now: datetime) -> RequestRecord:
+    """Extend an open request by two months (once, before it falls due), stating ``reason``."""
+    record = _existing(storage, request_id)
+    if not reason.strip():
+        raise ConfigError("state the reason for the extension (art. 12(3))")
+    check_text(reason, "the reason")
+    if record.status != "open":
+        raise ConfigError(f"request {request_id} is {record.status}; only open requests can be extended")
+    # The subject must be told of an extension within the first month (art. 12(3)),
+    # so an overdue request cannot be extended after the fact.
+    if record.overdue(now.date()):
+        raise ConfigError(f"request {request_id} fell due on {record.due.isoformat()}; it cannot be extended")
+    document = {"event": "extended", "at": _instant(now), "reason": reason.strip()}
+    if not _write(storage, f"{_directory(request_id)}/extended.json", document):
+        raise ConfigError(f"request {request_id} was already extended; art. 12(3) allows one extension")
+    return _existing(storage, request_id)
+
+
+def close(
+    storage: Storage, request_id: str, now: datetime, outcome: str, status: Status = "closed"
+) -> RequestRecord:
+    """Close a registered request with ``outcome`` (idempotent: the first closing stands)."""
+    _existing(storage, request_id)
+    check_text(outcome, "the outcome")
+    document = {"event": status, "at": _instant(now), "status": status, "outcome": outcome}
+    _write(storage, f"{_directory(request_id)}/closed.json", document)
+    return _existing(storage, request_id)
+
+
+def note(storage: Storage, request_id: str, now: datetime, text: str) -> None:
+    """Add ``text`` to a request's history without changing its status."""
+    _existing(storage, request_id)
+    check_text(text, "a note")
+    name = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.json"
+    document = {"event": "note", "at": _instant(now), "text": text}
+    _write(storage, f"{_directory(request_id)}/notes/{name}", document)
+
+
+def _existing(storage: Storage, request_id: str) -> RequestRecord:
+    record = load_request(storage, request_id)
+    if record is None:
+        raise ConfigError(f"no request {request_id} in the register")
+    return record
+
+
+def load_request(storage: Storage, request_id: str) -> RequestRecord | None:
+    """The record of ``request_id``, or None if it was never registered (or is purged)."""
+    directory = _directory(request_id)
+    return _fold(request_id, [storage.read(path) for path in storage.list(directory)])
+
+
+def _files_by_request(storage: Storage) -> dict[str, list[str]]:
+    by_request: dict[str, list[str]] = {}
+    for path in storage.list(REGISTER_DIR):
+        request_id = path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0]
+        by_request.setdefault(request_id, []).append(path)
+    return by_request
+
+
+def load_register(storage: Storage) -> list[RequestRecord]:
+    """Every registered request."""
+    records = (
+        _fold(request_id, [storage.read(path) for path in paths])
+        for request_id, paths in _files_by_request(storage).items()
+    )
+    return [record for record in records if record is not None]
+
+
+def _fold(request_id: str, documents: list[bytes | None]) -> RequestRecord | None:
+    events = sorted(
+        (json.loads(document) for document in documents if document is not None),
+        key=lambda event: (event["at"], event["event"] != "received"),
+    )
+    received = next((event for event in events if event["event"] == "received"), None)
+    if received is None:  # a purge cut short after it removed the registration
+        return None
+    extended = next((event for event in events if event["event"] == "extended"), None)
+    closed = next((event for event in events if event["event"] in ("closed", "rejected")), None)
+    return RequestRecord(
+        request_id=request_id,
+        kind=received["kind"],
+        received_at=datetime.fromisoformat(received["at"]),
+        status=closed["status"] if closed else "open",
+        extension_reason=extended["reason"] if extended else None,
+        closed_at=datetime.fromisoformat(closed["at"]) if closed else None,
+        outcome=closed["outcome"] if closed else None,
+        history=events,
+    )
+
+
+def open_requests(records: list[RequestRecord], today: date) -> list[RequestRecord]:
+    """The open requests: overdue ones first, then by due date and receipt."""
+    pending = [record for record in records if record.status == "open"]
+    return sorted(pending, key=lambda record: (not record.overdue(today), record.due, record.received_at))
+
+
+def purge_requests(storage: Storage, keep_days: int, now: datetime) -> int:
+    """Delete the files of requests closed more than ``keep_days`` before ``now``; return how many."""
+    cutoff = now - timedelta(days=keep_days)
+    purged = 0
+    for request_id, paths in _files_by_request(storage).items():
+        record = _fold(request_id, [storage.read(path) for path in paths])
+        if record is not None and (record.closed_at is None or record.closed_at >= cutoff):
+            continue
+        # received.json goes first: a purge cut short leaves a request without its
+        # registration, which no listing shows (never one that looks open again)
+        # and which the next purge finishes.
+        for path in sorted(paths, key=lambda path: not path.endswith("/received.json")):
+            storage.delete(path)
+        purged += record is not None
+    return purged

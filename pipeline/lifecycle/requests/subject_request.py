@@ -1,0 +1,101 @@
+"""Messages of the subject request topic (``schemas/subject-request.schema.json``) and their checks.
+
+Contract: :func:`parse_request` turns one message into either a
+:class:`SubjectRequest` whose fields fit its kind, or a :class:`Rejection`
+that says why in words that never quote the message's values (any field may
+hold a phone number). The rejection carries the request id only when the id itself is
+usable (see :func:`~pipeline.lifecycle.requests.register.check_request_id`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+import msgspec
+
+from pipeline.errors import ConfigError
+from pipeline.lifecycle.requests.erasure_request import schema_problem
+from pipeline.lifecycle.requests.ids import check_identifier, check_request_id
+
+RequestKind = Literal["restriction", "lift", "objection", "withdrawal", "rectification"]
+SCHEMA = "schemas/subject-request.schema.json"
+
+
+class SubjectRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A restriction, lift, objection, withdrawal or rectification request."""
+
+    request_id: str
+    kind: RequestKind
+    requested_at: datetime
+    subject: str | None = None
+    subject_kind: Literal["number", "pseudonym"] = "number"
+    existing: Literal["quarantine", "erase"] | None = None
+    cdr_id: str | None = None
+    party: Literal["caller", "callee"] | None = None
+    call_date: date | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message is not a usable request (its receipt says so)."""
+
+    request_id: str | None
+    kind: str | None
+    reason: str
+
+
+_NEEDS_SUBJECT = ("restriction", "lift", "objection", "withdrawal")
+
+
+def _usable_id(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return check_request_id(value)
+    except ConfigError:
+        return None
+
+
+def parse_request(key: bytes | None, payload: bytes | None) -> SubjectRequest | Rejection:
+    """The request in ``payload``, or the reason it is rejected."""
+    fallback_id = _usable_id(key.decode("utf-8", "replace")) if key else None
+    try:
+        request = msgspec.json.decode(payload or b"", type=SubjectRequest)
+    except msgspec.DecodeError as exc:
+        try:
+            loose = json.loads(payload or b"")
+        except ValueError:
+            loose = None
+        found = loose if isinstance(loose, dict) else {}
+        request_id = _usable_id(found.get("request_id")) or fallback_id
+        kind = found.get("kind") if found.get("kind") in (*_NEEDS_SUBJECT, "rectification") else None
+        return Rejection(request_id, kind, schema_problem(exc, SCHEMA))
+    problem = _problem(request)
+    if problem is not None:
+        return Rejection(_usable_id(request.request_id) or fallback_id, request.kind, problem)
+    return request
+
+
+def _problem(request: SubjectRequest) -> str | None:
+    try:
+        check_request_id(request.request_id)
+    except ConfigError as exc:
+        return str(exc)
+    if request.requested_at.tzinfo is None:
+        return "requested_at needs a UTC offset"
+    if request.kind in _NEEDS_SUBJECT and not request.subject:
+        return f"a {request.kind} request names its subject"
+    if request.kind == "objection" and request.existing is None:
+        return "an objection says what happens to existing rows: existing is quarantine or erase"
+    if request.kind == "rectification":
+        if not request.cdr_id or request.party is None:
+            return "a rectification names the call (cdr_id) and the party (caller or callee)"
+        try:
+            check_identifier(request.cdr_id, "cdr_id")
+        except ConfigError as exc:
+            return str(exc)
+    return None

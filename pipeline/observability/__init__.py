@@ -1,0 +1,1 @@
+"""Logs and metrics: JSON logs, the scrubber that keeps numbers out of every log line, Prometheus metrics."""

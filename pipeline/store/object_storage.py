@@ -1,0 +1,108 @@
+"""Objects of an S3-compatible store, through ``pyarrow.fs``, and the choice of storage for a location.
+
+Contract: as :class:`~pipeline.store.storage.Storage`; every object is written by
+one PUT of its complete content, so there are no temporary objects.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from pipeline.store.errors import storage_error
+from pipeline.store.storage import LocalStorage, Storage
+
+
+class ObjectStorage:
+    """Objects under ``bucket/prefix`` of an S3-compatible store (one PUT per object)."""
+
+    def __init__(self, filesystem: pafs.FileSystem, base: str, display: str) -> None:
+        self._fs = filesystem
+        self._base = base.rstrip("/")
+        self._display = display
+
+    def describe(self) -> str:
+        return self._display
+
+    def _path(self, relative_path: str) -> str:
+        return f"{self._base}/{relative_path}"
+
+    def publish(self, relative_path: str, data: bytes) -> None:
+        try:
+            with self._fs.open_output_stream(self._path(relative_path)) as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise storage_error(f"publishing {relative_path}", exc) from exc
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        if self.read(relative_path) is not None:
+            return False
+        self.publish(relative_path, data)
+        return True
+
+    def read(self, relative_path: str) -> bytes | None:
+        try:
+            with self._fs.open_input_stream(self._path(relative_path)) as stream:
+                return bytes(stream.read())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise storage_error(f"reading {relative_path}", exc) from exc
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        try:
+            return self._fs.open_input_file(self._path(relative_path))
+        except OSError as exc:
+            raise storage_error(f"opening {relative_path}", exc) from exc
+
+    def sweep_temporaries(self, relative_dir: str) -> int:
+        return 0  # an object is written by one PUT: there are no temporary objects
+
+    def delete(self, relative_path: str) -> None:
+        try:
+            self._fs.delete_file(self._path(relative_path))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise storage_error(f"deleting {relative_path}", exc) from exc
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except OSError as exc:
+            raise storage_error(f"listing {relative_dir}", exc) from exc
+        prefix = self._base + "/"
+        return sorted(
+            info.path.removeprefix(prefix)
+            for info in infos
+            if info.type == pafs.FileType.File
+            and not info.base_name.startswith(".")
+            and (modified_since is None or info.mtime is None or info.mtime >= modified_since)
+        )
+
+
+def open_storage(location: str, env: dict[str, str] | None = None) -> Storage:
+    """The storage for a ``CDRPIPE_STORE`` value: a local path or ``s3://bucket/prefix``.
+
+    For S3 the endpoint comes from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
+    (for MinIO and other S3-compatible stores), the region from ``AWS_REGION`` or
+    ``AWS_DEFAULT_REGION``; credentials from the AWS SDK's standard chain.
+    """
+    if not location.startswith("s3://"):
+        return LocalStorage(Path(location))
+    variables = os.environ if env is None else env
+    endpoint = variables.get("AWS_ENDPOINT_URL_S3") or variables.get("AWS_ENDPOINT_URL")
+    region = variables.get("AWS_REGION") or variables.get("AWS_DEFAULT_REGION") or "us-east-1"
+    options: dict[str, object] = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(3)}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+        options["force_virtual_addressing"] = False
+    filesystem = pafs.S3FileSystem(**options)
+    base = location.removeprefix("s3://")
+    return ObjectStorage(filesystem, base, location)

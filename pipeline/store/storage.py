@@ -1,0 +1,183 @@
+"""Where published files live: a local directory or an S3 bucket, through ``pyarrow.fs``.
+
+Contract:
+
+* :meth:`Storage.publish` makes a complete file visible under its final name
+  atomically (absent or complete, never partial) and durably before it
+  returns; a failed publish leaves no file under the final name. Locally:
+  temporary file in the same directory, fsync, rename, fsync of the directory
+  (temporary names start with ``.`` and never end in ``.parquet``, so readers'
+  globs skip them). On S3: one PUT of the complete object. A local publish
+  or delete first removes the temporary files of the same name that a
+  process killed while publishing left behind, and
+  :meth:`Storage.sweep_temporaries` removes every such file under a folder
+  (erasure and retention call it: an orphan may hold a subject's rows).
+* :meth:`Storage.create_exclusive` creates a small file only if it does not
+  exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
+  offers no conditional create through ``pyarrow.fs``, so there it is a
+  check followed by a PUT.
+* Errors are raised as :class:`StorageError`, which callers may retry, or as
+  its subclass :class:`TerminalStorageError` when retrying cannot help
+  (permission denied, read-only or full disk, missing bucket, rejected
+  credentials); its message says what the operator must fix.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import stat
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from pipeline.store.errors import storage_error
+
+
+class Storage(Protocol):
+    """A store of files addressed by store-relative paths (``/``-separated)."""
+
+    def publish(self, relative_path: str, data: bytes) -> None:
+        """Atomically create or replace ``relative_path`` with ``data``."""
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        """Create ``relative_path`` with ``data`` unless it exists; True if this call created it."""
+
+    def read(self, relative_path: str) -> bytes | None:
+        """The content of ``relative_path``, or None if it does not exist."""
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        """A random-access reader of ``relative_path`` (e.g. to read only a Parquet footer)."""
+
+    def delete(self, relative_path: str) -> None:
+        """Remove ``relative_path`` if it exists."""
+
+    def sweep_temporaries(self, relative_dir: str) -> int:
+        """Remove the temporary files of publishes cut short under ``relative_dir``; return how many.
+
+        A publish in flight whose temporary file is removed fails and is retried.
+        """
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        """Store-relative paths of the files directly or indirectly under ``relative_dir``.
+
+        With ``modified_since``, only files whose modification time (as the
+        store's clock records it) is at or after that instant.
+        """
+
+    def describe(self) -> str:
+        """A human-readable location, for logs (no credentials)."""
+
+
+class LocalStorage:
+    """Files under a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return str(self.root.resolve())
+
+    def publish(self, relative_path: str, data: bytes) -> None:
+        target = self.root / relative_path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_orphans_of(target)
+            temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                with open(temp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)
+        except OSError as exc:
+            raise storage_error(f"publishing {relative_path}", exc) from exc
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        target = self.root / relative_path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _fsync_directory(target.parent)
+            return True
+        except OSError as exc:
+            raise storage_error(f"creating {relative_path}", exc) from exc
+
+    def read(self, relative_path: str) -> bytes | None:
+        try:
+            return (self.root / relative_path).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise storage_error(f"reading {relative_path}", exc) from exc
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        try:
+            return pa.OSFile(str(self.root / relative_path))
+        except OSError as exc:
+            raise storage_error(f"opening {relative_path}", exc) from exc
+
+    def delete(self, relative_path: str) -> None:
+        target = self.root / relative_path
+        try:
+            _remove_orphans_of(target)
+            target.unlink(missing_ok=True)
+        except OSError as exc:
+            raise storage_error(f"deleting {relative_path}", exc) from exc
+
+    def sweep_temporaries(self, relative_dir: str) -> int:
+        base = self.root / relative_dir
+        removed = 0
+        try:
+            for orphan in base.rglob(".*.tmp") if base.is_dir() else ():
+                orphan.unlink(missing_ok=True)
+                removed += 1
+        except OSError as exc:
+            raise storage_error(f"sweeping {relative_dir}", exc) from exc
+        return removed
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        base = self.root / relative_dir
+        if not base.is_dir():
+            return []
+        since = float("-inf") if modified_since is None else modified_since.timestamp()
+        listed = []
+        for path in base.rglob("*"):
+            if path.name.startswith("."):
+                continue
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(status.st_mode) and status.st_mtime >= since:
+                listed.append(path.relative_to(self.root).as_posix())
+        return sorted(listed)
+
+
+def _remove_orphans_of(target: Path) -> None:
+    """Remove the temporary files a killed publish of ``target`` left behind."""
+    if target.parent.is_dir():
+        for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            orphan.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,141 @@
+"""The Faust app, built by :func:`create_app` from validated settings. Glue only.
+
+Importing this module does nothing: ``faust -A pipeline.app`` and ``cdrpipe
+worker`` read its ``app`` attribute, which builds the app from the
+environment's settings on first access. Tests call :func:`create_app` with
+their own settings.
+
+Faust settings are passed explicitly and Faust's own environment lookup is
+disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
+
+* The ingest path is a service with its own aiokafka consumer (batches); it
+  notices a rotated keyring within :data:`KEYRING_CHECK_S` and writes under
+  its new active key.
+* The lifecycle path (:mod:`pipeline.worker.lifecycle_agents`) is the erasure and
+  subject-request agents on single-partition topics plus the retention
+  timer, under one lock, in the worker that owns those topics.
+* ``/metrics`` (Prometheus) and ``/health`` are served by Faust's web server.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import faust
+import mode
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.config.settings import Settings, load_settings
+from pipeline.errors import KeyringError
+from pipeline.kafka.ledger_reader import LedgerReader
+from pipeline.keys.keyring_file import KeyringFile
+from pipeline.observability import log_scrub
+from pipeline.observability.log_json import logging_config
+from pipeline.observability.metrics import HEALTH, REGISTRY, watch_cache_hit_ratio
+from pipeline.sink.publisher import BatchPublisher
+from pipeline.store.object_storage import open_storage
+from pipeline.worker.assembly import build_ingestor, build_keys
+from pipeline.worker.context import LifecycleTopics, WorkerContext
+from pipeline.worker.ingest_service import IngestService
+from pipeline.worker.lifecycle_agents import LifecycleAgents
+
+log = logging.getLogger(__name__)
+KEYRING_CHECK_S = 5.0
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker's Faust app: ingest service, lifecycle agents and timers, web pages."""
+    log_scrub.install()
+    app = faust.App(
+        settings.kafka.app_id,
+        broker=settings.kafka.broker,
+        web_port=settings.runtime.web_port,
+        datadir=str(settings.runtime.state_dir),
+        store="memory://",
+        autodiscover=False,
+        topic_replication_factor=1,
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
+        logging_config=logging_config() if settings.runtime.log_format == "json" else None,
+        env={},
+    )
+    context = WorkerContext(
+        settings, app, open_storage(settings.store.root), LifecycleTopics.declare(app, settings)
+    )
+    app.service(_ingest_service(context))
+    LifecycleAgents(context).add_to_app()
+    app.page("/metrics")(_metrics)
+    app.page("/health")(_health)
+    return app
+
+
+def _ingest_service(context: WorkerContext) -> type[IngestService]:
+    settings, ledger = context.settings, context.ledger
+    keyring_file = KeyringFile(settings.numbers.keyring)
+
+    class CdrIngest(IngestService):
+        """The ingest service bound to this app's settings and erasure ledger."""
+
+        def __init__(self, **kwargs: object) -> None:
+            publisher = BatchPublisher(
+                context.storage, row_filter=ledger.route, on_storage_failure=HEALTH.failed
+            )
+            reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
+            ingestor = build_ingestor(settings, keyring_file.current())  # one read: no rotation slips between
+            # looked up on each scrape: a rotated keyring brings a new cache
+            watch_cache_hit_ratio(lambda: ingestor.parties.cache_info())  # noqa: PLW0108
+            super().__init__(settings, ingestor, publisher, reader, **kwargs)
+
+        async def on_start(self) -> None:
+            await super().on_start()
+            context.ledger_loaded.set()
+
+        @mode.Service.timer(KEYRING_CHECK_S)
+        async def _follow_keyring(self) -> None:
+            """Write under the new active key once the keyring file is rotated (no restart needed).
+
+            ``Ingestor.add_batch`` runs on the event loop, so the switch falls between two polls.
+            """
+            try:
+                keyring = keyring_file.changed()
+            except KeyringError as exc:
+                log.error("the rotated keyring cannot be used, still writing under the old key: %s", exc)
+                return
+            if keyring is not None:
+                self._ingestor.rekey(*build_keys(settings, keyring))
+                log.info(
+                    "keyring changed: now writing under key %s (%d keys)",
+                    keyring.active_id,
+                    len(keyring.keys),
+                )
+
+    return CdrIngest
+
+
+async def _metrics(view: View, request: Request) -> Response:
+    """Prometheus metrics of this worker."""
+    del request
+    return view.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _health(view: View, request: Request) -> Response:
+    """200 while the worker can publish and commit, 503 while it cannot (with what to fix, if known)."""
+    del request
+    if HEALTH.healthy:
+        return view.json({"status": "ok"})
+    failing = {"status": "failing", "failing_since": HEALTH.failing_since, "problem": HEALTH.problem}
+    return view.json(failing, status=503)
+
+
+@functools.cache
+def _environment_app() -> faust.App:
+    return create_app(load_settings())
+
+
+def __getattr__(name: str) -> faust.App:
+    """``app``: the app of the environment's settings, built on first access (for ``faust -A``)."""
+    if name == "app":
+        return _environment_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,206 @@
+"""The lifecycle path of a worker: erasure and subject-request agents, retention and register timers.
+
+Contract of :class:`LifecycleAgents`: every request on the lifecycle
+topics gets a receipt (rejected ones too). The processors are synchronous
+and run in a thread under the worker's lifecycle lock; their ledger writes
+and broker questions come back to the event loop. Retention and the register
+metrics act only in the worker that owns the lifecycle topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import faust
+
+from pipeline.kafka.topics import (
+    ensure_topics,
+    planned_retention_days,
+    retention_days,
+    retention_warnings,
+    topic_plans,
+)
+from pipeline.keys.keyring_file import KeyringFile
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
+from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
+from pipeline.lifecycle.requests.erasure_register import close_erasure, register_erasure
+from pipeline.lifecycle.requests.receipts import ResidualCopy, encode_receipt
+from pipeline.lifecycle.requests.register import load_register
+from pipeline.lifecycle.requests.register_metrics import REQUEST_REGISTER
+from pipeline.lifecycle.requests.subject_request import parse_request
+from pipeline.lifecycle.rights import RightsProcessor
+from pipeline.observability.metrics import (
+    ERASURE_SECONDS,
+    ERASURES_COMPLETED,
+    ERASURES_RECEIVED,
+    RETENTION_PARTITIONS_DELETED,
+    SUBJECT_REQUESTS,
+)
+from pipeline.worker.assembly import build_classifier
+from pipeline.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+BROKER_CALL_S = 30.0
+REGISTER_READ_S = 60.0
+T = TypeVar("T")
+
+
+class LifecycleAgents:
+    """The lifecycle agents, tasks and timers of one worker (see the module contract)."""
+
+    def __init__(self, context: WorkerContext) -> None:
+        self._context = context
+        self._settings = settings = context.settings
+        self._storage = context.storage
+        self._residual = (
+            *((topic, "raw CDRs") for topic in settings.topics.raw_topics),
+            (settings.topics.dlq_topic, "rejected raw CDRs"),
+            (settings.topics.erasure_topic, "erasure requests with the subject's number"),
+            (
+                settings.topics.subject_requests_topic,
+                "restriction and objection requests with the subject's number",
+            ),
+        )
+
+    def add_to_app(self) -> None:
+        """Add the agents, tasks and timers to the app."""
+        app, settings, topics = self._context.app, self._context.settings, self._context.topics
+        # Explicit names: the agents' names stay what they were when they were module functions.
+        app.agent(topics.erasure_requests, name="pipeline.app.erasures")(self.erasures)
+        app.agent(topics.subject_requests, name="pipeline.app.subject_rights")(self.subject_rights)
+        app.task(self.check_topic_retention)
+        app.timer(interval=settings.lifecycle.retention_interval_s, name="pipeline.app.retention")(
+            self.retention
+        )
+        app.timer(interval=REGISTER_READ_S, name="pipeline.app.register_metrics")(self.register_metrics)
+
+    async def residual_copies(self) -> list[ResidualCopy]:
+        """The topics that still hold raw data, with the retention the broker applies to each."""
+        planned = {plan.name: plan for plan in topic_plans(self._settings)}
+        try:
+            applied = await retention_days(
+                self._settings.kafka.bootstrap_servers, [topic for topic, _ in self._residual]
+            )
+        except Exception as exc:  # any broker failure falls back to the settings, and the receipt says so
+            log.warning("cannot read topic retention from the broker, receipts state the settings: %s", exc)
+            applied = {}
+        return [
+            ResidualCopy(topic=topic, holds=holds, retention_days=applied[topic], retention_source="broker")
+            if topic in applied
+            else ResidualCopy(
+                topic=topic,
+                holds=holds,
+                retention_days=planned_retention_days(planned[topic]),
+                retention_source="settings",
+            )
+            for topic, holds in self._residual
+        ]
+
+    async def erasures(self, stream: faust.StreamT[bytes]) -> None:
+        """Process erasure requests one at a time; publish each receipt (rejected ones too)."""
+        on_loop = _OnLoop(asyncio.get_running_loop())
+        processor = ErasureProcessor(
+            self._storage,
+            KeyringFile(self._settings.numbers.keyring).current,
+            build_classifier(self._settings),
+            write_ledger=lambda entry: on_loop(self._context.publish_ledger(entry)),
+            settle_seconds=self._settings.settle_seconds,
+            residual_copies=lambda: on_loop(self.residual_copies()),
+            tenants=dict(self._settings.numbers.tenants),
+        )
+        async for payload in stream:
+            ERASURES_RECEIVED.inc()
+            await asyncio.to_thread(register_erasure, self._storage, payload)
+            began = time.perf_counter()
+            async with self._context.lifecycle_lock:
+                receipt = await asyncio.to_thread(processor.handle, payload)
+            ERASURE_SECONDS.observe(time.perf_counter() - began)
+            outcome = "rejected" if receipt.status == "rejected" else "passed" if receipt.passed else "failed"
+            ERASURES_COMPLETED.labels(verification=outcome).inc()
+            await asyncio.to_thread(close_erasure, self._storage, receipt, datetime.now(UTC))
+            await (
+                await self._context.topics.receipts.send(
+                    key=receipt.request_id.encode(), value=encode_receipt(receipt)
+                )
+            )
+
+    async def subject_rights(self, stream: faust.StreamT[bytes]) -> None:
+        """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts."""
+        on_loop = _OnLoop(asyncio.get_running_loop())
+
+        def write_ledger(entry: LedgerEntry) -> None:  # called from the processor's thread
+            on_loop(self._context.publish_ledger(entry))
+
+        processor = RightsProcessor(
+            self._storage,
+            KeyringFile(self._settings.numbers.keyring).current,
+            build_classifier(self._settings),
+            ledger=Ledger(self._context.ledger, write_ledger),
+            passes=Passes(self._settings.settle_seconds, time.sleep),
+        )
+        await self._context.ledger_loaded.wait()  # a lift or withdrawal looks its entries up in the ledger
+        async for event in stream.events():
+            request = parse_request(event.key, event.value)
+            async with self._context.lifecycle_lock:
+                receipt = await asyncio.to_thread(processor.process, request)
+            SUBJECT_REQUESTS.labels(kind=receipt["kind"] or "unknown", status=receipt["status"]).inc()
+            key = receipt["request_id"].encode() if receipt["request_id"] else None
+            await (
+                await self._context.topics.subject_receipts.send(
+                    key=key, value=json.dumps(receipt, sort_keys=True).encode()
+                )
+            )
+
+    async def check_topic_retention(self) -> None:
+        """Warn about existing topics that keep raw data longer than their setting (or forever)."""
+        plans = topic_plans(self._settings)
+        try:
+            await ensure_topics(self._settings.kafka.bootstrap_servers, plans)
+            applied = await retention_days(
+                self._settings.kafka.bootstrap_servers, [plan.name for plan in plans]
+            )
+        except Exception as exc:  # the check only informs; a broker hiccup must not stop the worker
+            log.warning("cannot check the topics' retention on the broker: %s", exc)
+            return
+        for warning in retention_warnings(plans, applied):
+            log.warning("%s", warning)
+
+    async def retention(self) -> None:
+        """Delete expired partitions and purge DPO records, in the lifecycle owner only."""
+        if not self._context.owns_lifecycle():
+            return
+        async with self._context.lifecycle_lock:
+            now = datetime.now(UTC)
+            report = await asyncio.to_thread(
+                apply_retention, self._storage, now, self._settings.lifecycle.retention_days
+            )
+            purged = await asyncio.to_thread(
+                purge_dpo_records, self._storage, self._settings.lifecycle.dpo_record_days, now
+            )
+        RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
+        log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
+
+    async def register_metrics(self) -> None:
+        """Read the register of requests for the metrics, in the lifecycle owner only."""
+        if not self._context.owns_lifecycle():
+            REQUEST_REGISTER.forget()
+            return
+        REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self._storage))
+
+
+class _OnLoop:
+    """Runs a coroutine on the worker's event loop from a processor's thread and waits for its result."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def __call__(self, coroutine: Coroutine[object, object, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(BROKER_CALL_S)

@@ -1,0 +1,42 @@
+"""A small store of Parquet files pseudonymised under a two-key keyring, for lifecycle tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.ingest.rows import build_rows
+from pipeline.keys.keyring import Key, Keyring
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.parquet import encode
+from pipeline.store.storage import LocalStorage
+from tests.support.samples import call_at, canonical_decode
+
+KEYS = Keyring("k2", (Key("k1", b"a" * 32, "t"), Key("k2", b"b" * 32, "t")))
+
+CLASSIFIER = NumberClassifier("BE", (2, 5))
+
+SUBJECT = "+32475000111"
+
+
+def parquet_file(key: Key, calls: list[tuple[str, str, str]]) -> bytes:
+    """A Parquet file of calls (cdr_id, caller, start) pseudonymised under ``key``."""
+    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 64)
+    cdrs = [canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)) for cdr_id, caller, start in calls]
+    return encode(build_rows(cdrs, parties))
+
+
+def sample_store(tmp_path: Path) -> LocalStorage:
+    storage = LocalStorage(tmp_path)
+    day = "2026-11-01T10:00:00+00:00"
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+0+0.parquet",
+        parquet_file(KEYS.keys[0], [("a", "0475000111", day), ("b", "0475999888", day)]),
+    )
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+1+0.parquet", parquet_file(KEYS.keys[1], [("c", "tel:+32475000111", day)])
+    )
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+2+0.parquet", parquet_file(KEYS.keys[1], [("d", "0475999888", day)])
+    )
+    return storage

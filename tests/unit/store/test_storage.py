@@ -1,0 +1,61 @@
+"""Local publish protocol and the Parquet encoding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.ingest.rows import build_rows
+from pipeline.keys.keyring import Key
+from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.store.errors import StorageError
+from pipeline.store.parquet import encode
+from pipeline.store.storage import LocalStorage
+from tests.support.samples import canonical_bytes
+from tests.support.samples import canonical_decode as decode
+
+
+def test_publish_creates_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.publish("cdr/call_date=2026-01-01/t+0+1.parquet", b"first")
+    storage.publish("cdr/call_date=2026-01-01/t+0+1.parquet", b"second")
+    directory = tmp_path / "cdr" / "call_date=2026-01-01"
+    assert [path.name for path in directory.iterdir()] == ["t+0+1.parquet"]
+    assert (directory / "t+0+1.parquet").read_bytes() == b"second"
+
+
+def test_failed_publish_leaves_neither_final_nor_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_replace(source: object, target: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("pipeline.store.storage.os.replace", failing_replace)
+    with pytest.raises(StorageError, match="disk full"):
+        LocalStorage(tmp_path).publish("cdr/x/t+0+1.parquet", b"data")
+    assert list((tmp_path / "cdr" / "x").iterdir()) == []
+
+
+def _table():
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"k" * 32, "t")), 8)
+    return build_rows([decode(canonical_bytes(cdr_id=f"id-{index}")) for index in range(50)], parties)
+
+
+def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> None:
+    data = encode(_table())
+    metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    row_group = metadata.row_group(0)
+    columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
+    assert all(column.compression == "ZSTD" for column in columns.values())
+    assert (
+        columns["caller_pseudonym"].statistics is None
+        or not columns["caller_pseudonym"].statistics.has_min_max
+    )
+    assert columns["cdr_id"].statistics.has_min_max
+    assert columns["caller_pseudonym"].bloom_filter_offset is not None
+    assert columns["caller_pseudonym"].bloom_filter_offset > 0
+    assert pq.read_table(io.BytesIO(data)).num_rows == 50
