@@ -11,7 +11,7 @@ import click
 from pipeline.cli.group import cli, current_settings
 from pipeline.config.settings import Settings
 from pipeline.kafka.ledger_reader import LedgerReader
-from pipeline.lifecycle.ledger import ErasureLedger
+from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
 from pipeline.store.object_storage import open_storage
@@ -45,7 +45,7 @@ def reapply_erasures_command() -> None:
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
     settings = current_settings()
-    ledger = ErasureLedger()
+    ledger = SubjectLedger()
     asyncio.run(_read_ledger(settings, ledger))
     entries = ledger.entries()
     with click.progressbar(length=len(entries), label="re-applying erasures", file=sys.stderr) as bar:
@@ -64,7 +64,7 @@ def reapply_erasures_command() -> None:
         raise SystemExit(1)
 
 
-async def _read_ledger(settings: Settings, ledger: ErasureLedger) -> None:
+async def _read_ledger(settings: Settings, ledger: SubjectLedger) -> None:
     reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
     await reader.start()
     await reader.stop()

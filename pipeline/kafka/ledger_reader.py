@@ -1,4 +1,4 @@
-"""Read the erasure ledger topic into an :class:`ErasureLedger`: all of it first, then as it grows.
+"""Read the erasure ledger topic into an :class:`SubjectLedger`: all of it first, then as it grows.
 
 Contract: after :meth:`LedgerReader.start` returns, the ledger holds every
 entry published before the call; :meth:`LedgerReader.poll` adds newer ones.
@@ -12,7 +12,7 @@ import logging
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline.lifecycle.ledger import ErasureLedger, decode_entry
+from pipeline.lifecycle.ledger import SubjectLedger, decode_entry
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class LedgerReader:
     """A group-less consumer of the single-partition ledger topic."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, ledger: ErasureLedger) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, ledger: SubjectLedger) -> None:
         self._partition = TopicPartition(topic, 0)
         self._ledger = ledger
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)

@@ -2,7 +2,7 @@
 
 The ledger is a compacted Kafka topic (key: request id). Every worker reads it
 from the beginning before it publishes anything and follows it afterwards;
-the sink passes every table through :meth:`ErasureLedger.apply` before
+the sink passes every table through :meth:`SubjectLedger.route` before
 publishing, so buffered, in-flight, replayed and late records of an erased
 subject never reach the store again. Entries hold pseudonyms, never numbers.
 
@@ -16,7 +16,7 @@ Design, and why it holds under key rotation:
   the keyring) and hands the publisher, per batch, a *translation* map: the
   row's pseudonym to its pseudonyms under the other keys
   (:class:`~pipeline.ingest.translation.KeyTranslator`).
-* :meth:`ErasureLedger.matches` takes the distinct pseudonyms of the table's
+* :meth:`SubjectLedger.matches` takes the distinct pseudonyms of the table's
   subject columns (one Arrow pass), looks each one and its translations up in
   one combined index ``pseudonym -> request ids`` (a dict), and only then
   applies the few matching entries to the rows they match. A batch costs
@@ -31,8 +31,8 @@ Design, and why it holds under key rotation:
   outputs in separate domains, so two keys never give one value to two
   people. The key id is kept for receipts and audits.
 
-Every entry has an ``action``, and :meth:`ErasureLedger.route` applies all of
-them through the same :meth:`ErasureLedger.matches`:
+Every entry has an ``action``, and :meth:`SubjectLedger.route` applies all of
+them through the same :meth:`SubjectLedger.matches`:
 
 * ``erase``: the rows (or parties) up to ``requested_at`` are removed;
 * ``restrict`` (art. 18): every row of the subject, whatever its call time,
@@ -122,7 +122,7 @@ def distinct_pseudonyms(table: pa.Table) -> set[str]:
     return values
 
 
-class ErasureLedger:
+class SubjectLedger:
     """The in-memory view of the ledger topic, with one combined index of every entry's pseudonyms."""
 
     def __init__(self) -> None:
@@ -164,13 +164,6 @@ class ErasureLedger:
         """The entries with ``action`` whose subject shares a pseudonym with ``pseudonyms``."""
         keys = set().union(*(self._index.get(pseudonym, ()) for pseudonym in pseudonyms))
         return [self._entries[key] for key in sorted(keys) if self._entries[key].action == action]
-
-    def apply(self, table: pa.Table, translations: Translations | None = None) -> pa.Table:
-        """``table`` without the rows (or parties) erased by any entry."""
-        for entry, values in self.matches(table, translations or {}):
-            if entry.action == "erase":
-                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
-        return table
 
     def route(self, table: pa.Table, translations: Translations | None = None) -> Routed:
         """Apply every entry: objections first (their rows dropped and counted), then erasures,

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 INTENT_DIR = "_cdrpipe/intents"
 T = TypeVar("T")
-RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], pa.Table | Routed]
-"""The ledger's view of a file's rows: the rows to keep, or where each row goes (:class:`Routed`)."""
+RowFilter = Callable[[pa.Table, Mapping[str, tuple[str, ...]]], Routed]
+"""The ledger's view of a file's rows: where each row goes (:class:`Routed`)."""
 
 
 def intent_path(topic: str, partition: int, first_offset: int) -> str:
@@ -87,7 +87,7 @@ class BatchPublisher:
         self,
         storage: Storage,
         *,
-        row_filter: RowFilter = lambda table, translations: table,
+        row_filter: RowFilter = lambda table, translations: Routed(table, None, 0),
         attempts: int = 5,
         first_backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
@@ -152,8 +152,6 @@ class BatchPublisher:
 
         def route_and_encode() -> tuple[Routed, bytes | None]:
             routed = self._row_filter(pending.table, pending.translations)
-            if not isinstance(routed, Routed):
-                routed = Routed(routed, None, 0)
             return routed, encode(routed.kept) if routed.kept.num_rows else None
 
         return self._guarded(pending, route_and_encode)

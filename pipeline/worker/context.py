@@ -15,7 +15,7 @@ from datetime import timedelta
 import faust
 
 from pipeline.config.settings import Settings
-from pipeline.lifecycle.ledger import ErasureLedger, LedgerEntry, encode_entry
+from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger, encode_entry
 from pipeline.store.storage import Storage
 
 
@@ -68,7 +68,7 @@ class WorkerContext:
     app: faust.App
     storage: Storage
     topics: LifecycleTopics
-    ledger: ErasureLedger = field(default_factory=ErasureLedger)
+    ledger: SubjectLedger = field(default_factory=SubjectLedger)
     lifecycle_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ledger_loaded: asyncio.Event = field(default_factory=asyncio.Event)
 

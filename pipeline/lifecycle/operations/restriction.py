@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pipeline.lifecycle.ledger import UNKNOWN_KEY, ErasureLedger, KeyedPseudonym, LedgerEntry
+from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym, LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.quarantine import move_subject_rows
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
@@ -37,7 +37,7 @@ from pipeline.store.storage import Storage
 class Ledger:
     """The ledger as the lifecycle path uses it: its in-memory view and an acknowledged write."""
 
-    view: ErasureLedger
+    view: SubjectLedger
     write: Callable[[LedgerEntry], None]
 
 

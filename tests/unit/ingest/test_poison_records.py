@@ -20,6 +20,7 @@ from pipeline.keys.keyring import Key
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
+from pipeline.sink.batch import Routed
 from pipeline.sink.publisher import BatchPublisher, UnstorableRowsError
 from pipeline.store.schema import CDR_SCHEMA
 from pipeline.store.storage import LocalStorage
@@ -147,10 +148,10 @@ def test_the_publisher_writes_nothing_of_a_batch_whose_file_cannot_be_encoded(tm
         assert ingestor.add(record) is None
     flush = ingestor.take(("cdr.raw", 0))
 
-    def failing_filter(table: pa.Table, translations: object) -> pa.Table:
+    def failing_filter(table: pa.Table, translations: object) -> Routed:
         if "c1" in table.column("cdr_id").to_pylist():
             raise ValueError("0470 12 34 56")
-        return table
+        return Routed(table, None, 0)
 
     with pytest.raises(UnstorableRowsError) as unstorable:
         BatchPublisher(storage, row_filter=failing_filter).publish(flush)

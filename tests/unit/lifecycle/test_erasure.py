@@ -25,9 +25,9 @@ from pipeline.keys.keyring_file import KeyringFile
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import (
-    ErasureLedger,
     KeyedPseudonym,
     LedgerEntry,
+    SubjectLedger,
     decode_entry,
     distinct_pseudonyms,
 )
@@ -71,8 +71,8 @@ def _ingestor(keyring: Keyring) -> Ingestor:
     return Ingestor(formats, parties, 10_000, 60.0, translator=translator)
 
 
-def _publish(ingestor: Ingestor, ledger: ErasureLedger, storage: LocalStorage) -> None:
-    BatchPublisher(storage, row_filter=ledger.apply).publish(ingestor.take(("cdr.raw", 0)))
+def _publish(ingestor: Ingestor, ledger: SubjectLedger, storage: LocalStorage) -> None:
+    BatchPublisher(storage, row_filter=ledger.route).publish(ingestor.take(("cdr.raw", 0)))
 
 
 def _stored(storage: LocalStorage) -> pa.Table:
@@ -96,7 +96,7 @@ def _add(ingestor: Ingestor, offset: int, cdr_id: str, caller: str, agent: str =
 
 
 def test_erased_under_k1_then_rotated_a_late_record_under_k2_is_never_stored(tmp_path: Path) -> None:
-    storage, ledger = LocalStorage(tmp_path), ErasureLedger()
+    storage, ledger = LocalStorage(tmp_path), SubjectLedger()
     ledger.add(_erased(ONLY_K1))  # (a) the entry is known before the record arrives
     ingestor = _ingestor(ROTATED)
     for offset, spelling in enumerate(SPELLINGS):
@@ -109,7 +109,7 @@ def test_erased_under_k1_then_rotated_a_late_record_under_k2_is_never_stored(tmp
 
 
 def test_an_entry_arriving_while_the_record_is_buffered_still_applies(tmp_path: Path) -> None:
-    storage, ledger = LocalStorage(tmp_path), ErasureLedger()
+    storage, ledger = LocalStorage(tmp_path), SubjectLedger()
     ingestor = _ingestor(ROTATED)
     _add(ingestor, 0, "buffered", SPELLINGS[0])
     _add(ingestor, 1, "other", OTHER)
@@ -119,21 +119,21 @@ def test_an_entry_arriving_while_the_record_is_buffered_still_applies(tmp_path: 
 
 
 def test_an_entry_added_after_the_ledger_checked_a_batch_applies_to_the_next(tmp_path: Path) -> None:
-    ledger = ErasureLedger()
+    ledger = SubjectLedger()
     ledger.add(_erased(ONLY_K1, OTHER))  # the ledger is in use (its index built) before the entry
     ingestor = _ingestor(ONLY_K1)  # one key: the match is the pseudonym itself, not a translation
     _add(ingestor, 0, "first", SPELLINGS[1])
     first = ingestor.take(("cdr.raw", 0)).files[0]
-    assert ledger.apply(first.table, first.translations).num_rows == 1
+    assert ledger.route(first.table, first.translations).kept.num_rows == 1
     ledger.add(_erased(ONLY_K1))
     _add(ingestor, 1, "second", SPELLINGS[2])
     _add(ingestor, 2, "third", "0475 123 456")
     second = ingestor.take(("cdr.raw", 0)).files[0]
-    assert ledger.apply(second.table, second.translations).column("cdr_id").to_pylist() == ["third"]
+    assert ledger.route(second.table, second.translations).kept.column("cdr_id").to_pylist() == ["third"]
 
 
 def test_a_rotation_between_the_entry_and_the_record_inside_one_batch(tmp_path: Path) -> None:
-    storage, ledger = LocalStorage(tmp_path), ErasureLedger()
+    storage, ledger = LocalStorage(tmp_path), SubjectLedger()
     ingestor = _ingestor(ONLY_K1)
     _add(ingestor, 0, "before", SPELLINGS[1])
     ledger.add(_erased(ONLY_K1))
@@ -153,7 +153,7 @@ def test_the_ledger_check_costs_rows_not_entries_times_rows() -> None:
             CountingIndex.lookups += 1
             return super().get(key, default)
 
-    ledger = ErasureLedger()
+    ledger = SubjectLedger()
     for index in range(50_000):
         pairs = [KeyedPseudonym("k1", f"{index:032x}"), KeyedPseudonym("k2", f"{index + 10**9:032x}")]
         ledger.add(LedgerEntry(request_id=f"r-{index}", subject=pairs, requested_at=REQUESTED_AT))
@@ -168,7 +168,7 @@ def test_the_ledger_check_costs_rows_not_entries_times_rows() -> None:
     ingestor.add_batch(records)
     flush = ingestor.take(("cdr.raw", 0))
     (pending,) = flush.files
-    kept = ledger.apply(pending.table, pending.translations)
+    kept = ledger.route(pending.table, pending.translations).kept
     assert kept.num_rows == 20_000 - 20
     # One lookup per distinct pseudonym of the batch and per translation of it, whatever the
     # number of entries: applying 50,001 entries one by one would be a billion comparisons.
@@ -188,12 +188,12 @@ def test_ledger_entries_of_the_earlier_format_still_apply() -> None:
             "requested_at": REQUESTED_AT.isoformat(),
         }
     ).encode()
-    ledger = ErasureLedger()
+    ledger = SubjectLedger()
     ledger.add(decode_entry(old))
     ingestor = _ingestor(ROTATED)
     _add(ingestor, 0, "late", SPELLINGS[0])
     (pending,) = ingestor.take(("cdr.raw", 0)).files
-    assert ledger.apply(pending.table, pending.translations).num_rows == 0
+    assert ledger.route(pending.table, pending.translations).kept.num_rows == 0
 
 
 # --- the processor, in process -------------------------------------------------------------------
@@ -429,7 +429,7 @@ def test_an_agent_is_erased_or_redacted_and_exported(tmp_path: Path) -> None:
 
 
 def test_the_ledger_drops_an_erased_agents_late_calls(tmp_path: Path) -> None:
-    storage, ledger = LocalStorage(tmp_path), ErasureLedger()
+    storage, ledger = LocalStorage(tmp_path), SubjectLedger()
     agent = subject_from_agent("agent-42", ONLY_K1, TENANT)
     ledger.add(LedgerEntry(request_id="r-a", subject=list(agent.pairs), requested_at=REQUESTED_AT))
     ingestor = _ingestor(ROTATED)
@@ -577,7 +577,7 @@ def test_a_request_id_used_for_another_subject_is_rejected_and_erases_nothing(tm
 
 
 def test_an_erasure_never_replaces_a_restriction_with_the_same_request_id() -> None:
-    view = ErasureLedger()
+    view = SubjectLedger()
     hold = [KeyedPseudonym("k1", "a" * 32)]
     view.add(LedgerEntry(request_id="DPO-9", requested_at=REQUESTED_AT, action="restrict", subject=hold))
     view.add(

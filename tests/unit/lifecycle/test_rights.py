@@ -16,7 +16,7 @@ from pipeline.cli import cli
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import init_keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.lifecycle.ledger import ErasureLedger
+from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.rectify import rectify_call
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.audit import read_audit
@@ -35,7 +35,7 @@ FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
 
 
 def _processor(storage: LocalStorage) -> RightsProcessor:
-    view = ErasureLedger()
+    view = SubjectLedger()
     return RightsProcessor(
         storage,
         lambda: KEYS,

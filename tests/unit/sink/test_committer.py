@@ -9,6 +9,7 @@ import pyarrow as pa
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
 from pipeline.observability.metrics import HEALTH
+from pipeline.sink.batch import Routed
 from pipeline.sink.committer import BatchCommitter
 from pipeline.sink.outcomes import Replay
 from pipeline.sink.publisher import BatchPublisher, intent_path
@@ -130,10 +131,10 @@ def test_a_file_that_cannot_be_encoded_is_replayed_as_dead_letters_and_the_rest_
 ) -> None:
     ingestor, offsets = small_ingestor(), FakeOffsets(tmp_path)
 
-    def failing_filter(table: pa.Table, translations: object) -> pa.Table:
+    def failing_filter(table: pa.Table, translations: object) -> Routed:
         if "c1" in table.column("cdr_id").to_pylist():
             raise ValueError("cannot")
-        return table
+        return Routed(table, None, 0)
 
     publisher = BatchPublisher(LocalStorage(tmp_path), row_filter=failing_filter)
     committer = AppliedCommitter(ingestor, publisher, offsets)
