@@ -86,7 +86,7 @@ def us_per_call(make: Stage, values: list[str], collect: bool = False) -> float:
 
     Like ``timeit``, the cyclic garbage collector is paused while a pass runs,
     unless ``collect``: its cost depends on everything else in the process
-    (GC tuning is a separate item of issue 14), not on the stage.
+    (GC tuning is measured apart), not on the stage.
     """
     best = float("inf")
     for _ in range(3):

@@ -1,5 +1,6 @@
-"""Deterministic object names: a replay of the same offsets produces the same names.
+"""The path grammar of the store, built and parsed here only.
 
+Deterministic object names: a replay of the same offsets produces the same names.
 ``cdr/call_date=YYYY-MM-DD/<topic>+<partition>+<first offset, 20 digits>.parquet``; a quarantined
 row lives under the same name with ``restricted/`` in place of ``cdr/``.
 """
@@ -14,11 +15,30 @@ QUARANTINE = "restricted"
 AREAS = (DATASET, QUARANTINE)
 """Every area that holds data files; lifecycle operations (erasure, export, retention) cover all."""
 SUFFIX = ".parquet"
+_PARTITION_PREFIX = "call_date="
 
 
-def partition_dir(call_date: date) -> str:
-    """The Hive partition directory of ``call_date``, relative to the store root."""
-    return f"{DATASET}/call_date={call_date.isoformat()}"
+def partition_name(call_date: date) -> str:
+    """The Hive partition directory name of ``call_date`` (``call_date=YYYY-MM-DD``), in any area."""
+    return f"{_PARTITION_PREFIX}{call_date.isoformat()}"
+
+
+def partition_dir(call_date: date, area: str = DATASET) -> str:
+    """The Hive partition directory of ``call_date`` in ``area``, relative to the store root."""
+    return f"{area}/{partition_name(call_date)}"
+
+
+def partition_date(path: str) -> date | None:
+    """The call date of a data file at ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] not in AREAS or not parts[2].endswith(SUFFIX):
+        return None
+    if not parts[1].startswith(_PARTITION_PREFIX):
+        return None
+    try:
+        return date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX))
+    except ValueError:
+        return None
 
 
 def file_path(call_date: date, topic: str, partition: int, first_offset: int) -> str:

@@ -46,4 +46,3 @@ CDR_SCHEMA = pa.schema(
 )
 
 PSEUDONYM_COLUMNS = tuple(name for name in CDR_SCHEMA.names if name.endswith("_pseudonym"))
-PARTITION_COLUMN = "call_date"

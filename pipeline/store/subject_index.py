@@ -19,7 +19,6 @@ from collections.abc import Iterable
 
 METADATA_KEY = b"cdrpipe.subjects"
 BITS_PER_ENTRY = 16
-POSITIONS = 4
 MIN_BITS = 1024
 
 

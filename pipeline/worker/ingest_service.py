@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
 MAX_POLL_RECORDS = 20_000
-T = TypeVar("T")
 
 
 class IngestService(Service):

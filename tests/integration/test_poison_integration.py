@@ -1,4 +1,4 @@
-"""On the real broker: the messages that used to crash the worker cost one dead letter each (issue 16)."""
+"""On the real broker: the messages that used to crash the worker cost one dead letter each."""
 
 from __future__ import annotations
 

@@ -33,10 +33,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.errors import ConfigError
-from pipeline.lifecycle.operations.finder import partition_date, search
+from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
-from pipeline.store.naming import QUARANTINE
+from pipeline.store.naming import QUARANTINE, partition_date
 from pipeline.store.storage import Storage
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]

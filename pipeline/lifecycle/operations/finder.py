@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.numbers.text import redact_numbers
 from pipeline.store import subject_index
-from pipeline.store.naming import AREAS, SUFFIX
+from pipeline.store.naming import AREAS, partition_date
 from pipeline.store.parquet import KEY_IDS_METADATA_KEY
 from pipeline.store.storage import Storage
 
@@ -42,20 +42,6 @@ log = logging.getLogger(__name__)
 
 FOOTER_READERS = 8
 _GONE, _UNREADABLE = "gone", "unreadable"
-_PARTITION_PREFIX = "call_date="
-
-
-def partition_date(path: str) -> date | None:
-    """The call date of a data file at ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
-    parts = path.split("/")
-    if len(parts) != 3 or parts[0] not in AREAS or not parts[2].endswith(SUFFIX):
-        return None
-    if not parts[1].startswith(_PARTITION_PREFIX):
-        return None
-    try:
-        return date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lifecycle.operations.finder import data_files
 from pipeline.lifecycle.operations.rows import REDACTED, redact_parties
+from pipeline.store.naming import partition_date
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 
@@ -74,9 +75,8 @@ def rectify_call(
     unreadable: list[str] = []
     holding: list[str] = []
     sources: set[str] = set()
-    marker = None if call_date is None else f"/call_date={call_date.isoformat()}/"
     for path in data_files(storage):
-        if marker is not None and marker not in path:
+        if call_date is not None and partition_date(path) != call_date:
             continue
         try:
             with storage.open_input(path) as handle:  # two columns first: most files do not hold the call

@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from pipeline.lifecycle.operations.finder import list_data_files, partition_date, skip_strays
+from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.audit import append_audit, purge_audit
 from pipeline.lifecycle.requests.receipts import purge_receipts
 from pipeline.lifecycle.requests.register import purge_requests
 from pipeline.record import retention_horizon
-from pipeline.store.naming import AREAS
+from pipeline.store.naming import AREAS, partition_date
 from pipeline.store.storage import Storage
 
 

@@ -141,7 +141,7 @@ def test_json_decoders_only_raise_their_own_error_on_any_json_shape(document: di
         st.sampled_from(FREESWITCH_VARIABLES), st.text(max_size=25) | st.integers().map(str), max_size=15
     )
 )
-# Found by fuzzing: '\u00b9'.isdigit() is true but int('\u00b9') raises (issue 16).
+# Found by fuzzing: '\u00b9'.isdigit() is true but int('\u00b9') raises.
 @example({"duration": "\u00b9", "uuid": "u", "destination_number": "1001"})
 @example({"duration": "\u0663", "billsec": "\uff11", "uuid": "u", "destination_number": "1001"})
 @example({"start_uepoch": "\u00b9\u00b2", "end_uepoch": "1", "uuid": "u", "destination_number": "1"})

@@ -1,4 +1,4 @@
-"""One bad record costs one dead letter, never the worker or the partition (issue 16)."""
+"""One bad record costs one dead letter, never the worker or the partition."""
 
 from __future__ import annotations
 

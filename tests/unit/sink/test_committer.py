@@ -1,4 +1,4 @@
-"""The commit protocol in process, with fake offsets: every branch of BatchCommitter (issue 15)."""
+"""The commit protocol in process, with fake offsets: every branch of BatchCommitter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Storage errors that only the operator can fix are not retried and say what to fix (issue 15)."""
+"""Storage errors that only the operator can fix are not retried and say what to fix."""
 
 from __future__ import annotations
 
