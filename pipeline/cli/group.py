@@ -10,7 +10,7 @@ import click
 
 from pipeline import __version__
 from pipeline.config.settings import Settings, load_settings
-from pipeline.errors import ConfigError
+from pipeline.errors import CdrpipeError
 
 EXIT_CONFIG = 2
 
@@ -24,7 +24,7 @@ class _ConfigAwareGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except CdrpipeError as exc:
             click.echo(f"cdrpipe: {exc}", err=True)
             ctx.exit(EXIT_CONFIG)
 

@@ -19,7 +19,7 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.config.settings import load_settings
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.keys.keyring import load_keyring
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
@@ -41,7 +41,7 @@ def _send(request: SubjectRequest, wait_s: float) -> None:
     payload = msgspec.json.encode(request)
     checked = parse_request(request.request_id.encode(), payload)
     if isinstance(checked, Rejection):
-        raise ConfigError(checked.reason)
+        raise RequestRefusedError(checked.reason)
     settings = load_settings()
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
     receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))

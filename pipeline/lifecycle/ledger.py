@@ -56,7 +56,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.lifecycle.operations.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
+from pipeline.lifecycle.requests.erasure_request import Mode
+from pipeline.lifecycle.rows import SUBJECT_COLUMNS, erase_rows, subject_row_mask
 from pipeline.sink.batch import Routed
 
 Translations = Mapping[str, tuple[str, ...]]

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pipeline import __version__
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.operations.rectify import rectify_call
 from pipeline.lifecycle.operations.restriction import (
@@ -83,7 +83,7 @@ class RightsProcessor:
         try:
             register_received(self._storage, request.request_id, request.kind, request.requested_at)
             receipt = self._carry_out(request, started)
-        except ConfigError as exc:  # the subject cannot be searched for, or the id names another kind
+        except RequestRefusedError as exc:  # the subject cannot be searched for, or the id names another kind
             return self._refuse(request.request_id, request.kind, str(exc), started)
         self._record(receipt)
         log.info("%s request %s: %s", receipt["kind"], receipt["request_id"], receipt["status"])

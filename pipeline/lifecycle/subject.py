@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.keys.keyring import Keyring
 from pipeline.keys.pseudonym import Domain, Pseudonymizer
 from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym
@@ -29,7 +29,7 @@ _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _DOMAIN_OF_KIND = {NumberKind.E164: Domain.SUBSCRIBER, NumberKind.EXTENSION: Domain.EXTENSION}
 
 
-class SubjectError(ConfigError):
+class SubjectError(RequestRefusedError):
     """A request whose subject cannot be searched for (the reason names no input value)."""
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 
+from pipeline.errors import CdrpipeError
 
-class StorageError(Exception):
+
+class StorageError(CdrpipeError):
     """A storage operation failed; nothing was published by it. Retrying may help."""
 
 

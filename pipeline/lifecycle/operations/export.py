@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.operations.finder import search
-from pipeline.lifecycle.operations.rows import subject_row_mask
+from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
 from pipeline.store.naming import QUARANTINE, partition_date
 from pipeline.store.storage import Storage
@@ -43,7 +43,7 @@ ExportFormat = Literal["jsonl", "csv", "parquet"]
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
-class UnreadableFilesError(ConfigError):
+class UnreadableFilesError(RequestRefusedError):
     """Data files that cannot be read, so an export would be incomplete."""
 
 

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
-from pipeline.lifecycle.operations.rows import subject_row_mask
+from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.store.merge import merge_into, read_table
 from pipeline.store.naming import AREAS, in_area
 from pipeline.store.parquet import encode

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.lifecycle.operations.finder import data_files
-from pipeline.lifecycle.operations.rows import REDACTED, redact_parties
+from pipeline.lifecycle.rows import REDACTED, redact_parties
 from pipeline.store.naming import partition_date
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage

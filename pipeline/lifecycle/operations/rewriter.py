@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from pipeline.lifecycle.ledger import UNKNOWN_KEY
 from pipeline.lifecycle.operations.finder import Search, search
-from pipeline.lifecycle.operations.rows import SUBJECT_COLUMNS, Mode, erase_rows, subject_row_mask
+from pipeline.lifecycle.requests.erasure_request import Mode
+from pipeline.lifecycle.rows import SUBJECT_COLUMNS, erase_rows, subject_row_mask
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import msgspec
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.receipts import Receipt, receipt_path
 from pipeline.lifecycle.requests.register import close, load_request, note, register_received
 from pipeline.store.storage import Storage
@@ -42,7 +42,7 @@ def register_erasure(storage: Storage, payload: bytes) -> None:
         return
     try:
         register_received(storage, arrival.request_id, "erasure", arrival.requested_at)
-    except ConfigError as exc:
+    except RequestRefusedError as exc:
         log.error("an erasure request was not registered: %s", exc)
 
 
@@ -50,7 +50,7 @@ def close_erasure(storage: Storage, receipt: Receipt, now: datetime) -> None:
     """Close (or annotate) the register entry of the erasure that ``receipt`` answers."""
     try:
         _answer(storage, receipt, now)
-    except ConfigError as exc:  # an id or text the register refuses; the erasure itself is done
+    except RequestRefusedError as exc:  # an id or text the register refuses; the erasure itself is done
         log.error("the erasure's register entry was not updated: %s", exc)
 
 

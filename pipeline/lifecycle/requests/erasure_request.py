@@ -18,13 +18,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from pipeline.errors import ConfigError
-from pipeline.lifecycle.operations.rows import Mode
+from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.ids import check_request_id
 
 SubjectKind = Literal["number", "pseudonym", "agent"]
 _SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
 _MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
+
+Mode = Literal["delete", "redact"]
+"""How an erasure treats the subject's rows: ``delete`` drops them, ``redact`` keeps the call without
+the subject's side."""
 
 
 class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -62,7 +65,7 @@ def decode_request(payload: bytes) -> ErasureRequest | InvalidRequest:
         return InvalidRequest(_request_id_of(payload), schema_problem(error))
     try:
         check_request_id(request.request_id)
-    except ConfigError as error:
+    except RequestRefusedError as error:
         # The id names the receipt, the audit entry and the ledger key: one that is or holds a
         # phone number (or cannot be a file name) is refused under an id of its own.
         return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
@@ -87,5 +90,5 @@ def _request_id_of(payload: bytes) -> str:
     """The request id of an invalid request if it has a usable one, else a new unique id."""
     try:
         return check_request_id(_REQUEST_ID.decode(payload).request_id)
-    except (msgspec.DecodeError, ConfigError):
+    except (msgspec.DecodeError, RequestRefusedError):
         return f"unidentified-{uuid.uuid4()}"

@@ -2,7 +2,7 @@
 
 Contract: :func:`check_request_id`, :func:`check_identifier` and
 :func:`check_text` return their argument or raise
-:class:`~pipeline.errors.ConfigError` saying what it must not contain (never
+:class:`~pipeline.errors.RequestRefusedError` saying what it must not contain (never
 echoing it); :func:`new_request_id` returns a fresh id they accept.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.numbers.text import identifier_holds_number
 from pipeline.observability.log_scrub import scrub
 
@@ -22,7 +22,7 @@ _PSEUDONYM = re.compile(r"(?i)(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 def check_request_id(request_id: str) -> str:
     """``request_id`` if it is usable as a file name and not shaped like a phone number."""
     if not _ID.fullmatch(request_id):
-        raise ConfigError(
+        raise RequestRefusedError(
             "a request id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     check_identifier(request_id, "a request id")
@@ -32,18 +32,18 @@ def check_request_id(request_id: str) -> str:
 def check_identifier(identifier: str, what: str) -> str:
     """``identifier`` unless it is or holds a phone number as ids are read, or holds a pseudonym."""
     if identifier_holds_number(identifier):
-        raise ConfigError(f"{what} must not contain a phone number")
+        raise RequestRefusedError(f"{what} must not contain a phone number")
     if _PSEUDONYM.search(identifier):
-        raise ConfigError(f"{what} must not contain a pseudonym")
+        raise RequestRefusedError(f"{what} must not contain a pseudonym")
     return identifier
 
 
 def check_text(text: str, what: str) -> str:
     """``text`` unless it holds something shaped like a phone number or a pseudonym."""
     if scrub(text) != text:
-        raise ConfigError(f"{what} must not contain a phone number")
+        raise RequestRefusedError(f"{what} must not contain a phone number")
     if _PSEUDONYM.search(text):
-        raise ConfigError(f"{what} must not contain a pseudonym")
+        raise RequestRefusedError(f"{what} must not contain a pseudonym")
     return text
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from pipeline.lifecycle.operations.rows import Mode
+from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.store.storage import Storage
 
 

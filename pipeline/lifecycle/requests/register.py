@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.ids import check_request_id, check_text
 from pipeline.store.storage import Storage
 
@@ -113,7 +113,7 @@ def register_received(storage: Storage, request_id: str, kind: Kind, received_at
     record = load_request(storage, request_id)
     assert record is not None  # just created, or created before
     if record.kind != kind:
-        raise ConfigError(f"request {request_id} is registered as {record.kind}, not {kind}")
+        raise RequestRefusedError(f"request {request_id} is registered as {record.kind}, not {kind}")
     return record
 
 
@@ -121,17 +121,23 @@ def extend(storage: Storage, request_id: str, reason: str, now: datetime) -> Req
     """Extend an open request by two months (once, before it falls due), stating ``reason``."""
     record = _existing(storage, request_id)
     if not reason.strip():
-        raise ConfigError("state the reason for the extension (art. 12(3))")
+        raise RequestRefusedError("state the reason for the extension (art. 12(3))")
     check_text(reason, "the reason")
     if record.status != "open":
-        raise ConfigError(f"request {request_id} is {record.status}; only open requests can be extended")
+        raise RequestRefusedError(
+            f"request {request_id} is {record.status}; only open requests can be extended"
+        )
     # The subject must be told of an extension within the first month (art. 12(3)),
     # so an overdue request cannot be extended after the fact.
     if record.overdue(now.date()):
-        raise ConfigError(f"request {request_id} fell due on {record.due.isoformat()}; it cannot be extended")
+        raise RequestRefusedError(
+            f"request {request_id} fell due on {record.due.isoformat()}; it cannot be extended"
+        )
     document = {"event": "extended", "at": _instant(now), "reason": reason.strip()}
     if not _write(storage, f"{_directory(request_id)}/extended.json", document):
-        raise ConfigError(f"request {request_id} was already extended; art. 12(3) allows one extension")
+        raise RequestRefusedError(
+            f"request {request_id} was already extended; art. 12(3) allows one extension"
+        )
     return _existing(storage, request_id)
 
 
@@ -158,7 +164,7 @@ def note(storage: Storage, request_id: str, now: datetime, text: str) -> None:
 def _existing(storage: Storage, request_id: str) -> RequestRecord:
     record = load_request(storage, request_id)
     if record is None:
-        raise ConfigError(f"no request {request_id} in the register")
+        raise RequestRefusedError(f"no request {request_id} in the register")
     return record
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.erasure_request import schema_problem
 from pipeline.lifecycle.requests.ids import check_identifier, check_request_id
 
@@ -56,7 +56,7 @@ def _usable_id(value: object) -> str | None:
         return None
     try:
         return check_request_id(value)
-    except ConfigError:
+    except RequestRefusedError:
         return None
 
 
@@ -83,7 +83,7 @@ def parse_request(key: bytes | None, payload: bytes | None) -> SubjectRequest | 
 def _problem(request: SubjectRequest) -> str | None:
     try:
         check_request_id(request.request_id)
-    except ConfigError as exc:
+    except RequestRefusedError as exc:
         return str(exc)
     if request.requested_at.tzinfo is None:
         return "requested_at needs a UTC offset"
@@ -96,6 +96,6 @@ def _problem(request: SubjectRequest) -> str | None:
             return "a rectification names the call (cdr_id) and the party (caller or callee)"
         try:
             check_identifier(request.cdr_id, "cdr_id")
-        except ConfigError as exc:
+        except RequestRefusedError as exc:
             return str(exc)
     return None

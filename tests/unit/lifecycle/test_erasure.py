@@ -33,10 +33,10 @@ from pipeline.lifecycle.ledger import (
 )
 from pipeline.lifecycle.operations.export import UnreadableFilesError, subject_rows
 from pipeline.lifecycle.operations.retention import apply_retention
-from pipeline.lifecycle.operations.rows import SUBJECT_COLUMNS
 from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.requests.receipts import Receipt, ResidualCopy, encode_receipt, receipt_path
+from pipeline.lifecycle.rows import SUBJECT_COLUMNS
 from pipeline.lifecycle.subject import subject_from_agent, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.sink.publisher import BatchPublisher

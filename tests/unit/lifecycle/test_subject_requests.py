@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.cli import subjects as cli_module
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import init_keyring, load_keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -149,7 +149,7 @@ def test_tokens_are_stable_within_one_export_and_unlinkable_across_exports(env: 
 
 def test_an_extension_subject_is_per_tenant_and_a_subscriber_is_global(env: dict[str, str]) -> None:
     keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))
-    with pytest.raises(ConfigError, match="tenant"):
+    with pytest.raises(RequestRefusedError, match="tenant"):
         subject_from_number("1001", keyring, CLASSIFIER)
     at_a = subject_from_number("1001", keyring, CLASSIFIER, "pbx-a")
     assert at_a != subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")

@@ -77,3 +77,26 @@ def test_every_package_says_what_it_owns() -> None:
         if len(ast.get_docstring(ast.parse(init.read_text())) or "") < 40
     ]
     assert silent == []
+
+
+LIFECYCLE_FOUNDATIONS = {"ledger", "rows", "subject"}
+"""The lifecycle root's shared parts; the rest of its root are the request processors."""
+
+
+def _lifecycle_room(module: str) -> str:
+    parts = module.split(".")
+    if parts[2] in ("requests", "operations"):
+        return parts[2]
+    return "foundations" if parts[2] in LIFECYCLE_FOUNDATIONS else "processors"
+
+
+def test_lifecycle_rooms_import_downward_only() -> None:
+    rooms = ["requests", "foundations", "operations", "processors"]
+    upward = [
+        f"{source} ({_lifecycle_room(source)}) imports {target} ({_lifecycle_room(target)})"
+        for source, target in _imports()
+        if source.startswith("pipeline.lifecycle.")
+        and target.startswith("pipeline.lifecycle.")
+        and rooms.index(_lifecycle_room(target)) > rooms.index(_lifecycle_room(source))
+    ]
+    assert upward == []

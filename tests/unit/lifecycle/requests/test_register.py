@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pipeline.cli import cli
-from pipeline.errors import ConfigError
+from pipeline.errors import RequestRefusedError
 from pipeline.keys.keyring import init_keyring
 from pipeline.lifecycle.requests.erasure_register import close_erasure, register_erasure
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
@@ -62,32 +62,32 @@ def test_due_date_is_one_month_and_registration_is_idempotent(tmp_path: Path) ->
     again = register_received(storage, "acc-1", "access", _at("2026-02-10"))
     assert again.received_at == _at("2026-01-31", 23)
     assert not record.overdue(date(2026, 2, 28)) and record.overdue(date(2026, 3, 1))
-    with pytest.raises(ConfigError, match="registered as access, not erasure"):
+    with pytest.raises(RequestRefusedError, match="registered as access, not erasure"):
         register_received(storage, "acc-1", "erasure", _at("2026-02-10"))
 
 
 def test_one_extension_with_a_reason_before_the_due_date(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     register_received(storage, "res-1", "restriction", _at("2026-01-31"))
-    with pytest.raises(ConfigError, match="reason"):
+    with pytest.raises(RequestRefusedError, match="reason"):
         extend(storage, "res-1", "  ", _at("2026-02-10"))
-    with pytest.raises(ConfigError, match="phone number"):
+    with pytest.raises(RequestRefusedError, match="phone number"):
         extend(storage, "res-1", "caller 0475 12 34 56 disputes two numbers", _at("2026-02-10"))
     extended = extend(storage, "res-1", "two disputed calls need the carrier's records", _at("2026-02-10"))
     assert extended.due == date(2026, 4, 30)
     assert extended.extension_reason == "two disputed calls need the carrier's records"
-    with pytest.raises(ConfigError, match="already extended"):
+    with pytest.raises(RequestRefusedError, match="already extended"):
         extend(storage, "res-1", "once more", _at("2026-02-11"))
     assert [event["event"] for event in extended.history] == ["received", "extended"]
 
     register_received(storage, "late-1", "access", _at("2026-01-05"))
-    with pytest.raises(ConfigError, match="fell due on 2026-02-05"):
+    with pytest.raises(RequestRefusedError, match="fell due on 2026-02-05"):
         extend(storage, "late-1", "too late to tell the subject", _at("2026-02-06"))
     register_received(storage, "done-1", "access", _at("2026-01-05"))
     close(storage, "done-1", _at("2026-01-06"), "exported 3 rows (jsonl)")
-    with pytest.raises(ConfigError, match="is closed"):
+    with pytest.raises(RequestRefusedError, match="is closed"):
         extend(storage, "done-1", "no", _at("2026-01-07"))
-    with pytest.raises(ConfigError, match="no request nope"):
+    with pytest.raises(RequestRefusedError, match="no request nope"):
         extend(storage, "nope", "no", _at("2026-01-07"))
 
 
@@ -156,7 +156,7 @@ def test_a_purge_cut_short_is_finished_and_never_reopens_a_request(tmp_path: Pat
 
 def test_request_ids_and_texts_hold_no_number() -> None:
     for bad in ("0475123456", "+32 475 12 34 56", "../etc", "", "a/b"):
-        with pytest.raises(ConfigError):
+        with pytest.raises(RequestRefusedError):
             check_request_id(bad)
     assert check_request_id("DPO-2026-0042") == "DPO-2026-0042"
     assert all(check_request_id(new_request_id()) for _ in range(2_000))
@@ -292,7 +292,7 @@ def test_erasures_are_registered_on_arrival_and_closed_only_by_a_passed_receipt(
 def test_free_texts_refuse_pseudonyms_too(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     register_received(storage, "p-1", "access", _at("2026-03-01"))
-    with pytest.raises(ConfigError, match="must not contain a pseudonym"):
+    with pytest.raises(RequestRefusedError, match="must not contain a pseudonym"):
         extend(storage, "p-1", "subject 1f0c2e3d4c5b6a7980a1b2c3d4e5f607 disputes", _at("2026-03-02"))
     assert extend(storage, "p-1", "the carrier's records are needed", _at("2026-03-02")).extension_reason
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.store.schema import CDR_SCHEMA
 
-Mode = Literal["delete", "redact"]
 REDACTED = "REDACTED"
 _PARTY_COLUMNS = {
     "caller": (
