@@ -85,6 +85,11 @@ def _topic_list(value: str) -> tuple[str, ...]:
     return topics
 
 
+def _name_list(value: str) -> tuple[str, ...]:
+    """Comma-separated names (letters, digits, ``.``, ``_``, ``-``); empty for none."""
+    return tuple(identifier(part.strip()) for part in value.split(",") if part.strip())
+
+
 def _pairs(value: str, example: str) -> list[tuple[str, str]]:
     """Comma-separated ``left=right`` pairs, both sides stripped and non-empty."""
     pairs = []
@@ -177,6 +182,7 @@ def _log_format(value: str) -> str:
 
 Identifier = Annotated[str, _from_text(identifier)]
 Topics = Annotated[tuple[str, ...], _from_text(_topic_list)]
+Names = Annotated[tuple[str, ...], _from_text(_name_list)]
 TopicFormats = Annotated[tuple[tuple[str, str], ...], _from_text(_topic_formats)]
 Tenants = Annotated[tuple[tuple[str, str], ...], _from_text(_tenants)]
 TimeZoneName = Annotated[str, _from_text(_time_zone)]
