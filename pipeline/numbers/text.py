@@ -71,19 +71,21 @@ def _is_number(match: re.Match[str]) -> bool:
     return False  # a date and time
 
 
-def _separator(extra_separators: str) -> str:
-    """The pattern of one run of separators between digits."""
-    return (
-        rf"(?:[{_SEPARATOR_CHARACTERS}{re.escape(extra_separators)}]"
-        r"|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))+"
-    )
+def _separator(extra_separators: str, any_non_word: bool = False) -> str:
+    """The pattern of one run of separators between digits; with ``any_non_word``, any character
+    that is not a letter or a digit (every Unicode comma, colon, dot, dash, quote, bullet, space
+    and invisible format character). One character class, never two that overlap: a run of
+    separators must not be matched in exponentially many ways before a failing digit."""
+    characters = r"\W_" if any_non_word else _SEPARATOR_CHARACTERS + re.escape(extra_separators)
+    return rf"(?:[{characters}]|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{{2}}|u[0-9a-fA-F]{{4}}))++"
 
 
 class NumberDetector:
     """Finds the runs of a text that could spell a phone number, with one set of separators."""
 
-    def __init__(self, extra_separators: str = "") -> None:
-        run = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{_separator(extra_separators)})?\d)*"
+    def __init__(self, extra_separators: str = "", *, any_non_word: bool = False) -> None:
+        separator = _separator(extra_separators, any_non_word)
+        run = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{separator})?\d)*"
         self._token = re.compile(rf"(?P<date>{_DATE_TIME})|(?P<uuid>{_UUID})|(?P<run>{run})")
 
     def find(self, text: str) -> Iterator[re.Match[str]]:
@@ -105,8 +107,10 @@ class NumberDetector:
 
 IN_LOG_LINES = NumberDetector()
 """The detector of log lines and other operational texts (``1,234,567`` stays readable)."""
-IN_KEPT_TEXTS = NumberDetector(KEPT_TEXT_SEPARATORS)
-"""The detector of texts that are stored or come from people: stored text fields, reasons, notes."""
+IN_KEPT_TEXTS = NumberDetector(KEPT_TEXT_SEPARATORS, any_non_word=True)
+"""The detector of texts that are stored or come from people: stored text fields, reasons, notes.
+Any run of characters that are not letters or digits joins digit groups (full-width and Arabic
+commas, katakana middle dots, bullets, bidi marks: a list of lookalikes is never complete)."""
 find_numbers = IN_LOG_LINES.find
 contains_number = IN_LOG_LINES.contains
 redact_numbers = IN_LOG_LINES.redact
