@@ -46,6 +46,17 @@ def dial_target_endpoint(lastapp: str, lastdata: str) -> str | None:
     return endpoint if slash and endpoint else None
 
 
+def dials_a_phone(lastapp: str, lastdata: str) -> bool:
+    """Whether a ``Dial()`` went straight to an endpoint of the PBX (``PJSIP/101``, ``SIP/alice``):
+    no number after it, no ``@`` endpoint, no ``Local/`` channel back into the dialplan."""
+    if lastapp.strip().lower() != "dial":
+        return False
+    target = lastdata.replace("|", ",").split(",", 1)[0].split("&", 1)[0].strip()
+    technology, slash, resource = target.partition("/")
+    local = technology.strip().lower() == "local"
+    return bool(slash and technology and resource and not local and not set("@/") & set(resource))
+
+
 def channel_endpoint(channel: str) -> str | None:
     """The endpoint of a channel name (``PJSIP/trunk-be-00000003`` is endpoint ``trunk-be``)."""
     _technology, slash, name = channel.strip().partition("/")
