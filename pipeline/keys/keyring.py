@@ -169,11 +169,20 @@ def _check_directory(path: Path, directory: Path) -> None:
             "keep the keyring in a directory of the worker's user or root"
         )
     writable_by_others = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable_by_others and not status.st_mode & stat.S_ISVTX:
+    if writable_by_others and not status.st_mode & stat.S_ISVTX and not _read_only(directory):
         raise KeyringError(
             f"keyring {path}: its directory {directory} is writable by group or others "
             f"(mode {stat.S_IMODE(status.st_mode):04o}): run `chmod go-w {directory}`"
         )
+
+
+def _read_only(directory: Path) -> bool:
+    """Whether ``directory`` is on a read-only mount (a Kubernetes emptyDir mounted ``readOnly``
+    is mode 0777, yet nobody can rename anything in it)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _parse(path: Path, document: object) -> Keyring:
