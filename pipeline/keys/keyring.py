@@ -247,7 +247,10 @@ def _not_random(secret: bytes) -> str | None:
         problem = _guessable(text)
         inner = _decoded(text.strip())
         inner_text = _text_in(inner) if inner is not None else None
-        return problem or (_guessable(inner_text) if inner_text is not None else None)
+        # the decoded bytes of a random hex or base64 text may be short: only text a person
+        # would write (printable, whitespace) is checked, or 20 random bytes would be refused 1e-5
+        written = inner_text is not None and all(c.isprintable() or c.isspace() for c in inner_text)
+        return problem or (_guessable(inner_text) if written and inner_text is not None else None)
     distinct = len(set(secret))
     steps = len({(later - earlier) % 256 for earlier, later in itertools.pairwise(secret)})
     if min(distinct, steps) < MIN_DISTINCT_SECRET_BYTES:
