@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import cli, current_settings, dpo_context
 from pipeline.keys import keyring
 
 
@@ -56,8 +56,7 @@ def keys_rotate(keyring_path: Path | None) -> None:
 @_KEYRING_OPTION
 def keys_list(keyring_path: Path | None) -> None:
     """List key ids and creation times (never secrets)."""
-    path = _keyring_path(keyring_path)
-    loaded = keyring.load_keyring(path)
+    loaded = dpo_context(reads_store=False, keyring_path=keyring_path).keys()
     for key in loaded.keys:
         marker = "*" if key.key_id == loaded.active_id else " "
         click.echo(f"{marker} {key.key_id}\tcreated {key.created_at}\t{len(key.secret)} bytes")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, time
 
 import click
 
-from pipeline.config.settings import load_settings
+from pipeline.cli.group import dpo_context
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.register import (
     KINDS,
@@ -31,19 +31,16 @@ from pipeline.store.object_storage import open_storage
 from pipeline.store.storage import Storage
 
 
-def _storage() -> Storage:
-    return open_storage(load_settings().store.root)
-
-
 @click.group("requests", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.pass_context
 def requests_group(ctx: click.Context, as_json: bool) -> None:
     """The register of subject requests: list the open ones, overdue first (see the subcommands)."""
+    ctx.obj = open_storage(dpo_context(reads_store=True).settings.store.root)
     if ctx.invoked_subcommand is not None:
         return
     now = datetime.now(UTC)
-    pending = open_requests(load_register(_storage()), now.date())
+    pending = open_requests(load_register(ctx.obj), now.date())
     if as_json:
         click.echo(json.dumps([record.summary(now.date()) for record in pending], indent=2))
         return
@@ -64,9 +61,10 @@ def requests_group(ctx: click.Context, as_json: bool) -> None:
 
 @requests_group.command("show")
 @click.argument("request_id")
-def show_command(request_id: str) -> None:
+@click.pass_obj
+def show_command(storage: Storage, request_id: str) -> None:
     """Print one request, with its history, as JSON."""
-    record = load_request(_storage(), check_request_id(request_id))
+    record = load_request(storage, check_request_id(request_id))
     if record is None:
         raise click.ClickException(f"no request {request_id} in the register (never registered, or purged)")
     click.echo(json.dumps(record.summary(datetime.now(UTC).date()), indent=2))
@@ -75,9 +73,10 @@ def show_command(request_id: str) -> None:
 @requests_group.command("extend")
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why two more months are needed (told to the subject).")
-def extend_command(request_id: str, reason: str) -> None:
+@click.pass_obj
+def extend_command(storage: Storage, request_id: str, reason: str) -> None:
     """Extend an open request by two months, once, before it falls due (art. 12(3))."""
-    record = extend(_storage(), request_id, reason, datetime.now(UTC))
+    record = extend(storage, request_id, reason, datetime.now(UTC))
     click.echo(f"request {request_id} extended: due {record.due.isoformat()}")
 
 
@@ -87,9 +86,9 @@ def extend_command(request_id: str, reason: str) -> None:
 @click.option(
     "--rejected", is_flag=True, help="The request was refused, e.g. as manifestly unfounded (art. 12(5))."
 )
-def close_command(request_id: str, outcome: str, rejected: bool) -> None:
+@click.pass_obj
+def close_command(storage: Storage, request_id: str, outcome: str, rejected: bool) -> None:
     """Close a request answered outside cdrpipe (or refused); the first closing stands."""
-    storage = _storage()
     before = load_request(storage, check_request_id(request_id))
     if before is not None and before.closed_at is not None:
         raise click.ClickException(
@@ -108,8 +107,9 @@ def close_command(request_id: str, outcome: str, rejected: bool) -> None:
     default=None,
     help="Day the request was received, UTC (default: now).",
 )
-def add_command(kind: Kind, request_id: str | None, received: datetime | None) -> None:
+@click.pass_obj
+def add_command(storage: Storage, kind: Kind, request_id: str | None, received: datetime | None) -> None:
     """Register a request received outside cdrpipe; its deadline runs from the day it was received."""
     received_at = datetime.combine(received.date(), time(), UTC) if received else datetime.now(UTC)
-    record = register_received(_storage(), request_id or new_request_id(), kind, received_at)
+    record = register_received(storage, request_id or new_request_id(), kind, received_at)
     click.echo(f"request {record.request_id} ({record.kind}) registered: due {record.due.isoformat()}")

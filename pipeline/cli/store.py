@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import cli, dpo_context
 from pipeline.config.settings import Settings
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.lifecycle.ledger import SubjectLedger
@@ -25,7 +25,7 @@ def retention_command(dry_run: bool) -> None:
     The worker also does this hourly.
     Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
     """
-    settings = current_settings()
+    settings = dpo_context(reads_store=True).settings
     storage, now = open_storage(settings.store.root), datetime.now(UTC)
     report = apply_retention(storage, now, settings.lifecycle.retention_days, dry_run)
     verb = "would delete" if dry_run else "deleted"
@@ -44,7 +44,7 @@ def reapply_erasures_command() -> None:
     Rows of subjects under a restriction or objection go back to the quarantine.
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
-    settings = current_settings()
+    settings = dpo_context(reads_store=True).settings
     ledger = SubjectLedger()
     asyncio.run(_read_ledger(settings, ledger))
     entries = ledger.entries()

@@ -12,7 +12,8 @@ import click
 from aiokafka import AIOKafkaProducer
 
 from pipeline.cli import demo
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import cli, current_settings, store_keyring
+from pipeline.cli.preflight import check_broker, check_web_port
 from pipeline.config.settings import Settings
 from pipeline.formats import file_source
 from pipeline.formats.mapped_csv import load_mappings
@@ -27,10 +28,16 @@ from pipeline.worker.assembly import build_ingestor
 )
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
-    """Run the worker (Faust's worker command; try `cdrpipe worker --help`)."""
+    """Run the worker (Faust's worker command; try `cdrpipe worker --help`).
+
+    It starts only when its keyring and settings can be used, its web port is free and the broker
+    answers; otherwise it stops with one line that says what to fix.
+    """
     settings = current_settings()
     if "--help" not in faust_args:
-        build_ingestor(settings)
+        build_ingestor(settings, store_keyring(settings))
+        check_web_port(settings)
+        check_broker(settings)
         settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
