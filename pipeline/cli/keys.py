@@ -10,7 +10,7 @@ from pipeline.cli.group import cli, current_settings, dpo_context
 from pipeline.keys import keyring
 
 
-@cli.group()
+@cli.group(short_help="Manage the keyring: init, rotate, list.")
 def keys() -> None:
     """Manage the keyring (CDRPIPE_KEYRING): init, rotate, list. Secrets are never printed."""
 
@@ -27,7 +27,7 @@ _KEYRING_OPTION = click.option(
 )
 
 
-@keys.command("init")
+@keys.command("init", short_help="Create a keyring with one random key.")
 @_KEYRING_OPTION
 @click.option("--if-missing", is_flag=True, help="Do nothing when the keyring already exists.")
 def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
@@ -40,7 +40,7 @@ def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
     click.echo(f"created keyring {path} with active key {created.active_id}")
 
 
-@keys.command("rotate")
+@keys.command("rotate", short_help="Add a new active key; old keys stay.")
 @_KEYRING_OPTION
 def keys_rotate(keyring_path: Path | None) -> None:
     """Add a new active key; old keys stay for erasure and export of older rows."""
@@ -52,7 +52,7 @@ def keys_rotate(keyring_path: Path | None) -> None:
     )
 
 
-@keys.command("list")
+@keys.command("list", short_help="List key ids and creation times.")
 @_KEYRING_OPTION
 def keys_list(keyring_path: Path | None) -> None:
     """List key ids and creation times (never secrets)."""

@@ -31,16 +31,22 @@ from pipeline.store.object_storage import open_storage
 from pipeline.store.storage import Storage
 
 
-@click.group("requests", invoke_without_command=True)
+def _storage() -> Storage:
+    """The store of the register, once the command's context line is shown (a missing store refused)."""
+    return open_storage(dpo_context(reads_store=True).settings.store.root)
+
+
+@click.group(
+    "requests", invoke_without_command=True, short_help="List the open subject requests, overdue first."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.pass_context
 def requests_group(ctx: click.Context, as_json: bool) -> None:
     """The register of subject requests: list the open ones, overdue first (see the subcommands)."""
-    ctx.obj = open_storage(dpo_context(reads_store=True).settings.store.root)
     if ctx.invoked_subcommand is not None:
         return
     now = datetime.now(UTC)
-    pending = open_requests(load_register(ctx.obj), now.date())
+    pending = open_requests(load_register(_storage()), now.date())
     if as_json:
         click.echo(json.dumps([record.summary(now.date()) for record in pending], indent=2))
         return
@@ -59,36 +65,34 @@ def requests_group(ctx: click.Context, as_json: bool) -> None:
         click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
-@requests_group.command("show")
+@requests_group.command("show", short_help="Print one request, with its history, as JSON.")
 @click.argument("request_id")
-@click.pass_obj
-def show_command(storage: Storage, request_id: str) -> None:
+def show_command(request_id: str) -> None:
     """Print one request, with its history, as JSON."""
-    record = load_request(storage, check_request_id(request_id))
+    record = load_request(_storage(), check_request_id(request_id))
     if record is None:
         raise click.ClickException(f"no request {request_id} in the register (never registered, or purged)")
     click.echo(json.dumps(record.summary(datetime.now(UTC).date()), indent=2))
 
 
-@requests_group.command("extend")
+@requests_group.command("extend", short_help="Extend an open request by two months, once.")
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why two more months are needed (told to the subject).")
-@click.pass_obj
-def extend_command(storage: Storage, request_id: str, reason: str) -> None:
+def extend_command(request_id: str, reason: str) -> None:
     """Extend an open request by two months, once, before it falls due (art. 12(3))."""
-    record = extend(storage, request_id, reason, datetime.now(UTC))
+    record = extend(_storage(), request_id, reason, datetime.now(UTC))
     click.echo(f"request {request_id} extended: due {record.due.isoformat()}")
 
 
-@requests_group.command("close")
+@requests_group.command("close", short_help="Close a request answered outside cdrpipe.")
 @click.argument("request_id")
 @click.option("--outcome", required=True, help="How the request was answered (never a phone number).")
 @click.option(
     "--rejected", is_flag=True, help="The request was refused, e.g. as manifestly unfounded (art. 12(5))."
 )
-@click.pass_obj
-def close_command(storage: Storage, request_id: str, outcome: str, rejected: bool) -> None:
+def close_command(request_id: str, outcome: str, rejected: bool) -> None:
     """Close a request answered outside cdrpipe (or refused); the first closing stands."""
+    storage = _storage()
     before = load_request(storage, check_request_id(request_id))
     if before is not None and before.closed_at is not None:
         raise click.ClickException(
@@ -98,7 +102,7 @@ def close_command(storage: Storage, request_id: str, outcome: str, rejected: boo
     click.echo(f"request {request_id} {record.status}")
 
 
-@requests_group.command("add")
+@requests_group.command("add", short_help="Register a request received by mail or phone.")
 @click.option("--kind", "kind", type=click.Choice(KINDS), required=True, help="What the subject asks for.")
 @click.option("--request-id", default=None, help="Request id (default: a new UUID).")
 @click.option(
@@ -107,9 +111,8 @@ def close_command(storage: Storage, request_id: str, outcome: str, rejected: boo
     default=None,
     help="Day the request was received, UTC (default: now).",
 )
-@click.pass_obj
-def add_command(storage: Storage, kind: Kind, request_id: str | None, received: datetime | None) -> None:
+def add_command(kind: Kind, request_id: str | None, received: datetime | None) -> None:
     """Register a request received outside cdrpipe; its deadline runs from the day it was received."""
     received_at = datetime.combine(received.date(), time(), UTC) if received else datetime.now(UTC)
-    record = register_received(storage, request_id or new_request_id(), kind, received_at)
+    record = register_received(_storage(), request_id or new_request_id(), kind, received_at)
     click.echo(f"request {record.request_id} ({record.kind}) registered: due {record.due.isoformat()}")

@@ -59,7 +59,7 @@ def echo_receipt(receipt: dict[str, object] | None, published: str, wait_s: floa
         raise click.ClickException(f"no receipt after {wait_s:.0f}s; is a worker running?")
 
 
-@click.command("rectify")
+@click.command("rectify", short_help="Redact a wrongly attributed party (art. 16).")
 @click.option("--cdr-id", required=True, help="The call whose party is wrongly attributed.")
 @click.option("--party", type=click.Choice(["caller", "callee"]), required=True, help="The wrong party.")
 @click.option(
@@ -125,7 +125,7 @@ def _send_about(
     _send(context, request, wait_s)
 
 
-@click.command("restrict")
+@click.command("restrict", short_help="Restrict a subject's processing (art. 18).")
 @_NUMBER
 @_PSEUDONYM
 @REQUEST_ID_OPTION
@@ -137,7 +137,7 @@ def restrict_command(
     _send_about("restriction", number, pseudonym, request_id, wait_s)
 
 
-@click.command("unrestrict")
+@click.command("unrestrict", short_help="Lift a subject's restriction.")
 @_NUMBER
 @_PSEUDONYM
 @REQUEST_ID_OPTION
@@ -149,7 +149,7 @@ def unrestrict_command(
     _send_about("lift", number, pseudonym, request_id, wait_s)
 
 
-@click.command("object")
+@click.command("object", short_help="Record a subject's objection (art. 21).")
 @_NUMBER
 @_PSEUDONYM
 @click.option(
@@ -168,7 +168,7 @@ def object_command(
     _send_about("objection", number, pseudonym, request_id, wait_s, existing=chosen)
 
 
-@click.command("withdraw-objection")
+@click.command("withdraw-objection", short_help="Withdraw a subject's objection.")
 @_NUMBER
 @_PSEUDONYM
 @REQUEST_ID_OPTION

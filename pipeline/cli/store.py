@@ -17,7 +17,7 @@ from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_r
 from pipeline.store.object_storage import open_storage
 
 
-@cli.command("retention")
+@cli.command("retention", short_help="Delete partitions past CDRPIPE_RETENTION_DAYS.")
 @click.option("--dry-run", is_flag=True, help="Only list the call_date partitions that would be deleted.")
 def retention_command(dry_run: bool) -> None:
     """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS and purge old DPO records.
@@ -37,7 +37,7 @@ def retention_command(dry_run: bool) -> None:
         click.echo(f"purged {purged} DPO records (audit days, receipts, closed requests) past their period")
 
 
-@cli.command("reapply-erasures")
+@cli.command("reapply-erasures", short_help="Apply the ledger's erasures to the store again.")
 def reapply_erasures_command() -> None:
     """Apply every erasure in the ledger topic to the store again (after restoring a backup).
 

@@ -129,7 +129,7 @@ def _resolve(
     return party
 
 
-@cli.command("erase")
+@cli.command("erase", short_help="Request the erasure of one subject (art. 17).")
 @_subject_options
 @click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
               help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
@@ -182,7 +182,7 @@ async def _request_erasure(
     )
 
 
-@cli.command("export")
+@cli.command("export", short_help="Export one subject's rows (art. 15).")
 @_subject_options
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
 @click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",

@@ -24,7 +24,8 @@ from pipeline.worker.assembly import build_ingestor
 
 
 @cli.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+    short_help="Run the worker (Faust's worker command).",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
 )
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
@@ -48,7 +49,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     app.main()
 
 
-@cli.command("demo")
+@cli.command("demo", short_help="Publish realistic sample CDRs to the raw topic.")
 @click.option("--count", default=10_000, show_default=True, help="How many CDRs to publish.")
 @click.option("--seed", type=int, default=None, help="Random seed for repeatable traffic (default: random).")
 @click.option(
@@ -97,7 +98,7 @@ async def _publish(
         await producer.stop()
 
 
-@cli.command("publish")
+@cli.command("publish", short_help="Publish CDR files to the raw topic.")
 @click.option(
     "--format", "format_name", required=True,
     help="asterisk-csv, freeswitch-json, canonical-json (JSON lines) or mapped-csv/<mapping name>.",
