@@ -29,7 +29,7 @@ kafka-stop stop:
 	deploy/kafka-local stop
 
 run: install kafka-start
-	@bash deploy/run-demo.sh "$(DEMO_COUNT)"
+	@bash deploy/run-demo.sh "$(DEMO_COUNT)" "$(BIN)"
 
 test: install
 	$(BIN)/python -m pytest -ra
