@@ -4,7 +4,7 @@ Contract: each type is an ``Annotated`` type whose validator turns a
 variable's text into the value, or raises ``ValueError`` saying what the
 value must be, never the value itself (values that are not text, as code
 passes them, are only type-checked). :func:`spelled` writes a value as the
-text of its variable (defaults in the README table and in error messages);
+text of its variable (defaults in docs/configuration.md and in error messages);
 :func:`shown` quotes a rejected text unless it may hold a phone number or a
 credential.
 """

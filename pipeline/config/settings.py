@@ -6,7 +6,7 @@ message names the variable, the value's problem and the fix, and quotes the
 value only if it cannot be a phone number or a credential. Only ``CDRPIPE_*``
 variables are read, and nothing else in the package reads the environment.
 Each group's fields carry their variable (``CDRPIPE_`` and the field name in
-capitals, unless aliased), default, meaning and validator: the README table is
+capitals, unless aliased), default, meaning and validator: the configuration table is
 generated from them (:mod:`docs.config_table`).
 """
 
@@ -200,7 +200,7 @@ class Settings(BaseModel):
 
     @classmethod
     def groups(cls) -> dict[str, type[SettingsGroup]]:
-        """Group name to group class, in the order of the README table."""
+        """Group name to group class, in the order of the configuration tables (docs/configuration.md)."""
         return {name: _group(field.annotation) for name, field in cls.model_fields.items()}
 
 
