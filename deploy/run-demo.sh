@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job for a new user: worker + sample traffic against the local Kafka,
 # then show where the Parquet landed and how to reach `cdrpipe`. Called by `make run`:
+#   deploy/run-demo.sh --check         only check the web port (before the broker starts)
 #   deploy/run-demo.sh COUNT [BIN]     BIN: the virtualenv's bin directory (default .venv/bin)
 #
 # It cannot hang on a worker that did not start: the web port (CDRPIPE_WEB_PORT) must be
@@ -29,6 +30,7 @@ worker_stopped() {
 if port_open "$web_port"; then
     fail "web port $web_port is taken by another process (CDRPIPE_WEB_PORT): stop it, or choose another port, e.g. CDRPIPE_WEB_PORT=$((web_port + 1)) make run"
 fi
+[[ "$count" == --check ]] && exit 0
 mkdir -p data
 "$bin/cdrpipe" keys init --if-missing
 "$bin/cdrpipe" worker >"$log" 2>&1 &

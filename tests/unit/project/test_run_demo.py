@@ -76,3 +76,15 @@ def test_a_worker_that_dies_at_start_stops_the_demo_with_its_last_error(tmp_path
         f"127.0.0.1:{closed} (CDRPIPE_BROKER): start it with `make kafka-start` or fix the address "
         "(full log: data/worker.log)"
     ]
+
+
+def test_make_run_checks_the_web_port_before_the_broker_starts(tmp_path: Path, taken_port: int) -> None:
+    check = ["bash", str(SCRIPT), "--check"]
+    env = _demo_env(tmp_path, CDRPIPE_WEB_PORT=str(taken_port))
+    taken = subprocess.run(check, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20)
+    assert taken.returncode == 1 and "(CDRPIPE_WEB_PORT)" in taken.stderr
+    env = _demo_env(tmp_path, CDRPIPE_WEB_PORT=str(free_port()))
+    free = subprocess.run(check, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20)
+    assert (free.returncode, free.stdout, free.stderr) == (0, "", "")
+    makefile = (REPO / "Makefile").read_text()
+    assert "run: install run-check kafka-start\n" in makefile
