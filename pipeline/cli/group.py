@@ -60,7 +60,8 @@ def cli() -> None:
 
 
 def _is_local(root: str) -> bool:
-    return "://" not in root
+    """Whether ``CDRPIPE_STORE`` names a directory: anything but ``s3://``, as ``open_storage`` reads it."""
+    return not root.startswith("s3://")
 
 
 def store_keyring(settings: Settings, path: Path | None = None) -> Keyring:
