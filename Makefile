@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test check fuzz lint docs-config chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
+.PHONY: install run run-check test check fuzz lint docs-config chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ kafka-start:
 kafka-stop stop:
 	deploy/kafka-local stop
 
-run: install kafka-start
-	@bash deploy/run-demo.sh "$(DEMO_COUNT)"
+# run-check first: a taken web port stops `make run` in a second, before the broker starts.
+run: install run-check kafka-start
+	@bash deploy/run-demo.sh "$(DEMO_COUNT)" "$(BIN)"
+
+run-check:
+	@bash deploy/run-demo.sh --check
 
 test: install
 	$(BIN)/python -m pytest -ra

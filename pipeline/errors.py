@@ -20,3 +20,7 @@ class KeyringError(ConfigError):
 
 class RequestRefusedError(CdrpipeError):
     """A data-subject request or DPO command is refused as given; the message says why, naming no input."""
+
+
+class BrokerUnreachableError(CdrpipeError):
+    """The Kafka broker does not answer; the message names the address, its setting and the fix."""

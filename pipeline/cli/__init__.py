@@ -5,6 +5,8 @@ One module per group of commands; each adds its commands to :data:`~pipeline.cli
 
 from __future__ import annotations
 
+import logging
+
 from pipeline.cli import keys, store, subjects, worker
 from pipeline.cli.group import cli
 from pipeline.cli.requests import requests_group
@@ -19,6 +21,12 @@ for _command in RIGHTS_COMMANDS:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    The Kafka client's own log lines (retries while a fresh topic elects its leader, a broker that
+    does not answer) stay off the terminal unless logging is set up (as the worker does): the
+    commands report what failed in one line of their own.
+    """
     log_scrub.install()
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     cli(prog_name="cdrpipe")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import cli, current_settings, dpo_context
 from pipeline.keys import keyring
 
 
-@cli.group()
+@cli.group(short_help="Manage the keyring: init, rotate, list.")
 def keys() -> None:
     """Manage the keyring (CDRPIPE_KEYRING): init, rotate, list. Secrets are never printed."""
 
@@ -27,7 +27,7 @@ _KEYRING_OPTION = click.option(
 )
 
 
-@keys.command("init")
+@keys.command("init", short_help="Create a keyring with one random key.")
 @_KEYRING_OPTION
 @click.option("--if-missing", is_flag=True, help="Do nothing when the keyring already exists.")
 def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
@@ -40,7 +40,7 @@ def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
     click.echo(f"created keyring {path} with active key {created.active_id}")
 
 
-@keys.command("rotate")
+@keys.command("rotate", short_help="Add a new active key; old keys stay.")
 @_KEYRING_OPTION
 def keys_rotate(keyring_path: Path | None) -> None:
     """Add a new active key; old keys stay for erasure and export of older rows."""
@@ -52,12 +52,11 @@ def keys_rotate(keyring_path: Path | None) -> None:
     )
 
 
-@keys.command("list")
+@keys.command("list", short_help="List key ids and creation times.")
 @_KEYRING_OPTION
 def keys_list(keyring_path: Path | None) -> None:
     """List key ids and creation times (never secrets)."""
-    path = _keyring_path(keyring_path)
-    loaded = keyring.load_keyring(path)
+    loaded = dpo_context(reads_store=False, keyring_path=keyring_path).keys()
     for key in loaded.keys:
         marker = "*" if key.key_id == loaded.active_id else " "
         click.echo(f"{marker} {key.key_id}\tcreated {key.created_at}\t{len(key.secret)} bytes")

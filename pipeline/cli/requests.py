@@ -15,7 +15,7 @@ from datetime import UTC, datetime, time
 
 import click
 
-from pipeline.config.settings import load_settings
+from pipeline.cli.group import dpo_context
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.register import (
     KINDS,
@@ -32,10 +32,13 @@ from pipeline.store.storage import Storage
 
 
 def _storage() -> Storage:
-    return open_storage(load_settings().store.root)
+    """The store of the register, once the command's context line is shown (a missing store refused)."""
+    return open_storage(dpo_context(reads_store=True).settings.store.root)
 
 
-@click.group("requests", invoke_without_command=True)
+@click.group(
+    "requests", invoke_without_command=True, short_help="List the open subject requests, overdue first."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.pass_context
 def requests_group(ctx: click.Context, as_json: bool) -> None:
@@ -62,7 +65,7 @@ def requests_group(ctx: click.Context, as_json: bool) -> None:
         click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
-@requests_group.command("show")
+@requests_group.command("show", short_help="Print one request, with its history, as JSON.")
 @click.argument("request_id")
 def show_command(request_id: str) -> None:
     """Print one request, with its history, as JSON."""
@@ -72,7 +75,7 @@ def show_command(request_id: str) -> None:
     click.echo(json.dumps(record.summary(datetime.now(UTC).date()), indent=2))
 
 
-@requests_group.command("extend")
+@requests_group.command("extend", short_help="Extend an open request by two months, once.")
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why two more months are needed (told to the subject).")
 def extend_command(request_id: str, reason: str) -> None:
@@ -81,7 +84,7 @@ def extend_command(request_id: str, reason: str) -> None:
     click.echo(f"request {request_id} extended: due {record.due.isoformat()}")
 
 
-@requests_group.command("close")
+@requests_group.command("close", short_help="Close a request answered outside cdrpipe.")
 @click.argument("request_id")
 @click.option("--outcome", required=True, help="How the request was answered (never a phone number).")
 @click.option(
@@ -99,7 +102,7 @@ def close_command(request_id: str, outcome: str, rejected: bool) -> None:
     click.echo(f"request {request_id} {record.status}")
 
 
-@requests_group.command("add")
+@requests_group.command("add", short_help="Register a request received by mail or phone.")
 @click.option("--kind", "kind", type=click.Choice(KINDS), required=True, help="What the subject asks for.")
 @click.option("--request-id", default=None, help="Request id (default: a new UUID).")
 @click.option(

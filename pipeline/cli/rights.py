@@ -18,9 +18,8 @@ import click
 import msgspec
 
 from pipeline.cli.client import request_and_wait
-from pipeline.config.settings import load_settings
+from pipeline.cli.group import DpoContext, dpo_context
 from pipeline.errors import RequestRefusedError
-from pipeline.keys.keyring import load_keyring
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
@@ -37,12 +36,12 @@ WAIT_OPTION = click.option(
 )
 
 
-def _send(request: SubjectRequest, wait_s: float) -> None:
+def _send(context: DpoContext, request: SubjectRequest, wait_s: float) -> None:
     payload = msgspec.json.encode(request)
     checked = parse_request(request.request_id.encode(), payload)
     if isinstance(checked, Rejection):
         raise RequestRefusedError(checked.reason)
-    settings = load_settings()
+    settings = context.settings
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
     receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
     echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
@@ -60,7 +59,7 @@ def echo_receipt(receipt: dict[str, object] | None, published: str, wait_s: floa
         raise click.ClickException(f"no receipt after {wait_s:.0f}s; is a worker running?")
 
 
-@click.command("rectify")
+@click.command("rectify", short_help="Redact a wrongly attributed party (art. 16).")
 @click.option("--cdr-id", required=True, help="The call whose party is wrongly attributed.")
 @click.option("--party", type=click.Choice(["caller", "callee"]), required=True, help="The wrong party.")
 @click.option(
@@ -81,6 +80,7 @@ def rectify_command(
     """Redact a wrongly attributed party of one call (art. 16); the call itself is never edited."""
     day: date | None = call_date.date() if call_date else None
     _send(
+        dpo_context(reads_store=False),
         SubjectRequest(
             request_id=request_id or new_request_id(),
             kind="rectification",
@@ -98,18 +98,23 @@ _NUMBER = click.option("--number", help="The subject's phone number or extension
 _PSEUDONYM = click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead.")
 
 
-def _subject_request(
-    kind: RequestKind, number: str | None, pseudonym: str | None, request_id: str | None, **fields: Any
-) -> SubjectRequest:
-    """A request about the subject given as a number or a pseudonym, checked before it is sent."""
+def _send_about(
+    kind: RequestKind,
+    number: str | None,
+    pseudonym: str | None,
+    request_id: str | None,
+    wait_s: float,
+    **fields: Any,
+) -> None:
+    """Send a request about the subject given as a number or a pseudonym, checked before it is sent."""
     if (number is None) == (pseudonym is None):
         raise click.UsageError("give exactly one of --number or --pseudonym")
+    context = dpo_context(reads_store=False)
     if pseudonym is not None:
         subject_from_pseudonym(pseudonym)
     else:
-        settings = load_settings()
-        subject_from_number(str(number), load_keyring(settings.numbers.keyring), build_classifier(settings))
-    return SubjectRequest(
+        subject_from_number(str(number), context.keys(), build_classifier(context.settings))
+    request = SubjectRequest(
         request_id=request_id or new_request_id(),
         kind=kind,
         requested_at=datetime.now(UTC),
@@ -117,9 +122,10 @@ def _subject_request(
         subject_kind="number" if number is not None else "pseudonym",
         **fields,
     )
+    _send(context, request, wait_s)
 
 
-@click.command("restrict")
+@click.command("restrict", short_help="Restrict a subject's processing (art. 18).")
 @_NUMBER
 @_PSEUDONYM
 @REQUEST_ID_OPTION
@@ -128,10 +134,10 @@ def restrict_command(
     number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
 ) -> None:
     """Restrict a subject (art. 18): move their rows to the quarantine; later records go there too."""
-    _send(_subject_request("restriction", number, pseudonym, request_id), wait_s)
+    _send_about("restriction", number, pseudonym, request_id, wait_s)
 
 
-@click.command("unrestrict")
+@click.command("unrestrict", short_help="Lift a subject's restriction.")
 @_NUMBER
 @_PSEUDONYM
 @REQUEST_ID_OPTION
@@ -140,10 +146,10 @@ def unrestrict_command(
     number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
 ) -> None:
     """Lift a subject's restriction: their rows go back into the dataset, later records too."""
-    _send(_subject_request("lift", number, pseudonym, request_id), wait_s)
+    _send_about("lift", number, pseudonym, request_id, wait_s)
 
 
-@click.command("object")
+@click.command("object", short_help="Record a subject's objection (art. 21).")
 @_NUMBER
 @_PSEUDONYM
 @click.option(
@@ -159,10 +165,10 @@ def object_command(
 ) -> None:
     """Record an objection (art. 21): later records are dropped; stored ones quarantined or erased."""
     chosen = "erase" if existing == "erase" else "quarantine"
-    _send(_subject_request("objection", number, pseudonym, request_id, existing=chosen), wait_s)
+    _send_about("objection", number, pseudonym, request_id, wait_s, existing=chosen)
 
 
-@click.command("withdraw-objection")
+@click.command("withdraw-objection", short_help="Withdraw a subject's objection.")
 @_NUMBER
 @_PSEUDONYM
 @REQUEST_ID_OPTION
@@ -171,7 +177,7 @@ def withdraw_objection_command(
     number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
 ) -> None:
     """Withdraw a subject's objection: later records are stored again; quarantined rows come back."""
-    _send(_subject_request("withdrawal", number, pseudonym, request_id), wait_s)
+    _send_about("withdrawal", number, pseudonym, request_id, wait_s)
 
 
 COMMANDS = [rectify_command, restrict_command, unrestrict_command, object_command, withdraw_objection_command]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import cli, dpo_context
 from pipeline.config.settings import Settings
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.lifecycle.ledger import SubjectLedger
@@ -17,7 +17,7 @@ from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_r
 from pipeline.store.object_storage import open_storage
 
 
-@cli.command("retention")
+@cli.command("retention", short_help="Delete partitions past CDRPIPE_RETENTION_DAYS.")
 @click.option("--dry-run", is_flag=True, help="Only list the call_date partitions that would be deleted.")
 def retention_command(dry_run: bool) -> None:
     """Delete call_date partitions older than CDRPIPE_RETENTION_DAYS and purge old DPO records.
@@ -25,7 +25,7 @@ def retention_command(dry_run: bool) -> None:
     The worker also does this hourly.
     Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
     """
-    settings = current_settings()
+    settings = dpo_context(reads_store=True).settings
     storage, now = open_storage(settings.store.root), datetime.now(UTC)
     report = apply_retention(storage, now, settings.lifecycle.retention_days, dry_run)
     verb = "would delete" if dry_run else "deleted"
@@ -37,14 +37,14 @@ def retention_command(dry_run: bool) -> None:
         click.echo(f"purged {purged} DPO records (audit days, receipts, closed requests) past their period")
 
 
-@cli.command("reapply-erasures")
+@cli.command("reapply-erasures", short_help="Apply the ledger's erasures to the store again.")
 def reapply_erasures_command() -> None:
     """Apply every erasure in the ledger topic to the store again (after restoring a backup).
 
     Rows of subjects under a restriction or objection go back to the quarantine.
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
-    settings = current_settings()
+    settings = dpo_context(reads_store=True).settings
     ledger = SubjectLedger()
     asyncio.run(_read_ledger(settings, ledger))
     entries = ledger.entries()

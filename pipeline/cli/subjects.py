@@ -18,11 +18,10 @@ import click
 import msgspec
 
 from pipeline.cli.client import request_and_wait
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import DpoContext, cli, dpo_context
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
-from pipeline.keys.keyring import load_keyring
 from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.operations.export import ExportFormat, minimise, subject_rows, write_export
 from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
@@ -69,8 +68,9 @@ class _NamedSubject:
     subject: Subject
 
 
-def _subject(settings: Settings, options: dict[str, Any]) -> _NamedSubject:
+def _subject(context: DpoContext, options: dict[str, Any]) -> _NamedSubject:
     """The subject named by --number, --agent or --pseudonym (with --region, --tenant and --yes)."""
+    settings = context.settings
     given: list[tuple[SubjectKind, str | None]] = [
         ("number", options["number"]),
         ("agent", options["agent"]),
@@ -92,11 +92,11 @@ def _subject(settings: Settings, options: dict[str, Any]) -> _NamedSubject:
                 "(the records' source, or its CDRPIPE_TENANTS tenant)"
             )
         click.echo(f"subject: agent {value.strip()} at tenant {tenant}", err=True)  # the terminal only
-        subject = subject_from_agent(value, load_keyring(settings.numbers.keyring), tenant)
+        subject = subject_from_agent(value, context.keys(), tenant)
         return _NamedSubject("agent", value, tenant, subject)
     party = _resolve(settings, value, options["region"], tenant, yes=options["yes"])
     scope = tenant if party.kind is NumberKind.EXTENSION else None
-    subject = subject_from_party(party, load_keyring(settings.numbers.keyring), scope)
+    subject = subject_from_party(party, context.keys(), scope)
     return _NamedSubject("number", str(party.value), scope, subject)
 
 
@@ -129,7 +129,7 @@ def _resolve(
     return party
 
 
-@cli.command("erase")
+@cli.command("erase", short_help="Request the erasure of one subject (art. 17).")
 @_subject_options
 @click.option("--mode", type=click.Choice(["delete", "redact"]), default="delete", show_default=True,
               help="delete whole rows, or redact only the subject's side of each row.")  # fmt: skip
@@ -148,8 +148,9 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     Deleting an agent's rows removes whole calls; --mode redact keeps the calls
     and removes only the agent's pseudonym.
     """
-    settings = current_settings()
-    named = _subject(settings, subject_options)  # validated before anything is sent
+    context = dpo_context(reads_store=False)
+    settings = context.settings
+    named = _subject(context, subject_options)  # validated before anything is sent
     request = ErasureRequest(
         request_id=request_id or new_request_id(),
         subject=named.value,
@@ -181,7 +182,7 @@ async def _request_erasure(
     )
 
 
-@cli.command("export")
+@cli.command("export", short_help="Export one subject's rows (art. 15).")
 @_subject_options
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
 @click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
@@ -207,8 +208,9 @@ def export_command(
     other party's country or line type); --full is for the controller's
     internal use.
     """
-    settings = current_settings()
-    subject = _subject(settings, subject_options).subject
+    context = dpo_context(reads_store=True)
+    settings = context.settings
+    subject = _subject(context, subject_options).subject
     storage = open_storage(settings.store.root)
     if request_id is not None:
         register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))

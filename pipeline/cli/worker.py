@@ -12,7 +12,8 @@ import click
 from aiokafka import AIOKafkaProducer
 
 from pipeline.cli import demo
-from pipeline.cli.group import cli, current_settings
+from pipeline.cli.group import cli, current_settings, store_keyring
+from pipeline.cli.preflight import check_broker, check_web_port
 from pipeline.config.settings import Settings
 from pipeline.formats import file_source
 from pipeline.formats.mapped_csv import load_mappings
@@ -23,14 +24,21 @@ from pipeline.worker.assembly import build_ingestor
 
 
 @cli.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+    short_help="Run the worker (Faust's worker command).",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
 )
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
-    """Run the worker (Faust's worker command; try `cdrpipe worker --help`)."""
+    """Run the worker (Faust's worker command; try `cdrpipe worker --help`).
+
+    It starts only when its keyring and settings can be used, its web port is free and the broker
+    answers; otherwise it stops with one line that says what to fix.
+    """
     settings = current_settings()
     if "--help" not in faust_args:
-        build_ingestor(settings)
+        build_ingestor(settings, store_keyring(settings))
+        check_web_port(settings)
+        check_broker(settings)
         settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
@@ -41,7 +49,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     app.main()
 
 
-@cli.command("demo")
+@cli.command("demo", short_help="Publish realistic sample CDRs to the raw topic.")
 @click.option("--count", default=10_000, show_default=True, help="How many CDRs to publish.")
 @click.option("--seed", type=int, default=None, help="Random seed for repeatable traffic (default: random).")
 @click.option(
@@ -90,7 +98,7 @@ async def _publish(
         await producer.stop()
 
 
-@cli.command("publish")
+@cli.command("publish", short_help="Publish CDR files to the raw topic.")
 @click.option(
     "--format", "format_name", required=True,
     help="asterisk-csv, freeswitch-json, canonical-json (JSON lines) or mapped-csv/<mapping name>.",

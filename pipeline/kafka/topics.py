@@ -1,7 +1,9 @@
 """Create the topics cdrpipe reads and writes, with bounded retention where they hold raw data.
 
-Contract: :func:`ensure_topics` returns once every topic in the plan exists;
-existing topics are left as they are (their configuration is the operator's).
+Contract: :func:`ensure_topics` returns once every topic in the plan exists and
+every partition of it has a leader (so the first produce is not answered "not
+leader" while fresh topics elect theirs); existing topics are left as they are
+(their configuration is the operator's).
 :func:`retention_days` asks the broker how long topics really keep data
 (``describe_configs``), and :func:`retention_warnings` names each topic that
 keeps raw data longer than its plan (or without a time limit).
@@ -9,6 +11,7 @@ keeps raw data longer than its plan (or without a time limit).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,6 +21,7 @@ from pipeline.config.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
 MS_PER_DAY = 86_400_000
+LEADER_WAIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,21 +114,41 @@ def retention_warnings(plans: list[TopicPlan], applied: dict[str, float | None])
 
 
 async def ensure_topics(bootstrap_servers: str, plans: list[TopicPlan]) -> list[str]:
-    """Create the missing topics of ``plans``; return the names created."""
+    """Create the missing topics of ``plans``, wait for every partition's leader; return the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cdrpipe-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [plan for plan in plans if plan.name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(
-            [NewTopic(plan.name, plan.partitions, 1, topic_configs=plan.config) for plan in missing]
-        )
-        for topic, error_code, *rest in response.topic_errors:
-            if error_code not in (0, TOPIC_ALREADY_EXISTS):
-                detail = rest[0] if rest else ""
-                raise RuntimeError(f"creating topic {topic} failed: error {error_code} {detail}")
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(plan.name, plan.partitions, 1, topic_configs=plan.config) for plan in missing]
+            )
+            for topic, error_code, *rest in response.topic_errors:
+                if error_code not in (0, TOPIC_ALREADY_EXISTS):
+                    detail = rest[0] if rest else ""
+                    raise RuntimeError(f"creating topic {topic} failed: error {error_code} {detail}")
+        await _wait_for_leaders(admin, [plan.name for plan in plans])
         return [plan.name for plan in missing]
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    """Return once every partition of ``topics`` has a leader; a topic created just now takes a moment."""
+    deadline = asyncio.get_running_loop().time() + LEADER_WAIT_S
+    while True:
+        leaderless = [
+            described["topic"]
+            for described in await admin.describe_topics(topics)
+            if described["error_code"] != 0
+            or any(part["error_code"] != 0 or part["leader"] < 0 for part in described["partitions"])
+        ]
+        if not leaderless:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(
+                f"topics {', '.join(leaderless)} have no leader after {LEADER_WAIT_S:.0f}s: "
+                "see the broker's log"
+            )
+        await asyncio.sleep(0.1)

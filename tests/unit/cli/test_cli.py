@@ -1,14 +1,16 @@
-"""The cdrpipe command: keys, and the worker's refusal to start on a bad keyring."""
+"""The cdrpipe command: keys, its help, and one-line refusals (bad keyring, taken port, no broker)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -20,7 +22,7 @@ from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
-from tests.support.helpers import REPO
+from tests.support.helpers import REPO, free_port
 from tests.support.samples import canonical_bytes, canonical_decode
 
 
@@ -78,6 +80,88 @@ def test_worker_refuses_a_bad_setting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CDRPIPE_WEB_PORT='web' is not usable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _usable_env(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """A worker environment that passes every check but those ``variables`` break."""
+    path = tmp_path / "keyring.json"
+    if not path.exists():
+        CliRunner().invoke(cli, ["keys", "init", "--keyring", str(path)])
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CDRPIPE_")}
+    env.update(
+        CDRPIPE_KEYRING=str(path),
+        CDRPIPE_STATE_DIR=str(tmp_path / "state"),
+        CDRPIPE_STORE=str(tmp_path / "store"),
+        CDRPIPE_WEB_PORT=str(free_port()),
+        CDRPIPE_BROKER=f"kafka://127.0.0.1:{free_port()}",  # nothing listens there
+    )
+    env.update(variables)
+    return env
+
+
+def test_worker_refuses_a_taken_web_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("0.0.0.0", free_port()))
+        other.listen()
+        port = other.getsockname()[1]
+        result = _start_worker(_usable_env(tmp_path, CDRPIPE_WEB_PORT=str(port)))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"cdrpipe: web port {port} is taken by another process (CDRPIPE_WEB_PORT): "
+        "stop that process or set CDRPIPE_WEB_PORT to a free port"
+    ]
+
+
+def _unreachable(env: dict[str, str]) -> list[str]:
+    address = env["CDRPIPE_BROKER"].removeprefix("kafka://")
+    return [
+        f"cdrpipe: cannot reach the Kafka broker at {address} (CDRPIPE_BROKER): "
+        "start it with `make kafka-start` or fix the address"
+    ]
+
+
+def test_worker_refuses_an_unreachable_broker_in_one_line(tmp_path: Path) -> None:
+    env = _usable_env(tmp_path)
+    result = _start_worker(env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == _unreachable(env)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo", "--count", "1"],
+        ["erase", "--pseudonym", "0123456789abcdef0123456789abcdef"],
+        ["restrict", "--pseudonym", "0123456789abcdef0123456789abcdef"],
+    ],
+)
+def test_commands_report_an_unreachable_broker_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    env = _usable_env(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1:] == _unreachable(env)
+    assert "Traceback" not in result.stderr and "Unable connect" not in result.stderr
+
+
+def _listed_help_lines(group: click.Group, path: list[str]) -> list[str]:
+    """The command lines of ``cdrpipe <path> --help``, and of every group it lists."""
+    shown = CliRunner().invoke(cli, [*path, "--help"]).output
+    listed = shown.split("Commands:\n", 1)[1].splitlines()
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            listed += _listed_help_lines(command, [*path, name])
+    return listed
+
+
+def test_every_command_reads_whole_in_the_help_listings() -> None:
+    lines = _listed_help_lines(cli, [])
+    assert len(lines) == 14 + 3 + 4  # the commands, the keys and the requests subcommands
+    for line in lines:
+        description = line.split(None, 1)[1]
+        assert description.endswith(".") and not description.endswith("..."), line
+        assert description.count("(") == description.count(")"), line
 
 
 def test_export_by_agent_skips_stray_files_and_needs_exactly_one_subject(tmp_path: Path) -> None:

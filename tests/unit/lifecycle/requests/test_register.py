@@ -210,7 +210,7 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
     )
     assert added.exit_code == 0, added.output
     assert runner.invoke(cli, ["requests", "add", "--kind", "access", "--request-id", "acc-1"]).exit_code == 0
-    table = runner.invoke(cli, ["requests"]).output.splitlines()
+    table = runner.invoke(cli, ["requests"]).stdout.splitlines()  # the context line: stderr
     assert table[0].split() == ["REQUEST", "KIND", "RECEIVED", "DUE", "STATE"]
     assert table[1].startswith("obj-1") and table[1].endswith("OVERDUE")
     assert table[2].startswith("acc-1") and table[2].endswith("open")
@@ -226,9 +226,9 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
     )
     assert exported.exit_code == 0, exported.output
     assert [json.loads(line)["cdr_id"] for line in out.read_text().splitlines()] == ["a"]
-    listed = json.loads(runner.invoke(cli, ["requests", "--json"]).output)
+    listed = json.loads(runner.invoke(cli, ["requests", "--json"]).stdout)
     assert [(entry["request_id"], entry["overdue"]) for entry in listed] == [("obj-1", True)]
-    shown = json.loads(runner.invoke(cli, ["requests", "show", "acc-1"]).output)
+    shown = json.loads(runner.invoke(cli, ["requests", "show", "acc-1"]).stdout)
     assert shown["status"] == "closed" and shown["outcome"] == "exported 1 rows (jsonl, minimised)"
     assert [event["event"] for event in shown["history"]] == ["received", "extended", "closed"]
     assert "0475" not in "".join(path.read_text() for path in (tmp_path / "store").glob("_cdrpipe/**/*.json"))
@@ -239,7 +239,7 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
     assert closed.exit_code == 0 and "obj-1 rejected" in closed.output
     again = runner.invoke(cli, ["requests", "close", "obj-1", "--outcome", "answered"])
     assert again.exit_code == 1 and "already rejected" in again.output
-    assert json.loads(runner.invoke(cli, ["requests", "--json"]).output) == []
+    assert json.loads(runner.invoke(cli, ["requests", "--json"]).stdout) == []
 
     new = runner.invoke(
         cli, ["export", "--number", "+32475000111", "--out", str(out), "--request-id", "0475000111"]
