@@ -15,7 +15,7 @@ from datetime import UTC, datetime, time
 
 import click
 
-from pipeline.config.settings import load_settings
+from pipeline.cli.group import current_settings
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.register import (
     KINDS,
@@ -32,7 +32,8 @@ from pipeline.store.storage import Storage
 
 
 def _storage() -> Storage:
-    return open_storage(load_settings().store.root)
+    settings = current_settings()
+    return open_storage(settings.store.root, group_read=settings.store.group_read)
 
 
 @click.group("requests", invoke_without_command=True)

@@ -62,7 +62,10 @@ def create_app(settings: Settings) -> faust.App:
         env={},
     )
     context = WorkerContext(
-        settings, app, open_storage(settings.store.root), LifecycleTopics.declare(app, settings)
+        settings,
+        app,
+        open_storage(settings.store.root, group_read=settings.store.group_read),
+        LifecycleTopics.declare(app, settings),
     )
     app.service(_ingest_service(context))
     LifecycleAgents(context).add_to_app()
