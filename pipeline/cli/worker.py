@@ -19,6 +19,7 @@ from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.kafka.lag import wait_for_ingest
 from pipeline.kafka.topics import ensure_topics, topic_plans
+from pipeline.store.storage import make_dirs
 from pipeline.worker.assembly import build_ingestor
 
 
@@ -31,7 +32,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     settings = current_settings()
     if "--help" not in faust_args:
         build_ingestor(settings)
-        settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(settings.runtime.state_dir)  # owner-only: Faust keeps its state there
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
         args = ["--loglevel", "info", *args]

@@ -92,7 +92,7 @@ class LocalStorage:
     def publish(self, relative_path: str, data: bytes) -> None:
         target = self.root / relative_path
         try:
-            self._make_dirs(target.parent)
+            make_dirs(target.parent, self.dir_mode)
             _remove_orphans_of(target)
             temp = self._write_temporary(target, data)
             try:
@@ -107,7 +107,7 @@ class LocalStorage:
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         target = self.root / relative_path
         try:
-            self._make_dirs(target.parent)
+            make_dirs(target.parent, self.dir_mode)
             temp = self._write_temporary(target, data)
             try:
                 os.link(temp, target, follow_symlinks=False)
@@ -119,19 +119,6 @@ class LocalStorage:
             return True
         except OSError as exc:
             raise storage_error(f"creating {relative_path}", exc) from exc
-
-    def _make_dirs(self, directory: Path) -> None:
-        """Create ``directory`` and its missing parents with this store's directory mode."""
-        missing = []
-        while not directory.is_dir():
-            missing.append(directory)
-            directory = directory.parent
-        for created in reversed(missing):
-            try:
-                created.mkdir(self.dir_mode)
-            except FileExistsError:
-                continue  # created meanwhile by another writer, with its own mode
-            os.chmod(created, self.dir_mode)  # mkdir's mode is filtered by the umask
 
     def _write_temporary(self, target: Path, data: bytes) -> Path:
         """A fsynced temporary file of ``data`` beside ``target``, with this store's file mode."""
@@ -203,6 +190,23 @@ class LocalStorage:
 def modes(group_read: bool) -> tuple[int, int]:
     """The modes of the files and directories a local store creates: owner-only, or group-readable."""
     return (0o640, 0o750) if group_read else (0o600, 0o700)
+
+
+def make_dirs(directory: Path, mode: int = 0o700) -> None:
+    """Create ``directory`` and its missing parents with ``mode``, whatever the umask.
+
+    Directories that exist already keep their mode.
+    """
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode)
+        except FileExistsError:
+            continue  # created meanwhile by another writer, with its own mode
+        os.chmod(created, mode)  # mkdir's mode is filtered by the umask
 
 
 def _remove_orphans_of(target: Path) -> None:
