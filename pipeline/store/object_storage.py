@@ -142,7 +142,13 @@ def open_storage(location: str, env: dict[str, str] | None = None, group_read: b
         options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
         options["force_virtual_addressing"] = False
     filesystem = pafs.S3FileSystem(**options)
-    # boto3 finds the credentials in the same standard chain (variables, IRSA, EKS Pod Identity...)
-    client = boto3.session.Session(region_name=region).client("s3", endpoint_url=endpoint or None)
+    # the credentials of ``env`` if it has any, else boto3's standard chain (IRSA, EKS Pod Identity...)
+    session = boto3.session.Session(
+        aws_access_key_id=variables.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=variables.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=variables.get("AWS_SESSION_TOKEN"),
+        region_name=region,
+    )
+    client = session.client("s3", endpoint_url=endpoint or None)
     base = location.removeprefix("s3://")
     return ObjectStorage(filesystem, client, base, location)
