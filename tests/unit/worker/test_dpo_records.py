@@ -53,12 +53,18 @@ def test_the_register_timer_survives_a_half_written_file(tmp_path: Path) -> None
     assert skipped is not None and skipped >= 2
 
 
-def test_a_break_is_reported_once_and_in_the_metric(tmp_path: Path) -> None:
+def _watched_trail(tmp_path: Path) -> tuple[LocalStorage, ChainHealth]:
+    """A trail of three entries, checked once by a fresh watch."""
     storage = LocalStorage(tmp_path)
     for index in range(3):
         append_audit(storage, "erasure", {"request_id": f"r-{index}"}, NOW)
     health = ChainHealth()
     health.check(storage)
+    return storage, health
+
+
+def test_a_break_is_reported_once_and_in_the_metric(tmp_path: Path) -> None:
+    storage, health = _watched_trail(tmp_path)
     assert health.first_break is None
     assert REGISTRY.get_sample_value("cdrpipe_audit_chain_intact") == 1
     entry = tmp_path / AUDIT_CHAIN.path(2)
@@ -69,11 +75,7 @@ def test_a_break_is_reported_once_and_in_the_metric(tmp_path: Path) -> None:
 
 
 def test_a_truncated_chain_is_a_break(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    for index in range(3):
-        append_audit(storage, "erasure", {"request_id": f"r-{index}"}, NOW)
-    health = ChainHealth()
-    health.check(storage)
+    storage, health = _watched_trail(tmp_path)
     (tmp_path / AUDIT_CHAIN.path(3)).unlink()  # the newest entry: no later entry points at it
     health.check(storage)
     assert health.first_break == "_cdrpipe/audit ends at entry 2, but entry 3 was seen"
