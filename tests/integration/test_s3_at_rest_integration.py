@@ -12,6 +12,7 @@ from pipeline.config.settings import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.lifecycle.requests.audit import append_audit, read_audit, verify_audit
 from pipeline.store.object_storage import ObjectStorage, open_storage
+from pipeline.worker import app as app_module
 from pipeline.worker.app import create_app
 from tests.conftest import SEALING_KEYRING
 from tests.support.s3_support import BUCKET, CREDENTIALS, boto3_client, moto_server, s3_store_env
@@ -71,6 +72,7 @@ def test_the_worker_refuses_a_bucket_that_does_not_encrypt(
             with caplog.at_level(logging.INFO, logger="pipeline.worker.app"):
                 create_app(settings)
             assert "encrypts at rest by default with AES256" in caplog.text
+            assert app_module._store_encryption == {"store_encryption": "AES256"}  # shown in /health
         else:
             with pytest.raises(ConfigError, match="has no default encryption: enable it"):
                 create_app(settings)

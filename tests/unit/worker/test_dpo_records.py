@@ -79,3 +79,20 @@ def test_a_truncated_chain_is_a_break(tmp_path: Path) -> None:
     (tmp_path / AUDIT_CHAIN.path(3)).unlink()  # the newest entry: no later entry points at it
     health.check(storage)
     assert health.first_break == "_cdrpipe/audit ends at entry 2, but entry 3 was seen"
+
+
+class _View:
+    """The part of Faust's view that ``/health`` uses."""
+
+    def json(self, value: dict[str, object], status: int = 200) -> tuple[int, dict[str, object]]:
+        return status, value
+
+
+def test_health_names_a_break_without_failing_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.worker import app  # Faust is slow to import: only this test needs it
+
+    monkeypatch.setattr(app, "_store_encryption", {})  # a local store: nothing to say of a bucket
+    assert asyncio.run(app._health(_View(), None)) == (200, {"status": "ok"})
+    monkeypatch.setattr(app.CHAIN_HEALTH, "first_break", "entry 2 (_cdrpipe/audit/000000000002.json): ...")
+    status, body = asyncio.run(app._health(_View(), None))
+    assert status == 200 and body["audit_chain_break"] == "entry 2 (_cdrpipe/audit/000000000002.json): ..."
