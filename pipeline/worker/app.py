@@ -21,7 +21,9 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   restarting it cannot repair the records).
 * At start the store is checked: a local store whose files others may read is
   reported (a bounded check); an ``s3://`` bucket without default encryption
-  is refused unless ``CDRPIPE_S3_ALLOW_UNENCRYPTED`` allows it, loudly.
+  is refused unless ``CDRPIPE_S3_ALLOW_UNENCRYPTED`` allows it, loudly. A
+  bucket whose encryption cannot be read (not created yet, say) is reported
+  as unknown and the worker starts: its writes fail until the bucket exists.
 * The audit trail and the register are sealed with the keyring file.
 """
 
@@ -44,6 +46,7 @@ from pipeline.observability import log_scrub
 from pipeline.observability.log_json import logging_config
 from pipeline.observability.metrics import HEALTH, REGISTRY, watch_cache_hit_ratio
 from pipeline.sink.publisher import BatchPublisher
+from pipeline.store.errors import StorageError
 from pipeline.store.object_storage import ObjectStorage, open_storage
 from pipeline.store.permissions import exposed
 from pipeline.store.storage import LocalStorage, Storage
@@ -101,7 +104,12 @@ def _check_store(storage: Storage, settings: StoreSettings) -> None:
             )
     if not isinstance(storage, ObjectStorage):
         return
-    algorithm = storage.default_encryption()
+    try:
+        algorithm = storage.default_encryption()
+    except StorageError as exc:  # e.g. a bucket not created yet: the store reports it as it does for writes
+        log.warning("cannot read the default encryption of the store's bucket: %s", exc)
+        _store_encryption["store_encryption"] = "unknown (could not be read at start)"
+        return
     if algorithm is None and not settings.s3_allow_unencrypted:
         raise ConfigError(
             f"the bucket of {storage.describe()} has no default encryption: enable it (SSE-S3 or SSE-KMS), "
