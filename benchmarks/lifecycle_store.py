@@ -42,6 +42,7 @@ from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.export import subject_rows, write_export
 from pipeline.lifecycle.operations.finder import data_files
+from pipeline.lifecycle.requests.chain import seal_with
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
@@ -181,6 +182,7 @@ def main() -> None:
         "k2", (Key("k1", secrets.token_bytes(32), "bench"), Key("k2", secrets.token_bytes(32), "bench"))
     )
     subject = subject_from_number(SUBJECT, keyring, CLASSIFIER)
+    seal_with(lambda: keyring)  # the erasure's audit entry is sealed, as in the worker
     with tempfile.TemporaryDirectory(prefix="cdrpipe-bench-") as root:
         storage = LocalStorage(Path(root))
         began = time.perf_counter()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.keys.keyring import init_keyring
+from pipeline.keys.keyring import Key, Keyring, init_keyring
+from pipeline.lifecycle.requests import chain
 from tests.support import fuzzing  # noqa: F401 - loads the Hypothesis profile (ci or fuzz) for every test
 from tests.support.helpers import REPO, free_port, free_port_pair
 
@@ -40,6 +41,18 @@ def kafka_restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     assert started.returncode == 0, f"kafka-local start failed:\n{started.stdout}\n{started.stderr}"
     yield f"127.0.0.1:{port}", env
     subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
+
+
+SEALING_KEYRING = Keyring("s1", (Key("s1", bytes(range(32)), "2026-01-01T00:00:00+00:00"),))
+"""The keyring every test's audit and register entries are sealed with, unless a command loads its own."""
+
+
+@pytest.fixture(autouse=True)
+def sealing_keyring() -> Iterator[Keyring]:
+    """Seal the chains of each test with :data:`SEALING_KEYRING`, as the worker and CLI do with theirs."""
+    chain.seal_with(lambda: SEALING_KEYRING)
+    yield SEALING_KEYRING
+    chain.seal_with(None)
 
 
 @pytest.fixture

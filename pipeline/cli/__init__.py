@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.cli import keys, store, subjects, worker
+from pipeline.cli import audit, keys, store, subjects, worker
 from pipeline.cli.group import cli
 from pipeline.cli.requests import requests_group
 from pipeline.cli.rights import COMMANDS as RIGHTS_COMMANDS
 from pipeline.observability import log_scrub
 
-__all__ = ["cli", "keys", "main", "store", "subjects", "worker"]
+__all__ = ["audit", "cli", "keys", "main", "store", "subjects", "worker"]
 
 cli.add_command(requests_group)
 for _command in RIGHTS_COMMANDS:

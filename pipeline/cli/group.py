@@ -7,10 +7,15 @@ that says what to fix; no traceback, no secret. Every DPO command starts with
 (path and key ids, never secrets) and the broker it uses; a command that reads
 the store is refused when a local store root does not exist, rather than
 answering "nothing found" about the wrong directory.
+:func:`current_settings` also sets up the sealing of the audit trail and the
+register with the keyring file (read when an entry is first written), and
+warns on standard error about a local store whose files others may read
+(a bounded check; ``cdrpipe store fix-permissions`` fixes them).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +26,36 @@ from pipeline import __version__
 from pipeline.config.settings import Settings, load_settings
 from pipeline.errors import BrokerUnreachableError, CdrpipeError, ConfigError, KeyringError
 from pipeline.keys.keyring import Keyring, load_keyring
+from pipeline.lifecycle.requests.chain import seal_with
+from pipeline.store.permissions import exposed
 
 EXIT_CONFIG = 2
 
 
-def current_settings() -> Settings:
-    """The settings from the environment (``CDRPIPE_*``)."""
-    return load_settings()
+def current_settings(*, warn_exposed: bool = True) -> Settings:
+    """The settings from the environment (``CDRPIPE_*``); see the module contract.
+
+    ``warn_exposed=False`` leaves the store's permission warning to the caller (:func:`dpo_context`
+    prints it after the context line, which comes first).
+    """
+    settings = load_settings()
+    seal_with(functools.partial(load_keyring, settings.numbers.keyring))
+    if warn_exposed:
+        _warn_if_exposed(settings)
+    return settings
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    """A warning on standard error when a local store grants more than its setting (a bounded check)."""
+    if settings.store.root.startswith("s3://"):
+        return
+    readable = exposed(Path(settings.store.root), settings.store.group_read)
+    if readable:
+        click.echo(
+            f"cdrpipe: warning: {len(readable)} files or directories of the store (e.g. {readable[0]}) "
+            "can be read by other users: run `cdrpipe store fix-permissions`",
+            err=True,
+        )
 
 
 def broker_unreachable(settings: Settings) -> BrokerUnreachableError:
@@ -104,7 +132,7 @@ def dpo_context(*, reads_store: bool, keyring_path: Path | None = None) -> DpoCo
     not exist is refused (:class:`~pipeline.errors.ConfigError`). ``keyring_path`` overrides
     ``CDRPIPE_KEYRING`` (``keys list --keyring``).
     """
-    settings = current_settings()
+    settings = current_settings(warn_exposed=False)
     root = settings.store.root
     missing = _is_local(root) and not Path(root).is_dir()
     if reads_store and missing:
@@ -125,4 +153,5 @@ def dpo_context(*, reads_store: bool, keyring_path: Path | None = None) -> DpoCo
         f"broker {settings.kafka.bootstrap_servers}",
         err=True,
     )
+    _warn_if_exposed(settings)
     return DpoContext(settings, keyring, problem)

@@ -33,7 +33,8 @@ from pipeline.store.storage import Storage
 
 def _storage() -> Storage:
     """The store of the register, once the command's context line is shown (a missing store refused)."""
-    return open_storage(dpo_context(reads_store=True).settings.store.root)
+    settings = dpo_context(reads_store=True).settings
+    return open_storage(settings.store.root, group_read=settings.store.group_read)
 
 
 @click.group(

@@ -1,10 +1,11 @@
-"""``cdrpipe retention`` and ``reapply-erasures``: lifecycle work on the store with the workers stopped."""
+"""``cdrpipe retention``, ``reapply-erasures`` and ``store fix-permissions``: work on the store itself."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -15,6 +16,7 @@ from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
 from pipeline.store.object_storage import open_storage
+from pipeline.store.permissions import fix_permissions
 
 
 @cli.command("retention", short_help="Delete partitions past CDRPIPE_RETENTION_DAYS.")
@@ -26,7 +28,8 @@ def retention_command(dry_run: bool) -> None:
     Run it when no erasure is in progress; the worker's own timer is serialised with erasures.
     """
     settings = dpo_context(reads_store=True).settings
-    storage, now = open_storage(settings.store.root), datetime.now(UTC)
+    storage = open_storage(settings.store.root, group_read=settings.store.group_read)
+    now = datetime.now(UTC)
     report = apply_retention(storage, now, settings.lifecycle.retention_days, dry_run)
     verb = "would delete" if dry_run else "deleted"
     for call_date, paths in sorted(report.partitions.items()):
@@ -49,7 +52,8 @@ def reapply_erasures_command() -> None:
     asyncio.run(_read_ledger(settings, ledger))
     entries = ledger.entries()
     with click.progressbar(length=len(entries), label="re-applying erasures", file=sys.stderr) as bar:
-        report = reapply_ledger(open_storage(settings.store.root), entries, progress=bar.update)
+        storage = open_storage(settings.store.root, group_read=settings.store.group_read)
+        report = reapply_ledger(storage, entries, progress=bar.update)
     click.echo(
         f"{report.requests} erasures re-applied: {len(report.files_rewritten)} files rewritten, "
         f"{len(report.files_deleted)} deleted, {report.rows_affected} rows affected, "
@@ -68,3 +72,22 @@ async def _read_ledger(settings: Settings, ledger: SubjectLedger) -> None:
     reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
     await reader.start()
     await reader.stop()
+
+
+@cli.group("store", short_help="The store itself: who may read it.")
+def store_group() -> None:
+    """The store itself: who may read it."""
+
+
+@store_group.command("fix-permissions", short_help="Make a local store owner-only again.")
+def fix_permissions_command() -> None:
+    """Make every file of a local store owner-only (0600, directories 0700).
+
+    With CDRPIPE_STORE_GROUP_READ=true, group read stays allowed (0640/0750).
+    Access is only ever taken away; symlinks are left alone.
+    """
+    settings = dpo_context(reads_store=True).settings
+    if settings.store.root.startswith("s3://"):
+        raise click.ClickException("an s3:// store has no file modes: access is the bucket policy's")
+    report = fix_permissions(Path(settings.store.root), settings.store.group_read)
+    click.echo(f"fixed {report.files} files and {report.directories} directories under {settings.store.root}")

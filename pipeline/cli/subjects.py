@@ -23,7 +23,13 @@ from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
 from pipeline.keys.pseudonym import tenant_for
-from pipeline.lifecycle.operations.export import ExportFormat, minimise, subject_rows, write_export
+from pipeline.lifecycle.operations.export import (
+    ExportFormat,
+    check_export_target,
+    minimise,
+    subject_rows,
+    write_export,
+)
 from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
@@ -184,7 +190,14 @@ async def _request_erasure(
 
 @cli.command("export", short_help="Export one subject's rows (art. 15).")
 @_subject_options
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output file.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output file, created owner-only (0600); an existing one is refused.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --out file (atomically; never a symlink).")
 @click.option("--format", "export_format", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl",
               show_default=True)  # fmt: skip
 @click.option(
@@ -199,7 +212,13 @@ async def _request_erasure(
     help="The access request this answers: registered if new, closed once the file is written.",
 )
 def export_command(
-    *, out: Path, export_format: str, full: bool, request_id: str | None, **subject_options: Any
+    *,
+    out: Path,
+    force: bool,
+    export_format: str,
+    full: bool,
+    request_id: str | None,
+    **subject_options: Any,
 ) -> None:
     """Export all of one subject's rows (every partition, every key id) for an access request.
 
@@ -210,8 +229,11 @@ def export_command(
     """
     context = dpo_context(reads_store=True)
     settings = context.settings
+    if request_id is not None:
+        check_request_id(request_id)
     subject = _subject(context, subject_options).subject
-    storage = open_storage(settings.store.root)
+    check_export_target(out, force)  # before any work: refused with one line
+    storage = open_storage(settings.store.root, group_read=settings.store.group_read)
     if request_id is not None:
         register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
     listed = list_data_files(storage)
@@ -227,7 +249,7 @@ def export_command(
             "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
         )
         copy = table if full else minimise(table, subject)
-        write_export(copy, out, chosen)
+        write_export(copy, out, chosen, force)
         kind = "full controller-internal" if full else "minimised"
         outcome = f"exported {copy.num_rows} rows ({export_format}, {kind})"
     if request_id is not None:

@@ -20,6 +20,7 @@ from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
 from pipeline.kafka.lag import wait_for_ingest
 from pipeline.kafka.topics import ensure_topics, topic_plans
+from pipeline.store.storage import make_dirs
 from pipeline.worker.assembly import build_ingestor
 
 
@@ -39,7 +40,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
         build_ingestor(settings, store_keyring(settings))
         check_web_port(settings)
         check_broker(settings)
-        settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(settings.runtime.state_dir)  # owner-only: Faust keeps its state there
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
         args = ["--loglevel", "info", *args]

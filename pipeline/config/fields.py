@@ -49,6 +49,8 @@ def spelled(value: object, metadata: Sequence[object] = ()) -> str:
         return "(none)"
     if isinstance(value, tuple):
         return ",".join("=".join(part) if isinstance(part, tuple) else str(part) for part in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, PurePath) and not value.is_absolute():

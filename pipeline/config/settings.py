@@ -163,12 +163,23 @@ class NumberSettings(SettingsGroup):
 
 
 class StoreSettings(SettingsGroup):
-    """Where the Parquet store is."""
+    """Where the Parquet store is, and how it is protected at rest."""
 
     root: str = Field(
         "./data/store",
         validation_alias=PREFIX + "STORE",
         description="Root of the Parquet store: a directory or an `s3://bucket/prefix` URL",
+    )
+    group_read: bool = Field(
+        False,
+        validation_alias=PREFIX + "STORE_GROUP_READ",
+        description="`true`: files and directories the worker and the CLI create in a local store are "
+        "readable by their group (0640/0750) instead of owner-only (0600/0700)",
+    )
+    s3_allow_unencrypted: bool = Field(
+        False,
+        description="`true`: start against an `s3://` bucket without default encryption, with a warning "
+        "(a local MinIO); otherwise the worker refuses such a bucket",
     )
 
 

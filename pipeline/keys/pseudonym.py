@@ -54,8 +54,15 @@ def derive_subkey(secret: bytes, domain: Domain, tenant: str | None = None) -> b
     if (domain in TENANT_SCOPED) != (tenant is not None):
         raise ValueError(f"the {domain.value} domain {'needs' if tenant is None else 'takes no'} tenant")
     info = domain.value if tenant is None else f"{domain.value}\x00{tenant}"
-    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=info.encode("utf-8"))
-    return kdf.derive(secret)
+    return derive_key(secret, _HKDF_SALT, info.encode("utf-8"))
+
+
+def derive_key(secret: bytes, salt: bytes, info: bytes) -> bytes:
+    """The 32-byte key of one purpose (``salt`` and ``info``) derived from a keyring secret (HKDF-SHA-256).
+
+    Keys of different purposes are unrelated: knowing one tells nothing of the secret or the others.
+    """
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(secret)
 
 
 class Pseudonymizer:

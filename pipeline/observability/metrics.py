@@ -72,6 +72,23 @@ SUBJECT_REQUESTS = Counter(
     ["kind", "status"],
     registry=REGISTRY,
 )
+DPO_RECORDS_SKIPPED = Counter(
+    "cdrpipe_dpo_records_skipped",
+    "Files under _cdrpipe/ that are not readable records (empty, truncated or foreign), counted once each",
+    ["area"],
+    registry=REGISTRY,
+)
+AUDIT_CHAIN_INTACT = Gauge(
+    "cdrpipe_audit_chain_intact",
+    "1 while the audit trail and the register verify, 0 once a break is found (lifecycle owner only)",
+    registry=REGISTRY,
+)
+TIMER_FAILURES = Counter(
+    "cdrpipe_timer_failures",
+    "Runs of a periodic task that failed (it runs again next interval)",
+    ["timer"],
+    registry=REGISTRY,
+)
 RETENTION_PARTITIONS_DELETED = Counter(
     "cdrpipe_retention_partitions_deleted", "call_date partitions deleted by retention", registry=REGISTRY
 )

@@ -1,6 +1,6 @@
 """Storage errors: the ones a retry may cure, and the ones only the operator can fix.
 
-Contract: :func:`storage_error` turns an ``OSError`` of a store operation into
+Contract: :func:`storage_error` turns an ``OSError`` (or an S3 client's error) of a store operation into
 a :class:`TerminalStorageError` whose message ends with what to fix when the
 cause cannot pass by itself (permission denied, read-only or full disk,
 missing bucket, rejected credentials), and into a plain :class:`StorageError`
@@ -39,10 +39,11 @@ _TERMINAL_S3_ERRORS = {
 }
 
 
-def storage_error(action: str, exc: OSError) -> StorageError:
+def storage_error(action: str, exc: Exception) -> StorageError:
     """The error to raise when ``action`` (e.g. ``publishing cdr/…``) failed with ``exc``."""
-    detail = exc.strerror or str(exc)
-    fix = _TERMINAL_ERRNOS.get(exc.errno or 0) or next(
+    detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    number = exc.errno if isinstance(exc, OSError) else None
+    fix = _TERMINAL_ERRNOS.get(number or 0) or next(
         (hint for code, hint in _TERMINAL_S3_ERRORS.items() if code in str(exc)), None
     )
     if fix is not None:

@@ -13,9 +13,16 @@ Contract:
   :meth:`Storage.sweep_temporaries` removes every such file under a folder
   (erasure and retention call it: an orphan may hold a subject's rows).
 * :meth:`Storage.create_exclusive` creates a small file only if it does not
-  exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
-  offers no conditional create through ``pyarrow.fs``, so there it is a
-  check followed by a PUT.
+  exist yet and says whether it did; the file appears whole or not at all.
+  Locally: a temporary file is written and fsynced, then hard-linked to the
+  final name (``link`` refuses an existing name, so two writers cannot both
+  succeed, and a process killed in between leaves only a temporary file). On
+  S3: a conditional PUT (``If-None-Match: *``), which the store refuses when
+  the object exists.
+* Local files are owner-only (``0600``, directories ``0700``) whatever the
+  umask, or group-readable (``0640``/``0750``) with ``group_read``. Only what
+  this class creates gets these modes: existing files and directories are
+  left as they are (:mod:`pipeline.store.permissions` reports and fixes them).
 * Errors are raised as :class:`StorageError`, which callers may retry, or as
   its subclass :class:`TerminalStorageError` when retrying cannot help
   (permission denied, read-only or full disk, missing bucket, rejected
@@ -75,8 +82,9 @@ class Storage(Protocol):
 class LocalStorage:
     """Files under a local directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, group_read: bool = False) -> None:
         self.root = root
+        self.file_mode, self.dir_mode = modes(group_read)
 
     def describe(self) -> str:
         return str(self.root.resolve())
@@ -84,14 +92,10 @@ class LocalStorage:
     def publish(self, relative_path: str, data: bytes) -> None:
         target = self.root / relative_path
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(target.parent, self.dir_mode)
             _remove_orphans_of(target)
-            temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+            temp = self._write_temporary(target, data)
             try:
-                with open(temp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
                 os.replace(temp, target)
             except BaseException:
                 temp.unlink(missing_ok=True)
@@ -103,19 +107,34 @@ class LocalStorage:
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         target = self.root / relative_path
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(target.parent, self.dir_mode)
+            temp = self._write_temporary(target, data)
             try:
-                descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.link(temp, target, follow_symlinks=False)
             except FileExistsError:
                 return False
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            finally:
+                temp.unlink(missing_ok=True)
             _fsync_directory(target.parent)
             return True
         except OSError as exc:
             raise storage_error(f"creating {relative_path}", exc) from exc
+
+    def _write_temporary(self, target: Path, data: bytes) -> Path:
+        """A fsynced temporary file of ``data`` beside ``target``, with this store's file mode."""
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        descriptor = os.open(temp, flags, self.file_mode)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                os.fchmod(handle.fileno(), self.file_mode)  # the umask may have taken bits away
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp
 
     def read(self, relative_path: str) -> bytes | None:
         try:
@@ -166,6 +185,28 @@ class LocalStorage:
             if stat.S_ISREG(status.st_mode) and status.st_mtime >= since:
                 listed.append(path.relative_to(self.root).as_posix())
         return sorted(listed)
+
+
+def modes(group_read: bool) -> tuple[int, int]:
+    """The modes of the files and directories a local store creates: owner-only, or group-readable."""
+    return (0o640, 0o750) if group_read else (0o600, 0o700)
+
+
+def make_dirs(directory: Path, mode: int = 0o700) -> None:
+    """Create ``directory`` and its missing parents with ``mode``, whatever the umask.
+
+    Directories that exist already keep their mode.
+    """
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode)
+        except FileExistsError:
+            continue  # created meanwhile by another writer, with its own mode
+        os.chmod(created, mode)  # mkdir's mode is filtered by the umask
 
 
 def _remove_orphans_of(target: Path) -> None:

@@ -15,6 +15,16 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   subject-request agents on single-partition topics plus the retention
   timer, under one lock, in the worker that owns those topics.
 * ``/metrics`` (Prometheus) and ``/health`` are served by Faust's web server.
+  ``/health`` also names the bucket's default encryption of an ``s3://``
+  store, and the first break of the audit trail or the register once the
+  lifecycle owner has found one (a break does not make the worker unhealthy:
+  restarting it cannot repair the records).
+* At start the store is checked: a local store whose files others may read is
+  reported (a bounded check); an ``s3://`` bucket without default encryption
+  is refused unless ``CDRPIPE_S3_ALLOW_UNENCRYPTED`` allows it, loudly. A
+  bucket whose encryption cannot be read (not created yet, say) is reported
+  as unknown and the worker starts: its writes fail until the bucket exists.
+* The audit trail and the register are sealed with the keyring file.
 """
 
 from __future__ import annotations
@@ -27,17 +37,22 @@ import mode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.config.settings import Settings, load_settings
-from pipeline.errors import KeyringError
+from pipeline.config.settings import Settings, StoreSettings, load_settings
+from pipeline.errors import ConfigError, KeyringError
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.keys.keyring_file import KeyringFile
+from pipeline.lifecycle.requests.chain import seal_with
 from pipeline.observability import log_scrub
 from pipeline.observability.log_json import logging_config
 from pipeline.observability.metrics import HEALTH, REGISTRY, watch_cache_hit_ratio
 from pipeline.sink.publisher import BatchPublisher
-from pipeline.store.object_storage import open_storage
+from pipeline.store.errors import StorageError
+from pipeline.store.object_storage import ObjectStorage, open_storage
+from pipeline.store.permissions import exposed
+from pipeline.store.storage import LocalStorage, Storage
 from pipeline.worker.assembly import build_ingestor, build_keys
 from pipeline.worker.context import LifecycleTopics, WorkerContext
+from pipeline.worker.dpo_records import CHAIN_HEALTH
 from pipeline.worker.ingest_service import IngestService
 from pipeline.worker.lifecycle_agents import LifecycleAgents
 
@@ -61,14 +76,54 @@ def create_app(settings: Settings) -> faust.App:
         logging_config=logging_config() if settings.runtime.log_format == "json" else None,
         env={},
     )
-    context = WorkerContext(
-        settings, app, open_storage(settings.store.root), LifecycleTopics.declare(app, settings)
-    )
+    storage = open_storage(settings.store.root, group_read=settings.store.group_read)
+    _check_store(storage, settings.store)
+    seal_with(KeyringFile(settings.numbers.keyring).current)
+    context = WorkerContext(settings, app, storage, LifecycleTopics.declare(app, settings))
     app.service(_ingest_service(context))
     LifecycleAgents(context).add_to_app()
     app.page("/metrics")(_metrics)
     app.page("/health")(_health)
     return app
+
+
+_store_encryption: dict[str, str] = {}
+"""What ``/health`` says of the store's encryption at rest (``s3://`` stores only)."""
+
+
+def _check_store(storage: Storage, settings: StoreSettings) -> None:
+    """Report a local store others may read; refuse an unencrypted bucket unless allowed (module doc)."""
+    if isinstance(storage, LocalStorage):
+        readable = exposed(storage.root, settings.group_read)
+        if readable:
+            log.warning(
+                "%d files or directories of the store (e.g. %s) can be used by other users: "
+                "run `cdrpipe store fix-permissions`",
+                len(readable),
+                readable[0],
+            )
+    if not isinstance(storage, ObjectStorage):
+        return
+    try:
+        algorithm = storage.default_encryption()
+    except StorageError as exc:  # e.g. a bucket not created yet: the store reports it as it does for writes
+        log.warning("cannot read the default encryption of the store's bucket: %s", exc)
+        _store_encryption["store_encryption"] = "unknown (could not be read at start)"
+        return
+    if algorithm is None and not settings.s3_allow_unencrypted:
+        raise ConfigError(
+            f"the bucket of {storage.describe()} has no default encryption: enable it (SSE-S3 or SSE-KMS), "
+            "or set CDRPIPE_S3_ALLOW_UNENCRYPTED=true for a local test store"
+        )
+    if algorithm is None:
+        log.warning(
+            "THE BUCKET OF %s DOES NOT ENCRYPT AT REST: allowed by CDRPIPE_S3_ALLOW_UNENCRYPTED; "
+            "never use this for real CDRs",
+            storage.describe(),
+        )
+    else:
+        log.info("the bucket of %s encrypts at rest by default with %s", storage.describe(), algorithm)
+    _store_encryption["store_encryption"] = algorithm or "none (allowed by CDRPIPE_S3_ALLOW_UNENCRYPTED)"
 
 
 def _ingest_service(context: WorkerContext) -> type[IngestService]:
@@ -123,10 +178,11 @@ async def _metrics(view: View, request: Request) -> Response:
 async def _health(view: View, request: Request) -> Response:
     """200 while the worker can publish and commit, 503 while it cannot (with what to fix, if known)."""
     del request
+    records = {"audit_chain_break": CHAIN_HEALTH.first_break} if CHAIN_HEALTH.first_break else {}
     if HEALTH.healthy:
-        return view.json({"status": "ok"})
+        return view.json({"status": "ok", **_store_encryption, **records})
     failing = {"status": "failing", "failing_since": HEALTH.failing_since, "problem": HEALTH.problem}
-    return view.json(failing, status=503)
+    return view.json({**failing, **_store_encryption, **records}, status=503)
 
 
 @functools.cache

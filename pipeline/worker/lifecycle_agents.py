@@ -4,7 +4,9 @@ Contract of :class:`LifecycleAgents`: every request on the lifecycle
 topics gets a receipt (rejected ones too). The processors are synchronous
 and run in a thread under the worker's lifecycle lock; their ledger writes
 and broker questions come back to the event loop. Retention and the register
-metrics act only in the worker that owns the lifecycle topics.
+metrics act only in the worker that owns the lifecycle topics; the register
+timer also verifies the audit trail and the register. No timer's failure stops
+the worker (:func:`~pipeline.worker.dpo_records.guarded`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pipeline.observability.metrics import (
 )
 from pipeline.worker.assembly import build_classifier
 from pipeline.worker.context import WorkerContext
+from pipeline.worker.dpo_records import CHAIN_HEALTH, guarded
 
 log = logging.getLogger(__name__)
 BROKER_CALL_S = 30.0
@@ -78,9 +81,11 @@ class LifecycleAgents:
         app.agent(topics.subject_requests, name="pipeline.app.subject_rights")(self.subject_rights)
         app.task(self.check_topic_retention)
         app.timer(interval=settings.lifecycle.retention_interval_s, name="pipeline.app.retention")(
-            self.retention
+            guarded("retention", self.retention)
         )
-        app.timer(interval=REGISTER_READ_S, name="pipeline.app.register_metrics")(self.register_metrics)
+        app.timer(interval=REGISTER_READ_S, name="pipeline.app.register_metrics")(
+            guarded("register_metrics", self.register_metrics)
+        )
 
     async def residual_copies(self) -> list[ResidualCopy]:
         """The topics that still hold raw data, with the retention the broker applies to each."""
@@ -189,11 +194,12 @@ class LifecycleAgents:
         log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
 
     async def register_metrics(self) -> None:
-        """Read the register of requests for the metrics, in the lifecycle owner only."""
+        """Read the register for the metrics and verify the DPO records, in the lifecycle owner only."""
         if not self._context.owns_lifecycle():
             REQUEST_REGISTER.forget()
             return
         REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self._storage))
+        await asyncio.to_thread(CHAIN_HEALTH.check, self._storage)
 
 
 class _OnLoop:

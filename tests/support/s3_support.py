@@ -39,9 +39,16 @@ def boto3_client(endpoint: str) -> Any:
 FAILURE_RESPONSE = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
+SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+"""The default encryption AWS gives every bucket since 2023 (moto gives a new bucket none)."""
+
+
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """Run ``moto_server`` on a free loopback port with the bucket ``lake``; yield its endpoint URL."""
+def moto_server(encrypted: bool = True) -> Iterator[str]:
+    """Run ``moto_server`` on a free loopback port with the bucket ``lake``; yield its endpoint URL.
+
+    The bucket encrypts by default (SSE-S3), as on AWS, unless ``encrypted`` is false.
+    """
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -60,6 +67,10 @@ def moto_server() -> Iterator[str]:
                 time.sleep(0.2)
         endpoint = f"http://127.0.0.1:{port}"
         boto3_client(endpoint).create_bucket(Bucket=BUCKET)
+        if encrypted:
+            boto3_client(endpoint).put_bucket_encryption(
+                Bucket=BUCKET, ServerSideEncryptionConfiguration=SSE_S3
+            )
         yield endpoint
     finally:
         process.terminate()

@@ -17,12 +17,20 @@ appearance in this export only (stable within it, unlinkable across exports);
 the other parties' country and line type and every agent pseudonym but the
 subject's own are left out. The full rows are for the controller's internal
 use only.
+:func:`write_export` never writes through a symlink and never leaves a
+partial file: the export is written to an owner-only (``0600``) temporary file
+in the target's directory, fsynced, then linked to the target, which must not
+exist (:class:`ExportTargetError` otherwise), or with ``force`` renamed over
+it atomically (a reader sees the old file or the new one, never a mix).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import secrets
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,13 +113,55 @@ def minimise(table: pa.Table, subject: Subject) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=table.schema)
 
 
-def write_export(table: pa.Table, out: Path, export_format: ExportFormat) -> None:
-    """Write the rows to ``out`` in ``export_format``."""
-    if export_format == "parquet":
-        pq.write_table(table, out, compression="zstd")
-    elif export_format == "csv":
-        pacsv.write_csv(table, out)
-    else:
-        with out.open("w", encoding="utf-8") as handle:
-            for row in table.to_pylist():
-                handle.write(json.dumps(row, default=str, sort_keys=True) + "\n")
+class ExportTargetError(RequestRefusedError):
+    """The export's target exists (without ``force``) or is a symlink: nothing was written."""
+
+
+EXPORT_MODE = 0o600
+
+
+def check_export_target(out: Path, force: bool) -> None:
+    """Refuse a target that is a symlink, or that exists when ``force`` is not given (one line)."""
+    try:
+        status = out.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(status.st_mode):
+        raise ExportTargetError(f"{out} is a symbolic link: exports are never written through one")
+    if not force:
+        raise _exists(out)
+    if not stat.S_ISREG(status.st_mode):
+        raise ExportTargetError(f"{out} is not a regular file: exports only replace regular files")
+
+
+def _exists(out: Path) -> ExportTargetError:
+    return ExportTargetError(f"{out} exists: choose another file, or give --force to replace it")
+
+
+def write_export(table: pa.Table, out: Path, export_format: ExportFormat, force: bool = False) -> None:
+    """Write the rows to ``out`` in ``export_format``, owner-only and atomically (module contract)."""
+    check_export_target(out, force)
+    temp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, EXPORT_MODE)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), EXPORT_MODE)
+            if export_format == "parquet":
+                pq.write_table(table, handle, compression="zstd")
+            elif export_format == "csv":
+                pacsv.write_csv(table, handle)
+            else:
+                for row in table.to_pylist():
+                    handle.write((json.dumps(row, default=str, sort_keys=True) + "\n").encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        check_export_target(out, force)  # again: the target may have appeared while rows were written
+        if force:
+            os.replace(temp, out)  # replaces a symlink itself, never its target
+        else:
+            try:
+                os.link(temp, out, follow_symlinks=False)
+            except FileExistsError:
+                raise _exists(out) from None
+    finally:
+        temp.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ type; a receipt holds request ids, counts, paths, key ids and plain-language
 text, never a number or pseudonym. A receipt is written once
 (``_cdrpipe/receipts/<request id>.json``) and never rewritten;
 :func:`purge_receipts` deletes those whose ``finished_at`` is more than
-``keep_days`` ago.
+``keep_days`` ago, skipping (and reporting) a file that is not a receipt.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Literal
 
 import msgspec
 
+from pipeline.lifecycle.requests import skipped
 from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.store.storage import Storage
 
@@ -106,8 +107,13 @@ def purge_receipts(storage: Storage, keep_days: int, now: datetime) -> int:
     cutoff = now - timedelta(days=keep_days)
     purged = 0
     for path in storage.list(RECEIPT_DIR):
-        data = storage.read(path)
-        if data is not None and datetime.fromisoformat(json.loads(data)["finished_at"]) < cutoff:
+        document = skipped.json_object("receipts", path, storage.read(path))
+        try:
+            finished = datetime.fromisoformat(str(document["finished_at"])) if document else None
+        except (KeyError, ValueError):
+            skipped.skip("receipts", path, "a receipt without its finished_at instant")
+            continue
+        if finished is not None and finished < cutoff:
             storage.delete(path)
             purged += 1
     return purged

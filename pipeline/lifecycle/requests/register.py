@@ -12,6 +12,12 @@ small immutable JSON file per event:
 * ``notes/<instant>-<n>.json``: anything else worth keeping in the history
   (a failed attempt, say), never deciding the status.
 
+Every event file is sealed (``key_id`` and ``mac``, as chain entries are) and
+created whole or not at all; once created it is linked into the register chain
+(``_cdrpipe/register/<seq>.json``: its path and SHA-256, sealed and chained), so
+:func:`verify_register` finds an event rewritten, deleted, inserted or
+reordered. Files that cannot be read as events are skipped and reported.
+
 Contract: the due date is one month after the received date, or three months
 once extended (the month-end rule of Regulation 1182/71: 31 January + 1 month
 is the last day of February). A request is overdue when it is open and today
@@ -26,15 +32,26 @@ from __future__ import annotations
 import calendar
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from pipeline.errors import RequestRefusedError
+from pipeline.keys.keyring import Keyring
+from pipeline.lifecycle.requests import skipped
+from pipeline.lifecycle.requests.chain import (
+    Chain,
+    ChainReport,
+    digest,
+    seal,
+    seal_problem,
+    sealing_keyring,
+)
 from pipeline.lifecycle.requests.ids import check_request_id, check_text
 from pipeline.store.storage import Storage
 
 REGISTER_DIR = "_cdrpipe/requests"
+REGISTER_CHAIN = Chain("_cdrpipe/register")
 Kind = Literal["access", "erasure", "restriction", "lift", "objection", "withdrawal", "rectification"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 Status = Literal["open", "closed", "rejected"]
@@ -100,7 +117,13 @@ def _instant(moment: datetime) -> str:
 
 
 def _write(storage: Storage, path: str, document: dict[str, Any]) -> bool:
-    return storage.create_exclusive(path, json.dumps(document, sort_keys=True).encode())
+    """Create the event file at ``path`` exclusively, sealed, and link it into the register chain."""
+    data = json.dumps(seal(document, sealing_keyring().active), sort_keys=True).encode()
+    if not storage.create_exclusive(path, data):
+        return False
+    link = {"kind": "event", "path": path, "sha256": digest(data), "recorded_at": _instant(datetime.now(UTC))}
+    REGISTER_CHAIN.append(storage, link)
+    return True
 
 
 def register_received(storage: Storage, request_id: str, kind: Kind, received_at: datetime) -> RequestRecord:
@@ -170,8 +193,21 @@ def _existing(storage: Storage, request_id: str) -> RequestRecord:
 
 def load_request(storage: Storage, request_id: str) -> RequestRecord | None:
     """The record of ``request_id``, or None if it was never registered (or is purged)."""
-    directory = _directory(request_id)
-    return _fold(request_id, [storage.read(path) for path in storage.list(directory)])
+    return _fold(request_id, _events(storage, storage.list(_directory(request_id))))
+
+
+def _events(storage: Storage, paths: list[str]) -> list[dict[str, Any]]:
+    """The events stored at ``paths``; a file that is not one is skipped and reported."""
+    events = []
+    for path in paths:
+        document = skipped.json_object("register", path, storage.read(path))
+        if document is None:
+            continue
+        if not isinstance(document.get("event"), str) or not isinstance(document.get("at"), str):
+            skipped.skip("register", path, "not a register event")
+            continue
+        events.append({key: value for key, value in document.items() if key not in ("key_id", "mac")})
+    return events
 
 
 def _files_by_request(storage: Storage) -> dict[str, list[str]]:
@@ -185,17 +221,13 @@ def _files_by_request(storage: Storage) -> dict[str, list[str]]:
 def load_register(storage: Storage) -> list[RequestRecord]:
     """Every registered request."""
     records = (
-        _fold(request_id, [storage.read(path) for path in paths])
-        for request_id, paths in _files_by_request(storage).items()
+        _fold(request_id, _events(storage, paths)) for request_id, paths in _files_by_request(storage).items()
     )
     return [record for record in records if record is not None]
 
 
-def _fold(request_id: str, documents: list[bytes | None]) -> RequestRecord | None:
-    events = sorted(
-        (json.loads(document) for document in documents if document is not None),
-        key=lambda event: (event["at"], event["event"] != "received"),
-    )
+def _fold(request_id: str, events: list[dict[str, Any]]) -> RequestRecord | None:
+    events = sorted(events, key=lambda event: (event["at"], event["event"] != "received"))
     received = next((event for event in events if event["event"] == "received"), None)
     if received is None:  # a purge cut short after it removed the registration
         return None
@@ -224,13 +256,55 @@ def purge_requests(storage: Storage, keep_days: int, now: datetime) -> int:
     cutoff = now - timedelta(days=keep_days)
     purged = 0
     for request_id, paths in _files_by_request(storage).items():
-        record = _fold(request_id, [storage.read(path) for path in paths])
+        record = _fold(request_id, _events(storage, paths))
         if record is not None and (record.closed_at is None or record.closed_at >= cutoff):
             continue
+        link = {"kind": "purge", "request_id": request_id, "recorded_at": _instant(now)}
+        REGISTER_CHAIN.append(storage, link)
         # received.json goes first: a purge cut short leaves a request without its
         # registration, which no listing shows (never one that looks open again)
         # and which the next purge finishes.
         for path in sorted(paths, key=lambda path: not path.endswith("/received.json")):
             storage.delete(path)
         purged += record is not None
+    present = set(storage.list(REGISTER_DIR))
+
+    def expired(link: dict[str, Any]) -> bool:  # never the link of an event still in the register
+        recorded = datetime.fromisoformat(str(link.get("recorded_at", _instant(now))))
+        return recorded < cutoff and link.get("path") not in present
+
+    REGISTER_CHAIN.purge(storage, expired, _instant(now))
     return purged
+
+
+def verify_register(storage: Storage, keyring: Keyring) -> ChainReport:
+    """Verify the register chain and every event file against it; the report names each break.
+
+    An event file whose seal fails was rewritten; one without a link was
+    inserted (or its writer was killed between the two creates); a link whose
+    file is gone, its request not purged, names a deleted event.
+    """
+    report = REGISTER_CHAIN.verify(storage, keyring)
+    links = {
+        str(link["path"]): str(link.get("sha256")) for link in report.documents if link.get("kind") == "event"
+    }
+    purged = {str(link["request_id"]) for link in report.documents if link.get("kind") == "purge"}
+    breaks = list(report.breaks)
+    present = storage.list(REGISTER_DIR)
+    for path in present:
+        data = storage.read(path)
+        document = skipped.json_object("register", path, data)
+        if data is None or document is None:
+            breaks.append(f"register file {path} cannot be read as an event")
+            continue
+        problem = seal_problem(document, keyring)
+        if problem is not None:
+            breaks.append(f"register file {path}: {problem}")
+        elif path in links and links[path] != digest(data):
+            breaks.append(f"register file {path} differs from the one the chain recorded: it was rewritten")
+        elif path not in links:
+            breaks.append(f"register file {path} is not in the register chain: it was inserted")
+    for path in sorted(set(links) - set(present)):
+        if path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0] not in purged:
+            breaks.append(f"register file {path} is gone but its request was never purged: it was deleted")
+    return replace(report, breaks=breaks)

@@ -117,7 +117,7 @@ def test_compose_writes_to_minio_and_prometheus_scrapes_every_worker() -> None:
 def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_from_a_secret() -> None:
     documents = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / "cdrpipe.yaml").read_text()))
     kinds = {document["kind"]: document for document in documents}
-    assert set(kinds) == {"Deployment", "Service"}
+    assert set(kinds) == {"ServiceAccount", "Deployment", "Service"}
     deployment = kinds["Deployment"]["spec"]
     assert deployment["replicas"] >= 2
     pod = deployment["template"]["spec"]
@@ -144,6 +144,14 @@ def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_fro
     assert volumes[secret_mount["name"]]["secret"]["secretName"] == "cdrpipe-keyring"
     assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
     assert ":" in worker["image"] and not worker["image"].endswith(":latest")
+    # S3 credentials come from the service account's IAM role (IRSA / EKS Pod Identity), never static keys
+    account = kinds["ServiceAccount"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    for container in [*pod["containers"], *pod["initContainers"]]:
+        names = {variable["name"] for variable in container.get("env", [])}
+        assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+        assert "envFrom" not in container
     service = kinds["Service"]
     assert service["spec"]["selector"] == deployment["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["port"] == 6066

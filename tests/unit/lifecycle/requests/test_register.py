@@ -298,7 +298,7 @@ def test_free_texts_refuse_pseudonyms_too(tmp_path: Path) -> None:
 
 
 def test_cdrpipe_retention_purges_closed_requests_past_the_dpo_period(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, keyring_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = LocalStorage(tmp_path)
     long_ago = datetime.now(UTC) - timedelta(days=200)
@@ -306,6 +306,7 @@ def test_cdrpipe_retention_purges_closed_requests_past_the_dpo_period(
     close(storage, "old", long_ago + timedelta(days=1), "exported")
     register_received(storage, "open-old", "objection", long_ago)
     monkeypatch.setenv("CDRPIPE_STORE", str(tmp_path))
+    monkeypatch.setenv("CDRPIPE_KEYRING", str(keyring_path))  # the purge seals a checkpoint
     dry = CliRunner().invoke(cli, ["retention", "--dry-run"])
     assert dry.exit_code == 0 and len(load_register(storage)) == 2
     result = CliRunner().invoke(cli, ["retention"])

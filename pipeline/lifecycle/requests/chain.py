@@ -1,0 +1,239 @@
+"""Hash chains of sealed entries: the tamper evidence of the audit trail and of the register.
+
+A chain lives in one store directory, one entry per file named by its
+sequence number (``<directory>/<seq, 12 digits>.json``). Each entry holds its
+``seq``, ``prev`` (the SHA-256 of the previous entry's bytes, or 64 zeros for
+the first), the ``key_id`` of the keyring key it is sealed under and ``mac``,
+an HMAC-SHA-256 of everything else under a key derived from that key's secret
+in the chain's own domain (HKDF info ``cdrpipe audit chain v1``), so the
+pseudonym keys and the chain key tell nothing of each other.
+
+Contract:
+
+* :meth:`Chain.append` allocates the next sequence number by creating its
+  file exclusively: of two writers, one wins and the other retries with the
+  next number, so the chain never forks silently. Entries are sealed under the
+  keyring's active key; older entries stay verifiable while their key is in
+  the keyring.
+* :meth:`Chain.verify` names every break, first break first: an entry
+  rewritten (its MAC fails), deleted (a gap), inserted or reordered (its
+  ``seq`` or ``prev`` does not follow), or sealed under a key the keyring no
+  longer holds.
+* :meth:`Chain.purge` deletes the oldest entries that have expired after
+  appending a checkpoint entry (``purged_through``, ``through_hash``), so what
+  remains still verifies; an entry that cannot be read stops the purge (it is
+  kept as evidence).
+* The keyring comes from :func:`seal_with`, which the worker and the CLI call
+  once with the way to read the keyring file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.keys.keyring import Key, Keyring
+from pipeline.keys.pseudonym import derive_key
+from pipeline.store.errors import StorageError
+from pipeline.store.storage import Storage
+
+GENESIS = "0" * 64
+CHECKPOINT = "chain-checkpoint"
+"""The ``kind`` of the entry a purge appends before it deletes older entries."""
+_SALT = b"cdrpipe/audit/v1"
+_INFO = b"cdrpipe audit chain v1"
+_CHAIN_FIELDS = ("seq", "prev", "key_id", "mac")
+_APPEND_ATTEMPTS = 100
+_NAME = re.compile(r"^(\d{12})\.json$")
+
+_keyring_source: Callable[[], Keyring] | None = None
+
+
+def seal_with(source: Callable[[], Keyring] | None) -> None:
+    """Seal this process's chain entries with the keyring ``source`` returns (None: no sealing set up)."""
+    global _keyring_source  # noqa: PLW0603 - one keyring file per process, set at its start
+    _keyring_source = source
+
+
+def sealing_keyring() -> Keyring:
+    """The keyring chain entries are sealed and verified with."""
+    if _keyring_source is None:
+        raise ConfigError("the audit trail is sealed with the keyring, but no keyring was set up for it")
+    return _keyring_source()
+
+
+def chain_key(key: Key) -> bytes:
+    """The MAC key of the chains under keyring key ``key``."""
+    return derive_key(key.secret, _SALT, _INFO)
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    """The bytes a MAC covers: ``document`` without its ``mac``, as sorted JSON."""
+    return json.dumps({k: v for k, v in document.items() if k != "mac"}, sort_keys=True).encode()
+
+
+def seal(document: dict[str, Any], key: Key) -> dict[str, Any]:
+    """``document`` (JSON types only) with ``key_id`` and the ``mac`` that seals it under ``key``."""
+    sealed = {**document, "key_id": key.key_id}
+    sealed["mac"] = hmac.new(chain_key(key), canonical(sealed), hashlib.sha256).hexdigest()
+    return sealed
+
+
+def seal_problem(document: dict[str, Any], keyring: Keyring) -> str | None:
+    """Why ``document``'s seal does not hold (no MAC, unknown key, MAC mismatch), or None if it holds."""
+    key = next((key for key in keyring.keys if key.key_id == document.get("key_id")), None)
+    mac = document.get("mac")
+    if not isinstance(mac, str):
+        return "it is not sealed"
+    if key is None:
+        return f"it is sealed under key {document.get('key_id')!r}, which the keyring does not hold"
+    expected = hmac.new(chain_key(key), canonical(document), hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(expected, mac) else "its MAC does not match: it was rewritten"
+
+
+def digest(data: bytes) -> str:
+    """The SHA-256 of an entry's bytes, as the next entry's ``prev`` holds it."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def normalised(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` in JSON types only (instants and other values as text), as it will be read back."""
+    parsed: dict[str, Any] = json.loads(json.dumps(document, sort_keys=True, default=str))
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What :meth:`Chain.verify` found: the entries it checked, the purge checkpoint and every break."""
+
+    directory: str
+    checked: int
+    last_seq: int
+    purged_through: int
+    breaks: list[str] = field(default_factory=list)
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    """The entries after the checkpoint that could be read, in sequence order."""
+    foreign: list[str] = field(default_factory=list)
+    """Files in the directory that are not chain entries (reported, not verified)."""
+
+    @property
+    def intact(self) -> bool:
+        """True when no break was found."""
+        return not self.breaks
+
+
+def _parse(data: bytes | None) -> dict[str, Any] | None:
+    try:
+        document = json.loads(data) if data is not None else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+class Chain:
+    """The chain of sealed entries in one store directory (see the module contract)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def path(self, seq: int) -> str:
+        """The store path of entry ``seq``."""
+        return f"{self.directory}/{seq:012d}.json"
+
+    def seq_of(self, path: str) -> int | None:
+        """The sequence number of the entry at ``path``, or None if ``path`` is not an entry's."""
+        rest = path.removeprefix(self.directory + "/")
+        match = _NAME.match(rest) if rest != path else None
+        return int(match.group(1)) if match else None
+
+    def _numbered(self, storage: Storage) -> tuple[dict[int, str], list[str]]:
+        entries: dict[int, str] = {}
+        others = []
+        for path in storage.list(self.directory):
+            seq = self.seq_of(path)
+            if seq is None:
+                others.append(path)
+            else:
+                entries[seq] = path
+        return entries, others
+
+    def append(self, storage: Storage, document: dict[str, Any]) -> str:
+        """Seal ``document`` as the next entry under the active key; return its path."""
+        key = sealing_keyring().active
+        body = normalised(document)
+        for _ in range(_APPEND_ATTEMPTS):
+            entries, _ = self._numbered(storage)
+            last = max(entries, default=0)
+            data = storage.read(entries[last]) if last else None
+            prev = digest(data) if data is not None else GENESIS
+            sealed = seal({**body, "seq": last + 1, "prev": prev}, key)
+            path = self.path(last + 1)
+            if storage.create_exclusive(path, json.dumps(sealed, sort_keys=True).encode()):
+                return path
+        raise StorageError(f"appending to {self.directory} failed: other writers kept taking the next entry")
+
+    def verify(self, storage: Storage, keyring: Keyring) -> ChainReport:
+        """Check every entry after the last checkpoint; see the module contract."""
+        entries, foreign = self._numbered(storage)
+        raw = {seq: storage.read(path) for seq, path in entries.items()}
+        parsed = {seq: _parse(data) for seq, data in raw.items()}
+        checkpoints = [
+            document
+            for document in parsed.values()
+            if document is not None
+            and document.get("kind") == CHECKPOINT
+            and seal_problem(document, keyring) is None
+        ]
+        newest = max(checkpoints, key=lambda document: int(document["purged_through"]), default=None)
+        through = int(newest["purged_through"]) if newest else 0
+        prev = str(newest["through_hash"]) if newest else GENESIS
+        last = max(entries, default=0)
+        breaks, documents = [], []
+        for seq in range(through + 1, last + 1):
+            data, document = raw.get(seq), parsed.get(seq)
+            name = self.path(seq)
+            if seq not in entries:
+                breaks.append(f"entry {seq} ({name}) is missing: it was deleted")
+            elif document is None:
+                breaks.append(f"entry {seq} ({name}) cannot be read as an entry")
+            else:
+                problem = seal_problem(document, keyring)
+                if problem is not None:
+                    breaks.append(f"entry {seq} ({name}): {problem}")
+                elif document.get("seq") != seq:
+                    breaks.append(f"entry {seq} ({name}) says it is entry {document.get('seq')}: reordered")
+                elif document.get("prev") != prev:
+                    breaks.append(
+                        f"entry {seq} ({name}) does not follow entry {seq - 1}: inserted or reordered"
+                    )
+                documents.append(document)
+            prev = digest(data) if data is not None else ""
+        return ChainReport(self.directory, last - through, last, through, breaks, documents, foreign)
+
+    def purge(self, storage: Storage, expired: Callable[[dict[str, Any]], bool], now_text: str) -> int:
+        """Delete the oldest entries for which ``expired`` holds, behind a checkpoint; return how many.
+
+        The checkpoint entry is recorded at ``now_text`` (an ISO instant), so it expires in turn.
+        """
+        entries, _ = self._numbered(storage)
+        doomed: list[tuple[int, dict[str, Any], bytes]] = []
+        for seq in sorted(entries):
+            data = storage.read(entries[seq])
+            document = _parse(data)
+            if data is None or document is None or not expired(document):
+                break
+            doomed.append((seq, document, data))
+        if not doomed or all(document.get("kind") == CHECKPOINT for _, document, _ in doomed):
+            return 0  # nothing but checkpoints: keep the newest one rather than churn
+        through, _, data = doomed[-1]
+        checkpoint = {"kind": CHECKPOINT, "purged_through": through, "through_hash": digest(data)}
+        self.append(storage, {**checkpoint, "recorded_at": now_text})
+        for seq, _, _ in doomed:
+            storage.delete(entries[seq])
+        return len(doomed)
