@@ -14,15 +14,14 @@ import pytest
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.ingest.rows import build_rows
 from pipeline.ingest.records import RawRecord
+from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.export import subject_rows
 from pipeline.lifecycle.operations.quarantine import merge_into, move_subject_rows
 from pipeline.lifecycle.operations.reapply import reapply_ledger
-from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.retention import apply_retention
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
 from pipeline.lifecycle.requests.register import load_request, register_received
@@ -32,7 +31,14 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+from tests.support.lifecycle_store import (
+    CLASSIFIER,
+    KEYS,
+    SUBJECT,
+    parquet_file,
+    rights_processor,
+    sample_store,
+)
 from tests.support.samples import call_at, canonical_decode, decode_context
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -52,18 +58,7 @@ def _ids(tmp_path: Path, area: str) -> list[str]:
 
 
 def _processor(storage: LocalStorage, view: SubjectLedger, written: list[LedgerEntry]) -> RightsProcessor:
-    def write(entry: LedgerEntry) -> None:
-        written.append(entry)
-        view.add(entry)
-
-    return RightsProcessor(
-        storage,
-        lambda: KEYS,
-        CLASSIFIER,
-        ledger=Ledger(view, write),
-        passes=Passes(0, lambda _: None),
-        clock=lambda: NOW,
-    )
+    return rights_processor(storage, view, written, NOW)
 
 
 def _request(request_id: str, kind: str, **fields: object) -> SubjectRequest:
@@ -369,7 +364,8 @@ def test_ending_one_party_s_hold_keeps_a_call_another_held_party_shares(
     assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
     exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER))
     assert exported is not None
-    assert dict(zip(exported.column("cdr_id").to_pylist(), exported.column("restricted").to_pylist())) == {
+    restricted = exported.column("restricted").to_pylist()
+    assert dict(zip(exported.column("cdr_id").to_pylist(), restricted, strict=True)) == {
         "a1": False,
         "ab": True,
     }

@@ -31,7 +31,7 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, sample_store
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, rights_processor, sample_store
 from tests.support.samples import call_at, canonical_decode
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -270,20 +270,7 @@ def _rectifying(tmp_path: Path) -> tuple[LocalStorage, SubjectLedger, list[Ledge
     storage = LocalStorage(tmp_path)
     storage.publish(CALL_FILE, encode(_call_rows()))
     view, written = SubjectLedger(), []
-
-    def write(entry: LedgerEntry) -> None:
-        written.append(entry)
-        view.add(entry)
-
-    processor = RightsProcessor(
-        storage,
-        lambda: KEYS,
-        CLASSIFIER,
-        ledger=Ledger(view, write),
-        passes=Passes(0, lambda _: None),
-        clock=lambda: NOW,
-    )
-    return storage, view, written, processor
+    return storage, view, written, rights_processor(storage, view, written, NOW)
 
 
 def _rectify(processor: RightsProcessor, request_id: str, cdr_id: str) -> dict[str, object]:
