@@ -218,26 +218,34 @@ class SubjectLedger:
         restricting the subject again under the current keyring clears the doubt. A hold
         given as a pseudonym (unknown key) covers the rows holding that pseudonym only.
         """
-        holds = self.holds()
-        held = frozenset().union(*(entry.subject_pseudonyms() for entry in holds))
+        held = frozenset().union(*(entry.subject_pseudonyms() for entry in self.holds()))
         mask = subject_row_mask(table, held, _END_OF_TIME)
         key_ids = table.column("key_id").cast(pa.string())
-        present = frozenset(pc.unique(key_ids).drop_null().to_pylist())
-        unseen = frozenset[str]()
-        for entry in holds:
+        unseen = self.holds_blind_to(frozenset(pc.unique(key_ids).drop_null().to_pylist()))
+        if unseen:
+            in_unseen = pc.is_in(key_ids, value_set=pa.array(sorted(unseen), pa.string()))
+            mask = pc.or_(mask, pc.fill_null(in_unseen, False))
+        return mask
+
+    def holds_blind_to(self, key_ids: frozenset[str]) -> dict[str, frozenset[str]]:
+        """Each of ``key_ids`` that some hold in force has no pseudonym under, with those holds' request ids.
+
+        A hold's keys are those of every hold of its subject (the holds sharing a pseudonym
+        with it); a hold with a pseudonym of unknown key is blind to no key (see :meth:`held_rows`).
+        """
+        blind: dict[str, frozenset[str]] = {}
+        for entry in self.holds():
             own = entry.key_ids()
-            if own is None or present <= own:
+            if own is None or key_ids <= own:
                 continue
             related = (
                 other.key_ids()
                 for action in HOLDS
                 for other in self.in_force(action, entry.subject_pseudonyms())
             )
-            unseen |= present - own.union(*(keys for keys in related if keys is not None))
-        if unseen:
-            in_unseen = pc.is_in(key_ids, value_set=pa.array(sorted(unseen), pa.string()))
-            mask = pc.or_(mask, pc.fill_null(in_unseen, False))
-        return mask
+            for key_id in key_ids - own.union(*(keys for keys in related if keys is not None)):
+                blind[key_id] = blind.get(key_id, frozenset()) | {entry.request_id}
+        return blind
 
     def route(self, table: pa.Table, translations: Translations | None = None) -> Routed:
         """Apply every entry: rectifications first (the wrong attribution redacted), then objections

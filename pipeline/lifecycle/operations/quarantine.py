@@ -102,6 +102,8 @@ def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[
         own = table.filter(pc.and_(held, subject_row_mask(table, pseudonyms, _END_OF_TIME)))
         kept += own.num_rows
         kept_by.update(entry.request_id for entry, _ in view.matches(own, {}) if entry.action in HOLDS)
+        own_keys = frozenset(pc.unique(own.column("key_id").cast(pa.string())).to_pylist())
+        kept_by.update(*view.holds_blind_to(own_keys).values())
     return MoveResult(moved, written, deleted, len(checked), left, kept, tuple(sorted(kept_by)))
 
 

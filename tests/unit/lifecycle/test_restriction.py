@@ -400,10 +400,28 @@ def test_a_hold_older_than_a_key_keeps_the_rows_under_that_key_until_it_is_renew
     under_k1, under_k2 = (_calls(key, [("a1", A, C)]) for key in KEYS.keys)
     assert view.held_rows(under_k1).to_pylist() == [False]
     assert view.held_rows(under_k2).to_pylist() == [True]
+    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {"k2": frozenset({"res-b"})}
     both = subject_from_number(B, KEYS, CLASSIFIER)
     view.add(LedgerEntry(request_id="res-b2", requested_at=NOW, action="restrict", subject=list(both.pairs)))
     assert view.held_rows(under_k2).to_pylist() == [False]
+    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {}
     assert view.held_rows(_calls(KEYS.keys[1], [("ab", A, B)])).to_pylist() == [True]
+
+
+def test_a_lift_names_the_older_hold_that_keeps_rows_under_a_newer_key(tmp_path: Path) -> None:
+    storage = _shared_store(tmp_path)  # every call under k2
+    view = SubjectLedger()
+    processor = _processor(storage, view, [])
+    old_b = subject_from_number(B, OLD_KEYS, CLASSIFIER)  # B restricted before k2 existed
+    view.add(LedgerEntry(request_id="res-b", requested_at=NOW, action="restrict", subject=list(old_b.pairs)))
+    _hold(processor, "res-a", "restriction", A)
+    lifted = _hold(processor, "lift-a", "lift", A)
+    assert (lifted["rows_moved"], lifted["rows_still_held"], lifted["still_in_force"]) == (0, 2, ["res-b"])
+    assert lifted["verification"]["passed"] is True and _ids(tmp_path, "restricted") == ["a1", "ab"]
+    _hold(processor, "res-b2", "restriction", B)  # B again, under every current key
+    report = reapply_ledger(storage, view.entries())
+    assert report.rows_released == 1
+    assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
 
 
 def test_reapplying_the_ledger_after_restoring_a_backup_taken_before_a_lift_releases_the_rows(
