@@ -44,7 +44,9 @@ def retention_command(dry_run: bool) -> None:
 def reapply_erasures_command() -> None:
     """Apply every erasure in the ledger topic to the store again (after restoring a backup).
 
-    Rows of subjects under a restriction or objection go back to the quarantine.
+    Rectified calls are redacted again; rows of subjects under a restriction or objection go
+    back to the quarantine, and quarantined rows no restriction or objection in force covers
+    (a lift or withdrawal after the backup) go back to the dataset.
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
     settings = dpo_context(reads_store=True).settings
@@ -64,6 +66,10 @@ def reapply_erasures_command() -> None:
             f"{report.holds} restrictions and objections in force: "
             f"{report.rows_quarantined} rows moved back to the quarantine"
         )
+    if report.rectifications:
+        click.echo(f"{report.rectifications} rectified calls redacted again")
+    if report.rows_released:
+        click.echo(f"{report.rows_released} quarantined rows no hold in force covers moved back into cdr/")
     if not report.verification_passed:
         raise SystemExit(1)
 

@@ -41,13 +41,26 @@ them through the same :meth:`SubjectLedger.matches`:
   and counted, never written;
 * ``ended``: a restriction lifted or an objection withdrawn. It replaces the
   entry under the same key (the compacted topic keeps only it) and has no
-  subject, so it matches nothing.
+  subject, so it matches nothing;
+* ``rectify`` (art. 16): in the rows of one call (``source``, ``cdr_id``),
+  ``party`` is redacted where it is the entry's subject (the wrongly attributed
+  person), and so is the connected party where it is the same pseudonym. It is
+  keyed by the call and the party, not the request: rectifying one party of
+  one call twice leaves one entry. It is applied before every other entry, so
+  the wrong attribution never quarantines, drops or erases the call.
+
+Holds are per person: :meth:`SubjectLedger.held_rows` says which rows a
+restriction or objection in force still covers, whichever party it names;
+a lift or withdrawal moves back only the others.
+Entries written before ``rectify`` existed have none of its fields and decode
+unchanged (the fields default to None).
 Entries written before key ids were recorded (a bare ``pseudonyms`` list) are
 still read, as pairs with an unknown key id.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
@@ -57,13 +70,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.lifecycle.requests.erasure_request import Mode
-from pipeline.lifecycle.rows import SUBJECT_COLUMNS, erase_rows, subject_row_mask
+from pipeline.lifecycle.rows import (
+    SUBJECT_COLUMNS,
+    Party,
+    call_party_masks,
+    erase_rows,
+    redact_parties,
+    subject_row_mask,
+)
 from pipeline.sink.batch import Routed
 
 Translations = Mapping[str, tuple[str, ...]]
 """A batch's pseudonyms, each mapped to the same party's pseudonyms under the keyring's other keys."""
 
-Action = Literal["erase", "restrict", "suppress", "ended"]
+Action = Literal["erase", "restrict", "suppress", "ended", "rectify"]
+HOLDS: tuple[Action, ...] = ("restrict", "suppress")
+"""The actions that take a subject's rows out of use while they are in force."""
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 UNKNOWN_KEY = ""
@@ -87,6 +109,12 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
     subject: list[KeyedPseudonym] = []
     pseudonyms: list[str] = []
     """Entries of earlier versions: pseudonyms without key ids."""
+    source: str | None = None
+    """``rectify``: the source of the call."""
+    cdr_id: str | None = None
+    """``rectify``: the call."""
+    party: Party | None = None
+    """``rectify``: the party whose attribution is removed."""
 
     @property
     def key(self) -> str:
@@ -94,8 +122,17 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
 
         An erasure and a restriction or objection with the same request id are two
         entries: neither replaces the other. ``ended`` replaces its restriction or objection.
+        A rectification is keyed by its call and party (JSON, so no separator is ambiguous).
         """
+        if self.action == "rectify":
+            return f"rectify:{json.dumps([self.source, self.cdr_id, self.party])}"
         return f"{'erase' if self.action == 'erase' else 'hold'}:{self.request_id}"
+
+    def key_ids(self) -> frozenset[str] | None:
+        """The key ids of the subject's pseudonyms, or None when any of them has no known key."""
+        if self.pseudonyms or any(pair.key_id == UNKNOWN_KEY for pair in self.subject):
+            return None
+        return frozenset(pair.key_id for pair in self.subject)
 
     def subject_pseudonyms(self) -> frozenset[str]:
         """Every pseudonym of the entry's subject."""
@@ -166,10 +203,58 @@ class SubjectLedger:
         keys = set().union(*(self._index.get(pseudonym, ()) for pseudonym in pseudonyms))
         return [self._entries[key] for key in sorted(keys) if self._entries[key].action == action]
 
+    def holds(self) -> list[LedgerEntry]:
+        """Every restriction and objection in force."""
+        return [entry for entry in self._entries.values() if entry.action in HOLDS]
+
+    def held_rows(self, table: pa.Table) -> pa.Array:
+        """True for the rows of ``table`` that a restriction or objection in force still covers.
+
+        A row is covered when any party is the subject of a hold, and also when it was
+        pseudonymised under a key some hold has no pseudonym under: that hold's subject
+        may be any party of the row, and the store has no translation to rule it out
+        (ingest has one; the rows it quarantined under that key are such rows). The keys
+        of a subject are those of all its holds (holds that share a pseudonym), so
+        restricting the subject again under the current keyring clears the doubt. A hold
+        given as a pseudonym (unknown key) covers the rows holding that pseudonym only.
+        """
+        held = frozenset().union(*(entry.subject_pseudonyms() for entry in self.holds()))
+        mask = subject_row_mask(table, held, _END_OF_TIME)
+        key_ids = table.column("key_id").cast(pa.string())
+        unseen = self.holds_blind_to(frozenset(pc.unique(key_ids).drop_null().to_pylist()))
+        if unseen:
+            in_unseen = pc.is_in(key_ids, value_set=pa.array(sorted(unseen), pa.string()))
+            mask = pc.or_(mask, pc.fill_null(in_unseen, False))
+        return mask
+
+    def holds_blind_to(self, key_ids: frozenset[str]) -> dict[str, frozenset[str]]:
+        """Each of ``key_ids`` that some hold in force has no pseudonym under, with those holds' request ids.
+
+        A hold's keys are those of every hold of its subject (the holds sharing a pseudonym
+        with it); a hold with a pseudonym of unknown key is blind to no key (see :meth:`held_rows`).
+        """
+        blind: dict[str, frozenset[str]] = {}
+        for entry in self.holds():
+            own = entry.key_ids()
+            if own is None or key_ids <= own:
+                continue
+            related = (
+                other.key_ids()
+                for action in HOLDS
+                for other in self.in_force(action, entry.subject_pseudonyms())
+            )
+            for key_id in key_ids - own.union(*(keys for keys in related if keys is not None)):
+                blind[key_id] = blind.get(key_id, frozenset()) | {entry.request_id}
+        return blind
+
     def route(self, table: pa.Table, translations: Translations | None = None) -> Routed:
-        """Apply every entry: objections first (their rows dropped and counted), then erasures,
-        then restrictions (their rows quarantined)."""
+        """Apply every entry: rectifications first (the wrong attribution redacted), then objections
+        (their rows dropped and counted), then erasures, then restrictions (their rows quarantined)."""
         matched = self.matches(table, translations or {})
+        for entry, values in matched:
+            if entry.action == "rectify" and entry.cdr_id and entry.party:
+                masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, values)
+                table = redact_parties(table, masks)
         suppressed = frozenset().union(*(values for entry, values in matched if entry.action == "suppress"))
         dropped = 0
         if suppressed:

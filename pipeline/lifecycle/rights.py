@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pipeline import __version__
 from pipeline.errors import RequestRefusedError
 from pipeline.keys.keyring import Keyring
-from pipeline.lifecycle.operations.rectify import rectify_call
+from pipeline.lifecycle.operations.rectify import LedgerRecord, rectify_call
 from pipeline.lifecycle.operations.restriction import (
     Ledger,
     Passes,
@@ -152,7 +152,10 @@ class RightsProcessor:
 
     def _rectify(self, request: SubjectRequest, started: datetime) -> dict[str, Any]:
         assert request.cdr_id is not None and request.party is not None  # checked by parse_request
-        done = rectify_call(self._storage, request.cdr_id, request.party, request.call_date, request.source)
+        record = LedgerRecord(self._ledger, request.request_id, request.requested_at.astimezone(UTC))
+        done = rectify_call(
+            self._storage, request.cdr_id, request.party, request.call_date, request.source, record=record
+        )
         if done.sources > 1:  # call ids are unique per source only: another person's call shares it
             reason = f"call {request.cdr_id} is held by {done.sources} sources: name the source"
             return self._rejected(request.request_id, request.kind, reason, started)
@@ -166,6 +169,7 @@ class RightsProcessor:
             started,
             cdr_id=request.cdr_id,
             party=request.party,
+            parties_redacted=done.parties_redacted,
             rows_found=done.rows_found,
             rows_redacted=done.rows_redacted,
             files_rewritten=done.files_rewritten,

@@ -8,12 +8,17 @@ but removes the subject's side: its pseudonym becomes null, a party's number
 type ``REDACTED`` and its country, line type and short code null. Other rows
 are returned unchanged. Pseudonym domains are separate (an agent id and a
 number never share a pseudonym), so one set of pseudonyms serves every column.
+
+:func:`call_party_masks` selects what a rectification redacts in the rows of
+one call: the party (where not redacted yet), and the connected party where
+it holds the same pseudonym as that party, i.e. the same person answered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +27,8 @@ from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.store.schema import CDR_SCHEMA
 
 REDACTED = "REDACTED"
+Party = Literal["caller", "callee"]
+"""A party a rectification can redact."""
 _PARTY_COLUMNS = {
     "caller": (
         "caller_pseudonym",
@@ -99,3 +106,39 @@ def redact_parties(table: pa.Table, masks: dict[str, pa.Array]) -> pa.Table:
                 redacted = redacted.dictionary_encode()
             table = table.set_column(table.schema.get_field_index(name), field, redacted)
     return table
+
+
+def call_mask(table: pa.Table, cdr_id: str, source: str | None) -> pa.Array:
+    """True for the rows of call ``cdr_id`` (of ``source``, if given)."""
+    mask = pc.equal(table.column("cdr_id"), pa.scalar(cdr_id, pa.string()))
+    if source is not None:
+        mask = pc.and_(
+            mask, pc.equal(table.column("source").cast(pa.string()), pa.scalar(source, pa.string()))
+        )
+    return pc.fill_null(mask, False)
+
+
+def call_party_masks(
+    table: pa.Table,
+    cdr_id: str,
+    source: str | None,
+    party: Party,
+    pseudonyms: Iterable[str] | None = None,
+) -> dict[str, pa.Array]:
+    """The masks of :func:`redact_parties` that remove ``party`` from call ``cdr_id`` (of ``source``).
+
+    ``party`` where it is not redacted yet (and, with ``pseudonyms``, where it is one of
+    them), and ``connected`` in the same rows where it is the same pseudonym as ``party``.
+    A role with nothing to redact is left out, so the keys say which parties change.
+    """
+    rows = call_mask(table, cdr_id, source)
+    types = table.column(f"{party}_number_type").cast(pa.string())
+    rows = pc.and_(rows, pc.fill_null(pc.not_equal(types, pa.scalar(REDACTED)), True))
+    own = table.column(f"{party}_pseudonym")
+    if pseudonyms is not None:
+        rows = pc.and_(
+            rows, pc.fill_null(pc.is_in(own, value_set=pa.array(sorted(pseudonyms), pa.string())), False)
+        )
+    same = pc.fill_null(pc.and_(rows, pc.equal(table.column("connected_pseudonym"), own)), False)
+    masks = {party: rows, "connected": same}
+    return {role: mask for role, mask in masks.items() if pc.any(mask).as_py()}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
+from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
@@ -40,3 +44,22 @@ def sample_store(tmp_path: Path) -> LocalStorage:
         "cdr/call_date=2026-11-01/t+2+0.parquet", parquet_file(KEYS.keys[1], [("d", "0475999888", day)])
     )
     return storage
+
+
+def rights_processor(
+    storage: LocalStorage, view: SubjectLedger, written: list[LedgerEntry], now: datetime
+) -> RightsProcessor:
+    """A rights processor over ``storage`` whose ledger writes go to ``view`` and ``written``."""
+
+    def write(entry: LedgerEntry) -> None:
+        written.append(entry)
+        view.add(entry)
+
+    return RightsProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(view, write),
+        passes=Passes(0, lambda _: None),
+        clock=lambda: now,
+    )

@@ -21,20 +21,31 @@ footers' subject index; every row of the subject, whatever its call time):
    lifting after a restriction gives back exactly the rows there were.
 3. The source files are re-read: the result says how many subject rows are
    left in them (0 when the move is complete).
+
+:func:`release_unheld` keeps the same contract with "the rows no hold covers"
+(:meth:`~pipeline.lifecycle.ledger.SubjectLedger.held_rows`) in place of "the
+subject's rows", over every quarantine file: the quarantine holds only rows
+of held subjects, so it stays small, and reading all of it also returns rows
+that a restore or an earlier lift left behind. Its re-read counts the rows no
+hold covers still there (0 when complete) and the subject's rows a hold keeps,
+naming the holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.lifecycle.ledger import HOLDS, SubjectLedger
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.store.merge import merge_into, read_table
-from pipeline.store.naming import AREAS, in_area
+from pipeline.store.naming import AREAS, DATASET, QUARANTINE, in_area
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 
@@ -50,6 +61,10 @@ class MoveResult:
     files_deleted: list[str]
     files_checked: int
     rows_left: int
+    rows_kept: int = 0
+    """:func:`release_unheld`: rows of the subject that a hold in force keeps in the quarantine."""
+    kept_by: tuple[str, ...] = ()
+    """:func:`release_unheld`: the request ids of the holds that keep them."""
 
     @property
     def verified(self) -> bool:
@@ -61,15 +76,59 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
     """Move every row of the subject from the ``source`` area to the ``target`` area."""
     if source not in AREAS or target not in AREAS or source == target:
         raise ValueError(f"a move goes between two of the areas {AREAS}")
-    moved, written, deleted = 0, [], []
-    for path in search(storage, pseudonyms, areas=(source,)).candidates:
+    candidates = search(storage, pseudonyms, areas=(source,)).candidates
+    moved, written, deleted = _move(
+        storage, candidates, lambda table: subject_row_mask(table, pseudonyms, _END_OF_TIME), target
+    )
+    after = search(storage, pseudonyms, areas=(source,)).candidates
+    left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after)
+    return MoveResult(moved, written, deleted, len(after), left)
+
+
+def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[str]) -> MoveResult:
+    """Move every quarantined row no hold of ``view`` covers to the dataset; count the subject's kept rows."""
+    moved, written, deleted = _move(
+        storage, _readable(storage), lambda table: pc.invert(view.held_rows(table)), DATASET
+    )
+    left = kept = 0
+    kept_by: set[str] = set()
+    checked = _readable(storage)
+    for path in checked:
         table = read_table(storage, path)
         if table is None:
             continue
-        mask = subject_row_mask(table, pseudonyms, _END_OF_TIME)
+        held = view.held_rows(table)
+        left += _count(pc.invert(held))
+        own = table.filter(pc.and_(held, subject_row_mask(table, pseudonyms, _END_OF_TIME)))
+        kept += own.num_rows
+        kept_by.update(entry.request_id for entry, _ in view.matches(own, {}) if entry.action in HOLDS)
+        own_keys = frozenset(pc.unique(own.column("key_id").cast(pa.string())).to_pylist())
+        kept_by.update(*view.holds_blind_to(own_keys).values())
+    return MoveResult(moved, written, deleted, len(checked), left, kept, tuple(sorted(kept_by)))
+
+
+def _readable(storage: Storage) -> list[str]:
+    """The quarantine's files whose footer can be read (the caller reports the others)."""
+    return sorted(search(storage, (), areas=(QUARANTINE,)).key_ids)
+
+
+def _count(mask: pa.Array) -> int:
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+def _move(
+    storage: Storage, paths: Iterable[str], select: Callable[[pa.Table], pa.Array], target: str
+) -> tuple[int, list[str], list[str]]:
+    """Move the rows ``select`` picks in each file of ``paths`` to its mirror in ``target`` (steps 1, 2)."""
+    moved, written, deleted = 0, [], []
+    for path in paths:
+        table = read_table(storage, path)
+        if table is None:
+            continue
+        mask = select(table)
         moving = table.filter(mask)
         if moving.num_rows == 0:
-            continue  # a false positive of the subject index
+            continue  # a false positive of the subject index, or nothing to release
         destination = in_area(path, target)
         if merge_into(storage, destination, moving):
             written.append(destination)
@@ -81,6 +140,4 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
             storage.delete(path)
             deleted.append(path)
         moved += moving.num_rows
-    after = search(storage, pseudonyms, areas=(source,)).candidates
-    left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after)
-    return MoveResult(moved, written, deleted, len(after), left)
+    return moved, written, deleted

@@ -2,9 +2,14 @@
 
 Contract: :func:`reapply_ledger` finds, for every erasure of the ledger, the files that
 may hold its pseudonyms, rewrites them without the erased rows (or parties),
-verifies them; then, for every restriction and objection in force, moves the
-subject's rows that are back in the dataset to the quarantine (a backup taken
-before the restriction holds them in ``cdr/``). It appends one
+verifies them; then redacts every rectified call again (a backup taken before
+the rectification holds the wrong attribution); then, for every restriction
+and objection in force, moves the subject's rows that are back in the dataset
+to the quarantine (a backup taken before the restriction holds them in
+``cdr/``); last, moves back into the dataset every quarantined row that no
+restriction or objection in force covers (a backup taken before a lift or
+withdrawal holds them in ``restricted/``, and the ``ended`` entry names no
+subject: the ledger's holds in force say what may stay). It appends one
 ``ledger-reapply`` audit entry with the request ids, files rewritten, rows
 affected and the verification result. Applying it to a store that already
 reflects every entry changes no file. It must not
@@ -18,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.finder import skip_strays
-from pipeline.lifecycle.operations.quarantine import move_subject_rows
+from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
+from pipeline.lifecycle.operations.rectify import reapply_rectification
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.store.naming import DATASET, QUARANTINE
@@ -39,6 +45,10 @@ class ReapplyReport:
     holds: int = 0
     """Restrictions and objections in force whose rows were checked."""
     rows_quarantined: int = 0
+    rectifications: int = 0
+    """Rectified calls redacted again."""
+    rows_released: int = 0
+    """Quarantined rows no hold in force covers, moved back into the dataset."""
 
 
 def reapply_ledger(
@@ -53,7 +63,11 @@ def reapply_ledger(
     affected = 0
     passed = True
     strays: list[str] = []
-    holds = [entry for entry in entries if entry.action in ("restrict", "suppress")]
+    view = SubjectLedger()
+    for entry in entries:
+        view.add(entry)
+    holds = [entry for entry in entries if entry.action in HOLDS]
+    rectified = [entry for entry in entries if entry.action == "rectify"]
     entries = [entry for entry in entries if entry.action == "erase"]
     for entry in entries:
         pseudonyms = entry.subject_pseudonyms()
@@ -69,6 +83,10 @@ def reapply_ledger(
         passed = passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched).passed
         if progress is not None:
             progress(1)
+    for entry in rectified:  # before the holds: a wrongly attributed call is not the subject's to hold
+        rewritten.update(reapply_rectification(storage, entry))
+        if progress is not None:
+            progress(1)
     quarantined = 0
     for entry in holds:  # after the erasures: erased rows never reach the quarantine
         moved = move_subject_rows(storage, entry.subject_pseudonyms(), DATASET, QUARANTINE)
@@ -78,16 +96,30 @@ def reapply_ledger(
         passed = passed and moved.verified
         if progress is not None:
             progress(1)
+    released = release_unheld(storage, view, frozenset())
+    rewritten.update(released.files_written)
+    deleted.difference_update(released.files_written)  # a mirror deleted by a move may be written again
+    deleted.update(released.files_deleted)
+    passed = passed and released.verified
     skip_strays(storage, strays, "ledger re-apply", now())
     report = ReapplyReport(
-        len(entries), sorted(rewritten - deleted), sorted(deleted), affected, passed, len(holds), quarantined
+        len(entries),
+        sorted(rewritten - deleted),
+        sorted(deleted),
+        affected,
+        passed,
+        len(holds),
+        quarantined,
+        len(rectified),
+        released.rows_moved,
     )
     append_audit(
         storage,
         "ledger-reapply",
         {
-            "request_ids": [entry.request_id for entry in entries + holds],
+            "request_ids": [entry.request_id for entry in entries + rectified + holds],
             "rows_quarantined": quarantined,
+            "rows_released": released.rows_moved,
             "files_rewritten": report.files_rewritten,
             "files_deleted": report.files_deleted,
             "rows_affected": report.rows_affected,

@@ -8,31 +8,47 @@ erasure's redact mode does, in that call's rows only.
 
 Contract: :func:`rectify_call` rewrites copy-on-write every data file (in the
 dataset and in the quarantine, optionally only one ``call_date``) holding rows
-whose ``cdr_id`` is the given one, redacting ``party`` in those rows and
-nothing else, then re-reads the rewritten files. Files without the call are
-left untouched; a file that cannot be read is named and fails the
-verification. Running it twice changes nothing the second time (the party
-is already redacted; the rows count as found, not as redacted again).
+whose ``cdr_id`` is the given one, redacting ``party`` in those rows, and the
+connected party in the rows where it is the same pseudonym as ``party`` (the
+same person answered: leaving it would keep the call in that person's export),
+and nothing else; then it re-reads the rewritten files. Given a
+:class:`LedgerRecord`, it first writes a ``rectify`` ledger entry holding the
+redacted pseudonyms (with their key ids), so every worker redacts replayed and
+late copies of the call too. Files without the call are left untouched; a file
+that cannot be read is named and fails the verification. Running it twice
+changes nothing the second time (the party is already redacted; the rows count
+as found, not as redacted again, and no entry is written).
+:func:`reapply_rectification` applies a ``rectify`` entry to the store again
+(after a restore).
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from datetime import date
-from typing import Literal
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.lifecycle.operations.finder import data_files
-from pipeline.lifecycle.rows import REDACTED, redact_parties
+from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry
+from pipeline.lifecycle.operations.finder import data_files, search
+from pipeline.lifecycle.operations.restriction import Ledger
+from pipeline.lifecycle.rows import Party, call_mask, call_party_masks, redact_parties
+from pipeline.store.merge import read_table
 from pipeline.store.naming import partition_date
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 
-Party = Literal["caller", "callee"]
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """The ledger a rectification records itself in, and the request it records."""
+
+    ledger: Ledger
+    request_id: str
+    requested_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,24 +62,28 @@ class Rectification:
     verified: bool
     files_unreadable: list[str]
     sources: int = 1
+    parties_redacted: list[str] = field(default_factory=list)
+    """The roles redacted by this run: the party, and ``connected`` when it was the same person."""
 
 
-def _call_mask(table: pa.Table, cdr_id: str, source: str | None) -> pa.Array:
-    mask = pc.equal(table.column("cdr_id"), pa.scalar(cdr_id, pa.string()))
-    if source is not None:
-        mask = pc.and_(
-            mask, pc.equal(table.column("source").cast(pa.string()), pa.scalar(source, pa.string()))
-        )
-    return pc.fill_null(mask, False)
-
-
-def _unredacted(table: pa.Table, mask: pa.Array, party: Party) -> pa.Array:
-    types = table.column(f"{party}_number_type").cast(pa.string())
-    return pc.and_(mask, pc.fill_null(pc.not_equal(types, pa.scalar(REDACTED)), True))
+def _redacted_pairs(table: pa.Table, mask: pa.Array, party: Party) -> set[KeyedPseudonym]:
+    chosen = table.filter(mask)
+    pairs = zip(
+        chosen.column("key_id").cast(pa.string()).to_pylist(),
+        chosen.column(f"{party}_pseudonym").to_pylist(),
+        strict=True,
+    )
+    return {KeyedPseudonym(key_id, pseudonym) for key_id, pseudonym in pairs if pseudonym is not None}
 
 
 def rectify_call(
-    storage: Storage, cdr_id: str, party: Party, call_date: date | None = None, source: str | None = None
+    storage: Storage,
+    cdr_id: str,
+    party: Party,
+    call_date: date | None = None,
+    source: str | None = None,
+    *,
+    record: LedgerRecord | None = None,
 ) -> Rectification:
     """Redact ``party`` in the rows of call ``cdr_id`` (of ``source``); re-read what was rewritten.
 
@@ -84,32 +104,66 @@ def rectify_call(
         except (OSError, ValueError):  # not Parquet (pyarrow raises ValueErrors for that) or gone
             unreadable.append(path)
             continue
-        mask = _call_mask(ids, cdr_id, source)
+        mask = call_mask(ids, cdr_id, source)
         if pc.any(mask).as_py():
             holding.append(path)
             sources.update(ids.column("source").cast(pa.string()).filter(mask).to_pylist())
     if len(sources) > 1:
         return Rectification(0, 0, [], 0, False, unreadable, sources=len(sources))
+    pending: list[tuple[str, pa.Table, dict[str, pa.Array]]] = []
+    pairs: set[KeyedPseudonym] = set()
     for path in holding:
         data = storage.read(path)
         if data is None:
             continue
         table = pq.read_table(io.BytesIO(data))
-        mask = _call_mask(table, cdr_id, source)
-        found += pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
-        pending = _unredacted(table, mask, party)
-        count = pc.sum(pc.cast(pending, pa.int64())).as_py() or 0
-        if count:
-            storage.publish(path, encode(redact_parties(table, {party: pending})))
-            redacted += count
-            rewritten.append(path)
+        found += pc.sum(pc.cast(call_mask(table, cdr_id, source), pa.int64())).as_py() or 0
+        masks = call_party_masks(table, cdr_id, source, party)
+        if masks:  # the connected party is only ever redacted with the party itself
+            pending.append((path, table, masks))
+            pairs |= _redacted_pairs(table, masks[party], party)
+    if record is not None and pairs:
+        # Recorded before any file changes: a replay published meanwhile is redacted as well.
+        (call_source,) = sources
+        record.ledger.write(
+            LedgerEntry(
+                request_id=record.request_id,
+                requested_at=record.requested_at,
+                action="rectify",
+                subject=sorted(pairs, key=lambda pair: (pair.key_id, pair.pseudonym)),
+                source=call_source,
+                cdr_id=cdr_id,
+                party=party,
+            )
+        )
+    roles: set[str] = set()
+    for path, table, masks in pending:
+        storage.publish(path, encode(redact_parties(table, masks)))
+        redacted += pc.sum(pc.cast(masks[party], pa.int64())).as_py() or 0
+        roles.update(masks)
+        rewritten.append(path)
     verified = not unreadable  # a file not read may hold the call
     for path in rewritten:
-        data = storage.read(path)
-        table = pq.read_table(io.BytesIO(data)) if data is not None else None
-        verified = (
-            verified
-            and table is not None
-            and not pc.any(_unredacted(table, _call_mask(table, cdr_id, source), party)).as_py()
-        )
-    return Rectification(found, redacted, rewritten, len(rewritten), verified, unreadable)
+        table = read_table(storage, path)
+        verified = verified and table is not None and not call_party_masks(table, cdr_id, source, party)
+    parties = [role for role in (party, "connected") if role in roles]
+    return Rectification(
+        found, redacted, rewritten, len(rewritten), verified, unreadable, parties_redacted=parties
+    )
+
+
+def reapply_rectification(storage: Storage, entry: LedgerEntry) -> list[str]:
+    """Redact the entry's party (and the same connected party) in its call again; the files rewritten."""
+    if entry.cdr_id is None or entry.party is None:
+        return []
+    pseudonyms = entry.subject_pseudonyms()
+    rewritten = []
+    for path in search(storage, pseudonyms).candidates:
+        table = read_table(storage, path)
+        if table is None:
+            continue
+        masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, pseudonyms)
+        if masks:
+            storage.publish(path, encode(redact_parties(table, masks)))
+            rewritten.append(path)
+    return rewritten

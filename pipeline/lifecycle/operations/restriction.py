@@ -12,9 +12,12 @@ Contract (each function returns the kind-specific part of a receipt, or a
   being published when the entry was written.
 * :func:`put_back_in_use` ends the subject's entries of one action
   (``restrict`` for a lift, ``suppress`` for a withdrawal) with ``ended``
-  entries under the same keys, then moves the subject's quarantined rows back
-  into the dataset, unless another restriction or objection of the subject is
-  still in force.
+  entries under the same keys, then moves back into the dataset every
+  quarantined row that no restriction or objection still in force covers,
+  whichever party it names (:func:`~pipeline.lifecycle.operations.quarantine.release_unheld`):
+  a call of the subject and of another held person stays, and the receipt
+  counts such rows (``rows_still_held``) and names the holds in force
+  (``still_in_force``). Releases run twice too.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym, LedgerEntry, SubjectLedger
+from pipeline.lifecycle.ledger import HOLDS, UNKNOWN_KEY, KeyedPseudonym, LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.finder import search
-from pipeline.lifecycle.operations.quarantine import move_subject_rows
+from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
 from pipeline.lifecycle.subject import Subject
 from pipeline.store.naming import DATASET, QUARANTINE
@@ -90,6 +93,30 @@ def _move_twice(
     }
 
 
+def _release_twice(
+    storage: Storage, view: SubjectLedger, pseudonyms: frozenset[str], passes: Passes
+) -> dict[str, Any]:
+    """Release twice, then check that every quarantine file was read and no unheld row is left."""
+    first = release_unheld(storage, view, pseudonyms)
+    passes.sleep(passes.settle_seconds)
+    second = release_unheld(storage, view, pseudonyms)
+    footers = search(storage, (), areas=(QUARANTINE,))
+    return {
+        "rows_moved": first.rows_moved + second.rows_moved,
+        "rows_still_held": second.rows_kept,
+        "files_written": sorted({*first.files_written, *second.files_written}),
+        "files_deleted": sorted({*first.files_deleted, *second.files_deleted}),
+        "passes": 2,
+        "kept_by": second.kept_by,
+        "verification": {
+            "files_checked": second.files_checked,
+            "rows_left": second.rows_left,
+            "files_unreadable": sorted(footers.unreadable),
+            "passed": second.verified and not footers.unreadable,
+        },
+    }
+
+
 def _erase_twice(
     storage: Storage, subject: Subject, requested_at: datetime, passes: Passes
 ) -> dict[str, Any]:
@@ -147,19 +174,19 @@ def put_back_in_use(
         what = "restriction" if ending == "restrict" else "objection"
         return Refusal(f"no {what} of this subject is in force")
     pseudonyms = subject.pseudonyms.union(*(entry.subject_pseudonyms() for entry in ended))
-    key_ids = _keys([*subject.pairs, *(pair for entry in ended for pair in entry.subject)])
     for entry in ended:
         ledger.write(LedgerEntry(request_id=entry.request_id, requested_at=requested_at, action="ended"))
-    still = [
-        entry.request_id
-        for action in ("restrict", "suppress")
-        for entry in ledger.view.in_force(action, pseudonyms)
-    ]
+    released = _release_twice(storage, ledger.view, pseudonyms, passes)
+    # The holds that keep the subject's rows, and the subject's other holds (which may hold no row).
+    still = {*released.pop("kept_by"), *(e.request_id for e in _holds_of(ledger.view, pseudonyms))}
     details: dict[str, Any] = {"ended": sorted(entry.request_id for entry in ended)}
     if still:
-        # Another restriction or objection still takes the rows out of use: they stay quarantined.
-        return {**details, "still_in_force": sorted(still), "rows_moved": 0}
-    return {**details, **_move_twice(storage, pseudonyms, key_ids, (QUARANTINE, DATASET), passes)}
+        details["still_in_force"] = sorted(still)
+    return {**details, **released}
+
+
+def _holds_of(view: SubjectLedger, pseudonyms: frozenset[str]) -> list[LedgerEntry]:
+    return [entry for action in HOLDS for entry in view.in_force(action, pseudonyms)]
 
 
 def _keys(pairs: Iterable[KeyedPseudonym]) -> frozenset[str]:

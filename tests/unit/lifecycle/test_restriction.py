@@ -7,19 +7,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
+from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.export import subject_rows
 from pipeline.lifecycle.operations.quarantine import merge_into, move_subject_rows
 from pipeline.lifecycle.operations.reapply import reapply_ledger
-from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.retention import apply_retention
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
 from pipeline.lifecycle.requests.register import load_request, register_received
@@ -27,9 +29,17 @@ from pipeline.lifecycle.requests.subject_request import SubjectRequest
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.sink.publisher import BatchPublisher
+from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
-from tests.support.samples import call_at, decode_context
+from tests.support.lifecycle_store import (
+    CLASSIFIER,
+    KEYS,
+    SUBJECT,
+    parquet_file,
+    rights_processor,
+    sample_store,
+)
+from tests.support.samples import call_at, canonical_decode, decode_context
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OLD_KEYS = Keyring("k1", (KEYS.keys[0],))
@@ -48,18 +58,7 @@ def _ids(tmp_path: Path, area: str) -> list[str]:
 
 
 def _processor(storage: LocalStorage, view: SubjectLedger, written: list[LedgerEntry]) -> RightsProcessor:
-    def write(entry: LedgerEntry) -> None:
-        written.append(entry)
-        view.add(entry)
-
-    return RightsProcessor(
-        storage,
-        lambda: KEYS,
-        CLASSIFIER,
-        ledger=Ledger(view, write),
-        passes=Passes(0, lambda _: None),
-        clock=lambda: NOW,
-    )
+    return rights_processor(storage, view, written, NOW)
 
 
 def _request(request_id: str, kind: str, **fields: object) -> SubjectRequest:
@@ -302,3 +301,156 @@ def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_pa
     assert refused["status"] == "rejected" and "only unique within its tenant" in refused["reason"]
     record = load_request(storage, "dpo-8")
     assert record is not None and record.status == "open" and "rejected" in record.history[-1]["text"]
+
+
+# --- holds per person ----------------------------------------------------------------------------
+
+A, B, C, D = "+32475000111", "+32475000222", "+32475000333", "+32475000444"
+SHARED_DAY = "2026-11-01T10:00:00+00:00"
+CALLS = [("ab", A, B), ("a1", A, C), ("b1", D, B), ("x", C, D)]
+"""A calls B (the shared call), A calls C, D calls B, C calls D."""
+HOLD_AND_END = {"restriction": "lift", "objection": "withdrawal"}
+
+
+def _calls(key: Key, calls: list[tuple[str, str, str]], connected: dict[str, str] | None = None) -> pa.Table:
+    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 64)
+    cdrs = [
+        canonical_decode(
+            call_at(
+                SHARED_DAY,
+                cdr_id=cdr_id,
+                caller=caller,
+                callee=callee,
+                connected=(connected or {}).get(cdr_id),
+            )
+        )
+        for cdr_id, caller, callee in calls
+    ]
+    return build_rows(cdrs, parties)
+
+
+def _shared_store(tmp_path: Path) -> LocalStorage:
+    storage = LocalStorage(tmp_path)
+    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(_calls(KEYS.active, CALLS)))
+    return storage
+
+
+def _hold(processor: RightsProcessor, request_id: str, kind: str, number: str) -> dict[str, object]:
+    fields = {"existing": "quarantine"} if kind == "objection" else {}
+    return processor.process(
+        SubjectRequest(request_id=request_id, kind=kind, requested_at=NOW, subject=number, **fields)  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("a_kind", "b_kind"),
+    [("restriction", "restriction"), ("restriction", "objection"), ("objection", "restriction")],
+)
+def test_ending_one_party_s_hold_keeps_a_call_another_held_party_shares(
+    tmp_path: Path, a_kind: str, b_kind: str
+) -> None:
+    storage = _shared_store(tmp_path)
+    view = SubjectLedger()
+    processor = _processor(storage, view, [])
+    _hold(processor, "hold-a", a_kind, A)
+    _hold(processor, "hold-b", b_kind, B)
+    assert _ids(tmp_path, "restricted") == ["a1", "ab", "b1"] and _ids(tmp_path, "cdr") == ["x"]
+
+    ended = _hold(processor, "end-a", HOLD_AND_END[a_kind], A)
+    assert (ended["status"], ended["ended"], ended["rows_moved"]) == ("done", ["hold-a"], 1)
+    assert (ended["rows_still_held"], ended["still_in_force"]) == (1, ["hold-b"])
+    assert ended["verification"]["passed"] is True and ended["verification"]["rows_left"] == 0
+    # A's own call is back; the call A shares with B stays out of use while B's hold is in force.
+    assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
+    exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER))
+    assert exported is not None
+    restricted = exported.column("restricted").to_pylist()
+    assert dict(zip(exported.column("cdr_id").to_pylist(), restricted, strict=True)) == {
+        "a1": False,
+        "ab": True,
+    }
+    # A replayed or late copy of the shared call is still taken out of use by B's hold.
+    routed = view.route(_calls(KEYS.active, CALLS))
+    assert routed.kept.column("cdr_id").to_pylist() == ["a1", "x"]
+    if b_kind == "restriction":
+        assert routed.quarantined is not None and routed.quarantined.column("cdr_id").to_pylist() == [
+            "ab",
+            "b1",
+        ]
+    else:
+        assert (routed.quarantined, routed.suppressed) == (None, 2)
+
+    ended_b = _hold(processor, "end-b", HOLD_AND_END[b_kind], B)
+    assert (ended_b["rows_moved"], ended_b["rows_still_held"], ended_b["verification"]["passed"]) == (
+        2,
+        0,
+        True,
+    )
+    assert "still_in_force" not in ended_b
+    assert _ids(tmp_path, "cdr") == ["a1", "ab", "b1", "x"] and _ids(tmp_path, "restricted") == []
+    assert view.route(_calls(KEYS.active, CALLS)).kept.num_rows == 4
+
+
+def test_a_hold_older_than_a_key_keeps_the_rows_under_that_key_until_it_is_renewed() -> None:
+    # The store has no translation between keys: under k2, B's k1-only restriction cannot tell
+    # whether C is B, so A's call with C stays held; restricting B under both keys settles it.
+    view = SubjectLedger()
+    old_b = subject_from_number(B, OLD_KEYS, CLASSIFIER)
+    view.add(LedgerEntry(request_id="res-b", requested_at=NOW, action="restrict", subject=list(old_b.pairs)))
+    under_k1, under_k2 = (_calls(key, [("a1", A, C)]) for key in KEYS.keys)
+    assert view.held_rows(under_k1).to_pylist() == [False]
+    assert view.held_rows(under_k2).to_pylist() == [True]
+    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {"k2": frozenset({"res-b"})}
+    both = subject_from_number(B, KEYS, CLASSIFIER)
+    view.add(LedgerEntry(request_id="res-b2", requested_at=NOW, action="restrict", subject=list(both.pairs)))
+    assert view.held_rows(under_k2).to_pylist() == [False]
+    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {}
+    assert view.held_rows(_calls(KEYS.keys[1], [("ab", A, B)])).to_pylist() == [True]
+
+
+def test_a_lift_names_the_older_hold_that_keeps_rows_under_a_newer_key(tmp_path: Path) -> None:
+    storage = _shared_store(tmp_path)  # every call under k2
+    view = SubjectLedger()
+    processor = _processor(storage, view, [])
+    old_b = subject_from_number(B, OLD_KEYS, CLASSIFIER)  # B restricted before k2 existed
+    view.add(LedgerEntry(request_id="res-b", requested_at=NOW, action="restrict", subject=list(old_b.pairs)))
+    _hold(processor, "res-a", "restriction", A)
+    lifted = _hold(processor, "lift-a", "lift", A)
+    assert (lifted["rows_moved"], lifted["rows_still_held"], lifted["still_in_force"]) == (0, 2, ["res-b"])
+    assert lifted["verification"]["passed"] is True and _ids(tmp_path, "restricted") == ["a1", "ab"]
+    _hold(processor, "res-b2", "restriction", B)  # B again, under every current key
+    report = reapply_ledger(storage, view.entries())
+    assert report.rows_released == 1
+    assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
+
+
+def test_reapplying_the_ledger_after_restoring_a_backup_taken_before_a_lift_releases_the_rows(
+    tmp_path: Path,
+) -> None:
+    storage = _shared_store(tmp_path)
+    view = SubjectLedger()
+    processor = _processor(storage, view, [])
+    _hold(processor, "res-a", "restriction", A)
+    _hold(processor, "res-b", "restriction", B)
+    backup = {path: path.read_bytes() for path in tmp_path.glob("*/call_date=*/*.parquet")}
+    _hold(processor, "lift-a", "lift", A)
+    _hold(processor, "lift-b", "lift", B)
+    _hold(processor, "res-b2", "restriction", B)  # B is restricted again: B's calls stay out of use
+    for path in tmp_path.glob("*/call_date=*/*.parquet"):  # the restore: the store as it was
+        path.unlink()
+    for path, data in backup.items():
+        path.write_bytes(data)
+    assert _ids(tmp_path, "restricted") == ["a1", "ab", "b1"]
+    refused = _hold(processor, "lift-a2", "lift", A)
+    assert refused["status"] == "rejected"  # nothing of A is in force: only the re-apply can help
+
+    report = reapply_ledger(storage, view.entries())
+    assert (report.rows_released, report.verification_passed) == (1, True)
+    assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
+    again = reapply_ledger(storage, view.entries())
+    assert (again.rows_released, again.rows_quarantined, again.files_rewritten, again.files_deleted) == (
+        0,
+        0,
+        [],
+        [],
+    )

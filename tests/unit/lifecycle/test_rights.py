@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import msgspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,9 @@ from pipeline.cli import cli
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import init_keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
-from pipeline.lifecycle.ledger import SubjectLedger
+from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger, decode_entry, encode_entry
+from pipeline.lifecycle.operations.export import subject_rows
+from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.rectify import rectify_call
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.audit import read_audit
@@ -24,10 +27,11 @@ from pipeline.lifecycle.requests.receipts import receipt_path
 from pipeline.lifecycle.requests.register import load_request
 from pipeline.lifecycle.requests.subject_request import Rejection, SubjectRequest, parse_request
 from pipeline.lifecycle.rights import RightsProcessor
+from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, sample_store
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, rights_processor, sample_store
 from tests.support.samples import call_at, canonical_decode
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -235,3 +239,134 @@ def test_a_call_id_shared_by_two_sources_is_rectified_only_where_the_source_is_n
         ("pbx-a", "E164"),
         ("pbx-b", "REDACTED"),
     ]
+
+
+# --- rectification of the answering party, the ledger, replays and restores ------------------------
+
+CALLER, WRONG, OTHER = "+32475000111", "+32475000555", "+32475000666"
+DAY = "2026-11-01T10:00:00+00:00"
+CALL_FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
+
+
+def _call_rows(key_index: int = 1) -> pa.Table:
+    """``w1``: WRONG was wrongly taken to be the callee and the answering party; ``w2``: a call of
+    WRONG's own; ``o1``: the callee is WRONG but another line answered."""
+    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(KEYS.keys[key_index]), 16)
+    calls = [
+        ("w1", CALLER, WRONG, WRONG),
+        ("w2", OTHER, WRONG, WRONG),
+        ("o1", OTHER, WRONG, CALLER),
+    ]
+    return build_rows(
+        [
+            canonical_decode(call_at(DAY, cdr_id=cdr_id, caller=caller, callee=callee, connected=connected))
+            for cdr_id, caller, callee, connected in calls
+        ],
+        parties,
+    )
+
+
+def _rectifying(tmp_path: Path) -> tuple[LocalStorage, SubjectLedger, list[LedgerEntry], RightsProcessor]:
+    storage = LocalStorage(tmp_path)
+    storage.publish(CALL_FILE, encode(_call_rows()))
+    view, written = SubjectLedger(), []
+    return storage, view, written, rights_processor(storage, view, written, NOW)
+
+
+def _rectify(processor: RightsProcessor, request_id: str, cdr_id: str) -> dict[str, object]:
+    return processor.process(
+        SubjectRequest(
+            request_id=request_id, kind="rectification", requested_at=NOW, cdr_id=cdr_id, party="callee"
+        )
+    )
+
+
+def _parties(table: pa.Table) -> dict[str, tuple[object, object]]:
+    rows = table.to_pylist()
+    return {row["cdr_id"]: (row["callee_number_type"], row["connected_pseudonym"] is None) for row in rows}
+
+
+def test_redacting_the_callee_redacts_the_same_answering_party_and_the_export_no_longer_has_the_call(
+    tmp_path: Path,
+) -> None:
+    storage, _, written, processor = _rectifying(tmp_path)
+    wrong = subject_from_number(WRONG, KEYS, CLASSIFIER)
+    before = subject_rows(storage, wrong)
+    assert before is not None and before.column("cdr_id").to_pylist() == ["w1", "w2", "o1"]
+    receipt = _rectify(processor, "r-w1", "w1")
+    assert (receipt["status"], receipt["parties_redacted"], receipt["rows_redacted"]) == (
+        "done",
+        ["callee", "connected"],
+        1,
+    )
+    assert receipt["verification"]["passed"] is True
+    after = subject_rows(storage, wrong)
+    assert after is not None and after.column("cdr_id").to_pylist() == ["w2", "o1"]
+    assert _parties(pq.read_table(tmp_path / CALL_FILE)) == {
+        "w1": ("REDACTED", True),
+        "w2": ("E164", False),
+        "o1": ("E164", False),
+    }
+    # The answering party of o1 is another person: redacting o1's callee leaves it.
+    other = _rectify(processor, "r-o1", "o1")
+    assert other["parties_redacted"] == ["callee"]
+    assert _parties(pq.read_table(tmp_path / CALL_FILE))["o1"] == ("REDACTED", False)
+    # Each rectification is a ledger entry keyed by its call and party, holding the redacted
+    # pseudonym with its key id, never a number.
+    (k2,) = [pair for pair in wrong.pairs if pair.key_id == "k2"]
+    assert [(entry.action, entry.key, entry.subject) for entry in written] == [
+        ("rectify", 'rectify:["contact-centre", "w1", "callee"]', [k2]),
+        ("rectify", 'rectify:["contact-centre", "o1", "callee"]', [k2]),
+    ]
+    assert b"475000555" not in b"".join(encode_entry(entry) for entry in written)
+    again = _rectify(processor, "r-w1-again", "w1")
+    assert (again["rows_redacted"], again["parties_redacted"]) == (0, []) and len(written) == 2
+
+
+def test_a_replayed_copy_of_a_rectified_call_is_redacted_under_any_key(tmp_path: Path) -> None:
+    _, view, _, processor = _rectifying(tmp_path)
+    _rectify(processor, "r-w1", "w1")
+    replay = view.route(_call_rows()).kept
+    assert _parties(replay) == {"w1": ("REDACTED", True), "w2": ("E164", False), "o1": ("E164", False)}
+    # A late copy pseudonymised under k1 carries the translations ingest computes (k1 -> k2).
+    late = _call_rows(key_index=0)
+    translations = {
+        old.pseudonym: (new.pseudonym,)
+        for number in (CALLER, WRONG, OTHER)
+        for old, new in [subject_from_number(number, KEYS, CLASSIFIER).pairs]
+    }
+    assert _parties(view.route(late, translations).kept)["w1"] == ("REDACTED", True)
+    assert _parties(view.route(late).kept)["w1"] == ("E164", False)  # without them, k1 is unknown
+
+
+def test_reapplying_the_ledger_after_a_restore_redacts_a_rectified_call_again(tmp_path: Path) -> None:
+    storage, view, _, processor = _rectifying(tmp_path)
+    backup = (tmp_path / CALL_FILE).read_bytes()
+    _rectify(processor, "r-w1", "w1")
+    (tmp_path / CALL_FILE).write_bytes(backup)
+    assert _parties(pq.read_table(tmp_path / CALL_FILE))["w1"] == ("E164", False)
+    report = reapply_ledger(storage, view.entries())
+    assert (report.rectifications, report.files_rewritten, report.verification_passed) == (
+        1,
+        [CALL_FILE],
+        True,
+    )
+    assert _parties(pq.read_table(tmp_path / CALL_FILE)) == {
+        "w1": ("REDACTED", True),
+        "w2": ("E164", False),
+        "o1": ("E164", False),
+    }
+    assert reapply_ledger(storage, view.entries()).files_rewritten == []
+
+
+def test_ledger_entries_written_before_rectify_existed_decode_with_their_keys() -> None:
+    erase = decode_entry(
+        b'{"request_id": "e-1", "requested_at": "2026-11-01T00:00:00Z", "pseudonyms": ["p"]}'
+    )
+    ended = decode_entry(b'{"request_id": "h-1", "requested_at": "2026-11-01T00:00:00Z", "action": "ended"}')
+    assert (erase.key, erase.action, erase.cdr_id, erase.party) == ("erase:e-1", "erase", None, None)
+    assert (ended.key, ended.source) == ("hold:h-1", None)
+    rectify = LedgerEntry(
+        request_id="r-1", requested_at=NOW, action="rectify", source="s", cdr_id="c:1", party="callee"
+    )
+    assert decode_entry(encode_entry(rectify)) == rectify
