@@ -2,9 +2,9 @@
 
 Contract: each command checks its request as the worker will (a request the
 worker would reject is refused here with exit status 2), publishes it to the
-subject request topic and, with ``--wait``, prints the receipt as JSON: exit
-status 0 when the request was carried out, 1 when it was rejected or no
-receipt came in time.
+subject request topic and, with ``--wait``, prints the receipt as JSON (its
+one-line ``summary`` first): exit status 0 when the request was carried out,
+1 when it was rejected, failed, or no receipt came in time.
 """
 
 from __future__ import annotations
@@ -24,12 +24,19 @@ from pipeline.keys.keyring import load_keyring
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.worker.assembly import build_classifier
+
+
+def classifier() -> NumberClassifier:
+    """The classifier of the settings, which reads ids as the worker will."""
+    return build_classifier(load_settings())
+
 
 REQUEST_ID_OPTION = click.option(
     "--request-id",
     default=None,
-    callback=lambda _ctx, _param, value: value and check_request_id(value),
+    callback=lambda _ctx, _param, value: check_request_id(value, classifier()) if value else None,
     help="Request id (default: a new UUID).",
 )
 WAIT_OPTION = click.option(
@@ -39,21 +46,21 @@ WAIT_OPTION = click.option(
 
 def _send(request: SubjectRequest, wait_s: float) -> None:
     payload = msgspec.json.encode(request)
-    checked = parse_request(request.request_id.encode(), payload)
+    checked = parse_request(request.request_id.encode(), payload, classifier())
     if isinstance(checked, Rejection):
         raise RequestRefusedError(checked.reason)
     settings = load_settings()
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
     receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
     echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
-    if receipt is not None and receipt.get("status") != "done":
+    if receipt is not None and receipt.get("status") != "completed":
         raise SystemExit(1)
 
 
 def echo_receipt(receipt: dict[str, object] | None, published: str, wait_s: float) -> None:
     """Print the receipt as JSON; without one, say what was published (an error if it was awaited)."""
     if receipt is not None:
-        click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+        click.echo(json.dumps(receipt, indent=2))  # in the worker's order: the summary first
         return
     click.echo(published)
     if wait_s > 0:
@@ -82,7 +89,7 @@ def rectify_command(
     day: date | None = call_date.date() if call_date else None
     _send(
         SubjectRequest(
-            request_id=request_id or new_request_id(),
+            request_id=request_id or new_request_id(classifier()),
             kind="rectification",
             requested_at=datetime.now(UTC),
             cdr_id=cdr_id,
@@ -110,7 +117,7 @@ def _subject_request(
         settings = load_settings()
         subject_from_number(str(number), load_keyring(settings.numbers.keyring), build_classifier(settings))
     return SubjectRequest(
-        request_id=request_id or new_request_id(),
+        request_id=request_id or new_request_id(classifier()),
         kind=kind,
         requested_at=datetime.now(UTC),
         subject=number if number is not None else pseudonym,

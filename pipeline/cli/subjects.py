@@ -19,7 +19,7 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import cli, current_settings
-from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
+from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
 from pipeline.keys.keyring import load_keyring
@@ -28,7 +28,7 @@ from pipeline.lifecycle.operations.export import ExportFormat, minimise, subject
 from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
-from pipeline.lifecycle.requests.register import close, register_received
+from pipeline.lifecycle.requests.register import record_answer, register_received
 from pipeline.lifecycle.subject import (
     Subject,
     subject_from_agent,
@@ -151,7 +151,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     settings = current_settings()
     named = _subject(settings, subject_options)  # validated before anything is sent
     request = ErasureRequest(
-        request_id=request_id or new_request_id(),
+        request_id=request_id or new_request_id(classifier()),
         subject=named.value,
         subject_kind=named.kind,
         tenant=named.tenant,
@@ -211,7 +211,7 @@ def export_command(
     subject = _subject(settings, subject_options).subject
     storage = open_storage(settings.store.root)
     if request_id is not None:
-        register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
+        register_received(storage, check_request_id(request_id, classifier()), "access", datetime.now(UTC))
     listed = list_data_files(storage)
     skip_strays(storage, listed.strays, "export", datetime.now(UTC))
     for stray in listed.strays:
@@ -228,6 +228,6 @@ def export_command(
         write_export(copy, out, chosen)
         kind = "full controller-internal" if full else "minimised"
         outcome = f"exported {copy.num_rows} rows ({export_format}, {kind})"
-    if request_id is not None:
-        close(storage, request_id, datetime.now(UTC), outcome)
+    if request_id is not None:  # composed from the checked id and counts: never refused by the register
+        record_answer(storage, request_id, datetime.now(UTC), outcome, closes=True)
     click.echo(outcome if table is None else f"{outcome} to {out}")

@@ -42,11 +42,11 @@ MIN_SIGNIFICANT_DIGITS = 7
 # Any run of what dialled_key strips ([\s.\-/()\[\]]) or a human writes between digits (dashes,
 # the minus sign, soft hyphen, zero-width characters, underscore, %20, backslash escapes): the
 # detector must be at least as wide as the classifier, which strips any number of separators.
-_SEPARATOR = (
+SEPARATOR = (
     r"(?:[\s()\[\]_/\-.\u00ad\u2010-\u2015\u2212\u200b-\u200d\u2060\ufeff]"
     r"|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))+"
 )
-_RUN = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{_SEPARATOR})?\d)*"
+_RUN = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{SEPARATOR})?\d)*"
 _DATE_TIME = (
     r"(?<!\d)(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?)?(?!\d)"
@@ -88,22 +88,3 @@ def redact_numbers(text: str) -> str:
     if not _ENOUGH_DIGITS.search(text):
         return text
     return _TOKEN.sub(lambda match: REPLACEMENT if _is_number(match) else match.group(), text)
-
-
-_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:(?:{_SEPARATOR})?\d){{5,}}")
-_BARE_DIGITS = re.compile(rf"\+?\d{{{MIN_SIGNIFICANT_DIGITS},}}")
-
-
-def identifier_holds_number(identifier: str) -> bool:
-    """Whether an identifier (a request id, a call id) is or holds a phone number, as ids are read.
-
-    Narrower than :func:`contains_number`, because ids routinely hold long
-    digit groups that are not numbers (``DPO-2026-0042``, Asterisk's
-    ``1732530102.42``): an id holds a number when it is, as a whole, 7 or more
-    digits (with or without ``+``), or when a run starting with ``+``,
-    ``%2B`` or a trunk or international ``0`` spells 7 or more digits
-    (``0NNN NN NN NN``, ``cb-0NNNNNNNNN``). An id with a foreign number
-    without its ``+`` inside other characters (``cb-32NNNNNNNNN``) is not
-    recognised: that is the limit of reading ids.
-    """
-    return bool(_BARE_DIGITS.fullmatch(identifier) or _PREFIXED_RUN.search(identifier))

@@ -38,7 +38,8 @@ from pipeline.store.naming import AREAS, in_area
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 
-_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+"""A call time later than any: the subject's rows of every call time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
         table = read_table(storage, path)
         if table is None:
             continue
-        mask = subject_row_mask(table, pseudonyms, _END_OF_TIME)
+        mask = subject_row_mask(table, pseudonyms, END_OF_TIME)
         moving = table.filter(mask)
         if moving.num_rows == 0:
             continue  # a false positive of the subject index
@@ -82,5 +83,5 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
             deleted.append(path)
         moved += moving.num_rows
     after = search(storage, pseudonyms, areas=(source,)).candidates
-    left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after)
+    left = sum(count_subject_rows(storage, path, pseudonyms, END_OF_TIME) for path in after)
     return MoveResult(moved, written, deleted, len(after), left)

@@ -9,9 +9,11 @@ erasure's redact mode does, in that call's rows only.
 Contract: :func:`rectify_call` rewrites copy-on-write every data file (in the
 dataset and in the quarantine, optionally only one ``call_date``) holding rows
 whose ``cdr_id`` is the given one, redacting ``party`` in those rows and
-nothing else, then re-reads the rewritten files. Files without the call are
-left untouched; a file that cannot be read is named and fails the
-verification. Running it twice changes nothing the second time (the party
+nothing else, then re-reads every file holding the call (rewritten or already
+redacted): the verification counts the rows of the call whose party is still
+there, and decodes at least one file whenever the call was found. Files
+without the call are left untouched; a file that cannot be read is named and
+fails the verification. Running it twice changes nothing the second time (the party
 is already redacted; the rows count as found, not as redacted again).
 """
 
@@ -42,7 +44,9 @@ class Rectification:
     rows_found: int
     rows_redacted: int
     files_rewritten: list[str]
+    files_in_store: int
     files_checked: int
+    rows_remaining: int
     verified: bool
     files_unreadable: list[str]
     sources: int = 1
@@ -75,9 +79,11 @@ def rectify_call(
     unreadable: list[str] = []
     holding: list[str] = []
     sources: set[str] = set()
+    searched = 0
     for path in data_files(storage):
         if call_date is not None and partition_date(path) != call_date:
             continue
+        searched += 1
         try:
             with storage.open_input(path) as handle:  # two columns first: most files do not hold the call
                 ids = pq.read_table(handle, columns=["cdr_id", "source"])
@@ -89,7 +95,7 @@ def rectify_call(
             holding.append(path)
             sources.update(ids.column("source").cast(pa.string()).filter(mask).to_pylist())
     if len(sources) > 1:
-        return Rectification(0, 0, [], 0, False, unreadable, sources=len(sources))
+        return Rectification(0, 0, [], searched, 0, 0, False, unreadable, sources=len(sources))
     for path in holding:
         data = storage.read(path)
         if data is None:
@@ -103,13 +109,17 @@ def rectify_call(
             storage.publish(path, encode(redact_parties(table, {party: pending})))
             redacted += count
             rewritten.append(path)
-    verified = not unreadable  # a file not read may hold the call
-    for path in rewritten:
+    checked, remaining = 0, 0
+    for path in holding:
         data = storage.read(path)
-        table = pq.read_table(io.BytesIO(data)) if data is not None else None
-        verified = (
-            verified
-            and table is not None
-            and not pc.any(_unredacted(table, _call_mask(table, cdr_id, source), party)).as_py()
+        if data is None:
+            continue
+        table = pq.read_table(io.BytesIO(data))
+        remaining += (
+            pc.sum(pc.cast(_unredacted(table, _call_mask(table, cdr_id, source), party), pa.int64())).as_py()
+            or 0
         )
-    return Rectification(found, redacted, rewritten, len(rewritten), verified, unreadable)
+        checked += 1
+    # A file not read may hold the call; a call found but no file re-read is a check that checked nothing.
+    verified = not unreadable and remaining == 0 and (checked > 0 or found == 0)
+    return Rectification(found, redacted, rewritten, searched, checked, remaining, verified, unreadable)
