@@ -112,6 +112,6 @@ def close_command(request_id: str, outcome: str, rejected: bool) -> None:
 def add_command(kind: Kind, request_id: str | None, received: datetime | None) -> None:
     """Register a request received outside cdrpipe; its deadline runs from the day it was received."""
     received_at = datetime.combine(received.date(), time(), UTC) if received else datetime.now(UTC)
-    chosen = check_request_id(request_id, classifier()) if request_id else new_request_id(classifier())
+    chosen = check_request_id(request_id, classifier()) if request_id else new_request_id()
     record = register_received(_storage(), chosen, kind, received_at)
     click.echo(f"request {record.request_id} ({record.kind}) registered: due {record.due.isoformat()}")

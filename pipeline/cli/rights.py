@@ -89,7 +89,7 @@ def rectify_command(
     day: date | None = call_date.date() if call_date else None
     _send(
         SubjectRequest(
-            request_id=request_id or new_request_id(classifier()),
+            request_id=request_id or new_request_id(),
             kind="rectification",
             requested_at=datetime.now(UTC),
             cdr_id=cdr_id,
@@ -117,7 +117,7 @@ def _subject_request(
         settings = load_settings()
         subject_from_number(str(number), load_keyring(settings.numbers.keyring), build_classifier(settings))
     return SubjectRequest(
-        request_id=request_id or new_request_id(classifier()),
+        request_id=request_id or new_request_id(),
         kind=kind,
         requested_at=datetime.now(UTC),
         subject=number if number is not None else pseudonym,

@@ -151,7 +151,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     settings = current_settings()
     named = _subject(settings, subject_options)  # validated before anything is sent
     request = ErasureRequest(
-        request_id=request_id or new_request_id(classifier()),
+        request_id=request_id or new_request_id(),
         subject=named.value,
         subject_kind=named.kind,
         tenant=named.tenant,

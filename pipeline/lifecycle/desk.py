@@ -259,7 +259,7 @@ def verdict(verification: ReceiptVerification | None) -> str:
         if verification.key_ids_not_searched
         else "",
     ]
-    found = "; ".join(problem for problem in problems if problem) or "no file could be checked"
+    found = "; ".join(problem for problem in problems if problem) or "see verification.checked"
     return f"verification FAILED ({found})"
 
 

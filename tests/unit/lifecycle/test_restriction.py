@@ -315,3 +315,30 @@ def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_pa
     assert refused["status"] == "rejected" and "only unique within its tenant" in refused["reason"]
     record = load_request(storage, "dpo-8")
     assert record is not None and record.status == "open" and "rejected" in record.history[-1]["text"]
+
+
+class _DroppingStorage(LocalStorage):
+    """A store that acknowledges writes to the quarantine but keeps none of them."""
+
+    def publish(self, relative_path: str, data: bytes) -> None:
+        if not relative_path.startswith("restricted/"):
+            super().publish(relative_path, data)
+
+
+def test_a_move_passes_only_when_it_checked_files_that_could_have_failed(tmp_path: Path) -> None:
+    storage = sample_store(tmp_path)
+    receipt = _answer(_processor(storage, SubjectLedger(), []), _request("res-1", "restriction"))
+    verification = receipt["verification"]
+    assert receipt["rows_moved"] == 2 and verification["passed"] is True
+    assert verification["files_checked"] >= 2, "the files the rows moved to were decoded"
+    assert "they hold 2 rows of the subject (2 moved)" in verification["checked"]
+
+    dropping = _DroppingStorage(tmp_path / "other")
+    for path in sample_store(tmp_path / "fresh").list("cdr"):
+        dropping.publish(path, (tmp_path / "fresh" / path).read_bytes())
+    lost = _answer(_processor(dropping, SubjectLedger(), []), _request("res-2", "restriction"))
+    assert lost["rows_moved"] == 2 and lost["verification"]["passed"] is False
+    assert "FAILED: 2 moved rows are not in restricted/" in lost["verification"]["checked"]
+    assert lost["summary"].endswith("verification FAILED (see verification.checked)")
+    record = load_request(dropping, "res-2")
+    assert record is not None and record.status == "open"

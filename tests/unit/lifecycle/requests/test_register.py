@@ -161,7 +161,7 @@ def test_request_ids_and_texts_hold_no_number() -> None:
         with pytest.raises(RequestRefusedError):
             check_request_id(bad, CLASSIFIER)
     assert check_request_id("DPO-2026-0042", CLASSIFIER) == "DPO-2026-0042"
-    assert all(check_request_id(new_request_id(CLASSIFIER), CLASSIFIER) for _ in range(2_000))
+    assert all(check_request_id(new_request_id(), CLASSIFIER) for _ in range(2_000))
 
 
 def test_metrics_show_open_by_kind_overdue_and_oldest_age_only_after_a_reading(tmp_path: Path) -> None:
@@ -309,3 +309,13 @@ def test_cdrpipe_retention_purges_closed_requests_past_the_dpo_period(
     assert result.exit_code == 0, result.output
     assert "purged 1 DPO records" in result.output
     assert [record.request_id for record in load_register(storage)] == ["open-old"]
+
+
+def test_answers_cdrpipe_composes_are_never_refused_but_people_s_texts_are(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    register_received(storage, "DPO-2026-0042", "access", _at("2026-03-01"))
+    with pytest.raises(RequestRefusedError, match="must not contain a phone number"):
+        close(storage, "DPO-2026-0042", _at("2026-03-02"), "called back on 0475 12 34 56")
+    outcome = "exported 1234567 rows (jsonl, minimised); receipt _cdrpipe/receipts/DPO-2026-0042.json"
+    record = record_answer(storage, "DPO-2026-0042", _at("2026-03-02"), outcome, closes=True)
+    assert (record.status, record.outcome) == ("closed", outcome)
