@@ -69,7 +69,6 @@ from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidR
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
-    ReceiptVerification,
     ResidualCopy,
     WorkDone,
 )
@@ -218,16 +217,7 @@ class ErasureProcessor:
         affected = [result for result in results if result.rows_affected]
         rows = sum(result.rows_affected for result in affected)
         residual = self._residual()
-        checked = ReceiptVerification(
-            passed=verification.passed,
-            checked=verification.describe(requested_at),
-            files_in_store=verification.files_in_store,
-            files_checked=verification.files_checked,
-            rows_remaining=verification.rows_remaining,
-            key_ids_in_store=sorted(verification.key_ids_in_store),
-            key_ids_not_searched=sorted(verification.key_ids_not_searched),
-            files_unreadable=list(verification.files_unreadable),
-        )
+        checked = verification.for_receipt(requested_at)
         files = {result.path for result in affected}
         done = "erased" if request.mode == "delete" else "redacted"
         summary = f"{done} {rows} rows in {len(files)} files; {verdict(checked)}; {_residual_words(residual)}"

@@ -187,16 +187,7 @@ def _erase_twice(storage: Storage, subject: Subject, requested_at: datetime, pas
         files_rewritten=sorted({result.path for result in results if not result.deleted}),
         files_deleted=sorted({result.path for result in results if result.deleted}),
         passes=2,
-        verification=ReceiptVerification(
-            passed=verification.passed,
-            checked=verification.describe(requested_at),
-            files_in_store=verification.files_in_store,
-            files_checked=verification.files_checked,
-            rows_remaining=verification.rows_remaining,
-            files_unreadable=list(verification.files_unreadable),
-            key_ids_in_store=sorted(verification.key_ids_in_store),
-            key_ids_not_searched=sorted(verification.key_ids_not_searched),
-        ),
+        verification=verification.for_receipt(requested_at),
     )
 
 
