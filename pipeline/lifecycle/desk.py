@@ -10,9 +10,9 @@ the serial lifecycle path):
 * :meth:`Desk.carry_out` runs a request's work against a store and a ledger
   that record what they change. Whatever the work raises after it began, the
   request gets a ``failed`` receipt from the processor that says what failed
-  and what had been done (:class:`~pipeline.lifecycle.requests.receipts.WorkDone`);
-  a refusal before anything was changed is handed back to the processor,
-  which rejects the request.
+  and what had been done (:class:`~pipeline.lifecycle.requests.receipts.WorkDone`).
+  :meth:`Desk.guard` does the same for whatever breaks before the work (a
+  store whose register cannot be read): a ``failed`` receipt, filed.
 * :meth:`Desk.file` keeps a receipt (``keep``: the id's receipt, returned on
   re-delivery), appends it to the audit log and answers the register entry:
   closed by a completed receipt that passed (``rejected`` by a kept
@@ -39,7 +39,6 @@ from typing import TypeVar
 import msgspec
 import pyarrow as pa
 
-from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.restriction import Ledger
 from pipeline.lifecycle.requests.audit import append_audit
@@ -154,10 +153,8 @@ class Desk:
     def carry_out(
         self, request_id: str, work: Callable[[Storage, Ledger], R], failed: Callable[[str, WorkDone], R]
     ) -> R:
-        """Run ``work`` and return its receipt, or ``failed``'s if it broke part-way.
+        """Run ``work`` and return its receipt, or ``failed``'s with the work done if it broke part-way.
 
-        A :class:`~pipeline.errors.RequestRefusedError` raised before the work
-        changed anything is raised again (the processor rejects the request).
         The receipt is not filed: the processor files it, kept or not.
         """
         changes = _Changes()
@@ -168,12 +165,23 @@ class Desk:
 
         try:
             return work(_RecordingStorage(self._storage, changes), Ledger(self._ledger.view, write))
-        except RequestRefusedError as exc:
-            if not changes.any():
-                raise
+        except Exception as exc:  # the request still gets a receipt saying what broke and what was done
             return self._failed(request_id, exc, changes, failed)
-        except Exception as exc:  # anything else: the request still gets a receipt saying what broke
-            return self._failed(request_id, exc, changes, failed)
+
+    def guard(
+        self, request_id: str, attempt: Callable[[], R], failed: Callable[[str, WorkDone], R], audit_kind: str
+    ) -> R:
+        """``attempt()`` (which files its own receipt), or a filed ``failed`` receipt if it raised.
+
+        It catches what breaks before the work begins (reading the register or
+        a stored receipt, the keyring): such a request changed nothing.
+        """
+        try:
+            return attempt()
+        except Exception as exc:  # a store that cannot be read: the receipt still comes, and says so
+            receipt = self._failed(request_id, exc, _Changes(), failed)
+            self.file(receipt, audit_kind, keep=False)
+            return receipt
 
     @staticmethod
     def _failed(

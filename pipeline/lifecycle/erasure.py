@@ -40,9 +40,9 @@ storage, clock, ledger and passes, the same as the rights processor's):
    ``_cdrpipe/receipts/<request id>.json``, appended to the audit log and
    closes the register entry when its verification passed (a failed one
    leaves a note and the entry open).
-7. Whatever breaks after the work began (a store or broker failure), the
-   request gets a ``failed`` receipt that says what failed and what had been
-   done; it is audited and noted on the register, not kept, so a re-delivery
+7. Whatever breaks (a store or broker failure, before or after the work
+   began), the request gets a ``failed`` receipt that says what failed and
+   what had been done; it is audited and noted on the register, not kept, so a re-delivery
    carries the erasure out again.
 
 The raw number is used only to compute pseudonyms; it is in no output.
@@ -127,7 +127,12 @@ class ErasureProcessor:
             if request_id.startswith("unidentified-") and key:
                 request_id = self._usable_key(key) or request_id
             return self._reject(request_id, request.reason)
-        return self._process(request, started)
+        return self._desk.guard(
+            request.request_id,
+            lambda: self._process(request, started),
+            lambda what, done: self._failed(request, started, what, done),
+            "erasure",
+        )
 
     def subject_of(self, request: ErasureRequest) -> Subject:
         """The pseudonyms the request is about, under every key of the keyring as it is now."""

@@ -22,7 +22,7 @@ ledger, passes and clock as the erasure processor's, and the same paperwork,
    answers the register entry: ``closed`` when done and verified (a failed
    verification adds a note and leaves it open), ``rejected`` when there
    was nothing to act on (no such call, no restriction in force).
-4. Whatever breaks after the work began, the request gets a ``failed``
+4. Whatever breaks, before or after the work began, the request gets a ``failed``
    receipt saying what failed and what had been done; it is audited and
    noted, not kept, so a re-delivery carries the request out again.
 
@@ -90,6 +90,14 @@ class RightsProcessor:
         request = parse_request(key, payload, self._classifier)
         if isinstance(request, Rejection):
             return self._reject(request.request_id, request.kind, request.reason, started)
+        return self._desk.guard(
+            request.request_id,
+            lambda: self._process(request, started),
+            lambda what, done: self._failed(request, None, started, what, done),
+            request.kind,
+        )
+
+    def _process(self, request: SubjectRequest, started: datetime) -> SubjectReceipt:
         earlier = self._desk.earlier(request.request_id)
         if earlier.registered_as not in (None, request.kind):
             why = f"by a request registered as {earlier.registered_as}, not {request.kind}"

@@ -241,6 +241,21 @@ def test_a_register_that_cannot_be_answered_never_stops_the_receipt() -> None:
     assert "could not be answered" in record.history[-1]["text"]
 
 
+def test_a_store_that_cannot_be_read_still_gets_every_request_a_failed_receipt() -> None:
+    class _Unreadable(MemoryStorage):
+        def read(self, relative_path: str) -> bytes | None:
+            if relative_path.startswith("_cdrpipe/receipts/"):
+                raise StorageError(f"reading {relative_path}: input/output error")
+            return super().read(relative_path)
+
+    worker = _Worker(_store(_Unreadable()))
+    for receipt in (worker.erase("era-5"), worker.ask("res-5", "restriction")):
+        _valid(receipt)
+        assert receipt.status == "failed" and (receipt.reason or "").startswith("StorageError: reading")
+        assert receipt.work_done is not None and receipt.work_done.ledger_entries == []
+    assert worker.written == [], "nothing was done"
+
+
 def test_a_request_id_means_one_request() -> None:
     worker = _Worker()
     restricted = worker.ask("A-1", "restriction")
