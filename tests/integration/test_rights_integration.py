@@ -368,6 +368,6 @@ def test_with_two_workers_subject_requests_run_where_erasures_run(
         codes = [worker.stop() for worker in workers]
     assert codes == [0, 0], [worker.log()[-3000:] for worker in workers]
     erasing = [worker for worker in workers if "erasure era-9 started" in worker.log()]
-    rights = [worker for worker in workers if "restriction request res-9: done" in worker.log()]
+    rights = [worker for worker in workers if "restriction request res-9 completed" in worker.log()]
     assert len(erasing) == 1 and rights == erasing, "subject requests must run in the lifecycle owner only"
-    assert "rectification request rect-9: done" in erasing[0].log()
+    assert "rectification request rect-9 completed" in erasing[0].log()
