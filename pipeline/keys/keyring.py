@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import os
+import re
 import secrets
 import stat
 from dataclasses import dataclass
@@ -32,6 +34,14 @@ MIN_SECRET_BYTES = 32
 MIN_DISTINCT_SECRET_BYTES = 16
 """A secret with fewer distinct byte values is refused (32 random bytes have about 30; fewer
 than 16 has a probability below 1e-9): all-equal bytes or ``"password" * 4`` are not keys."""
+MIN_TEXT_SECRET_GUESSES_LOG10 = 38.5
+"""A secret that is printable text was chosen or typed by a person (32 random bytes are all
+printable with a probability near 1e-14); it must then be worth 2^128 guesses by zxcvbn's estimate,
+which knows words, names, dates, keyboard walks, sequences and repeats. Phone numbers are few
+enough to enumerate, so a guessable key gives every pseudonym away."""
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+MAX_SYMLINK_HOPS = 40
 MAX_KEYRING_BYTES = 1 << 20
 FORMAT_VERSION = 1
 
@@ -73,7 +83,7 @@ def load_keyring(path: Path) -> Keyring:
     except OSError as exc:
         raise KeyringError(f"keyring {path} cannot be read ({exc.strerror}): check the path") from None
     _check_file(path, status)
-    for directory in {path.parent, path.resolve().parent}:
+    for directory in _directories_along(path):
         _check_directory(path, directory)
     try:
         document = json.loads(path.read_bytes())
@@ -108,6 +118,40 @@ def _check_file(path: Path, status: os.stat_result) -> None:
         raise KeyringError(f"keyring {path} is larger than {MAX_KEYRING_BYTES} bytes: it is not a keyring")
 
 
+def _directories_along(path: Path) -> list[Path]:
+    """Every directory in which a name on the way to the keyring is looked up, as the kernel walks
+    ``path`` (each ancestor up to ``/``, every directory holding a symlink to a file or a
+    directory, and the keyring's own): whoever can write to any of them can rename an entry and
+    point the walk at a keyring of theirs."""
+    directories: list[Path] = []
+    current = "/"
+    names = os.path.join(os.getcwd(), path).split("/")[::-1]  # a stack of names, next one last
+    hops = 0
+    while names:
+        name = names.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        if Path(current) not in directories:
+            directories.append(Path(current))
+        candidate = os.path.join(current, name)
+        if not os.path.islink(candidate):
+            current = candidate
+            continue
+        hops += 1
+        if hops > MAX_SYMLINK_HOPS:
+            raise KeyringError(
+                f"keyring {path}: more than {MAX_SYMLINK_HOPS} symbolic links lead to it: point at the file"
+            )
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            current = "/"
+        names.extend(target.split("/")[::-1])
+    return directories
+
+
 def _check_directory(path: Path, directory: Path) -> None:
     """The keyring's directory: nobody but its owner (this user or root) may replace files in it.
 
@@ -125,11 +169,20 @@ def _check_directory(path: Path, directory: Path) -> None:
             "keep the keyring in a directory of the worker's user or root"
         )
     writable_by_others = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable_by_others and not status.st_mode & stat.S_ISVTX:
+    if writable_by_others and not status.st_mode & stat.S_ISVTX and not _read_only(directory):
         raise KeyringError(
             f"keyring {path}: its directory {directory} is writable by group or others "
             f"(mode {stat.S_IMODE(status.st_mode):04o}): run `chmod go-w {directory}`"
         )
+
+
+def _read_only(directory: Path) -> bool:
+    """Whether ``directory`` is on a read-only mount (a Kubernetes emptyDir mounted ``readOnly``
+    is mode 0777, yet nobody can rename anything in it)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _parse(path: Path, document: object) -> Keyring:
@@ -170,13 +223,93 @@ def _parse_key(path: Path, index: int, entry: object) -> Key:
             f"at least {MIN_SECRET_BYTES} random bytes are required: "
             "rotate with `cdrpipe keys rotate`"
         )
-    distinct = len(set(secret_bytes))
-    if distinct < MIN_DISTINCT_SECRET_BYTES:
+    problem = _not_random(secret_bytes)
+    if problem is not None:
         raise KeyringError(
-            f"keyring {path}: key {key_id} secret is not random ({distinct} distinct byte values in "
-            f"{len(secret_bytes)} bytes; random bytes have about 30 in 32): rotate with `cdrpipe keys rotate`"
+            f"keyring {path}: key {key_id} secret is not random ({problem}): "
+            "let `cdrpipe keys rotate` generate one"
         )
     return Key(key_id=key_id, secret=secret_bytes, created_at=created_at)
+
+
+def _not_random(secret: bytes) -> str | None:
+    """Why ``secret`` visibly did not come from a random generator, or None.
+
+    Binary secrets must have :data:`MIN_DISTINCT_SECRET_BYTES` distinct byte values and as many
+    distinct steps between neighbours (which refuses repeats and sequences such as ``0, 1, 2, ...``);
+    text secrets (:func:`_text_in`: also with a newline or NUL, in UTF-16 or Latin-1, and the text
+    a hex or base64 secret encodes) must pass zxcvbn's estimate
+    (:data:`MIN_TEXT_SECRET_GUESSES_LOG10`). The reason
+    names counts, never the secret.
+    """
+    text = _text_in(secret)
+    if text is not None:
+        problem = _guessable(text)
+        inner = _decoded(text.strip())
+        inner_text = _text_in(inner) if inner is not None else None
+        # the decoded bytes of a random hex or base64 text may be short: only text a person
+        # would write (printable, whitespace) is checked, or 20 random bytes would be refused 1e-5
+        written = inner_text is not None and all(c.isprintable() or c.isspace() for c in inner_text)
+        return problem or (_guessable(inner_text) if written and inner_text is not None else None)
+    distinct = len(set(secret))
+    steps = len({(later - earlier) % 256 for earlier, later in itertools.pairwise(secret)})
+    if min(distinct, steps) < MIN_DISTINCT_SECRET_BYTES:
+        return (
+            f"{distinct} distinct byte values and {steps} distinct steps in {len(secret)} bytes; "
+            "random bytes have about 30 of each in 32"
+        )
+    return None
+
+
+def _guessable(text: str) -> str | None:
+    """Why zxcvbn finds ``text`` guessable, or None."""
+    # Imported here: its word lists take a noticeable part of a second to load, and generated
+    # secrets (binary) never need it. Its cost grows with length; 100 characters hold far more
+    # than 128 bits (zxcvbn refuses longer input unless told).
+    from zxcvbn import zxcvbn  # noqa: PLC0415
+
+    printable = "".join(character for character in text if character.isprintable())[:100]
+    guesses_log10 = float(zxcvbn(printable, max_length=100)["guesses_log10"]) if printable else 0.0
+    if guesses_log10 < MIN_TEXT_SECRET_GUESSES_LOG10:
+        return (
+            f"it is text a person could choose, worth about 2^{guesses_log10 * 3.32:.0f} guesses; "
+            "at least 2^128 are required"
+        )
+    return None
+
+
+def _decoded(text: str) -> bytes | None:
+    """The bytes ``text`` encodes in hex or base64 (a passphrase run through ``xxd -p`` or
+    ``base64`` looks random to zxcvbn), or None."""
+    try:
+        if _HEX.fullmatch(text):
+            return bytes.fromhex(text)
+        return base64.b64decode(text, validate=True) if _BASE64.fullmatch(text) else None
+    except ValueError:
+        return None
+
+
+def _text_in(secret: bytes) -> str | None:
+    """The text ``secret`` spells, or None when it does not look like text at all.
+
+    Text is UTF-8 of any characters (a trailing newline or NUL must not hide a passphrase: 32
+    random bytes are valid UTF-8 with a probability of 1e-8), UTF-16 of Latin-1 characters (the
+    high bytes all zero), or bytes of which 90% are printable ASCII or whitespace, as Latin-1 or
+    Windows-1252 write accented words (1.7e-9 for 32 random bytes).
+    """
+    try:
+        return secret.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    for encoding in ("utf-16-le", "utf-16-be"):
+        try:
+            text = secret.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if all(ord(character) < 0x100 for character in text):
+            return text
+    asciiish = sum(0x20 <= byte < 0x7F or byte in b"\t\n\r\v\f" for byte in secret)
+    return secret.decode("latin-1") if asciiish >= 0.9 * len(secret) else None
 
 
 def new_key(existing: tuple[Key, ...]) -> Key:

@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote
 from pipeline.errors import RequestRefusedError
 from pipeline.numbers.identifiers import identifier_holds_number
 from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.numbers.text import IN_KEPT_TEXTS
 from pipeline.observability.log_scrub import scrub
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._#@-]{0,127}")
@@ -52,8 +53,12 @@ def check_call_id(cdr_id: str, classifier: NumberClassifier) -> str:
 
 
 def check_text(text: str, what: str) -> str:
-    """``text`` (written by a person) unless it holds something shaped like a phone number or a pseudonym."""
-    if scrub(text) != text:
+    """``text`` (written by a person) unless it holds something shaped like a phone number or a pseudonym.
+
+    Texts from people are read with the kept-text detector (``0475,12,34,56`` is a number here,
+    not a count) as well as the log scrubber (a SIP URI's user part).
+    """
+    if scrub(text) != text or IN_KEPT_TEXTS.contains(text):
         raise RequestRefusedError(f"{what} must not contain a phone number")
     if _PSEUDONYM.search(text):
         raise RequestRefusedError(f"{what} must not contain a pseudonym")
