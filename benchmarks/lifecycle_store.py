@@ -6,7 +6,7 @@ Builds a local store of ``BENCH_LIFECYCLE_DAYS`` daily partitions (default
 sink's own encoder under two keys (a rotation half-way through the year).
 One subject calls a few times a month. In one run it measures:
 
-* ``erase``: :meth:`ErasureProcessor.process` for the subject (ledger write,
+* ``erase``: :meth:`ErasureProcessor.handle` for the subject (ledger write,
   two passes, verification, receipt);
 * ``export``: the subject's rows as Parquet, as ``cdrpipe export`` writes them;
 * ``rewrite_all``: reading and re-encoding every file of the store (the
@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,9 +40,10 @@ from pipeline.cli.demo import example_number
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import Domain, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
-from pipeline.lifecycle.ledger import LedgerEntry
+from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.export import subject_rows, write_export
 from pipeline.lifecycle.operations.finder import data_files
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.chain import seal_with
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.subject import subject_from_number
@@ -207,12 +209,12 @@ def main() -> None:
             storage,
             lambda: keyring,
             CLASSIFIER,
-            write_ledger=ledger.append,
-            settle_seconds=0,
+            ledger=Ledger(SubjectLedger(), ledger.append),
+            passes=Passes(0, lambda seconds: None),
             residual_copies=list,
         )
         request = ErasureRequest(request_id="bench", subject=SUBJECT, requested_at=datetime.now(UTC))
-        erase_s, receipt = _timed(lambda: processor.process(request))
+        erase_s, receipt = _timed(lambda: processor.handle(msgspec.json.encode(request)))
         assert receipt.passed and receipt.rows_removed == subject_count
         assert count_rows(storage) == total - subject_count
         assert subject_rows(storage, subject) is None

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, time
 import click
 
 from pipeline.cli.group import dpo_context
+from pipeline.cli.rights import classifier
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.register import (
     KINDS,
@@ -70,7 +71,7 @@ def requests_group(ctx: click.Context, as_json: bool) -> None:
 @click.argument("request_id")
 def show_command(request_id: str) -> None:
     """Print one request, with its history, as JSON."""
-    record = load_request(_storage(), check_request_id(request_id))
+    record = load_request(_storage(), check_request_id(request_id, classifier()))
     if record is None:
         raise click.ClickException(f"no request {request_id} in the register (never registered, or purged)")
     click.echo(json.dumps(record.summary(datetime.now(UTC).date()), indent=2))
@@ -81,7 +82,7 @@ def show_command(request_id: str) -> None:
 @click.option("--reason", required=True, help="Why two more months are needed (told to the subject).")
 def extend_command(request_id: str, reason: str) -> None:
     """Extend an open request by two months, once, before it falls due (art. 12(3))."""
-    record = extend(_storage(), request_id, reason, datetime.now(UTC))
+    record = extend(_storage(), check_request_id(request_id, classifier()), reason, datetime.now(UTC))
     click.echo(f"request {request_id} extended: due {record.due.isoformat()}")
 
 
@@ -94,7 +95,7 @@ def extend_command(request_id: str, reason: str) -> None:
 def close_command(request_id: str, outcome: str, rejected: bool) -> None:
     """Close a request answered outside cdrpipe (or refused); the first closing stands."""
     storage = _storage()
-    before = load_request(storage, check_request_id(request_id))
+    before = load_request(storage, check_request_id(request_id, classifier()))
     if before is not None and before.closed_at is not None:
         raise click.ClickException(
             f"request {request_id} was already {before.status} on {before.closed_at.date()}"
@@ -115,5 +116,6 @@ def close_command(request_id: str, outcome: str, rejected: bool) -> None:
 def add_command(kind: Kind, request_id: str | None, received: datetime | None) -> None:
     """Register a request received outside cdrpipe; its deadline runs from the day it was received."""
     received_at = datetime.combine(received.date(), time(), UTC) if received else datetime.now(UTC)
-    record = register_received(_storage(), request_id or new_request_id(), kind, received_at)
+    chosen = check_request_id(request_id, classifier()) if request_id else new_request_id()
+    record = register_received(_storage(), chosen, kind, received_at)
     click.echo(f"request {record.request_id} ({record.kind}) registered: due {record.due.isoformat()}")

@@ -2,9 +2,9 @@
 
 Contract: each command checks its request as the worker will (a request the
 worker would reject is refused here with exit status 2), publishes it to the
-subject request topic and, with ``--wait``, prints the receipt as JSON: exit
-status 0 when the request was carried out, 1 when it was rejected or no
-receipt came in time.
+subject request topic and, with ``--wait``, prints the receipt as JSON (its
+one-line ``summary`` first): exit status 0 when the request was carried out,
+1 when it was rejected, failed, or no receipt came in time.
 """
 
 from __future__ import annotations
@@ -19,16 +19,24 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import DpoContext, dpo_context
+from pipeline.config.settings import load_settings
 from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.worker.assembly import build_classifier
+
+
+def classifier() -> NumberClassifier:
+    """The classifier of the settings, which reads ids as the worker will."""
+    return build_classifier(load_settings())
+
 
 REQUEST_ID_OPTION = click.option(
     "--request-id",
     default=None,
-    callback=lambda _ctx, _param, value: value and check_request_id(value),
+    callback=lambda _ctx, _param, value: check_request_id(value, classifier()) if value else None,
     help="Request id (default: a new UUID).",
 )
 WAIT_OPTION = click.option(
@@ -38,21 +46,21 @@ WAIT_OPTION = click.option(
 
 def _send(context: DpoContext, request: SubjectRequest, wait_s: float) -> None:
     payload = msgspec.json.encode(request)
-    checked = parse_request(request.request_id.encode(), payload)
+    checked = parse_request(request.request_id.encode(), payload, classifier())
     if isinstance(checked, Rejection):
         raise RequestRefusedError(checked.reason)
     settings = context.settings
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
     receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
     echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
-    if receipt is not None and receipt.get("status") != "done":
+    if receipt is not None and receipt.get("status") != "completed":
         raise SystemExit(1)
 
 
 def echo_receipt(receipt: dict[str, object] | None, published: str, wait_s: float) -> None:
     """Print the receipt as JSON; without one, say what was published (an error if it was awaited)."""
     if receipt is not None:
-        click.echo(json.dumps(receipt, indent=2, sort_keys=True))
+        click.echo(json.dumps(receipt, indent=2))  # in the worker's order: the summary first
         return
     click.echo(published)
     if wait_s > 0:

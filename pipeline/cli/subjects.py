@@ -19,7 +19,7 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import DpoContext, cli, dpo_context
-from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, echo_receipt
+from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
 from pipeline.keys.pseudonym import tenant_for
@@ -33,7 +33,7 @@ from pipeline.lifecycle.operations.export import (
 from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, SubjectKind
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
-from pipeline.lifecycle.requests.register import close, register_received
+from pipeline.lifecycle.requests.register import record_answer, register_received
 from pipeline.lifecycle.subject import (
     Subject,
     subject_from_agent,
@@ -230,12 +230,12 @@ def export_command(
     context = dpo_context(reads_store=True)
     settings = context.settings
     if request_id is not None:
-        check_request_id(request_id)
+        check_request_id(request_id, classifier())
     subject = _subject(context, subject_options).subject
     check_export_target(out, force)  # before any work: refused with one line
     storage = open_storage(settings.store.root, group_read=settings.store.group_read)
     if request_id is not None:
-        register_received(storage, check_request_id(request_id), "access", datetime.now(UTC))
+        register_received(storage, check_request_id(request_id, classifier()), "access", datetime.now(UTC))
     listed = list_data_files(storage)
     skip_strays(storage, listed.strays, "export", datetime.now(UTC))
     for stray in listed.strays:
@@ -252,6 +252,6 @@ def export_command(
         write_export(copy, out, chosen, force)
         kind = "full controller-internal" if full else "minimised"
         outcome = f"exported {copy.num_rows} rows ({export_format}, {kind})"
-    if request_id is not None:
-        close(storage, request_id, datetime.now(UTC), outcome)
+    if request_id is not None:  # composed from the checked id and counts: never refused by the register
+        record_answer(storage, request_id, datetime.now(UTC), outcome, closes=True)
     click.echo(outcome if table is None else f"{outcome} to {out}")

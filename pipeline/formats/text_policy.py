@@ -24,7 +24,8 @@ from typing import Literal
 
 import msgspec
 
-from pipeline.numbers.msisdn import NumberClassifier, NumberKind
+from pipeline.numbers.identifiers import identifier_holds_number
+from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.numbers.text import IN_KEPT_TEXTS
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 
@@ -40,11 +41,10 @@ class TextPolicy:
     finds a number anywhere in the value; ``replace`` replaces each number by
     ``[number]``; ``reject-whole`` (opaque ids, whose digit runs are routinely
     longer than a phone number: epoch-based Asterisk ids, carrier call
-    references) rejects a value that is, as a whole, a number the classifier
-    reads as E.164 (bare digits, with ``+``, or the user part of a SIP or tel
-    URI). An id that spells a number with separators (``0470.12.34.56``) is
-    not recognised: that is the limit of this policy, documented in the data
-    dictionary.
+    references) applies the one rule of ids,
+    :func:`~pipeline.numbers.identifiers.identifier_holds_number`, which request
+    ids and a rectification's ``cdr_id`` are checked with too: a call stored
+    can always be named in a request.
     """
 
     name: str
@@ -58,7 +58,7 @@ POLICIES: dict[str, TextPolicy] = {
         "identifier",
         re.compile(r"[A-Za-z0-9._:#@/-]{1,128}"),
         "reject-whole",
-        "1-128 characters of A-Z a-z 0-9 . _ : # @ / -; never a phone number as a whole",
+        "1-128 characters of A-Z a-z 0-9 . _ : # @ / -; never a phone number as ids are read",
     ),
     "source": TextPolicy(
         "system-name",
@@ -96,7 +96,7 @@ def enforce_text_policies(cdr: CanonicalCdr, classifier: NumberClassifier) -> Ca
             continue
         if policy.on_number == "reject-whole":  # ids are unique: nothing to remember
             problem = _shape_problem(field, value) or (
-                f"{field} is a phone number" if _is_whole_number(value, classifier) else None
+                f"{field} holds a phone number" if identifier_holds_number(value, classifier) else None
             )
             kept = value
         else:
@@ -126,16 +126,3 @@ def _checked(field: str, value: str) -> tuple[str | None, str]:
 def _shape_problem(field: str, value: str) -> str | None:
     policy = POLICIES[field]
     return None if policy.shape.fullmatch(value) else f"{field} breaks its rule: {policy.describes}"
-
-
-_WHOLE_NUMBER = re.compile(r"(?i)(?:sips?:|tel:)?(\+?[0-9]{7,})(?:@.*)?")
-
-
-def _is_whole_number(value: str, classifier: NumberClassifier) -> bool:
-    """Whether an id is a phone number as it stands: digits, maybe in a URI, read as E.164.
-
-    Separators are not removed: ``1732530102.1`` (an Asterisk uniqueid) would
-    otherwise read as the North American number +1 732 530 1021.
-    """
-    match = _WHOLE_NUMBER.fullmatch(value)
-    return match is not None and classifier.classify(match.group(1)).kind is NumberKind.E164

@@ -1,34 +1,49 @@
 """Erasure of one data subject: ledger, rewrite, second pass, verification, receipt.
 
 Contract of :meth:`ErasureProcessor.handle` (synchronous; the worker calls it
-in a thread, tests call it directly with injected storage, clock, sleep and
-ledger writer):
+in one thread hand-off per request, tests call it directly with injected
+storage, clock, ledger and passes, the same as the rights processor's):
 
 1. A payload that is not a valid request, or whose subject cannot be searched
    for (an invalid number, a short code, a malformed pseudonym), gets a
    receipt with ``status: "rejected"`` and a reason that quotes no input
    value. It is never raised: the caller moves on to the next request. It is
-   audited, but not kept as the request id's receipt (a corrected request
-   may use the same id). A keyring file that cannot be loaded rejects the
-   request too, naming the file and the fix: nothing is erased with stale keys.
-2. If a receipt for the request id exists, it is returned again (re-delivery
-   is idempotent) and nothing else happens.
-3. The keyring is loaded again for every request, so keys added by a
-   rotation while the worker runs are searched. The subject's pseudonyms
-   under every key are recorded in the ledger (so every worker drops them
-   before publishing, under later keys too) and the write is acknowledged.
+   audited and noted on the request's register entry, but not kept as the
+   request id's receipt (a corrected request may use the same id). A keyring
+   file that cannot be loaded rejects the request too, naming the file and
+   the fix: nothing is erased with stale keys. Without a usable id in the
+   payload, the message key names the receipt if it is a usable id (so a
+   command waiting for that id gets it), else a new ``unidentified-<uuid>``.
+2. If a receipt for the request id exists, the request id must mean this
+   request: a re-delivery (same subject under the keys of the first
+   delivery, same mode) gets the stored receipt again, and its register
+   entry is closed if an earlier run left it open; an id used by another
+   request (another subject or mode, or a subject request's receipt) gets a
+   rejected receipt of its own and nothing is done.
+3. Otherwise the request is registered (``received``), then the keyring is
+   loaded again (keys added by a rotation while the worker runs are
+   searched). The subject's pseudonyms under every key are recorded in the
+   ledger (so every worker drops them before publishing, under later keys
+   too) and the write is acknowledged.
 4. Files holding the subject are found through their footers' subject index
    and rewritten copy-on-write (emptied files are deleted). Files under
    ``cdr/`` outside ``call_date=`` directories are skipped and audited.
-5. After ``settle_seconds`` (longer than a flush period) the files modified
-   since the first pass began (less :data:`CLOCK_MARGIN`) are searched again,
-   closing the race with batches published during the first pass.
+5. After the passes' ``settle_seconds`` (longer than a flush period) the
+   files modified since the first pass began (less :data:`CLOCK_MARGIN`) are
+   searched again, closing the race with batches published during the first
+   pass.
 6. Verification (:func:`~pipeline.lifecycle.operations.rewriter.verify_erasure`) decodes
    the pseudonym columns of every touched file and every file the index
    cannot rule out, and fails, naming them, when files carry keys the
-   subject's pseudonyms were not computed under. The receipt says in words
-   what was checked, is stored under ``_cdrpipe/receipts/<request id>.json``
-   and appended to the audit log.
+   subject's pseudonyms were not computed under. The receipt opens with a
+   one-line summary, says in words what was checked, is stored under
+   ``_cdrpipe/receipts/<request id>.json``, appended to the audit log and
+   closes the register entry when its verification passed (a failed one
+   leaves a note and the entry open).
+7. Whatever breaks (a store or broker failure, before or after the work
+   began), the request gets a ``failed`` receipt that says what failed and
+   what had been done; it is audited and noted on the register, not kept, so a re-delivery
+   carries the erasure out again.
 
 The raw number is used only to compute pseudonyms; it is in no output.
 A crash at any point leaves old or new files (never partial ones); the request
@@ -38,29 +53,24 @@ is processed again after restart.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-import msgspec
-
 from pipeline import __version__
-from pipeline.errors import KeyringError
+from pipeline.errors import KeyringError, RequestRefusedError
 from pipeline.keys.keyring import Keyring
 from pipeline.keys.pseudonym import tenant_for
+from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.finder import skip_strays
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
-from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
+from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
-    ReceiptVerification,
     ResidualCopy,
-    decode_receipt,
-    encode_receipt,
-    is_subject_request_receipt,
-    receipt_path,
+    WorkDone,
 )
 from pipeline.lifecycle.subject import (
     Subject,
@@ -93,29 +103,36 @@ class ErasureProcessor:
         keyring: Callable[[], Keyring],
         classifier: NumberClassifier,
         *,
-        write_ledger: Callable[[LedgerEntry], None],
-        settle_seconds: float,
+        ledger: Ledger,
+        passes: Passes,
         residual_copies: Callable[[], list[ResidualCopy]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sleep: Callable[[float], None] = time.sleep,
         tenants: Mapping[str, str] | None = None,
     ) -> None:
         self._tenants = dict(tenants or {})
         self._storage = storage
         self._keyring = keyring
         self._classifier = classifier
-        self._write_ledger = write_ledger
-        self._settle_seconds = settle_seconds
+        self._passes = passes
         self._residual = residual_copies
         self._clock = clock
-        self._sleep = sleep
+        self._desk = Desk(storage, ledger, clock)
 
-    def handle(self, payload: bytes) -> Receipt:
-        """Decode one message of the request topic and carry it out, or reject it with a receipt."""
-        request = decode_request(payload)
+    def handle(self, payload: bytes | None, key: bytes | None = None) -> Receipt:
+        """Carry out the request in one message of the erasure topic, or reject it; return its receipt."""
+        started = self._clock()
+        request = decode_request(payload or b"", self._classifier)
         if isinstance(request, InvalidRequest):
-            return self.reject(request.request_id, request.reason)
-        return self.process(request)
+            request_id = request.request_id
+            if request_id.startswith("unidentified-") and key:
+                request_id = self._usable_key(key) or request_id
+            return self._reject(request_id, request.reason)
+        return self._desk.guard(
+            request.request_id,
+            lambda: self._process(request, started),
+            lambda what, done: self._failed(request, started, what, done),
+            "erasure",
+        )
 
     def subject_of(self, request: ErasureRequest) -> Subject:
         """The pseudonyms the request is about, under every key of the keyring as it is now."""
@@ -127,18 +144,46 @@ class ErasureProcessor:
             return subject_from_agent(request.subject, self._keyring(), tenant)
         return subject_from_number(request.subject, self._keyring(), self._classifier, tenant)
 
-    def process(self, request: ErasureRequest) -> Receipt:
-        """Carry out ``request`` and return its receipt (a rejected one if its subject is unusable)."""
-        started = self._clock()
+    def _usable_key(self, key: bytes) -> str | None:
+        try:
+            return check_request_id(key.decode("utf-8", "replace"), self._classifier)
+        except RequestRefusedError:
+            return None
+
+    def _process(self, request: ErasureRequest, started: datetime) -> Receipt:
+        earlier = self._desk.earlier(request.request_id)
+        if earlier.registered_as not in (None, "erasure"):
+            return self._reused(
+                request.request_id, f"by a request registered as {earlier.registered_as}, not erasure"
+            )
+        self._desk.open(request.request_id, "erasure", request.requested_at)
         try:
             subject = self.subject_of(request)
         except SubjectError as exc:
-            return self.reject(request.request_id, str(exc))
+            return self._reject(request.request_id, str(exc))
         except KeyringError as exc:  # nothing was erased; the operator fixes the file and sends it again
-            return self.reject(request.request_id, f"the worker cannot use its keyring: {exc}")
-        earlier = self._earlier_outcome(request.request_id, subject)
-        if earlier is not None:
-            return earlier
+            return self._reject(request.request_id, f"the worker cannot use its keyring: {exc}")
+        again = self._earlier_outcome(request, earlier, subject)
+        if again is not None:
+            return again
+        receipt = self._desk.carry_out(
+            request.request_id,
+            lambda storage, ledger: self._erase(storage, ledger, request, subject, started),
+            lambda what, done: self._failed(request, started, what, done),
+        )
+        self._desk.file(receipt, "erasure", keep=receipt.status == "completed")
+        log.info(
+            "erasure %s %s: %s",
+            request.request_id,
+            receipt.status,
+            receipt.summary,
+            extra={"request_id": request.request_id, "verification_passed": receipt.passed},
+        )
+        return receipt
+
+    def _erase(
+        self, storage: Storage, ledger: Ledger, request: ErasureRequest, subject: Subject, started: datetime
+    ) -> Receipt:
         log.info(
             "erasure %s started: %d pseudonyms under keys %s",
             request.request_id,
@@ -153,22 +198,22 @@ class ErasureProcessor:
             requested_at=requested_at,
             mode=request.mode,
         )
-        self._write_ledger(entry)
+        ledger.write(entry)
         # A publish killed mid-write leaves a temporary file that no scan lists; it may hold the
         # subject's rows. Every one goes (a publish in flight whose file goes retries).
         for area in AREAS:
-            self._storage.sweep_temporaries(area)
+            storage.sweep_temporaries(area)
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
         pseudonyms = subject.pseudonyms
-        first, found = rewrite_subject_files(self._storage, pseudonyms, request.mode, requested_at)
-        skip_strays(self._storage, found.strays, f"erasure {request.request_id}", self._clock())
-        self._sleep(self._settle_seconds)
+        first, found = rewrite_subject_files(storage, pseudonyms, request.mode, requested_at)
+        skip_strays(storage, found.strays, f"erasure {request.request_id}", self._clock())
+        self._passes.sleep(self._passes.settle_seconds)
         second, _ = rewrite_subject_files(
-            self._storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
+            storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
         )
         results = first + second
         verification = verify_erasure(
-            self._storage,
+            storage,
             pseudonyms,
             searched_key_ids(subject.key_ids, results),
             requested_at,
@@ -176,7 +221,13 @@ class ErasureProcessor:
         )
         affected = [result for result in results if result.rows_affected]
         rows = sum(result.rows_affected for result in affected)
-        receipt = Receipt(
+        residual = self._residual()
+        checked = verification.for_receipt(requested_at)
+        files = {result.path for result in affected}
+        done = "erased" if request.mode == "delete" else "redacted"
+        summary = f"{done} {rows} rows in {len(files)} files; {verdict(checked)}; {_residual_words(residual)}"
+        return Receipt(
+            summary=summary,
             request_id=request.request_id,
             status="completed",
             mode=request.mode,
@@ -192,33 +243,29 @@ class ErasureProcessor:
             passes=2,
             started_at=started,
             finished_at=self._clock(),
-            verification=ReceiptVerification(
-                passed=verification.passed,
-                checked=verification.describe(requested_at),
-                files_in_store=verification.files_in_store,
-                files_checked=verification.files_checked,
-                rows_remaining=verification.rows_remaining,
-                key_ids_in_store=sorted(verification.key_ids_in_store),
-                key_ids_not_searched=sorted(verification.key_ids_not_searched),
-                files_unreadable=list(verification.files_unreadable),
-            ),
-            residual_copies=self._residual(),
+            verification=checked,
+            residual_copies=residual,
             pipeline_version=__version__,
         )
-        self._record(receipt)
-        log.info(
-            "erasure %s done: %d files rewritten, %d deleted, verification %s",
-            request.request_id,
-            len(receipt.files_rewritten or ()),
-            len(receipt.files_deleted or ()),
-            "passed" if verification.passed else "FAILED",
-            extra={"request_id": request.request_id, "verification_passed": verification.passed},
-        )
-        return receipt
 
-    def reject(self, request_id: str, reason: str) -> Receipt:
-        """The receipt of a request that cannot be carried out, recorded like any other."""
+    def _failed(self, request: ErasureRequest, started: datetime, what: str, done: WorkDone) -> Receipt:
+        return Receipt(
+            summary=failure_summary(what, done),
+            request_id=request.request_id,
+            status="failed",
+            reason=what,
+            mode=request.mode,
+            requested_at=request.requested_at.astimezone(UTC),
+            started_at=started,
+            finished_at=self._clock(),
+            work_done=done,
+            pipeline_version=__version__,
+        )
+
+    def _reject(self, request_id: str, reason: str, *, answers_register: bool = True) -> Receipt:
+        """The receipt of a request that cannot be carried out, audited but not kept."""
         receipt = Receipt(
+            summary=f"rejected: {reason}",
             request_id=request_id,
             status="rejected",
             reason=reason,
@@ -227,30 +274,41 @@ class ErasureProcessor:
         )
         log.warning("erasure request %s rejected: %s", request_id, reason, extra={"request_id": request_id})
         # audited but not kept as the request id's receipt: a corrected request may reuse the id
-        append_audit(self._storage, "erasure-rejected", msgspec.to_builtins(receipt), self._clock())
+        self._desk.file(receipt, "erasure-rejected", keep=False, answers_register=answers_register)
         return receipt
 
-    def _earlier_outcome(self, request_id: str, subject: Subject) -> Receipt | None:
+    def _earlier_outcome(self, request: ErasureRequest, earlier: Earlier, subject: Subject) -> Receipt | None:
         """The receipt of a re-delivered request, a rejection of a reused request id, or None."""
-        existing = self._storage.read(receipt_path(request_id))
-        if existing is None:
+        request_id, stored = request.request_id, earlier.receipt
+        if stored is None:
+            if earlier.unreadable:
+                log.info("erasure %s has a receipt of an earlier version; erasing again", request_id)
             return None
-        try:
-            stored = decode_receipt(existing)
-        except msgspec.DecodeError:
-            if is_subject_request_receipt(existing):
-                # A restriction's or rectification's receipt: reusing its id would let one
-                # request stand for another.
-                return self.reject(request_id, "the request id is already used by another request")
-            log.info("erasure %s has a receipt of an earlier version; erasing again", request_id)
-            return None
+        if not isinstance(stored, Receipt):
+            return self._reused(request_id, f"by a {stored.kind} request")
         # Compared under the keys of the first delivery: a rotation since changes nothing.
         first_keys = stored.key_ids if stored.key_ids is not None else subject.key_ids
         if stored.subject_digest not in (None, subject.digest(first_keys or None)):
-            return self.reject(request_id, "the request id is already used for another subject")
+            return self._reused(request_id, "for another subject")
+        if stored.mode not in (None, request.mode):
+            return self._reused(request_id, f"for an erasure in {stored.mode} mode")
         log.info("erasure %s was already completed; re-issuing its receipt", request_id)
+        self._desk.reissue(stored)
         return stored
 
-    def _record(self, receipt: Receipt) -> None:
-        self._storage.create_exclusive(receipt_path(receipt.request_id), encode_receipt(receipt))
-        append_audit(self._storage, "erasure", msgspec.to_builtins(receipt), self._clock())
+    def _reused(self, request_id: str, why: str) -> Receipt:
+        # Another request's register entry: this rejection leaves it alone.
+        reason = f"the request id is already used {why}"
+        return self._reject(request_id, reason, answers_register=False)
+
+
+def _residual_words(residual: list[ResidualCopy]) -> str:
+    if not residual:
+        return "no raw copies remain in Kafka"
+    topics = [copy.topic for copy in residual]
+    names = ", ".join(topics[:-1]) + f" and {topics[-1]}" if len(topics) > 1 else topics[0]
+    retentions = [copy.retention_days for copy in residual]
+    if None in retentions:
+        return f"raw copies remain in {names}, some without a time limit"
+    longest = max(value for value in retentions if value is not None)
+    return f"raw copies remain in {names} for up to {longest:g} days"

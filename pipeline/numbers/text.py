@@ -115,21 +115,5 @@ find_numbers = IN_LOG_LINES.find
 contains_number = IN_LOG_LINES.contains
 redact_numbers = IN_LOG_LINES.redact
 
-
-_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:(?:{_separator('')})?\d){{5,}}")
-_BARE_DIGITS = re.compile(rf"\+?\d{{{MIN_SIGNIFICANT_DIGITS},}}")
-
-
-def identifier_holds_number(identifier: str) -> bool:
-    """Whether an identifier (a request id, a call id) is or holds a phone number, as ids are read.
-
-    Narrower than :func:`contains_number`, because ids routinely hold long
-    digit groups that are not numbers (``DPO-2026-0042``, Asterisk's
-    ``1732530102.42``): an id holds a number when it is, as a whole, 7 or more
-    digits (with or without ``+``), or when a run starting with ``+``,
-    ``%2B`` or a trunk or international ``0`` spells 7 or more digits
-    (``0NNN NN NN NN``, ``cb-0NNNNNNNNN``). An id with a foreign number
-    without its ``+`` inside other characters (``cb-32NNNNNNNNN``) is not
-    recognised: that is the limit of reading ids.
-    """
-    return bool(_BARE_DIGITS.fullmatch(identifier) or _PREFIXED_RUN.search(identifier))
+SEPARATOR = _separator("")
+"""One run of the separators of log lines: what ids are read with (:mod:`pipeline.numbers.identifiers`)."""

@@ -1,10 +1,13 @@
 """The lifecycle path of a worker: erasure and subject-request agents, retention and register timers.
 
 Contract of :class:`LifecycleAgents`: every request on the lifecycle
-topics gets a receipt (rejected ones too). The processors are synchronous
-and run in a thread under the worker's lifecycle lock; their ledger writes
-and broker questions come back to the event loop. Retention and the register
-metrics act only in the worker that owns the lifecycle topics; the register
+topics gets a receipt (rejected and failed ones too), published keyed by its
+request id. Both processors have the same entry point (message bytes and key
+in, typed receipt out), get the same ledger, passes and clock, and each
+request crosses one thread hand-off, under the worker's lifecycle lock; the
+register and the receipt's paperwork happen inside it. The processors' ledger
+writes and broker questions come back to the event loop. Retention and the
+register metrics act only in the worker that owns the lifecycle topics; the register
 timer also verifies the audit trail and the register. No timer's failure stops
 the worker (:func:`~pipeline.worker.dpo_records.guarded`).
 """
@@ -12,7 +15,6 @@ the worker (:func:`~pipeline.worker.dpo_records.guarded`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -33,11 +35,9 @@ from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
-from pipeline.lifecycle.requests.erasure_register import close_erasure, register_erasure
 from pipeline.lifecycle.requests.receipts import ResidualCopy, encode_receipt
 from pipeline.lifecycle.requests.register import load_register
 from pipeline.lifecycle.requests.register_metrics import REQUEST_REGISTER
-from pipeline.lifecycle.requests.subject_request import parse_request
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.observability.metrics import (
     ERASURE_SECONDS,
@@ -109,28 +109,36 @@ class LifecycleAgents:
             for topic, holds in self._residual
         ]
 
-    async def erasures(self, stream: faust.StreamT[bytes]) -> None:
-        """Process erasure requests one at a time; publish each receipt (rejected ones too)."""
+    def _ledger_and_passes(self) -> tuple[Ledger, Passes]:
+        """The ledger (its view, and writes acknowledged on the event loop) and passes both processors use."""
         on_loop = _OnLoop(asyncio.get_running_loop())
+
+        def write(entry: LedgerEntry) -> None:  # called from the processor's thread
+            on_loop(self._context.publish_ledger(entry))
+
+        return Ledger(self._context.ledger, write), Passes(self._settings.settle_seconds, time.sleep)
+
+    async def erasures(self, stream: faust.StreamT[bytes]) -> None:
+        """Process erasure requests one at a time; publish each receipt (rejected and failed ones too)."""
+        on_loop = _OnLoop(asyncio.get_running_loop())
+        ledger, passes = self._ledger_and_passes()
         processor = ErasureProcessor(
             self._storage,
             KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
-            write_ledger=lambda entry: on_loop(self._context.publish_ledger(entry)),
-            settle_seconds=self._settings.settle_seconds,
+            ledger=ledger,
+            passes=passes,
             residual_copies=lambda: on_loop(self.residual_copies()),
             tenants=dict(self._settings.numbers.tenants),
         )
-        async for payload in stream:
+        async for event in stream.events():
             ERASURES_RECEIVED.inc()
-            await asyncio.to_thread(register_erasure, self._storage, payload)
             began = time.perf_counter()
             async with self._context.lifecycle_lock:
-                receipt = await asyncio.to_thread(processor.handle, payload)
+                receipt = await asyncio.to_thread(processor.handle, event.value, event.key)
             ERASURE_SECONDS.observe(time.perf_counter() - began)
-            outcome = "rejected" if receipt.status == "rejected" else "passed" if receipt.passed else "failed"
+            outcome = "passed" if receipt.passed else "failed" if receipt.status != "rejected" else "rejected"
             ERASURES_COMPLETED.labels(verification=outcome).inc()
-            await asyncio.to_thread(close_erasure, self._storage, receipt, datetime.now(UTC))
             await (
                 await self._context.topics.receipts.send(
                     key=receipt.request_id.encode(), value=encode_receipt(receipt)
@@ -139,30 +147,21 @@ class LifecycleAgents:
 
     async def subject_rights(self, stream: faust.StreamT[bytes]) -> None:
         """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts."""
-        on_loop = _OnLoop(asyncio.get_running_loop())
-
-        def write_ledger(entry: LedgerEntry) -> None:  # called from the processor's thread
-            on_loop(self._context.publish_ledger(entry))
-
+        ledger, passes = self._ledger_and_passes()
         processor = RightsProcessor(
             self._storage,
             KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
-            ledger=Ledger(self._context.ledger, write_ledger),
-            passes=Passes(self._settings.settle_seconds, time.sleep),
+            ledger=ledger,
+            passes=passes,
         )
         await self._context.ledger_loaded.wait()  # a lift or withdrawal looks its entries up in the ledger
         async for event in stream.events():
-            request = parse_request(event.key, event.value)
             async with self._context.lifecycle_lock:
-                receipt = await asyncio.to_thread(processor.process, request)
-            SUBJECT_REQUESTS.labels(kind=receipt["kind"] or "unknown", status=receipt["status"]).inc()
-            key = receipt["request_id"].encode() if receipt["request_id"] else None
-            await (
-                await self._context.topics.subject_receipts.send(
-                    key=key, value=json.dumps(receipt, sort_keys=True).encode()
-                )
-            )
+                receipt = await asyncio.to_thread(processor.handle, event.value, event.key)
+            SUBJECT_REQUESTS.labels(kind=receipt.kind or "unknown", status=receipt.status).inc()
+            key = receipt.request_id.encode() if receipt.request_id else None
+            await (await self._context.topics.subject_receipts.send(key=key, value=encode_receipt(receipt)))
 
     async def check_topic_retention(self) -> None:
         """Warn about existing topics that keep raw data longer than their setting (or forever)."""

@@ -119,7 +119,7 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
     receipt = json.loads(rectified.stdout)
     schema = json.loads((REPO / "schemas" / "subject-receipt.schema.json").read_text())
     jsonschema.validate(receipt, schema)
-    assert (receipt["status"], receipt["rows_found"], receipt["rows_redacted"]) == ("done", 1, 1)
+    assert (receipt["status"], receipt["rows_found"], receipt["rows_redacted"]) == ("completed", 1, 1)
     assert receipt["verification"]["passed"] is True
     store = env["CDRPIPE_STORE"]
     ((caller, caller_type, callee_type),) = duckdb.sql(
@@ -232,7 +232,7 @@ def test_restrict_during_ingest_rotate_then_lift(worker_env: dict[str, str], tmp
     schema = json.loads((REPO / "schemas" / "subject-receipt.schema.json").read_text())
     for receipt in (restricted, lifted):
         jsonschema.validate(receipt, schema)
-        assert receipt["status"] == "done" and receipt["verification"]["passed"] is True, receipt
+        assert receipt["status"] == "completed" and receipt["verification"]["passed"] is True, receipt
     assert register["status"] == "closed"
     # While restricted: no analyst query over cdr/ sees the subject; the quarantine holds every row once.
     assert _of_subject(dataset, pseudonyms) == []
@@ -303,7 +303,9 @@ def test_objection_with_erasure_then_withdrawal(worker_env: dict[str, str], tmp_
         assert worker.stop() == 0, worker.log()[-3000:]
 
     assert (
-        objected["status"] == "done" and objected["verification"]["passed"] and objected["rows_removed"] > 0
+        objected["status"] == "completed"
+        and objected["verification"]["passed"]
+        and objected["rows_removed"] > 0
     )
     assert while_objected == [] and suppressed == later_subject
     assert withdrawn["ended"] == ["obj-1"]
@@ -366,6 +368,6 @@ def test_with_two_workers_subject_requests_run_where_erasures_run(
         codes = [worker.stop() for worker in workers]
     assert codes == [0, 0], [worker.log()[-3000:] for worker in workers]
     erasing = [worker for worker in workers if "erasure era-9 started" in worker.log()]
-    rights = [worker for worker in workers if "restriction request res-9: done" in worker.log()]
+    rights = [worker for worker in workers if "restriction request res-9 completed" in worker.log()]
     assert len(erasing) == 1 and rights == erasing, "subject requests must run in the lifecycle owner only"
-    assert "rectification request rect-9: done" in erasing[0].log()
+    assert "rectification request rect-9 completed" in erasing[0].log()

@@ -49,7 +49,8 @@ from pipeline.store.naming import AREAS, DATASET, QUARANTINE, in_area
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 
-_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+"""A call time later than any: the subject's rows of every call time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +79,10 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
         raise ValueError(f"a move goes between two of the areas {AREAS}")
     candidates = search(storage, pseudonyms, areas=(source,)).candidates
     moved, written, deleted = _move(
-        storage, candidates, lambda table: subject_row_mask(table, pseudonyms, _END_OF_TIME), target
+        storage, candidates, lambda table: subject_row_mask(table, pseudonyms, END_OF_TIME), target
     )
     after = search(storage, pseudonyms, areas=(source,)).candidates
-    left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after)
+    left = sum(count_subject_rows(storage, path, pseudonyms, END_OF_TIME) for path in after)
     return MoveResult(moved, written, deleted, len(after), left)
 
 
@@ -99,7 +100,7 @@ def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[
             continue
         held = view.held_rows(table)
         left += _count(pc.invert(held))
-        own = table.filter(pc.and_(held, subject_row_mask(table, pseudonyms, _END_OF_TIME)))
+        own = table.filter(pc.and_(held, subject_row_mask(table, pseudonyms, END_OF_TIME)))
         kept += own.num_rows
         kept_by.update(entry.request_id for entry, _ in view.matches(own, {}) if entry.action in HOLDS)
         own_keys = frozenset(pc.unique(own.column("key_id").cast(pa.string())).to_pylist())

@@ -11,7 +11,9 @@ dataset and in the quarantine, optionally only one ``call_date``) holding rows
 whose ``cdr_id`` is the given one, redacting ``party`` in those rows, and the
 connected party in the rows where it is the same pseudonym as ``party`` (the
 same person answered: leaving it would keep the call in that person's export),
-and nothing else; then it re-reads the rewritten files. Given a
+and nothing else; then it re-reads every file holding the call (rewritten or
+already redacted): the verification counts the rows of the call whose party is
+still there, and decodes at least one file whenever the call was found. Given a
 :class:`LedgerRecord`, it first writes a ``rectify`` ledger entry holding the
 redacted pseudonyms (with their key ids), so every worker redacts replayed and
 late copies of the call too. Files without the call are left untouched; a file
@@ -58,7 +60,9 @@ class Rectification:
     rows_found: int
     rows_redacted: int
     files_rewritten: list[str]
+    files_in_store: int
     files_checked: int
+    rows_remaining: int
     verified: bool
     files_unreadable: list[str]
     sources: int = 1
@@ -95,9 +99,11 @@ def rectify_call(
     unreadable: list[str] = []
     holding: list[str] = []
     sources: set[str] = set()
+    searched = 0
     for path in data_files(storage):
         if call_date is not None and partition_date(path) != call_date:
             continue
+        searched += 1
         try:
             with storage.open_input(path) as handle:  # two columns first: most files do not hold the call
                 ids = pq.read_table(handle, columns=["cdr_id", "source"])
@@ -109,7 +115,7 @@ def rectify_call(
             holding.append(path)
             sources.update(ids.column("source").cast(pa.string()).filter(mask).to_pylist())
     if len(sources) > 1:
-        return Rectification(0, 0, [], 0, False, unreadable, sources=len(sources))
+        return Rectification(0, 0, [], searched, 0, 0, False, unreadable, sources=len(sources))
     pending: list[tuple[str, pa.Table, dict[str, pa.Array]]] = []
     pairs: set[KeyedPseudonym] = set()
     for path in holding:
@@ -142,14 +148,37 @@ def rectify_call(
         redacted += pc.sum(pc.cast(masks[party], pa.int64())).as_py() or 0
         roles.update(masks)
         rewritten.append(path)
-    verified = not unreadable  # a file not read may hold the call
-    for path in rewritten:
-        table = read_table(storage, path)
-        verified = verified and table is not None and not call_party_masks(table, cdr_id, source, party)
+    checked, remaining = _unredacted_rows(storage, holding, cdr_id, source, party)
+    # A file not read may hold the call; a call found but no file re-read is a check that checked nothing.
+    verified = not unreadable and remaining == 0 and (checked > 0 or found == 0)
     parties = [role for role in (party, "connected") if role in roles]
     return Rectification(
-        found, redacted, rewritten, len(rewritten), verified, unreadable, parties_redacted=parties
+        found,
+        redacted,
+        rewritten,
+        searched,
+        checked,
+        remaining,
+        verified,
+        unreadable,
+        parties_redacted=parties,
     )
+
+
+def _unredacted_rows(
+    storage: Storage, paths: list[str], cdr_id: str, source: str | None, party: Party
+) -> tuple[int, int]:
+    """Re-read ``paths``: how many could be decoded, and the call's rows whose ``party`` is still there."""
+    checked = remaining = 0
+    for path in paths:
+        table = read_table(storage, path)
+        if table is None:
+            continue
+        left = call_party_masks(table, cdr_id, source, party).get(party)
+        if left is not None:
+            remaining += pc.sum(pc.cast(left, pa.int64())).as_py() or 0
+        checked += 1
+    return checked, remaining
 
 
 def reapply_rectification(storage: Storage, entry: LedgerEntry) -> list[str]:

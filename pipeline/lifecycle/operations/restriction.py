@@ -1,7 +1,7 @@
 """Restriction, lift, objection and withdrawal against the store and the ledger.
 
-Contract (each function returns the kind-specific part of a receipt, or a
-:class:`Refusal` when there is nothing to act on):
+Contract (each function returns a :class:`HoldOutcome`, the kind-specific part
+of a receipt, or a :class:`Refusal` when there is nothing to act on):
 
 * :func:`take_out_of_use` writes a ``restrict`` (restriction) or ``suppress``
   (objection) ledger entry first, so every worker quarantines or drops the
@@ -18,20 +18,35 @@ Contract (each function returns the kind-specific part of a receipt, or a
   a call of the subject and of another held person stays, and the receipt
   counts such rows (``rows_still_held``) and names the holds in force
   (``still_in_force``). Releases run twice too.
+
+A move's verification passes only when it checked something that could have
+failed: after both passes it decodes the subject columns of every file the
+moves rewrote in the area the rows left and of every file there whose index
+cannot rule the subject out (none of the subject's rows may remain), and of
+every file the rows moved to (they must hold at least the rows moved). A move
+that changed rows and could decode no file fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pipeline.lifecycle.ledger import HOLDS, UNKNOWN_KEY, KeyedPseudonym, LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.finder import search
-from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.quarantine import END_OF_TIME, move_subject_rows, release_unheld
+from pipeline.lifecycle.operations.rewriter import (
+    count_subject_rows,
+    rewrite_subject_files,
+    searched_key_ids,
+    verify_erasure,
+)
+from pipeline.lifecycle.requests.receipts import ReceiptVerification
 from pipeline.lifecycle.subject import Subject
+from pipeline.store.errors import StorageError
+from pipeline.store.merge import read_table
 from pipeline.store.naming import DATASET, QUARANTINE
 from pipeline.store.storage import Storage
 
@@ -59,14 +74,48 @@ class Refusal:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class HoldOutcome:
+    """What a restriction, objection, lift or withdrawal did: the receipt's fields of its kind."""
+
+    existing: Literal["quarantine", "erase"] | None = None
+    rows_moved: int | None = None
+    rows_removed: int | None = None
+    files_written: list[str] | None = None
+    files_rewritten: list[str] | None = None
+    files_deleted: list[str] | None = None
+    passes: int | None = None
+    ended: list[str] | None = None
+    still_in_force: list[str] | None = None
+    rows_still_held: int | None = None
+    verification: ReceiptVerification | None = None
+
+
+def _rows_in(
+    storage: Storage, paths: Iterable[str], pseudonyms: frozenset[str]
+) -> tuple[int, int, list[str]]:
+    """The subject's rows in ``paths`` (gone ones skipped): rows, files decoded, files unreadable."""
+    rows, decoded, unreadable = 0, 0, []
+    for path in sorted(set(paths)):
+        if storage.read(path) is None:
+            continue
+        try:
+            rows += count_subject_rows(storage, path, pseudonyms, END_OF_TIME)
+        except (StorageError, OSError, ValueError):  # not Parquet (pyarrow raises ValueErrors) or unreadable
+            unreadable.append(path)
+            continue
+        decoded += 1
+    return rows, decoded, unreadable
+
+
 def _move_twice(
     storage: Storage,
     pseudonyms: frozenset[str],
     key_ids: frozenset[str],
     areas: tuple[str, str],
     passes: Passes,
-) -> dict[str, Any]:
-    """Move twice, then check that every file of the source area was read and every key searched.
+) -> HoldOutcome:
+    """Move twice, then check both areas, every file of the source area read and every key searched.
 
     A subject given as a pseudonym (or a restriction older than a key) has no
     pseudonym under some key: rows under that key cannot be found, so the
@@ -76,50 +125,125 @@ def _move_twice(
     first = move_subject_rows(storage, pseudonyms, source, target)
     passes.sleep(passes.settle_seconds)
     second = move_subject_rows(storage, pseudonyms, source, target)
-    footers = search(storage, (), areas=(source,))
+    moved = first.rows_moved + second.rows_moved
+    written = sorted({*first.files_written, *second.files_written})
+    footers = search(storage, pseudonyms, areas=(source,))
     unsearched = sorted(footers.all_key_ids() - key_ids)
-    return {
-        "rows_moved": first.rows_moved + second.rows_moved,
-        "files_written": sorted({*first.files_written, *second.files_written}),
-        "files_deleted": sorted({*first.files_deleted, *second.files_deleted}),
-        "passes": 2,
-        "verification": {
-            "files_checked": second.files_checked,
-            "rows_left": second.rows_left,
-            "key_ids_not_searched": unsearched,
-            "files_unreadable": sorted(footers.unreadable),
-            "passed": second.verified and not unsearched and not footers.unreadable,
-        },
-    }
+    left_behind = [path for path in written if path.startswith(f"{source}/")]
+    remaining, source_decoded, source_unreadable = _rows_in(
+        storage, [*footers.candidates, *left_behind], pseudonyms
+    )
+    arrived, target_decoded, target_unreadable = _rows_in(
+        storage, [path for path in written if path.startswith(f"{target}/")], pseudonyms
+    )
+    unreadable = sorted({*footers.unreadable, *source_unreadable, *target_unreadable})
+    checked = source_decoded + target_decoded
+    in_store = len(footers.key_ids) + len(footers.unreadable)
+    text = (
+        f"Read the footer of all {in_store} data files in {source}/ and decoded the subject columns of "
+        f"{source_decoded} files there (every file the move rewrote and every file whose subject index "
+        f"could not rule the subject out): {remaining} rows of the subject remain. Decoded the "
+        f"{target_decoded} files in {target}/ the rows moved to: they hold {arrived} rows of the subject "
+        f"({moved} moved)."
+    )
+    nothing_checked = moved > 0 and checked == 0
+    if nothing_checked:
+        text += " FAILED: rows were moved but no file could be decoded, so nothing was verified."
+    if arrived < moved:
+        text += f" FAILED: {moved - arrived} moved rows are not in {target}/."
+    if unreadable:
+        text += f" FAILED: {len(unreadable)} data files could not be read ({', '.join(unreadable)})."
+    if unsearched:
+        text += f" FAILED: rows under keys {', '.join(unsearched)} could not be searched."
+    verification = ReceiptVerification(
+        passed=remaining == 0
+        and arrived >= moved
+        and not nothing_checked
+        and not unreadable
+        and not unsearched,
+        checked=text,
+        files_in_store=in_store,
+        files_checked=checked,
+        rows_remaining=remaining,
+        files_unreadable=unreadable,
+        key_ids_in_store=sorted(footers.all_key_ids()),
+        key_ids_not_searched=unsearched,
+    )
+    return HoldOutcome(
+        rows_moved=moved,
+        files_written=written,
+        files_deleted=sorted({*first.files_deleted, *second.files_deleted}),
+        passes=2,
+        verification=verification,
+    )
 
 
 def _release_twice(
     storage: Storage, view: SubjectLedger, pseudonyms: frozenset[str], passes: Passes
-) -> dict[str, Any]:
-    """Release twice, then check that every quarantine file was read and no unheld row is left."""
+) -> tuple[HoldOutcome, tuple[str, ...]]:
+    """Release twice, then check the whole quarantine and the files the rows went to.
+
+    Returns the outcome and the request ids of the holds that keep rows of the subject.
+    """
     first = release_unheld(storage, view, pseudonyms)
     passes.sleep(passes.settle_seconds)
     second = release_unheld(storage, view, pseudonyms)
     footers = search(storage, (), areas=(QUARANTINE,))
-    return {
-        "rows_moved": first.rows_moved + second.rows_moved,
-        "rows_still_held": second.rows_kept,
-        "files_written": sorted({*first.files_written, *second.files_written}),
-        "files_deleted": sorted({*first.files_deleted, *second.files_deleted}),
-        "passes": 2,
-        "kept_by": second.kept_by,
-        "verification": {
-            "files_checked": second.files_checked,
-            "rows_left": second.rows_left,
-            "files_unreadable": sorted(footers.unreadable),
-            "passed": second.verified and not footers.unreadable,
-        },
-    }
+    moved = first.rows_moved + second.rows_moved
+    written = sorted({*first.files_written, *second.files_written})
+    arrived, decoded, target_unreadable = _all_rows_in(
+        storage, [path for path in written if path.startswith(f"{DATASET}/")]
+    )
+    unreadable = sorted({*footers.unreadable, *target_unreadable})
+    checked = second.files_checked + decoded
+    text = (
+        f"Decoded all {second.files_checked} readable files of {QUARANTINE}/ after both passes: "
+        f"{second.rows_left} rows that no restriction or objection in force covers remain, and "
+        f"{second.rows_kept} rows of the subject stay held. Decoded the {decoded} files in {DATASET}/ "
+        f"the rows moved to: they hold {arrived} rows ({moved} moved)."
+    )
+    nothing_checked = moved > 0 and checked == 0
+    if nothing_checked:
+        text += " FAILED: rows were moved but no file could be decoded, so nothing was verified."
+    if arrived < moved:
+        text += f" FAILED: {moved - arrived} moved rows are not in {DATASET}/."
+    if unreadable:
+        text += f" FAILED: {len(unreadable)} data files could not be read ({', '.join(unreadable)})."
+    verification = ReceiptVerification(
+        passed=second.verified and arrived >= moved and not nothing_checked and not unreadable,
+        checked=text,
+        files_in_store=len(footers.key_ids) + len(footers.unreadable),
+        files_checked=checked,
+        rows_remaining=second.rows_left,
+        files_unreadable=unreadable,
+    )
+    outcome = HoldOutcome(
+        rows_moved=moved,
+        rows_still_held=second.rows_kept,
+        files_written=written,
+        files_deleted=sorted({*first.files_deleted, *second.files_deleted}),
+        passes=2,
+        verification=verification,
+    )
+    return outcome, second.kept_by
 
 
-def _erase_twice(
-    storage: Storage, subject: Subject, requested_at: datetime, passes: Passes
-) -> dict[str, Any]:
+def _all_rows_in(storage: Storage, paths: Iterable[str]) -> tuple[int, int, list[str]]:
+    """Every row in ``paths`` (gone ones skipped): rows, files decoded, files unreadable."""
+    rows, decoded, unreadable = 0, 0, []
+    for path in sorted(set(paths)):
+        try:
+            table = read_table(storage, path)
+        except (StorageError, OSError, ValueError):  # not Parquet (pyarrow raises ValueErrors) or unreadable
+            unreadable.append(path)
+            continue
+        if table is not None:
+            rows += table.num_rows
+            decoded += 1
+    return rows, decoded, unreadable
+
+
+def _erase_twice(storage: Storage, subject: Subject, requested_at: datetime, passes: Passes) -> HoldOutcome:
     first, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at)
     passes.sleep(passes.settle_seconds)
     second, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at)
@@ -127,13 +251,14 @@ def _erase_twice(
     searched = searched_key_ids(subject.key_ids, results)
     touched = [result.path for result in first + second]
     verification = verify_erasure(storage, subject.pseudonyms, searched, requested_at, touched)
-    return {
-        "rows_removed": sum(result.rows_affected for result in results),
-        "files_written": sorted({result.path for result in results if not result.deleted}),
-        "files_deleted": sorted({result.path for result in results if result.deleted}),
-        "passes": 2,
-        "verification": {"files_checked": verification.files_checked, "passed": verification.passed},
-    }
+    return HoldOutcome(
+        existing="erase",
+        rows_removed=sum(result.rows_affected for result in results),
+        files_rewritten=sorted({result.path for result in results if not result.deleted}),
+        files_deleted=sorted({result.path for result in results if result.deleted}),
+        passes=2,
+        verification=verification.for_receipt(requested_at),
+    )
 
 
 def take_out_of_use(
@@ -146,7 +271,7 @@ def take_out_of_use(
     existing: Literal["quarantine", "erase"],
     action: Literal["restrict", "suppress"],
     passes: Passes,
-) -> dict[str, Any]:
+) -> HoldOutcome:
     """Record the restriction or objection in the ledger, then quarantine or erase the stored rows."""
     pairs = list(subject.pairs)
     ledger.write(LedgerEntry(request_id=request_id, requested_at=requested_at, action=action, subject=pairs))
@@ -154,9 +279,9 @@ def take_out_of_use(
         # ':' never occurs in a request id (request_ids.check_request_id): no erasure can reuse it
         erase_id = f"{request_id}:objection-erase"
         ledger.write(LedgerEntry(request_id=erase_id, requested_at=requested_at, subject=pairs))
-        return {"existing": existing, **_erase_twice(storage, subject, requested_at, passes)}
+        return _erase_twice(storage, subject, requested_at, passes)
     moved = _move_twice(storage, subject.pseudonyms, _keys(subject.pairs), (DATASET, QUARANTINE), passes)
-    return {"existing": existing, **moved}
+    return replace(moved, existing=existing)
 
 
 def put_back_in_use(
@@ -167,7 +292,7 @@ def put_back_in_use(
     requested_at: datetime,
     ending: Literal["restrict", "suppress"],
     passes: Passes,
-) -> dict[str, Any] | Refusal:
+) -> HoldOutcome | Refusal:
     """End the subject's restrictions (or objections); move the rows back if nothing else holds them."""
     ended = ledger.view.in_force(ending, subject.pseudonyms)
     if not ended:
@@ -176,13 +301,10 @@ def put_back_in_use(
     pseudonyms = subject.pseudonyms.union(*(entry.subject_pseudonyms() for entry in ended))
     for entry in ended:
         ledger.write(LedgerEntry(request_id=entry.request_id, requested_at=requested_at, action="ended"))
-    released = _release_twice(storage, ledger.view, pseudonyms, passes)
+    released, kept_by = _release_twice(storage, ledger.view, pseudonyms, passes)
     # The holds that keep the subject's rows, and the subject's other holds (which may hold no row).
-    still = {*released.pop("kept_by"), *(e.request_id for e in _holds_of(ledger.view, pseudonyms))}
-    details: dict[str, Any] = {"ended": sorted(entry.request_id for entry in ended)}
-    if still:
-        details["still_in_force"] = sorted(still)
-    return {**details, **released}
+    still = sorted({*kept_by, *(entry.request_id for entry in _holds_of(ledger.view, pseudonyms))})
+    return replace(released, ended=sorted(entry.request_id for entry in ended), still_in_force=still or None)
 
 
 def _holds_of(view: SubjectLedger, pseudonyms: frozenset[str]) -> list[LedgerEntry]:

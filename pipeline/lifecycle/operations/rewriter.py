@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from pipeline.lifecycle.ledger import UNKNOWN_KEY
 from pipeline.lifecycle.operations.finder import Search, search
 from pipeline.lifecycle.requests.erasure_request import Mode
+from pipeline.lifecycle.requests.receipts import ReceiptVerification
 from pipeline.lifecycle.rows import SUBJECT_COLUMNS, erase_rows, subject_row_mask
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
@@ -57,6 +58,19 @@ class Verification:
     def passed(self) -> bool:
         """True when no subject row is left, every key of the store was searched and every file read."""
         return self.rows_remaining == 0 and not self.key_ids_not_searched and not self.files_unreadable
+
+    def for_receipt(self, requested_at: datetime) -> ReceiptVerification:
+        """The verification as receipts state it, with what was checked in words."""
+        return ReceiptVerification(
+            passed=self.passed,
+            checked=self.describe(requested_at),
+            files_in_store=self.files_in_store,
+            files_checked=self.files_checked,
+            rows_remaining=self.rows_remaining,
+            files_unreadable=list(self.files_unreadable),
+            key_ids_in_store=sorted(self.key_ids_in_store),
+            key_ids_not_searched=sorted(self.key_ids_not_searched),
+        )
 
     def describe(self, requested_at: datetime) -> str:
         """What was checked, in plain words."""

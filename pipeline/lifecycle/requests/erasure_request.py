@@ -20,6 +20,7 @@ import msgspec
 
 from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.ids import check_request_id
+from pipeline.numbers.msisdn import NumberClassifier
 
 SubjectKind = Literal["number", "pseudonym", "agent"]
 _SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
@@ -57,14 +58,14 @@ _REQUEST = msgspec.json.Decoder(ErasureRequest)
 _REQUEST_ID = msgspec.json.Decoder(_RequestId)
 
 
-def decode_request(payload: bytes) -> ErasureRequest | InvalidRequest:
-    """The request in ``payload``, or why it is not one."""
+def decode_request(payload: bytes, classifier: NumberClassifier) -> ErasureRequest | InvalidRequest:
+    """The request in ``payload``, or why it is not one (its id checked with ``classifier``)."""
     try:
         request = _REQUEST.decode(payload)
     except msgspec.DecodeError as error:
-        return InvalidRequest(_request_id_of(payload), schema_problem(error))
+        return InvalidRequest(_request_id_of(payload, classifier), schema_problem(error))
     try:
-        check_request_id(request.request_id)
+        check_request_id(request.request_id, classifier)
     except RequestRefusedError as error:
         # The id names the receipt, the audit entry and the ledger key: one that is or holds a
         # phone number (or cannot be a file name) is refused under an id of its own.
@@ -86,9 +87,9 @@ def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-re
     return f"the request does not match {schema} ({detail})"
 
 
-def _request_id_of(payload: bytes) -> str:
+def _request_id_of(payload: bytes, classifier: NumberClassifier) -> str:
     """The request id of an invalid request if it has a usable one, else a new unique id."""
     try:
-        return check_request_id(_REQUEST_ID.decode(payload).request_id)
+        return check_request_id(_REQUEST_ID.decode(payload).request_id, classifier)
     except (msgspec.DecodeError, RequestRefusedError):
         return f"unidentified-{uuid.uuid4()}"

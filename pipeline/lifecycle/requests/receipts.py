@@ -1,9 +1,13 @@
-"""Erasure receipts: their typed form, and their copies in the store, purged after the DPO record period.
+"""Receipts of every request kind: their typed forms, their one-line summaries, their copies in the store.
 
 Contract: :class:`Receipt` is ``schemas/erasure-receipt.schema.json`` as a
-type; a receipt holds request ids, counts, paths, key ids and plain-language
-text, never a number or pseudonym. A receipt is written once
-(``_cdrpipe/receipts/<request id>.json``) and never rewritten;
+type and :class:`SubjectReceipt` is ``schemas/subject-receipt.schema.json``;
+both open with a one-line ``summary`` a DPO can read, use the same names for
+the same things (``status``, ``rows_*``, ``files_*``, ``verification`` with
+``checked`` in words, ``work_done`` when a request failed part-way) and hold
+request ids, counts, paths, key ids and plain-language text, never a number
+or a pseudonym. A receipt is written once (``_cdrpipe/receipts/<request
+id>.json``, see :func:`receipt_path`) and never rewritten;
 :func:`purge_receipts` deletes those whose ``finished_at`` is more than
 ``keep_days`` ago, skipping (and reporting) a file that is not a receipt.
 """
@@ -18,11 +22,17 @@ import msgspec
 
 from pipeline.lifecycle.requests import skipped
 from pipeline.lifecycle.requests.erasure_request import Mode
+from pipeline.lifecycle.requests.ids import path_name
+from pipeline.lifecycle.requests.subject_request import RequestKind
 from pipeline.store.storage import Storage
+
+Status = Literal["completed", "rejected", "failed"]
+"""``completed``: carried out (its verification says whether it passed); ``rejected``: nothing was
+done, for the reason given; ``failed``: it broke part-way, ``work_done`` says how far it got."""
 
 
 class ResidualCopy(msgspec.Struct, kw_only=True, frozen=True):
-    """A place that still holds raw data for a while, named in every receipt.
+    """A place that still holds raw data for a while, named in every erasure receipt.
 
     ``retention_days`` is None when the topic keeps data without a time
     limit; ``retention_source`` says whether the broker reported it or it
@@ -35,24 +45,46 @@ class ResidualCopy(msgspec.Struct, kw_only=True, frozen=True):
     retention_source: Literal["broker", "settings"]
 
 
-class ReceiptVerification(msgspec.Struct, kw_only=True, frozen=True):
-    """What the erasure checked after rewriting, and whether it passed."""
+class ReceiptVerification(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What was re-read after the request changed the store, and whether it passed.
+
+    ``files_checked`` counts files whose rows were decoded; a request that
+    changed rows and decoded no file has checked nothing and does not pass.
+    The key id lists are those of the files read (erasures and moves; a
+    rectification names a call, not a subject, so it has none).
+    """
 
     passed: bool
     checked: str
     files_in_store: int
     files_checked: int
     rows_remaining: int
-    key_ids_in_store: list[str]
-    key_ids_not_searched: list[str]
     files_unreadable: list[str]
+    key_ids_in_store: list[str] | None = None
+    key_ids_not_searched: list[str] | None = None
+
+
+class WorkDone(msgspec.Struct, kw_only=True, frozen=True):
+    """What a request that failed part-way had already changed (ledger entries by key, files by path)."""
+
+    ledger_entries: list[str]
+    files_written: list[str]
+    files_deleted: list[str]
+
+    def describe(self) -> str:
+        """The work done, in words."""
+        return (
+            f"{len(self.ledger_entries)} ledger entries written, {len(self.files_written)} files written, "
+            f"{len(self.files_deleted)} deleted"
+        )
 
 
 class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """The receipt of one request: ``completed`` (with its verification) or ``rejected`` (with a reason)."""
+    """The receipt of one erasure request."""
 
+    summary: str
     request_id: str
-    status: Literal["completed", "rejected"]
+    status: Status
     finished_at: datetime
     pipeline_version: str
     reason: str | None = None
@@ -71,24 +103,77 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     passes: int | None = None
     verification: ReceiptVerification | None = None
     residual_copies: list[ResidualCopy] | None = None
+    work_done: WorkDone | None = None
 
     @property
     def passed(self) -> bool:
-        """True for a completed erasure whose verification passed."""
-        return self.verification is not None and self.verification.passed
+        """True for a completed request whose verification passed."""
+        return self.status == "completed" and self.verification is not None and self.verification.passed
 
+
+class SubjectReceipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """The receipt of one restriction, lift, objection, withdrawal or rectification request."""
+
+    summary: str
+    request_id: str | None
+    """None when the message carried no usable request id."""
+    kind: RequestKind | None
+    status: Status
+    started_at: datetime
+    finished_at: datetime
+    pipeline_version: str
+    reason: str | None = None
+    requested_at: datetime | None = None
+    request_digest: str | None = None
+    """A digest of what the request asked (kind, subject, fields): a re-delivery matches, a reused id not."""
+    existing: Literal["quarantine", "erase"] | None = None
+    cdr_id: str | None = None
+    party: Literal["caller", "callee"] | None = None
+    rows_found: int | None = None
+    rows_moved: int | None = None
+    rows_removed: int | None = None
+    rows_redacted: int | None = None
+    files_rewritten: list[str] | None = None
+    files_written: list[str] | None = None
+    files_deleted: list[str] | None = None
+    passes: int | None = None
+    ended: list[str] | None = None
+    still_in_force: list[str] | None = None
+    rows_still_held: int | None = None
+    """A lift or withdrawal: rows of the subject that another hold in force keeps in the quarantine."""
+    parties_redacted: list[str] | None = None
+    """A rectification: the roles redacted (the party, and ``connected`` when it was the same person)."""
+    key_ids: list[str] | None = None
+    pseudonyms_searched: int | None = None
+    verification: ReceiptVerification | None = None
+    work_done: WorkDone | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True for a completed request whose verification, if it needed one, passed."""
+        return self.status == "completed" and (self.verification is None or self.verification.passed)
+
+
+AnyReceipt = Receipt | SubjectReceipt
 
 _RECEIPT = msgspec.json.Decoder(Receipt)
+_SUBJECT_RECEIPT = msgspec.json.Decoder(SubjectReceipt)
 
 
-def encode_receipt(receipt: Receipt) -> bytes:
-    """The receipt as JSON (keys sorted)."""
-    return msgspec.json.encode(receipt, order="sorted")
+def encode_receipt(receipt: AnyReceipt) -> bytes:
+    """The receipt as JSON, its summary first."""
+    return msgspec.json.encode(receipt)
 
 
-def decode_receipt(data: bytes) -> Receipt:
-    """A stored or published receipt."""
-    return _RECEIPT.decode(data)
+def decode_stored(data: bytes) -> AnyReceipt | None:
+    """A stored receipt of either kind, or None if it is not one this version reads."""
+    try:
+        parsed = json.loads(data)
+        if not isinstance(parsed, dict):
+            return None
+        return _SUBJECT_RECEIPT.decode(data) if "kind" in parsed else _RECEIPT.decode(data)
+    except (ValueError, msgspec.DecodeError):
+        return None
 
 
 RECEIPT_DIR = "_cdrpipe/receipts"
@@ -96,10 +181,7 @@ RECEIPT_DIR = "_cdrpipe/receipts"
 
 def receipt_path(request_id: str) -> str:
     """Where the receipt of ``request_id`` is kept in the store."""
-    safe = "".join(
-        character if character.isalnum() or character in "-_." else "_" for character in request_id
-    )
-    return f"{RECEIPT_DIR}/{safe}.json"
+    return f"{RECEIPT_DIR}/{path_name(request_id)}.json"
 
 
 def purge_receipts(storage: Storage, keep_days: int, now: datetime) -> int:
@@ -117,12 +199,3 @@ def purge_receipts(storage: Storage, keep_days: int, now: datetime) -> int:
             storage.delete(path)
             purged += 1
     return purged
-
-
-def is_subject_request_receipt(document: bytes) -> bool:
-    """Whether a stored receipt is a subject request's (restriction, objection, rectification...)."""
-    try:
-        parsed = json.loads(document)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and "kind" in parsed

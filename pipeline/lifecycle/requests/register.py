@@ -1,6 +1,7 @@
 """The register of subject requests: every request, its due date, status and history.
 
-Each request has a directory ``_cdrpipe/requests/<request id>/`` holding one
+Each request has a directory ``_cdrpipe/requests/<request id>/`` (the id's
+:func:`~pipeline.lifecycle.requests.ids.path_name`) holding one
 small immutable JSON file per event:
 
 * ``received.json``: kind and received instant (created exclusively, so a
@@ -23,8 +24,12 @@ once extended (the month-end rule of Regulation 1182/71: 31 January + 1 month
 is the last day of February). A request is overdue when it is open and today
 is after its due date. :func:`purge_requests` deletes every file of a request
 closed more than ``keep_days`` ago. Records hold request ids, kinds, instants,
-reasons and outcomes; never a number or a pseudonym (:func:`check_request_id`
-and :func:`check_text` refuse anything shaped like a phone number or a pseudonym).
+reasons and outcomes; never a number or a pseudonym. Request ids are checked
+once, where they enter (the request's decoder, the command line); texts a
+person writes (an extension's reason, an outcome given to :func:`close`) are
+checked by :func:`~pipeline.lifecycle.requests.ids.check_text`; the answers
+cdrpipe composes from checked ids and counts (:func:`record_answer`) are not
+checked again, so a request it accepted can always be closed.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from pipeline.lifecycle.requests.chain import (
     seal_problem,
     sealing_keyring,
 )
-from pipeline.lifecycle.requests.ids import check_request_id, check_text
+from pipeline.lifecycle.requests.ids import check_text, path_name, request_id_of
 from pipeline.store.storage import Storage
 
 REGISTER_DIR = "_cdrpipe/requests"
@@ -106,7 +111,7 @@ class RequestRecord:
 
 
 def _directory(request_id: str) -> str:
-    return f"{REGISTER_DIR}/{check_request_id(request_id)}"
+    return f"{REGISTER_DIR}/{path_name(request_id)}"
 
 
 def _instant(moment: datetime) -> str:
@@ -167,21 +172,29 @@ def extend(storage: Storage, request_id: str, reason: str, now: datetime) -> Req
 def close(
     storage: Storage, request_id: str, now: datetime, outcome: str, status: Status = "closed"
 ) -> RequestRecord:
-    """Close a registered request with ``outcome`` (idempotent: the first closing stands)."""
-    _existing(storage, request_id)
+    """Close a registered request with an ``outcome`` a person wrote (the first closing stands)."""
     check_text(outcome, "the outcome")
-    document = {"event": status, "at": _instant(now), "status": status, "outcome": outcome}
-    _write(storage, f"{_directory(request_id)}/closed.json", document)
-    return _existing(storage, request_id)
+    return record_answer(storage, request_id, now, outcome, closes=True, status=status)
 
 
-def note(storage: Storage, request_id: str, now: datetime, text: str) -> None:
-    """Add ``text`` to a request's history without changing its status."""
+def record_answer(
+    storage: Storage, request_id: str, now: datetime, text: str, *, closes: bool, status: Status = "closed"
+) -> RequestRecord:
+    """Close the request with ``text`` (``closes``) or add it as a note; return the record.
+
+    ``text`` is composed by cdrpipe from checked ids, counts and its own words
+    (a receipt's summary), so it is not checked again. Closing is idempotent:
+    the first closing stands.
+    """
     _existing(storage, request_id)
-    check_text(text, "a note")
-    name = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.json"
-    document = {"event": "note", "at": _instant(now), "text": text}
-    _write(storage, f"{_directory(request_id)}/notes/{name}", document)
+    if closes:
+        document = {"event": status, "at": _instant(now), "status": status, "outcome": text}
+        _write(storage, f"{_directory(request_id)}/closed.json", document)
+    else:
+        name = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.json"
+        document = {"event": "note", "at": _instant(now), "text": text}
+        _write(storage, f"{_directory(request_id)}/notes/{name}", document)
+    return _existing(storage, request_id)
 
 
 def _existing(storage: Storage, request_id: str) -> RequestRecord:
@@ -213,7 +226,7 @@ def _events(storage: Storage, paths: list[str]) -> list[dict[str, Any]]:
 def _files_by_request(storage: Storage) -> dict[str, list[str]]:
     by_request: dict[str, list[str]] = {}
     for path in storage.list(REGISTER_DIR):
-        request_id = path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0]
+        request_id = request_id_of(path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0])
         by_request.setdefault(request_id, []).append(path)
     return by_request
 

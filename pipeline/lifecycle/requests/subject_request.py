@@ -4,7 +4,8 @@ Contract: :func:`parse_request` turns one message into either a
 :class:`SubjectRequest` whose fields fit its kind, or a :class:`Rejection`
 that says why in words that never quote the message's values (any field may
 hold a phone number). The rejection carries the request id only when the id itself is
-usable (see :func:`~pipeline.lifecycle.requests.register.check_request_id`).
+usable (see :func:`~pipeline.lifecycle.requests.ids.check_request_id`); ids are checked here,
+once, with the classifier of the worker or command that reads the message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import msgspec
 
 from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.erasure_request import schema_problem
-from pipeline.lifecycle.requests.ids import check_identifier, check_request_id
+from pipeline.lifecycle.requests.ids import check_call_id, check_request_id
+from pipeline.numbers.msisdn import NumberClassifier
 
 RequestKind = Literal["restriction", "lift", "objection", "withdrawal", "rectification"]
 SCHEMA = "schemas/subject-request.schema.json"
@@ -44,25 +46,27 @@ class Rejection:
     """Why a message is not a usable request (its receipt says so)."""
 
     request_id: str | None
-    kind: str | None
+    kind: RequestKind | None
     reason: str
 
 
 _NEEDS_SUBJECT = ("restriction", "lift", "objection", "withdrawal")
 
 
-def _usable_id(value: object) -> str | None:
+def _usable_id(value: object, classifier: NumberClassifier) -> str | None:
     if not isinstance(value, str):
         return None
     try:
-        return check_request_id(value)
+        return check_request_id(value, classifier)
     except RequestRefusedError:
         return None
 
 
-def parse_request(key: bytes | None, payload: bytes | None) -> SubjectRequest | Rejection:
+def parse_request(
+    key: bytes | None, payload: bytes | None, classifier: NumberClassifier
+) -> SubjectRequest | Rejection:
     """The request in ``payload``, or the reason it is rejected."""
-    fallback_id = _usable_id(key.decode("utf-8", "replace")) if key else None
+    fallback_id = _usable_id(key.decode("utf-8", "replace"), classifier) if key else None
     try:
         request = msgspec.json.decode(payload or b"", type=SubjectRequest)
     except msgspec.DecodeError as exc:
@@ -71,18 +75,18 @@ def parse_request(key: bytes | None, payload: bytes | None) -> SubjectRequest | 
         except ValueError:
             loose = None
         found = loose if isinstance(loose, dict) else {}
-        request_id = _usable_id(found.get("request_id")) or fallback_id
+        request_id = _usable_id(found.get("request_id"), classifier) or fallback_id
         kind = found.get("kind") if found.get("kind") in (*_NEEDS_SUBJECT, "rectification") else None
         return Rejection(request_id, kind, schema_problem(exc, SCHEMA))
-    problem = _problem(request)
+    problem = _problem(request, classifier)
     if problem is not None:
-        return Rejection(_usable_id(request.request_id) or fallback_id, request.kind, problem)
+        return Rejection(_usable_id(request.request_id, classifier) or fallback_id, request.kind, problem)
     return request
 
 
-def _problem(request: SubjectRequest) -> str | None:
+def _problem(request: SubjectRequest, classifier: NumberClassifier) -> str | None:
     try:
-        check_request_id(request.request_id)
+        check_request_id(request.request_id, classifier)
     except RequestRefusedError as exc:
         return str(exc)
     if request.requested_at.tzinfo is None:
@@ -95,7 +99,7 @@ def _problem(request: SubjectRequest) -> str | None:
         if not request.cdr_id or request.party is None:
             return "a rectification names the call (cdr_id) and the party (caller or callee)"
         try:
-            check_identifier(request.cdr_id, "cdr_id")
+            check_call_id(request.cdr_id, classifier)
         except RequestRefusedError as exc:
             return str(exc)
     return None

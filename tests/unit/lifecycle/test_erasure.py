@@ -32,6 +32,7 @@ from pipeline.lifecycle.ledger import (
     distinct_pseudonyms,
 )
 from pipeline.lifecycle.operations.export import UnreadableFilesError, subject_rows
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.retention import apply_retention
 from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
@@ -216,15 +217,14 @@ class _Harness:
             self.storage,
             keyring,
             CLASSIFIER,
-            write_ledger=self.ledger.append,
-            settle_seconds=7.0,
+            ledger=Ledger(SubjectLedger(), self.ledger.append),
+            passes=Passes(7.0, self.sleeps.append),
             residual_copies=lambda: [
                 ResidualCopy(
                     topic="cdr.raw", holds="raw CDRs", retention_days=None, retention_source="broker"
                 )
             ],
             clock=lambda: datetime(2026, 11, 3, 12, tzinfo=UTC),
-            sleep=self.sleeps.append,
             tenants=tenants,
         )
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ from pipeline.lifecycle.operations.quarantine import merge_into, move_subject_ro
 from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.retention import apply_retention
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
+from pipeline.lifecycle.requests.receipts import encode_receipt
 from pipeline.lifecycle.requests.register import load_request, register_received
 from pipeline.lifecycle.requests.subject_request import SubjectRequest
 from pipeline.lifecycle.rights import RightsProcessor
@@ -63,6 +66,12 @@ def _processor(storage: LocalStorage, view: SubjectLedger, written: list[LedgerE
 
 def _request(request_id: str, kind: str, **fields: object) -> SubjectRequest:
     return SubjectRequest(request_id=request_id, kind=kind, requested_at=NOW, subject=SUBJECT, **fields)  # type: ignore[arg-type]
+
+
+def _answer(processor: RightsProcessor, request: SubjectRequest) -> dict[str, Any]:
+    """The receipt of one request, as the receipts topic carries it."""
+    document: dict[str, Any] = json.loads(encode_receipt(processor.handle(msgspec.json.encode(request))))
+    return document
 
 
 def test_a_move_is_exactly_once_idempotent_and_reversible(tmp_path: Path) -> None:
@@ -174,21 +183,25 @@ def test_restriction_lift_and_their_receipts_and_register_entries(tmp_path: Path
     storage = sample_store(tmp_path)
     view, written = SubjectLedger(), []
     processor = _processor(storage, view, written)
-    receipt = processor.process(_request("res-1", "restriction"))
-    assert (receipt["status"], receipt["rows_moved"], receipt["verification"]["passed"]) == ("done", 2, True)
+    receipt = _answer(processor, _request("res-1", "restriction"))
+    assert (receipt["status"], receipt["rows_moved"], receipt["verification"]["passed"]) == (
+        "completed",
+        2,
+        True,
+    )
     assert receipt["key_ids"] == ["k1", "k2"] and receipt["passes"] == 2
     assert [(entry.request_id, entry.action) for entry in written] == [("res-1", "restrict")]
     assert _ids(tmp_path, "cdr") == ["b", "d"]
     table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER))
     assert table is not None and table.column("restricted").to_pylist() == [True, True]
     record = load_request(storage, "res-1")
-    assert record is not None and record.status == "closed" and "rows_moved 2" in (record.outcome or "")
+    assert record is not None and record.status == "closed" and "2 rows moved" in (record.outcome or "")
 
-    lifted = processor.process(_request("lift-1", "lift"))
-    assert (lifted["status"], lifted["ended"], lifted["rows_moved"]) == ("done", ["res-1"], 2)
+    lifted = _answer(processor, _request("lift-1", "lift"))
+    assert (lifted["status"], lifted["ended"], lifted["rows_moved"]) == ("completed", ["res-1"], 2)
     assert written[-1].request_id == "res-1" and written[-1].action == "ended"
     assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"] and _ids(tmp_path, "restricted") == []
-    again = processor.process(_request("lift-2", "lift"))
+    again = _answer(processor, _request("lift-2", "lift"))
     assert (again["status"], again["reason"]) == ("rejected", "no restriction of this subject is in force")
     assert json.dumps([receipt, lifted, again]).count("475000111") == 0
 
@@ -197,10 +210,10 @@ def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
     storage = sample_store(tmp_path)
     view, written = SubjectLedger(), []
     processor = _processor(storage, view, written)
-    processor.process(_request("res-1", "restriction"))  # one row is in the quarantine by now
-    receipt = processor.process(_request("obj-1", "objection", existing="erase"))
+    _answer(processor, _request("res-1", "restriction"))  # one row is in the quarantine by now
+    receipt = _answer(processor, _request("obj-1", "objection", existing="erase"))
     assert (receipt["status"], receipt["rows_removed"], receipt["verification"]["passed"]) == (
-        "done",
+        "completed",
         2,
         True,
     )
@@ -211,7 +224,7 @@ def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
     assert (
         _ids(tmp_path, "cdr") == ["b", "d"] and _ids(tmp_path, "restricted") == []
     )  # erased in the quarantine too
-    withdrawn = processor.process(_request("wd-1", "withdrawal"))
+    withdrawn = _answer(processor, _request("wd-1", "withdrawal"))
     # The restriction still holds: nothing would move back (there is nothing left to move anyway).
     assert (withdrawn["ended"], withdrawn["still_in_force"]) == (["obj-1"], ["res-1"])
 
@@ -219,9 +232,9 @@ def test_objection_with_erasure_and_its_withdrawal(tmp_path: Path) -> None:
 def test_objection_with_quarantine_comes_back_on_withdrawal(tmp_path: Path) -> None:
     storage = sample_store(tmp_path)
     processor = _processor(storage, SubjectLedger(), [])
-    assert processor.process(_request("obj-2", "objection", existing="quarantine"))["rows_moved"] == 2
+    assert _answer(processor, _request("obj-2", "objection", existing="quarantine"))["rows_moved"] == 2
     assert _ids(tmp_path, "restricted") == ["a", "c"]
-    assert processor.process(_request("wd-2", "withdrawal"))["rows_moved"] == 2
+    assert _answer(processor, _request("wd-2", "withdrawal"))["rows_moved"] == 2
     assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"]
 
 
@@ -250,7 +263,7 @@ def test_a_move_by_pseudonym_fails_verification_for_keys_it_could_not_search(tmp
     request = SubjectRequest(
         request_id="res-p", kind="restriction", requested_at=NOW, subject=k1, subject_kind="pseudonym"
     )
-    receipt = _processor(storage, SubjectLedger(), []).process(request)
+    receipt = _answer(_processor(storage, SubjectLedger(), []), request)
     assert receipt["rows_moved"] == 1 and _ids(tmp_path, "restricted") == [
         "a"
     ]  # the k2 row "c" was not found
@@ -268,7 +281,7 @@ def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again
     backup = {path: path.read_bytes() for path in tmp_path.glob("cdr/*/*.parquet")}
     view = SubjectLedger()
     processor = _processor(storage, view, [])
-    processor.process(_request("res-1", "restriction"))
+    _answer(processor, _request("res-1", "restriction"))
     for path, data in backup.items():  # the restore brings the subject's rows back into cdr/
         path.write_bytes(data)
     assert _ids(tmp_path, "cdr") == ["a", "b", "c", "d"]
@@ -292,15 +305,42 @@ def test_reapplying_the_ledger_after_a_restore_quarantines_restricted_rows_again
 def test_a_request_id_registered_for_another_kind_is_refused_not_crashing(tmp_path: Path) -> None:
     storage = sample_store(tmp_path)
     register_received(storage, "dpo-7", "objection", NOW)
-    receipt = _processor(storage, SubjectLedger(), []).process(_request("dpo-7", "restriction"))
+    receipt = _answer(_processor(storage, SubjectLedger(), []), _request("dpo-7", "restriction"))
     assert receipt["status"] == "rejected" and "registered as objection, not restriction" in receipt["reason"]
     assert _ids(tmp_path, "restricted") == []
     bad_subject = SubjectRequest(request_id="dpo-8", kind="restriction", requested_at=NOW, subject="112")
-    refused = _processor(storage, SubjectLedger(), []).process(bad_subject)
+    refused = _answer(_processor(storage, SubjectLedger(), []), bad_subject)
     # a subject is a person: short digits are an extension, only unique within a tenant
     assert refused["status"] == "rejected" and "only unique within its tenant" in refused["reason"]
     record = load_request(storage, "dpo-8")
     assert record is not None and record.status == "open" and "rejected" in record.history[-1]["text"]
+
+
+class _DroppingStorage(LocalStorage):
+    """A store that acknowledges writes to the quarantine but keeps none of them."""
+
+    def publish(self, relative_path: str, data: bytes) -> None:
+        if not relative_path.startswith("restricted/"):
+            super().publish(relative_path, data)
+
+
+def test_a_move_passes_only_when_it_checked_files_that_could_have_failed(tmp_path: Path) -> None:
+    storage = sample_store(tmp_path)
+    receipt = _answer(_processor(storage, SubjectLedger(), []), _request("res-1", "restriction"))
+    verification = receipt["verification"]
+    assert receipt["rows_moved"] == 2 and verification["passed"] is True
+    assert verification["files_checked"] >= 2, "the files the rows moved to were decoded"
+    assert "they hold 2 rows of the subject (2 moved)" in verification["checked"]
+
+    dropping = _DroppingStorage(tmp_path / "other")
+    for path in sample_store(tmp_path / "fresh").list("cdr"):
+        dropping.publish(path, (tmp_path / "fresh" / path).read_bytes())
+    lost = _answer(_processor(dropping, SubjectLedger(), []), _request("res-2", "restriction"))
+    assert lost["rows_moved"] == 2 and lost["verification"]["passed"] is False
+    assert "FAILED: 2 moved rows are not in restricted/" in lost["verification"]["checked"]
+    assert lost["summary"].endswith("verification FAILED (see verification.checked)")
+    record = load_request(dropping, "res-2")
+    assert record is not None and record.status == "open"
 
 
 # --- holds per person ----------------------------------------------------------------------------
@@ -335,10 +375,11 @@ def _shared_store(tmp_path: Path) -> LocalStorage:
     return storage
 
 
-def _hold(processor: RightsProcessor, request_id: str, kind: str, number: str) -> dict[str, object]:
+def _hold(processor: RightsProcessor, request_id: str, kind: str, number: str) -> dict[str, Any]:
     fields = {"existing": "quarantine"} if kind == "objection" else {}
-    return processor.process(
-        SubjectRequest(request_id=request_id, kind=kind, requested_at=NOW, subject=number, **fields)  # type: ignore[arg-type]
+    return _answer(
+        processor,
+        SubjectRequest(request_id=request_id, kind=kind, requested_at=NOW, subject=number, **fields),  # type: ignore[arg-type]
     )
 
 
@@ -357,9 +398,9 @@ def test_ending_one_party_s_hold_keeps_a_call_another_held_party_shares(
     assert _ids(tmp_path, "restricted") == ["a1", "ab", "b1"] and _ids(tmp_path, "cdr") == ["x"]
 
     ended = _hold(processor, "end-a", HOLD_AND_END[a_kind], A)
-    assert (ended["status"], ended["ended"], ended["rows_moved"]) == ("done", ["hold-a"], 1)
+    assert (ended["status"], ended["ended"], ended["rows_moved"]) == ("completed", ["hold-a"], 1)
     assert (ended["rows_still_held"], ended["still_in_force"]) == (1, ["hold-b"])
-    assert ended["verification"]["passed"] is True and ended["verification"]["rows_left"] == 0
+    assert ended["verification"]["passed"] is True and ended["verification"]["rows_remaining"] == 0
     # A's own call is back; the call A shares with B stays out of use while B's hold is in force.
     assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
     exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER))

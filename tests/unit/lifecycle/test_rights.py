@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import msgspec
@@ -23,7 +24,7 @@ from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.rectify import rectify_call
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.audit import read_audit
-from pipeline.lifecycle.requests.receipts import receipt_path
+from pipeline.lifecycle.requests.receipts import encode_receipt, receipt_path
 from pipeline.lifecycle.requests.register import load_request
 from pipeline.lifecycle.requests.subject_request import Rejection, SubjectRequest, parse_request
 from pipeline.lifecycle.rights import RightsProcessor
@@ -54,6 +55,12 @@ def _request(**fields: object) -> bytes:
     return json.dumps({"request_id": "r-1", "requested_at": NOW.isoformat(), **fields}).encode()
 
 
+def _answer(processor: RightsProcessor, payload: bytes, key: bytes | None = None) -> dict[str, Any]:
+    """The receipt of one message, as the receipts topic carries it."""
+    document: dict[str, Any] = json.loads(encode_receipt(processor.handle(payload, key)))
+    return document
+
+
 def test_bad_requests_are_rejected_with_a_reason_that_echoes_no_number() -> None:
     cases = {
         b"not json": "does not match schemas/subject-request.schema.json",
@@ -65,13 +72,13 @@ def test_bad_requests_are_rejected_with_a_reason_that_echoes_no_number() -> None
         _request(kind="lift", subject="x", requested_at="2026-11-20T09:00:00"): "needs a UTC offset",
     }
     for payload, reason in cases.items():
-        rejected = parse_request(b"r-1", payload)
+        rejected = parse_request(b"r-1", payload, CLASSIFIER)
         assert isinstance(rejected, Rejection), payload
         assert reason in rejected.reason and "0475000111" not in rejected.reason
         assert rejected.request_id == "r-1"
-    numbered = parse_request(b"0475000111", b"{}")
+    numbered = parse_request(b"0475000111", b"{}", CLASSIFIER)
     assert isinstance(numbered, Rejection) and numbered.request_id is None
-    good = parse_request(None, _request(kind="rectification", cdr_id="c-1", party="callee"))
+    good = parse_request(None, _request(kind="rectification", cdr_id="c-1", party="callee"), CLASSIFIER)
     assert isinstance(good, SubjectRequest) and good.party == "callee"
 
 
@@ -98,34 +105,38 @@ def test_rectify_redacts_one_party_of_one_call_only_once(tmp_path: Path) -> None
 def test_a_rectification_gets_a_receipt_an_audit_entry_and_closes_its_register_entry(tmp_path: Path) -> None:
     storage = sample_store(tmp_path)
     processor = _processor(storage)
-    request = parse_request(None, _request(kind="rectification", cdr_id="b", party="caller"))
-    receipt = processor.process(request)
-    assert receipt["status"] == "done" and receipt["rows_redacted"] == 1
-    assert receipt["verification"] == {"files_checked": 1, "files_unreadable": [], "passed": True}
+    request = _request(kind="rectification", cdr_id="b", party="caller")
+    receipt = _answer(processor, request)
+    assert receipt["status"] == "completed" and receipt["rows_redacted"] == 1
+    verification = receipt["verification"]
+    assert {name: verification[name] for name in ("files_checked", "files_unreadable", "passed")} == {
+        "files_checked": 1,
+        "files_unreadable": [],
+        "passed": True,
+    }
     assert json.loads(storage.read(receipt_path("r-1")) or b"") == receipt
     assert [entry["kind"] for entry in read_audit(storage)] == ["rectification"]
     record = load_request(storage, "r-1")
-    assert record is not None and record.status == "closed" and "rows_redacted 1" in (record.outcome or "")
-    assert processor.process(request) == receipt  # re-delivery: the same receipt, nothing redone
+    assert record is not None and record.status == "closed" and "redacted in 1 rows" in (record.outcome or "")
+    assert _answer(processor, request) == receipt  # re-delivery: the same receipt, nothing redone
     assert len(read_audit(storage)) == 1
 
 
 def test_a_rectification_of_an_unknown_call_and_a_malformed_message_are_rejected(tmp_path: Path) -> None:
     storage = sample_store(tmp_path)
     processor = _processor(storage)
-    unknown = processor.process(
-        parse_request(None, _request(kind="rectification", cdr_id="zz", party="callee"))
-    )
+    unknown = _answer(processor, _request(kind="rectification", cdr_id="zz", party="callee"))
     assert (unknown["status"], unknown["reason"]) == ("rejected", "no row of call zz")
     record = load_request(storage, "r-1")
-    assert record is not None and (record.status, record.outcome) == ("rejected", "no row of call zz")
-    malformed = processor.process(parse_request(b"r-2", b'{"kind": "rectification"}'))
+    assert record is not None and record.status == "rejected"
+    assert (record.outcome or "").startswith("rejected: no row of call zz")
+    malformed = _answer(processor, b'{"kind": "rectification"}', b"r-2")
     assert (malformed["request_id"], malformed["kind"], malformed["status"]) == (
         "r-2",
         "rectification",
         "rejected",
     )
-    anonymous = processor.process(parse_request(None, b"\xff"))
+    anonymous = _answer(processor, b"\xff")
     assert (anonymous["request_id"], anonymous["status"]) == (None, "rejected")
     assert [entry["kind"] for entry in read_audit(storage)] == [
         "rectification",
@@ -143,8 +154,8 @@ def test_a_rectification_searches_the_whole_store_when_no_date_is_given(tmp_path
     request = SubjectRequest(
         request_id="r-9", kind="rectification", requested_at=NOW, cdr_id="x", party="callee"
     )
-    assert parse_request(None, msgspec.json.encode(request)) == request
-    receipt = _processor(storage).process(request)
+    assert parse_request(None, msgspec.json.encode(request), CLASSIFIER) == request
+    receipt = _answer(_processor(storage), msgspec.json.encode(request))
     assert receipt["files_rewritten"] == ["cdr/call_date=2026-10-01/t+0+0.parquet"]
     (row,) = pq.read_table(tmp_path / receipt["files_rewritten"][0]).to_pylist()
     assert row["callee_number_type"] == "REDACTED" and row["caller_number_type"] == "E164"
@@ -167,8 +178,8 @@ def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
         call_date=date(2026, 11, 1),
     )
     _check(json.loads(msgspec.json.encode(request)), "subject-request.schema.json")
-    _check(processor.process(request), "subject-receipt.schema.json")
-    _check(processor.process(parse_request(None, b"[]")), "subject-receipt.schema.json")
+    _check(_answer(processor, msgspec.json.encode(request)), "subject-receipt.schema.json")
+    _check(_answer(processor, b"[]"), "subject-receipt.schema.json")
     try:
         _check(
             {"request_id": "r-6", "kind": "objection", "requested_at": NOW.isoformat(), "subject": "x"},
@@ -225,15 +236,13 @@ def test_a_call_id_shared_by_two_sources_is_rectified_only_where_the_source_is_n
     ]
     storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(calls, parties)))
     processor = _processor(storage)
-    ambiguous = processor.process(
-        parse_request(None, _request(kind="rectification", cdr_id="call-0001", party="caller"))
-    )
+    ambiguous = _answer(processor, _request(kind="rectification", cdr_id="call-0001", party="caller"))
     assert ambiguous["status"] == "rejected" and "2 sources" in ambiguous["reason"]
     request = _request(
         request_id="r-2", kind="rectification", cdr_id="call-0001", party="caller", source="pbx-b"
     )
-    done = processor.process(parse_request(None, request))
-    assert done["status"] == "done" and done["rows_redacted"] == 1
+    done = _answer(processor, request)
+    assert done["status"] == "completed" and done["rows_redacted"] == 1
     rows = pq.read_table(tmp_path / "cdr/call_date=2026-11-01/t+0+0.parquet").to_pylist()
     assert [(row["source"], row["caller_number_type"]) for row in rows] == [
         ("pbx-a", "E164"),
@@ -273,12 +282,11 @@ def _rectifying(tmp_path: Path) -> tuple[LocalStorage, SubjectLedger, list[Ledge
     return storage, view, written, rights_processor(storage, view, written, NOW)
 
 
-def _rectify(processor: RightsProcessor, request_id: str, cdr_id: str) -> dict[str, object]:
-    return processor.process(
-        SubjectRequest(
-            request_id=request_id, kind="rectification", requested_at=NOW, cdr_id=cdr_id, party="callee"
-        )
+def _rectify(processor: RightsProcessor, request_id: str, cdr_id: str) -> dict[str, Any]:
+    request = SubjectRequest(
+        request_id=request_id, kind="rectification", requested_at=NOW, cdr_id=cdr_id, party="callee"
     )
+    return _answer(processor, msgspec.json.encode(request))
 
 
 def _parties(table: pa.Table) -> dict[str, tuple[object, object]]:
@@ -295,7 +303,7 @@ def test_redacting_the_callee_redacts_the_same_answering_party_and_the_export_no
     assert before is not None and before.column("cdr_id").to_pylist() == ["w1", "w2", "o1"]
     receipt = _rectify(processor, "r-w1", "w1")
     assert (receipt["status"], receipt["parties_redacted"], receipt["rows_redacted"]) == (
-        "done",
+        "completed",
         ["callee", "connected"],
         1,
     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -18,7 +19,9 @@ from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import init_keyring, load_keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.export import minimise, subject_rows
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier, NumberKind
@@ -186,15 +189,14 @@ def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, 
         storage,
         lambda: keyring,
         CLASSIFIER,
-        write_ledger=lambda entry: None,
-        settle_seconds=0,
+        ledger=Ledger(SubjectLedger(), lambda entry: None),
+        passes=Passes(0, lambda seconds: None),
         residual_copies=list,
-        sleep=lambda seconds: None,
     )
     at = datetime(2026, 11, 2, tzinfo=UTC)
     request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=at)
     assert processor.subject_of(request) == subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")
-    receipt = processor.process(request)
+    receipt = processor.handle(msgspec.json.encode(request))
     assert receipt.status == "completed" and receipt.passed and receipt.rows_removed == 1
     remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a"))
     assert remaining is not None and sorted(remaining.column("cdr_id").to_pylist()) == ["a1", "a2"]

@@ -20,7 +20,6 @@ from pipeline.numbers.msisdn import NumberClassifier, NumberKind
 from pipeline.numbers.text import (
     MIN_SIGNIFICANT_DIGITS,
     contains_number,
-    identifier_holds_number,
     redact_numbers,
 )
 from pipeline.observability import log_scrub
@@ -127,24 +126,3 @@ def test_the_detector_catches_every_spelling_of_valid_numbers(
     spelling = spellings(number)[which]
     if len(digits_of(spelling)) >= MIN_SIGNIFICANT_DIGITS:
         assert contains_number(f"queue '{spelling}' is full")
-
-
-@pytest.mark.parametrize(
-    ("identifier", "holds"),
-    [
-        ("DPO-2026-0042", False),
-        ("1732530102.42#3", False),
-        ("CR202611170000", False),
-        ("3f2a1b4c-1234-5678-9abc-def9a2345678", False),
-        ("0475123456", True),
-        ("32475123456", True),
-        ("+32475123456", True),
-        ("0475 12 34 56", True),
-        ("cb-0470123456", True),
-        ("%2B32475123456", True),
-    ],
-)
-def test_identifiers_are_read_narrower_than_free_text(identifier: str, holds: bool) -> None:
-    assert identifier_holds_number(identifier) is holds
-    if holds:
-        assert contains_number(identifier)  # never wider than the free-text detector

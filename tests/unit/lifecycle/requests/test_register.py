@@ -13,9 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pipeline.cli import cli
 from pipeline.errors import RequestRefusedError
 from pipeline.keys.keyring import init_keyring
-from pipeline.lifecycle.requests.erasure_register import close_erasure, register_erasure
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.ledger import SubjectLedger
+from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
-from pipeline.lifecycle.requests.receipts import Receipt, ReceiptVerification
 from pipeline.lifecycle.requests.register import (
     REGISTER_DIR,
     add_months,
@@ -23,14 +24,14 @@ from pipeline.lifecycle.requests.register import (
     extend,
     load_register,
     load_request,
-    note,
     open_requests,
     purge_requests,
+    record_answer,
     register_received,
 )
 from pipeline.lifecycle.requests.register_metrics import RequestRegisterMetrics
 from pipeline.store.storage import LocalStorage
-from tests.support.lifecycle_store import parquet_file
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file
 
 
 def _at(day: str, hour: int = 10) -> datetime:
@@ -94,7 +95,8 @@ def test_one_extension_with_a_reason_before_the_due_date(tmp_path: Path) -> None
 def test_a_request_closes_once_and_notes_keep_it_open(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     register_received(storage, "er-1", "erasure", _at("2026-03-01"))
-    note(storage, "er-1", _at("2026-03-02"), "receipt: verification FAILED; the request stays open")
+    text = "receipt: verification FAILED; the request stays open"
+    record_answer(storage, "er-1", _at("2026-03-02"), text, closes=False)
     record = load_request(storage, "er-1")
     assert record is not None and record.status == "open"
     close(storage, "er-1", _at("2026-03-03"), "verification passed")
@@ -157,9 +159,9 @@ def test_a_purge_cut_short_is_finished_and_never_reopens_a_request(tmp_path: Pat
 def test_request_ids_and_texts_hold_no_number() -> None:
     for bad in ("0475123456", "+32 475 12 34 56", "../etc", "", "a/b"):
         with pytest.raises(RequestRefusedError):
-            check_request_id(bad)
-    assert check_request_id("DPO-2026-0042") == "DPO-2026-0042"
-    assert all(check_request_id(new_request_id()) for _ in range(2_000))
+            check_request_id(bad, CLASSIFIER)
+    assert check_request_id("DPO-2026-0042", CLASSIFIER) == "DPO-2026-0042"
+    assert all(check_request_id(new_request_id(), CLASSIFIER) for _ in range(2_000))
 
 
 def test_metrics_show_open_by_kind_overdue_and_oldest_age_only_after_a_reading(tmp_path: Path) -> None:
@@ -249,43 +251,38 @@ def test_cli_lists_shows_extends_and_export_closes_the_access_request(
 
 def test_erasures_are_registered_on_arrival_and_closed_only_by_a_passed_receipt(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    arrived = _at("2026-03-01")
-    for request_id in ("er-ok", "er-failed", "er-rejected"):
-        payload = {"request_id": request_id, "subject": "+32475000111", "requested_at": arrived.isoformat()}
-        register_erasure(storage, json.dumps(payload).encode())
-    register_erasure(storage, b'{"request_id": "er-malformed"}')
-    register_erasure(
-        storage, json.dumps({"request_id": "0475000111", "requested_at": arrived.isoformat()}).encode()
+    storage.publish(
+        "cdr/call_date=2026-02-27/t+0+0.parquet",
+        parquet_file(KEYS.active, [("a", "0475000111", "2026-02-27T10:00:00+00:00")]),
     )
-    assert sorted(record.request_id for record in load_register(storage)) == [
-        "er-failed",
-        "er-ok",
-        "er-rejected",
-    ]
+    processor = ErasureProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(SubjectLedger(), lambda entry: None),
+        passes=Passes(0, lambda seconds: None),
+        residual_copies=list,
+        clock=lambda: _at("2026-03-02"),
+    )
+    arrived = _at("2026-03-01")
 
-    def receipt(request_id: str, status: str, passed: bool | None) -> Receipt:
-        verification = None
-        if passed is not None:
-            verification = ReceiptVerification(
-                passed=passed, checked="", files_in_store=1, files_checked=1,
-                rows_remaining=0 if passed else 1, key_ids_in_store=[], key_ids_not_searched=[],
-                files_unreadable=[],
-            )  # fmt: skip
-        reason = "the subject is not a number" if status == "rejected" else None
-        return Receipt(request_id=request_id, status=status, finished_at=arrived, pipeline_version="t",
-                       reason=reason, verification=verification)  # type: ignore[arg-type]  # fmt: skip
+    def erase(request_id: str, subject: str) -> None:
+        payload = {"request_id": request_id, "subject": subject, "requested_at": arrived.isoformat()}
+        processor.handle(json.dumps(payload).encode())
 
-    close_erasure(storage, receipt("er-ok", "completed", True), _at("2026-03-02"))
-    close_erasure(storage, receipt("er-failed", "completed", False), _at("2026-03-02"))
-    close_erasure(storage, receipt("er-rejected", "rejected", None), _at("2026-03-02"))
-    close_erasure(storage, receipt("never-registered", "completed", True), _at("2026-03-02"))
+    erase("er-ok", "+32475000111")
+    storage.publish("cdr/call_date=2026-02-27/broken.parquet", b"not parquet")  # fails the next one
+    erase("er-failed", "+32475000111")
+    erase("er-rejected", "+3247")
+    processor.handle(b'{"request_id": "er-malformed"}')
+    processor.handle(json.dumps({"request_id": "0475000111", "requested_at": arrived.isoformat()}).encode())
     records = {record.request_id: record for record in load_register(storage)}
     assert set(records) == {"er-ok", "er-failed", "er-rejected"}
     assert records["er-ok"].status == "closed" and "verification passed" in (records["er-ok"].outcome or "")
     assert records["er-failed"].status == "open" and "FAILED" in records["er-failed"].history[-1]["text"]
     assert (
         records["er-rejected"].status == "open"
-        and "not a number" in records["er-rejected"].history[-1]["text"]
+        and "not a subscriber number" in records["er-rejected"].history[-1]["text"]
     )
 
 
@@ -313,3 +310,13 @@ def test_cdrpipe_retention_purges_closed_requests_past_the_dpo_period(
     assert result.exit_code == 0, result.output
     assert "purged 1 DPO records" in result.output
     assert [record.request_id for record in load_register(storage)] == ["open-old"]
+
+
+def test_answers_cdrpipe_composes_are_never_refused_but_people_s_texts_are(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    register_received(storage, "DPO-2026-0042", "access", _at("2026-03-01"))
+    with pytest.raises(RequestRefusedError, match="must not contain a phone number"):
+        close(storage, "DPO-2026-0042", _at("2026-03-02"), "called back on 0475 12 34 56")
+    outcome = "exported 1234567 rows (jsonl, minimised); receipt _cdrpipe/receipts/DPO-2026-0042.json"
+    record = record_answer(storage, "DPO-2026-0042", _at("2026-03-02"), outcome, closes=True)
+    assert (record.status, record.outcome) == ("closed", outcome)
