@@ -288,7 +288,10 @@ def verify_register(storage: Storage, keyring: Keyring) -> ChainReport:
     links = {
         str(link["path"]): str(link.get("sha256")) for link in report.documents if link.get("kind") == "event"
     }
-    purged = {str(link["request_id"]) for link in report.documents if link.get("kind") == "purge"}
+    chained = report.documents
+    linked_at = {str(link["path"]): link["seq"] for link in chained if link.get("kind") == "event"}
+    # a purge excuses the events recorded before it: a request id used again after its purge is not
+    purged = {str(link["request_id"]): link["seq"] for link in chained if link.get("kind") == "purge"}
     breaks = list(report.breaks)
     present = storage.list(REGISTER_DIR)
     for path in present:
@@ -305,6 +308,6 @@ def verify_register(storage: Storage, keyring: Keyring) -> ChainReport:
         elif path not in links:
             breaks.append(f"register file {path} is not in the register chain: it was inserted")
     for path in sorted(set(links) - set(present)):
-        if path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0] not in purged:
+        if purged.get(path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0], -1) < linked_at[path]:
             breaks.append(f"register file {path} is gone but its request was never purged: it was deleted")
     return replace(report, breaks=breaks)

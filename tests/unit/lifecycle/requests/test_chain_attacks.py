@@ -14,6 +14,7 @@ import pytest
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.requests import chain
 from pipeline.lifecycle.requests.audit import AUDIT_CHAIN, append_audit, purge_audit, read_audit, verify_audit
+from pipeline.lifecycle.requests.register import close, purge_requests, register_received, verify_register
 from pipeline.store.storage import LocalStorage
 from pipeline.worker.dpo_records import ChainHealth
 
@@ -179,3 +180,20 @@ def test_chain_key_is_separate_from_every_pseudonym_key(sealing_keyring: Keyring
             assert derive_subkey(key.secret, domain) != mac_key
         except ValueError:  # tenant-scoped
             assert derive_subkey(key.secret, domain, "t") != mac_key
+
+
+def test_a_reused_request_id_does_not_excuse_a_deleted_event(
+    tmp_path: Path, sealing_keyring: Keyring
+) -> None:
+    storage = LocalStorage(tmp_path)
+    long_ago = NOW - timedelta(days=400)
+    register_received(storage, "acc-1", "access", long_ago)
+    close(storage, "acc-1", long_ago, "exported")
+    register_received(storage, "acc-2", "access", NOW)  # keeps the register chain from being purged
+    assert purge_requests(storage, 183, NOW) == 1
+    register_received(storage, "acc-1", "access", NOW)  # the id again, for a new request
+    close(storage, "acc-1", NOW, "refused: manifestly unfounded")
+    assert verify_register(storage, sealing_keyring).intact
+    (tmp_path / "_cdrpipe" / "requests" / "acc-1" / "closed.json").unlink()  # it looks open again
+    report = verify_register(storage, sealing_keyring)
+    assert not report.intact and "deleted" in report.breaks[0]
