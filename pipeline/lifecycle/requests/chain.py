@@ -98,7 +98,10 @@ def seal_problem(document: dict[str, Any], keyring: Keyring) -> str | None:
     if key is None:
         return f"it is sealed under key {document.get('key_id')!r}, which the keyring does not hold"
     expected = hmac.new(chain_key(key), canonical(document), hashlib.sha256).hexdigest()
-    return None if hmac.compare_digest(expected, mac) else "its MAC does not match: it was rewritten"
+    # as bytes: compare_digest raises on a str with non-ASCII characters, and a crafted entry must
+    # be a break, never a crash of the verification
+    matches = hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace"))
+    return None if matches else "its MAC does not match: it was rewritten"
 
 
 def digest(data: bytes) -> str:
@@ -135,7 +138,7 @@ class ChainReport:
 def _parse(data: bytes | None) -> dict[str, Any] | None:
     try:
         document = json.loads(data) if data is not None else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: crafted deep nesting
         return None
     return document if isinstance(document, dict) else None
 

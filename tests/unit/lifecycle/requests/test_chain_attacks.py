@@ -197,3 +197,23 @@ def test_a_reused_request_id_does_not_excuse_a_deleted_event(
     (tmp_path / "_cdrpipe" / "requests" / "acc-1" / "closed.json").unlink()  # it looks open again
     report = verify_register(storage, sealing_keyring)
     assert not report.intact and "deleted" in report.breaks[0]
+
+
+@pytest.mark.parametrize("planted", ["non-ascii mac", "deep nesting"])
+def test_a_crafted_entry_is_a_break_not_a_crash(
+    tmp_path: Path, sealing_keyring: Keyring, planted: str
+) -> None:
+    # A crash would leave cdrpipe_audit_chain_intact at 1 in the worker: the rewrite would go unreported.
+    storage = LocalStorage(tmp_path)
+    for _ in range(3):
+        append_audit(storage, "erasure", {"rows_removed": 3}, NOW)
+    _rewrite(_entry(tmp_path, 2), rows_removed=0)
+    if planted == "non-ascii mac":
+        _rewrite(_entry(tmp_path, 3), mac="\u00e9" * 64)
+    else:
+        _entry(tmp_path, 3).write_text("[" * 100_000 + "]" * 100_000)
+    health = ChainHealth()
+    health.check(storage)
+    assert health.first_break is not None and health.first_break.startswith("entry 2 ")
+    assert len(verify_audit(storage, sealing_keyring).breaks) == 2
+    read_audit(storage)  # readers skip it too
