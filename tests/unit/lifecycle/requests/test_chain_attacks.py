@@ -14,7 +14,13 @@ import pytest
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.requests import chain
 from pipeline.lifecycle.requests.audit import AUDIT_CHAIN, append_audit, purge_audit, read_audit, verify_audit
-from pipeline.lifecycle.requests.register import close, purge_requests, register_received, verify_register
+from pipeline.lifecycle.requests.register import (
+    close,
+    load_register,
+    purge_requests,
+    register_received,
+    verify_register,
+)
 from pipeline.store.storage import LocalStorage
 from pipeline.worker.dpo_records import ChainHealth
 
@@ -217,3 +223,27 @@ def test_a_crafted_entry_is_a_break_not_a_crash(
     assert health.first_break is not None and health.first_break.startswith("entry 2 ")
     assert len(verify_audit(storage, sealing_keyring).breaks) == 2
     read_audit(storage)  # readers skip it too
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "received", "at": "2026-11-25T00:00:00+00:00"},  # no kind
+        {"event": "received", "at": "not an instant", "kind": "access"},
+        {"event": "closed", "at": "2026-11-25T00:00:00+00:00"},  # no status, no outcome
+    ],
+    ids=["no-kind", "bad-instant", "closed-without-status"],
+)
+def test_a_crafted_register_event_is_skipped_not_a_crash(tmp_path: Path, event: dict[str, str]) -> None:
+    # The worker reads the register before it verifies the chains, in the same timer run: a crash
+    # there means the chains are never verified again, and a rewrite elsewhere goes unreported.
+    storage = LocalStorage(tmp_path)
+    register_received(storage, "acc-1", "access", NOW)
+    if event["event"] == "closed":
+        register_received(storage, "acc-2", "access", NOW)
+    directory = tmp_path / "_cdrpipe" / "requests" / "acc-2"
+    directory.mkdir(exist_ok=True)
+    (directory / f"{event['event']}.json").write_text(json.dumps(event))
+    assert "acc-1" in [record.request_id for record in load_register(storage)]
+    purge_requests(storage, 183, NOW + timedelta(days=400))  # no crash, and acc-2 is kept as evidence
+    assert (directory / f"{event['event']}.json").exists()
