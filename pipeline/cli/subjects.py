@@ -43,6 +43,7 @@ from pipeline.lifecycle.subject import (
 from pipeline.numbers.msisdn import NumberKind, PartyNumber
 from pipeline.numbers.resolution import describe, resolve_number
 from pipeline.store.object_storage import open_storage
+from pipeline.store.storage import LocalStorage
 
 
 def _subject_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -232,8 +233,9 @@ def export_command(
     if request_id is not None:
         check_request_id(request_id, classifier())
     subject = _subject(context, subject_options).subject
-    check_export_target(out, force)  # before any work: refused with one line
     storage = open_storage(settings.store.root, group_read=settings.store.group_read)
+    store_root = storage.root if isinstance(storage, LocalStorage) else None
+    check_export_target(out, force, store_root)  # before any work: refused with one line
     if request_id is not None:
         register_received(storage, check_request_id(request_id, classifier()), "access", datetime.now(UTC))
     listed = list_data_files(storage)

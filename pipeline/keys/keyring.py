@@ -338,7 +338,7 @@ def write_keyring(path: Path, keyring: Keyring) -> None:
     }
     if path.is_symlink():
         path = path.resolve()  # replace the shared target, not the link
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(path.parent)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
@@ -347,6 +347,23 @@ def write_keyring(path: Path, keyring: Keyring) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents owner-only (``0700``) whatever the umask.
+
+    Directories that exist keep their mode (the keyring's checks report a loose one).
+    """
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(0o700)
+        except FileExistsError:
+            continue
+        os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask, never widened by it
 
 
 def init_keyring(path: Path) -> Keyring:

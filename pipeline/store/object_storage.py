@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.store.errors import storage_error
+from pipeline.store.errors import TerminalStorageError, storage_error
 from pipeline.store.storage import LocalStorage, Storage
 
 
@@ -64,8 +64,14 @@ class ObjectStorage:
         try:
             answer = self._client.get_bucket_encryption(Bucket=self._bucket)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == _NO_ENCRYPTION:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == _NO_ENCRYPTION:
                 return None
+            if code in _DENIED_CODES:
+                raise EncryptionUnreadableError(
+                    f"the credentials may not read the default encryption of bucket {self._bucket}: "
+                    "grant s3:GetEncryptionConfiguration on it"
+                ) from exc
             raise storage_error(f"reading the default encryption of bucket {self._bucket}", exc) from exc
         except BotoCoreError as exc:
             raise storage_error(f"reading the default encryption of bucket {self._bucket}", exc) from exc
@@ -120,6 +126,11 @@ class ObjectStorage:
 _EXISTS_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 """What S3 answers a conditional PUT of an existing key (412), or one racing another (409)."""
 _NO_ENCRYPTION = "ServerSideEncryptionConfigurationNotFoundError"
+_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled"})
+
+
+class EncryptionUnreadableError(TerminalStorageError):
+    """The credentials may not read the bucket's default encryption: the start check cannot be made."""
 
 
 def open_storage(location: str, env: dict[str, str] | None = None, group_read: bool = False) -> Storage:

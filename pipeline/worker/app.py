@@ -23,7 +23,9 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   reported (a bounded check); an ``s3://`` bucket without default encryption
   is refused unless ``CDRPIPE_S3_ALLOW_UNENCRYPTED`` allows it, loudly. A
   bucket whose encryption cannot be read (not created yet, say) is reported
-  as unknown and the worker starts: its writes fail until the bucket exists.
+  as unknown and the worker starts: its writes fail until the bucket exists;
+  credentials that may not read it (AccessDenied) are refused like an
+  unencrypted bucket.
 * The audit trail and the register are sealed with the keyring file.
 """
 
@@ -47,7 +49,7 @@ from pipeline.observability.log_json import logging_config
 from pipeline.observability.metrics import HEALTH, REGISTRY, watch_cache_hit_ratio
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.store.errors import StorageError
-from pipeline.store.object_storage import ObjectStorage, open_storage
+from pipeline.store.object_storage import EncryptionUnreadableError, ObjectStorage, open_storage
 from pipeline.store.permissions import exposed
 from pipeline.store.storage import LocalStorage, Storage
 from pipeline.worker.assembly import build_ingestor, build_keys
@@ -106,6 +108,13 @@ def _check_store(storage: Storage, settings: StoreSettings) -> None:
         return
     try:
         algorithm = storage.default_encryption()
+    except EncryptionUnreadableError as exc:  # a missing permission must not wave the check through
+        if not settings.s3_allow_unencrypted:
+            allow = "or set CDRPIPE_S3_ALLOW_UNENCRYPTED=true for a local test store"
+            raise ConfigError(f"{exc}, {allow}") from exc
+        log.warning("cannot read the default encryption of the store's bucket: %s", exc)
+        _store_encryption["store_encryption"] = "unknown (could not be read at start)"
+        return
     except StorageError as exc:  # e.g. a bucket not created yet: the store reports it as it does for writes
         log.warning("cannot read the default encryption of the store's bucket: %s", exc)
         _store_encryption["store_encryption"] = "unknown (could not be read at start)"

@@ -197,8 +197,10 @@ class LifecycleAgents:
         if not self._context.owns_lifecycle():
             REQUEST_REGISTER.forget()
             return
-        REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self._storage))
-        await asyncio.to_thread(CHAIN_HEALTH.check, self._storage)
+        try:
+            REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self._storage))
+        finally:  # a register that cannot be read must not stop the chains from being verified
+            await asyncio.to_thread(CHAIN_HEALTH.check, self._storage)
 
 
 class _OnLoop:

@@ -120,8 +120,16 @@ class ExportTargetError(RequestRefusedError):
 EXPORT_MODE = 0o600
 
 
-def check_export_target(out: Path, force: bool) -> None:
-    """Refuse a target that is a symlink, or that exists when ``force`` is not given (one line)."""
+def check_export_target(out: Path, force: bool, store_root: Path | None = None) -> None:
+    """Refuse a target that is a symlink, or that exists when ``force`` is not given (one line).
+
+    Also refused: a target whose directory does not exist, and one inside the local store at
+    ``store_root``, where it would be read back as the store's data or kept with its records.
+    """
+    if not out.parent.is_dir():
+        raise ExportTargetError(f"{out.parent} is not a directory: create it first")
+    if store_root is not None and out.parent.resolve().is_relative_to(store_root.resolve()):
+        raise ExportTargetError(f"{out} is inside the store {store_root}: write exports outside it")
     try:
         status = out.lstat()
     except FileNotFoundError:

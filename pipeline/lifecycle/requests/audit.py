@@ -79,4 +79,21 @@ def purge_audit(storage: Storage, keep_days: int, today: date) -> int:
 def verify_audit(storage: Storage, keyring: Keyring) -> ChainReport:
     """Verify the audit chain (see :meth:`~pipeline.lifecycle.requests.chain.Chain.verify`)."""
     report = AUDIT_CHAIN.verify(storage, keyring)
-    return replace(report, foreign=[path for path in report.foreign if _legacy_day(path) is None])
+    breaks = list(report.breaks)
+    # Old-style entries are unsealed, but they all predate the chain, and the first purge of
+    # the chain (which leaves a checkpoint) has removed them all: one dated later was inserted.
+    began = min((_day_of(document) for document in report.documents), default=None)
+    for path in report.foreign:
+        day = _legacy_day(path)
+        if day is not None and (report.purged_through or (began is not None and day > began)):
+            breaks.append(f"{path} is an unsealed old-style entry newer than the chain: it was inserted")
+    return replace(
+        report, breaks=breaks, foreign=[path for path in report.foreign if _legacy_day(path) is None]
+    )
+
+
+def _day_of(document: dict[str, Any]) -> date:
+    try:
+        return datetime.fromisoformat(str(document["recorded_at"])).date()
+    except (KeyError, ValueError):
+        return date.max

@@ -18,7 +18,11 @@ Contract:
 * :meth:`Chain.verify` names every break, first break first: an entry
   rewritten (its MAC fails), deleted (a gap), inserted or reordered (its
   ``seq`` or ``prev`` does not follow), or sealed under a key the keyring no
-  longer holds.
+  longer holds. A checkpoint counts only in its own slot (its ``seq`` is its
+  name's, after what it purged), and the entries a purge cut short left behind
+  it must chain up to the hash it sealed, so a sealed checkpoint copied from
+  another chain under the same keyring hides nothing. A run of missing numbers
+  is one break (a planted entry far ahead cannot make verification loop).
 * :meth:`Chain.purge` deletes the oldest entries that have expired after
   appending a checkpoint entry (``purged_through``, ``through_hash``), so what
   remains still verifies; an entry that cannot be read stops the purge (it is
@@ -94,7 +98,10 @@ def seal_problem(document: dict[str, Any], keyring: Keyring) -> str | None:
     if key is None:
         return f"it is sealed under key {document.get('key_id')!r}, which the keyring does not hold"
     expected = hmac.new(chain_key(key), canonical(document), hashlib.sha256).hexdigest()
-    return None if hmac.compare_digest(expected, mac) else "its MAC does not match: it was rewritten"
+    # as bytes: compare_digest raises on a str with non-ASCII characters, and a crafted entry must
+    # be a break, never a crash of the verification
+    matches = hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace"))
+    return None if matches else "its MAC does not match: it was rewritten"
 
 
 def digest(data: bytes) -> str:
@@ -131,7 +138,7 @@ class ChainReport:
 def _parse(data: bytes | None) -> dict[str, Any] | None:
     try:
         document = json.loads(data) if data is not None else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: crafted deep nesting
         return None
     return document if isinstance(document, dict) else None
 
@@ -179,28 +186,79 @@ class Chain:
         raise StorageError(f"appending to {self.directory} failed: other writers kept taking the next entry")
 
     def verify(self, storage: Storage, keyring: Keyring) -> ChainReport:
-        """Check every entry after the last checkpoint; see the module contract."""
+        """Check every entry after the last checkpoint, and those a purge left behind it (module contract)."""
         entries, foreign = self._numbered(storage)
         raw = {seq: storage.read(path) for seq, path in entries.items()}
         parsed = {seq: _parse(data) for seq, data in raw.items()}
+        # A checkpoint counts only in its own slot and behind its own entry: one copied from
+        # another store sealed with the same keyring must not make verification skip this chain.
         checkpoints = [
-            document
-            for document in parsed.values()
+            seq
+            for seq, document in parsed.items()
             if document is not None
             and document.get("kind") == CHECKPOINT
+            and document.get("seq") == seq
+            and isinstance(document.get("purged_through"), int)
+            and 0 <= document["purged_through"] < seq
             and seal_problem(document, keyring) is None
         ]
-        newest = max(checkpoints, key=lambda document: int(document["purged_through"]), default=None)
+        newest = parsed[max(checkpoints)] if checkpoints else None
         through = int(newest["purged_through"]) if newest else 0
-        prev = str(newest["through_hash"]) if newest else GENESIS
         last = max(entries, default=0)
-        breaks, documents = [], []
-        for seq in range(through + 1, last + 1):
+        breaks: list[str] = []
+        documents: list[dict[str, Any]] = []
+        behind = sorted(seq for seq in entries if seq <= through)
+        if newest is not None and behind:
+            # a purge cut short: what it left is the newest part of what it purged, ending at
+            # ``through``, whose hash the checkpoint holds
+            if behind[-1] != through:
+                breaks.append(self._missing(behind[-1] + 1, through, "behind the checkpoint"))
+            walked = self._walk(
+                behind, raw, parsed, keyring, prev=None, breaks=breaks, documents=[], expected=behind[0]
+            )
+            if behind[-1] == through and walked != str(newest["through_hash"]):
+                breaks.append(
+                    f"entry {through} ({self.path(through)}) is not the one the checkpoint sealed: "
+                    "replaced, or the checkpoint was copied from another chain"
+                )
+        prev = str(newest["through_hash"]) if newest else GENESIS
+        after = sorted(seq for seq in entries if seq > through)
+        self._walk(
+            after, raw, parsed, keyring, prev=prev, breaks=breaks, documents=documents, expected=through + 1
+        )
+        return ChainReport(self.directory, last - through, last, through, breaks, documents, foreign)
+
+    def _missing(self, first: int, last: int, where: str = "") -> str:
+        where = f" {where}" if where else ""
+        if first == last:
+            return f"entry {first} ({self.path(first)}){where} is missing: it was deleted"
+        return f"entries {first} to {last} ({self.path(first)}...){where} are missing: they were deleted"
+
+    def _walk(
+        self,
+        seqs: list[int],
+        raw: dict[int, bytes | None],
+        parsed: dict[int, dict[str, Any] | None],
+        keyring: Keyring,
+        *,
+        prev: str | None,
+        breaks: list[str],
+        documents: list[dict[str, Any]],
+        expected: int | None = None,
+    ) -> str | None:
+        """Check the entries ``seqs`` (ascending) in turn, starting after ``prev`` (None: unknown).
+
+        A run of missing numbers is one break, so a planted entry far ahead cannot make this loop
+        for ever. Returns the digest of the last entry walked.
+        """
+        for seq in seqs:
+            if expected is not None and seq > expected:
+                breaks.append(self._missing(expected, seq - 1))
+                prev = ""
+            expected = seq + 1
             data, document = raw.get(seq), parsed.get(seq)
             name = self.path(seq)
-            if seq not in entries:
-                breaks.append(f"entry {seq} ({name}) is missing: it was deleted")
-            elif document is None:
+            if document is None:
                 breaks.append(f"entry {seq} ({name}) cannot be read as an entry")
             else:
                 problem = seal_problem(document, keyring)
@@ -208,13 +266,13 @@ class Chain:
                     breaks.append(f"entry {seq} ({name}): {problem}")
                 elif document.get("seq") != seq:
                     breaks.append(f"entry {seq} ({name}) says it is entry {document.get('seq')}: reordered")
-                elif document.get("prev") != prev:
+                elif prev is not None and document.get("prev") != prev:
                     breaks.append(
                         f"entry {seq} ({name}) does not follow entry {seq - 1}: inserted or reordered"
                     )
                 documents.append(document)
             prev = digest(data) if data is not None else ""
-        return ChainReport(self.directory, last - through, last, through, breaks, documents, foreign)
+        return prev
 
     def purge(self, storage: Storage, expired: Callable[[dict[str, Any]], bool], now_text: str) -> int:
         """Delete the oldest entries for which ``expired`` holds, behind a checkpoint; return how many.

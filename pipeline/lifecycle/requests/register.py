@@ -232,11 +232,28 @@ def _files_by_request(storage: Storage) -> dict[str, list[str]]:
 
 
 def load_register(storage: Storage) -> list[RequestRecord]:
-    """Every registered request."""
-    records = (
-        _fold(request_id, _events(storage, paths)) for request_id, paths in _files_by_request(storage).items()
-    )
-    return [record for record in records if record is not None]
+    """Every registered request (one whose events cannot be folded is skipped and reported)."""
+    records = []
+    for request_id, paths in _files_by_request(storage).items():
+        record = _fold_or_skip(request_id, _events(storage, paths))
+        if isinstance(record, RequestRecord):
+            records.append(record)
+    return records
+
+
+_UNREADABLE = object()
+"""What :func:`_fold_or_skip` returns for a request whose events are not cdrpipe's."""
+
+
+def _fold_or_skip(request_id: str, events: list[dict[str, Any]]) -> RequestRecord | object | None:
+    """:func:`_fold`, or :data:`_UNREADABLE` (reported) when an event lacks a field or holds a bad instant."""
+    try:
+        return _fold(request_id, events)
+    except (KeyError, ValueError, TypeError) as exc:
+        # the type only: the file's content is not ours to log
+        problem = f"its events cannot be read ({type(exc).__name__})"
+        skipped.skip("register", f"{REGISTER_DIR}/{request_id}", problem)
+        return _UNREADABLE
 
 
 def _fold(request_id: str, events: list[dict[str, Any]]) -> RequestRecord | None:
@@ -269,7 +286,10 @@ def purge_requests(storage: Storage, keep_days: int, now: datetime) -> int:
     cutoff = now - timedelta(days=keep_days)
     purged = 0
     for request_id, paths in _files_by_request(storage).items():
-        record = _fold(request_id, _events(storage, paths))
+        folded = _fold_or_skip(request_id, _events(storage, paths))
+        if folded is _UNREADABLE:
+            continue  # kept as evidence: never purged on the strength of a file that is not ours
+        record = folded if isinstance(folded, RequestRecord) else None
         if record is not None and (record.closed_at is None or record.closed_at >= cutoff):
             continue
         link = {"kind": "purge", "request_id": request_id, "recorded_at": _instant(now)}
@@ -301,7 +321,10 @@ def verify_register(storage: Storage, keyring: Keyring) -> ChainReport:
     links = {
         str(link["path"]): str(link.get("sha256")) for link in report.documents if link.get("kind") == "event"
     }
-    purged = {str(link["request_id"]) for link in report.documents if link.get("kind") == "purge"}
+    chained = report.documents
+    linked_at = {str(link["path"]): link["seq"] for link in chained if link.get("kind") == "event"}
+    # a purge excuses the events recorded before it: a request id used again after its purge is not
+    purged = {str(link["request_id"]): link["seq"] for link in chained if link.get("kind") == "purge"}
     breaks = list(report.breaks)
     present = storage.list(REGISTER_DIR)
     for path in present:
@@ -318,6 +341,6 @@ def verify_register(storage: Storage, keyring: Keyring) -> ChainReport:
         elif path not in links:
             breaks.append(f"register file {path} is not in the register chain: it was inserted")
     for path in sorted(set(links) - set(present)):
-        if path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0] not in purged:
+        if purged.get(path.removeprefix(REGISTER_DIR + "/").split("/", 1)[0], -1) < linked_at[path]:
             breaks.append(f"register file {path} is gone but its request was never purged: it was deleted")
     return replace(report, breaks=breaks)

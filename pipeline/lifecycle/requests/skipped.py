@@ -32,7 +32,7 @@ def json_object(area: str, path: str, data: bytes | None) -> dict[str, Any] | No
         return None
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: crafted deep nesting
         document = None
     if not isinstance(document, dict):
         skip(area, path, "not a JSON object (empty, truncated or not written by cdrpipe)")

@@ -91,3 +91,41 @@ def test_force_replaces_atomically_with_an_owner_only_file(export: tuple[Path, R
     assert out.stat().st_ino != old_inode and _mode(out) == 0o600
     assert '"cdr_id": "a1"' in out.read_text()
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_fifo_target_is_refused_without_blocking(export: tuple[Path, Run], force: bool) -> None:
+    tmp_path, run = export
+    out = tmp_path / "agent.jsonl"
+    os.mkfifo(out)  # opening it for writing would block until a reader came, and hand it the rows
+    result = run(out, *(["--force"] if force else []))
+    assert result.exit_code == 2 and stat.S_ISFIFO(out.lstat().st_mode)
+
+
+def test_force_over_a_hard_link_leaves_the_other_name_alone(export: tuple[Path, Run]) -> None:
+    tmp_path, run = export
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    out = tmp_path / "agent.jsonl"
+    os.link(victim, out)
+    assert run(out, "--force").exit_code == 0
+    assert victim.read_text() == "untouched" and '"cdr_id": "a1"' in out.read_text()
+
+
+@pytest.mark.parametrize("inside", ["cdr/call_date=2026-03-29/agent.parquet", "_cdrpipe/agent.jsonl"])
+def test_an_export_into_the_store_itself_is_refused(export: tuple[Path, Run], inside: str) -> None:
+    # Inside the store an export is read back as the store's data (a Parquet file in a partition)
+    # or sits among the DPO's records, with the store's readers and its backups.
+    tmp_path, run = export
+    out = tmp_path / "store" / inside
+    out.parent.mkdir(exist_ok=True)
+    result = run(out, "--format", "parquet")
+    assert result.exit_code == 2 and "inside the store" in result.output
+    assert not out.exists()
+
+
+def test_a_missing_directory_is_one_line_not_a_traceback(export: tuple[Path, Run]) -> None:
+    tmp_path, run = export
+    result = run(tmp_path / "nowhere" / "agent.jsonl")
+    assert result.exit_code == 2 and "is not a directory" in result.output
+    assert "Traceback" not in result.output

@@ -147,3 +147,15 @@ def test_the_start_check_is_bounded(tmp_path: Path) -> None:
     assert exposed(tmp_path, group_read=False) == []
     os.chmod(tmp_path / "cdr", 0o755)
     assert exposed(tmp_path, group_read=False) == [tmp_path / "cdr"]
+
+
+def test_the_keyring_written_by_keys_init_and_rotate_is_owner_only(tmp_path: Path, umask: int) -> None:
+    del umask
+    path = tmp_path / "secrets" / "keyring.json"
+    runner = CliRunner()
+    for command in (["keys", "init"], ["keys", "rotate"]):
+        result = runner.invoke(cli, command, env={"CDRPIPE_KEYRING": str(path)})
+        assert result.exit_code == 0, result.output
+        assert _mode(path) == 0o600
+        assert not list(path.parent.glob(".*.tmp"))
+    assert _mode(path.parent) & 0o022 == 0  # only its owner can write the directory

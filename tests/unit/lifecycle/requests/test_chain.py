@@ -99,13 +99,18 @@ def test_a_purge_cut_short_still_verifies(tmp_path: Path, sealing_keyring: Keyri
     storage = LocalStorage(tmp_path)
     for day in (NOW - timedelta(days=300), NOW - timedelta(days=300), NOW):
         append_audit(storage, "erasure", {}, day)
+    purged = {seq: (tmp_path / AUDIT_CHAIN.path(seq)).read_bytes() for seq in (1, 2)}
     purge_audit(storage, 183, NOW.date())
     leftover = {**json.loads(_entry(storage, 4).read_text())}
     assert leftover["kind"] == chain.CHECKPOINT and leftover["purged_through"] == 2
-    # as if the purge had been killed before deleting entry 1
-    append_audit(LocalStorage(tmp_path / "other"), "x", {}, NOW)
-    (tmp_path / AUDIT_CHAIN.path(1)).write_bytes((tmp_path / "other" / AUDIT_CHAIN.path(1)).read_bytes())
+    # as if the purge had been killed before deleting entry 2
+    (tmp_path / AUDIT_CHAIN.path(2)).write_bytes(purged[2])
     assert verify_audit(storage, sealing_keyring).intact
+    # what it left is checked: an entry of another chain in its place is a break
+    append_audit(LocalStorage(tmp_path / "other"), "x", {}, NOW)
+    append_audit(LocalStorage(tmp_path / "other"), "x", {}, NOW)
+    (tmp_path / AUDIT_CHAIN.path(2)).write_bytes((tmp_path / "other" / AUDIT_CHAIN.path(2)).read_bytes())
+    assert "not the one the checkpoint sealed" in verify_audit(storage, sealing_keyring).breaks[0]
 
 
 def test_a_stray_file_is_skipped_by_readers_and_the_purge(tmp_path: Path, sealing_keyring: Keyring) -> None:
