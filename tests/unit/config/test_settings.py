@@ -115,4 +115,4 @@ def test_the_readme_table_is_generated_from_the_settings() -> None:
         "README.md's configuration table differs from pipeline/config/settings.py: run `make docs-config`"
     )
     variables = {variable for group in Settings.groups().values() for variable in group.variables().values()}
-    assert len(variables) == 34 and all(name.startswith("CDRPIPE_") for name in variables)
+    assert len(variables) == 46 and all(name.startswith("CDRPIPE_") for name in variables)
