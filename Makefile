@@ -84,4 +84,4 @@ bench-classify: install
 	$(BIN)/python -m benchmarks.classify
 
 clean:
-	rm -rf $(VENV) data .kafka-local
+	rm -rf $(VENV) data .kafka-local .kafka-local-secure
