@@ -100,8 +100,8 @@ class KafkaSecuritySettings(SettingsGroup):
     )
     kafka_sasl_oauth_provider: ObjectReference = Field(
         None,
-        description="OAUTHBEARER: `module:attribute` of a callable that returns an aiokafka token provider "
-        "(`pipeline.kafka.msk_iam:token_provider` for Amazon MSK IAM)",
+        description="OAUTHBEARER: `module:attribute` of a callable that returns an aiokafka "
+        "`AbstractTokenProvider` (e.g. for Amazon MSK IAM, see docs/kafka-security.md)",
     )
     _sasl_password: SecretStr | None = PrivateAttr(None)
 
