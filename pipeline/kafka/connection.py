@@ -26,6 +26,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import SecretStr
 
 from pipeline.config.settings import KafkaSecuritySettings, Settings
@@ -34,7 +35,7 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from faust.auth import Credentials
 
-LOGIN_TIMEOUT_S = 15.0
+LOGIN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,19 +176,30 @@ def _token_provider(reference: str | None) -> AbstractTokenProvider:
 
 
 async def check_login(connection: KafkaConnection) -> None:
-    """Connect and log in to the first bootstrap broker; a refusal there is one ConfigError line.
+    """Connect, log in and ask for metadata on the first bootstrap broker; a refusal is one ConfigError line.
 
-    A broker that cannot be reached at all is left to the clients (they retry); so is
-    everything that happens after a successful login.
+    A broker that cannot be reached at all is left to the clients (they retry until it is up).
     """
     host, _, port = connection.bootstrap_servers.split(",")[0].rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), LOGIN_TIMEOUT_S)
+    except (OSError, TimeoutError):
+        return
+    writer.close()
     options = {key: value for key, value in connection.options().items() if key != "bootstrap_servers"}
-    where = f"the broker at {host}:{port}"
+    where, login = f"the broker at {host}:{port}", connection.login()
+    other_protocol = (
+        "its listener expects another security protocol: set CDRPIPE_KAFKA_SECURITY_PROTOCOL to it"
+    )
     try:
         conn = await asyncio.wait_for(create_conn(host, int(port), **options), LOGIN_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(conn.send(MetadataRequest([])), LOGIN_TIMEOUT_S)
+        finally:
+            conn.close()
     except SaslAuthenticationFailed:
         raise ConfigError(
-            f"{where} refused the {connection.login()}: check CDRPIPE_KAFKA_SASL_USERNAME and the password "
+            f"{where} refused the {login}: check CDRPIPE_KAFKA_SASL_USERNAME and the password "
             "in CDRPIPE_KAFKA_SASL_PASSWORD_FILE (or the token provider)"
         ) from None
     except UnsupportedSaslMechanismError:
@@ -202,16 +214,12 @@ async def check_login(connection: KafkaConnection) -> None:
         ) from None
     except ssl.SSLError as exc:
         raise ConfigError(
-            f"the TLS handshake with {where} failed ({_reason(exc)}): is its listener TLS? "
-            "Set CDRPIPE_KAFKA_SECURITY_PROTOCOL to the protocol of that listener"
+            f"the TLS handshake with {where} failed ({_reason(exc)}): {other_protocol}"
         ) from None
-    except KafkaConnectionError as exc:
-        if "closed" not in str(exc):
-            raise
+    except (KafkaConnectionError, ConnectionError):
+        raise ConfigError(f"{where} closed the connection during the {login}: {other_protocol}") from None
+    except TimeoutError:
         raise ConfigError(
-            f"{where} closed the connection during the {connection.login()}: its listener expects "
-            "another security protocol (TLS or SASL?); set CDRPIPE_KAFKA_SECURITY_PROTOCOL to match it"
+            f"{where} accepted the connection but did not answer the {login} in {LOGIN_TIMEOUT_S:g}s: "
+            f"{other_protocol}"
         ) from None
-    except (OSError, TimeoutError):
-        return  # unreachable: the clients report and retry it
-    conn.close()

@@ -35,7 +35,6 @@ from pipeline.config.settings import Settings, load_settings
 from pipeline.errors import KeyringError
 from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.ledger_reader import LedgerReader
-from pipeline.kafka.topics import BROKER_DEFAULT
 from pipeline.keys.keyring_file import KeyringFile
 from pipeline.observability import log_scrub
 from pipeline.observability.log_json import logging_config
@@ -68,7 +67,8 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.runtime.state_dir),
         store="memory://",
         autodiscover=False,
-        topic_replication_factor=settings.topics.topic_replication or BROKER_DEFAULT,
+        # Faust's own leader topic only: Faust refuses -1 here; the lifecycle topics pass it themselves
+        topic_replication_factor=settings.topics.topic_replication or 1,
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
         logging_config=logging_config() if settings.runtime.log_format == "json" else None,

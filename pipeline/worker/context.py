@@ -16,7 +16,7 @@ import faust
 
 from pipeline.config.settings import Settings
 from pipeline.kafka.connection import KafkaConnection
-from pipeline.kafka.topics import lifecycle_config
+from pipeline.kafka.topics import BROKER_DEFAULT, lifecycle_config
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger, encode_entry
 from pipeline.store.storage import Storage
 
@@ -35,6 +35,7 @@ class LifecycleTopics:
     def declare(cls, app: faust.App, settings: Settings) -> LifecycleTopics:
         """Declare the topics on ``app`` (compacted when they keep no time limit), as the topic plans do."""
         config = lifecycle_config(settings)
+        replicas = settings.topics.topic_replication or BROKER_DEFAULT
 
         def topic(name: str, retention_days: float | None) -> faust.TopicT:
             return app.topic(
@@ -42,6 +43,7 @@ class LifecycleTopics:
                 key_serializer="raw",
                 value_serializer="raw",
                 partitions=1,
+                replicas=replicas,
                 internal=True,
                 config=config,
                 retention=timedelta(days=retention_days) if retention_days is not None else None,
