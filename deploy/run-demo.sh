@@ -10,6 +10,13 @@ log=data/worker.log
 "$bin/cdrpipe" worker >"$log" 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null || true; wait $worker 2>/dev/null || true' EXIT
+# the worker creates the topics at start; the demo publisher never does (it holds no Create)
+for _ in $(seq 1 240); do
+    grep -q "ingest started" "$log" && break
+    kill -0 "$worker" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.5
+done
+grep -q "ingest started" "$log" || { echo "the worker did not start in 120s; see $log" >&2; exit 1; }
 echo "worker started (pid $worker, log $log); publishing $count sample CDRs"
 "$bin/cdrpipe" demo --count "$count" --wait 180
 echo
