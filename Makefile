@@ -49,9 +49,9 @@ lint: install
 	$(BIN)/ruff format --check pipeline tests benchmarks docs
 	$(BIN)/mypy
 
-# The README's configuration tables, from the settings groups in pipeline/config/settings.py.
+# The configuration tables of docs/configuration.md, from the settings groups in pipeline/config/settings.py.
 docs-config: install
-	$(BIN)/python -m docs.config_table README.md
+	$(BIN)/python -m docs.config_table docs/configuration.md
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

@@ -1,10 +1,11 @@
-"""The README's configuration tables, generated from the settings groups (``make docs-config``).
+"""The configuration tables of ``docs/configuration.md``, generated from the settings groups.
 
 Contract: :func:`config_table` renders one Markdown table per group of
 :class:`~pipeline.config.settings.Settings` (variable, default, meaning), from the
 fields' own metadata: nothing is written twice. :func:`with_table` puts it
-between the README's two markers. ``python -m docs.config_table`` prints
-the tables; ``python -m docs.config_table README.md`` rewrites that file's.
+between a document's two markers. ``python -m docs.config_table`` prints
+the tables; ``python -m docs.config_table docs/configuration.md`` (``make docs-config``)
+rewrites that file's.
 """
 
 from __future__ import annotations
@@ -33,28 +34,28 @@ def config_table() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def generated_part(readme: str) -> str:
-    """What stands between the markers of ``readme`` (empty when they are missing)."""
-    if BEGIN not in readme or END not in readme:
+def generated_part(document: str) -> str:
+    """What stands between the markers of ``document`` (empty when they are missing)."""
+    if BEGIN not in document or END not in document:
         return ""
-    return readme.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return document.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
 
 
-def with_table(readme: str) -> str:
-    """``readme`` with the generated tables between its markers."""
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"the README has no {BEGIN!r} ... {END!r} markers")
-    head, rest = readme.split(BEGIN, 1)
+def with_table(document: str) -> str:
+    """``document`` with the generated tables between its markers."""
+    if BEGIN not in document or END not in document:
+        raise ValueError(f"the document has no {BEGIN!r} ... {END!r} markers")
+    head, rest = document.split(BEGIN, 1)
     return f"{head}{BEGIN}\n\n{config_table()}\n{END}{rest.split(END, 1)[1]}"
 
 
 def main(arguments: list[str]) -> None:
-    """Print the tables, or rewrite them in the README named by the one argument."""
+    """Print the tables, or rewrite them in the Markdown file named by the one argument."""
     if not arguments:
         sys.stdout.write(config_table())
         return
-    readme = Path(arguments[0])
-    readme.write_text(with_table(readme.read_text()))
+    target = Path(arguments[0])
+    target.write_text(with_table(target.read_text()))
 
 
 if __name__ == "__main__":

@@ -34,5 +34,5 @@ class _ConfigAwareGroup(click.Group):
 def cli() -> None:
     """cdrpipe: CDRs from Kafka into pseudonymised Parquet partitions by call date.
 
-    Configuration comes from CDRPIPE_* environment variables (see README).
+    Configuration comes from CDRPIPE_* environment variables (see docs/configuration.md).
     """

@@ -4,7 +4,7 @@ Contract: each type is an ``Annotated`` type whose validator turns a
 variable's text into the value, or raises ``ValueError`` saying what the
 value must be, never the value itself (values that are not text, as code
 passes them, are only type-checked). :func:`spelled` writes a value as the
-text of its variable (defaults in the README table and in error messages);
+text of its variable (defaults in docs/configuration.md and in error messages);
 :func:`shown` quotes a rejected text unless it may hold a phone number or a
 credential.
 """
@@ -83,6 +83,11 @@ def _topic_list(value: str) -> tuple[str, ...]:
     if not topics:
         raise ValueError("name at least one topic")
     return topics
+
+
+def _name_list(value: str) -> tuple[str, ...]:
+    """Comma-separated names (letters, digits, ``.``, ``_``, ``-``); empty for none."""
+    return tuple(identifier(part.strip()) for part in value.split(",") if part.strip())
 
 
 def _pairs(value: str, example: str) -> list[tuple[str, str]]:
@@ -202,6 +207,7 @@ def _log_format(value: str) -> str:
 
 Identifier = Annotated[str, _from_text(identifier)]
 Topics = Annotated[tuple[str, ...], _from_text(_topic_list)]
+Names = Annotated[tuple[str, ...], _from_text(_name_list)]
 TopicFormats = Annotated[tuple[tuple[str, str], ...], _from_text(_topic_formats)]
 Tenants = Annotated[tuple[tuple[str, str], ...], _from_text(_tenants)]
 TimeZoneName = Annotated[str, _from_text(_time_zone)]

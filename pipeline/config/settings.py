@@ -6,7 +6,7 @@ message names the variable, the value's problem and the fix, and quotes the
 value only if it cannot be a phone number or a credential. Only ``CDRPIPE_*``
 variables are read, and nothing else in the package reads the environment.
 Each group's fields carry their variable (``CDRPIPE_`` and the field name in
-capitals, unless aliased), default, meaning and validator: the README table is
+capitals, unless aliased), default, meaning and validator: the configuration table is
 generated from them (:mod:`docs.config_table`).
 """
 
@@ -25,6 +25,7 @@ from pipeline.config.fields import (
     Flag,
     Identifier,
     LogFormat,
+    Names,
     ObjectReference,
     OptionalPositiveFloat,
     OptionalPositiveInt,
@@ -271,6 +272,18 @@ class TopicSettings(SettingsGroup):
         return 2 if self.topic_replication is not None and self.topic_replication >= 3 else None
 
 
+FREEPBX_INTERNAL_CONTEXTS = (
+    "from-internal",
+    "from-internal-xfer",
+    "from-internal-noxfer",
+    "from-internal-additional",
+    "from-internal-custom",
+)
+"""FreePBX's contexts of calls placed by its own phones."""
+FREEPBX_INBOUND_CONTEXTS = ("from-trunk", "from-pstn", "from-did-direct", "ext-did", "from-sip-external")
+"""FreePBX's contexts of calls that arrive from a trunk."""
+
+
 class IngestSettings(SettingsGroup):
     """How raw CDRs are decoded and batched into files."""
 
@@ -292,6 +305,19 @@ class IngestSettings(SettingsGroup):
     flush_seconds: PositiveFloat = Field(10.0, description="Maximum age of a batch before it is published")
     max_buffered_rows: PositiveInt = Field(
         250_000, description="Rows held in memory before every batch is published early"
+    )
+    asterisk_internal_contexts: Names = Field(
+        FREEPBX_INTERNAL_CONTEXTS,
+        description="Asterisk dialplan contexts of calls placed by the PBX's own phones (FreePBX's)",
+    )
+    asterisk_inbound_contexts: Names = Field(
+        FREEPBX_INBOUND_CONTEXTS,
+        description="Asterisk dialplan contexts of calls that arrive from a trunk (FreePBX's)",
+    )
+    asterisk_trunks: Names = Field(
+        (),
+        description="Asterisk endpoints of the trunks to the carriers: a `Dial()` to one is outbound, "
+        "a channel from one inbound",
     )
 
 
@@ -385,7 +411,7 @@ class Settings(BaseModel):
 
     @classmethod
     def groups(cls) -> dict[str, type[SettingsGroup]]:
-        """Group name to group class, in the order of the README table."""
+        """Group name to group class, in the order of the configuration tables (docs/configuration.md)."""
         return {name: _group(field.annotation) for name, field in cls.model_fields.items()}
 
 

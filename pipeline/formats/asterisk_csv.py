@@ -17,6 +17,7 @@ import csv
 from datetime import datetime
 
 from pipeline.formats import DecodeContext
+from pipeline.formats.dialplan import dialplan_direction
 from pipeline.formats.local_time import resolve_call_times
 from pipeline.formats.numerals import strict_strptime, whole_number
 from pipeline.numbers.msisdn import NumberKind
@@ -97,7 +98,7 @@ def decode(payload: bytes, context: DecodeContext) -> CanonicalCdr:
             billsec_s=_seconds(row["billsec"], "billsec"),
             caller=row["src"],
             callee=row["dst"],
-            direction=_direction(row["src"], row["dst"], context),
+            direction=_direction(row, context),
             disposition=disposition,
             queue=_queue(row["lastapp"], row["lastdata"]),
         )
@@ -115,15 +116,26 @@ def _seconds(text: str, field: str) -> int:
     return whole_number(text, field)
 
 
-def _direction(src: str, dst: str, context: DecodeContext) -> Direction:
-    """Master.csv has no direction: short digits are extensions, except a dialled emergency number.
+def _direction(row: dict[str, str], context: DecodeContext) -> Direction:
+    """Master.csv has no direction: the dialplan tells first, then the shape of the parties.
 
-    ``src`` is a caller, never a service number. ``dst`` is read as dialled
-    out of the PBX (``service=True``): an emergency number there makes the call
-    outbound, any other string of extension length is an internal extension.
+    The dialplan (:func:`~pipeline.formats.dialplan.dialplan_direction`) reads the context, the
+    channel and the ``Dial()`` target: a PBX may present its DID or a mobile number as caller id
+    on outbound calls, so ``src`` alone would make them inbound. A call placed inside the PBX is
+    internal when ``dst`` is an extension, else outbound. ``dst`` is read as dialled out of the
+    PBX (``service=True``): an emergency number there is a service number, never an extension.
+    Without a telling dialplan: ``src`` is a caller, never a service number; short digits on both
+    sides make the call internal, an extension calling out makes it outbound, else inbound.
     """
-    caller_is_extension = context.classifier.classify(src).kind is NumberKind.EXTENSION
-    callee_is_extension = context.classifier.classify(dst, service=True).kind is NumberKind.EXTENSION
+    callee_is_extension = context.classifier.classify(row["dst"], service=True).kind is NumberKind.EXTENSION
+    placed = dialplan_direction(
+        context.dialplan, row["dcontext"], row["channel"], row["lastapp"], row["lastdata"]
+    )
+    if placed == "internal":
+        return "internal" if callee_is_extension else "outbound"
+    if placed is not None:
+        return placed
+    caller_is_extension = context.classifier.classify(row["src"]).kind is NumberKind.EXTENSION
     if caller_is_extension and callee_is_extension:
         return "internal"
     return "outbound" if caller_is_extension else "inbound"

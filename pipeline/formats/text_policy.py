@@ -4,10 +4,10 @@ Contract: :func:`enforce_text_policies` returns the record unchanged, or with
 the phone numbers in its free-text ``queue`` replaced by ``[number]``, or
 raises :class:`~pipeline.record.RecordRejectedError` with reason
 ``pii_in_text`` and a message that names the field, never its value. Numbers
-are what :mod:`pipeline.numbers.text` finds (the detector the log scrubber
-uses, tested to be at least as wide as the classifier). The policies are
-listed per column in ``schemas/data-dictionary.json`` (``text_policy``), kept
-in step with :data:`POLICIES` by a test.
+are what :data:`pipeline.numbers.text.IN_KEPT_TEXTS` finds (the log scrubber's
+detector with the separators people also write, such as ``,`` and ``:``; tested to be at
+least as wide as the classifier). The policies are listed per column in
+``schemas/data-dictionary.json`` (``text_policy``), kept in step with :data:`POLICIES` by a test.
 
 Fields: ``direction`` and ``disposition`` are enumerations the decoders
 already enforce; caller, callee, connected and agent are pseudonymised and
@@ -25,7 +25,7 @@ from typing import Literal
 import msgspec
 
 from pipeline.numbers.msisdn import NumberClassifier, NumberKind
-from pipeline.numbers.text import contains_number, redact_numbers
+from pipeline.numbers.text import IN_KEPT_TEXTS
 from pipeline.record import CanonicalCdr, RecordRejectedError, RejectReason
 
 OnNumber = Literal["reject", "replace", "reject-whole"]
@@ -116,10 +116,10 @@ def _checked(field: str, value: str) -> tuple[str | None, str]:
     each verdict is remembered (it depends on nothing but the field and value).
     """
     problem = _shape_problem(field, value)
-    if problem is not None or not contains_number(value):
+    if problem is not None or not IN_KEPT_TEXTS.contains(value):
         return problem, value
     if POLICIES[field].on_number == "replace":
-        return None, redact_numbers(value)
+        return None, IN_KEPT_TEXTS.redact(value)
     return f"{field} holds a phone number", value
 
 

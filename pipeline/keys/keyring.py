@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import os
 import secrets
@@ -32,6 +33,12 @@ MIN_SECRET_BYTES = 32
 MIN_DISTINCT_SECRET_BYTES = 16
 """A secret with fewer distinct byte values is refused (32 random bytes have about 30; fewer
 than 16 has a probability below 1e-9): all-equal bytes or ``"password" * 4`` are not keys."""
+MIN_TEXT_SECRET_GUESSES_LOG10 = 38.5
+"""A secret that is printable text was chosen or typed by a person (32 random bytes are all
+printable with a probability near 1e-14); it must then be worth 2^128 guesses by zxcvbn's estimate,
+which knows words, names, dates, keyboard walks, sequences and repeats. Phone numbers are few
+enough to enumerate, so a guessable key gives every pseudonym away."""
+MAX_SYMLINK_HOPS = 40
 MAX_KEYRING_BYTES = 1 << 20
 FORMAT_VERSION = 1
 
@@ -73,7 +80,7 @@ def load_keyring(path: Path) -> Keyring:
     except OSError as exc:
         raise KeyringError(f"keyring {path} cannot be read ({exc.strerror}): check the path") from None
     _check_file(path, status)
-    for directory in {path.parent, path.resolve().parent}:
+    for directory in _directories_along(path):
         _check_directory(path, directory)
     try:
         document = json.loads(path.read_bytes())
@@ -106,6 +113,24 @@ def _check_file(path: Path, status: os.stat_result) -> None:
         )
     if status.st_size > MAX_KEYRING_BYTES:
         raise KeyringError(f"keyring {path} is larger than {MAX_KEYRING_BYTES} bytes: it is not a keyring")
+
+
+def _directories_along(path: Path) -> list[Path]:
+    """Every directory that holds a link of the symlink chain from ``path`` to the keyring, and the
+    keyring's own: whoever can write to any of them can point the chain at a keyring of theirs."""
+    directories: list[Path] = []
+    hop = path
+    for _ in range(MAX_SYMLINK_HOPS):
+        for directory in (hop.parent, Path(os.path.realpath(hop.parent))):
+            if directory not in directories:
+                directories.append(directory)
+        if not hop.is_symlink():
+            return directories
+        target = Path(os.readlink(hop))
+        hop = target if target.is_absolute() else hop.parent / target
+    raise KeyringError(
+        f"keyring {path}: more than {MAX_SYMLINK_HOPS} symbolic links lead to it: point at the file"
+    )
 
 
 def _check_directory(path: Path, directory: Path) -> None:
@@ -170,13 +195,48 @@ def _parse_key(path: Path, index: int, entry: object) -> Key:
             f"at least {MIN_SECRET_BYTES} random bytes are required: "
             "rotate with `cdrpipe keys rotate`"
         )
-    distinct = len(set(secret_bytes))
-    if distinct < MIN_DISTINCT_SECRET_BYTES:
+    problem = _not_random(secret_bytes)
+    if problem is not None:
         raise KeyringError(
-            f"keyring {path}: key {key_id} secret is not random ({distinct} distinct byte values in "
-            f"{len(secret_bytes)} bytes; random bytes have about 30 in 32): rotate with `cdrpipe keys rotate`"
+            f"keyring {path}: key {key_id} secret is not random ({problem}): "
+            "let `cdrpipe keys rotate` generate one"
         )
     return Key(key_id=key_id, secret=secret_bytes, created_at=created_at)
+
+
+def _not_random(secret: bytes) -> str | None:
+    """Why ``secret`` visibly did not come from a random generator, or None.
+
+    Binary secrets must have :data:`MIN_DISTINCT_SECRET_BYTES` distinct byte values and as many
+    distinct steps between neighbours (which refuses repeats and sequences such as ``0, 1, 2, ...``);
+    text secrets must pass zxcvbn's estimate (:data:`MIN_TEXT_SECRET_GUESSES_LOG10`). The reason
+    names counts, never the secret.
+    """
+    try:
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        # Imported here: its word lists take a noticeable part of a second to load, and generated
+        # secrets (binary) never need it. Its cost grows with length; 100 characters hold far more
+        # than 128 bits.
+        from zxcvbn import zxcvbn  # noqa: PLC0415
+
+        guesses_log10 = float(zxcvbn(text[:100])["guesses_log10"])
+        if guesses_log10 < MIN_TEXT_SECRET_GUESSES_LOG10:
+            return (
+                f"it is text a person could choose, worth about 2^{guesses_log10 * 3.32:.0f} guesses; "
+                "at least 2^128 are required"
+            )
+        return None
+    distinct = len(set(secret))
+    steps = len({(later - earlier) % 256 for earlier, later in itertools.pairwise(secret)})
+    if min(distinct, steps) < MIN_DISTINCT_SECRET_BYTES:
+        return (
+            f"{distinct} distinct byte values and {steps} distinct steps in {len(secret)} bytes; "
+            "random bytes have about 30 of each in 32"
+        )
+    return None
 
 
 def new_key(existing: tuple[Key, ...]) -> Key:

@@ -42,17 +42,17 @@ MIN_SIGNIFICANT_DIGITS = 7
 # Any run of what dialled_key strips ([\s.\-/()\[\]]) or a human writes between digits (dashes,
 # the minus sign, soft hyphen, zero-width characters, underscore, %20, backslash escapes): the
 # detector must be at least as wide as the classifier, which strips any number of separators.
-_SEPARATOR = (
-    r"(?:[\s()\[\]_/\-.\u00ad\u2010-\u2015\u2212\u200b-\u200d\u2060\ufeff]"
-    r"|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))+"
-)
-_RUN = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{_SEPARATOR})?\d)*"
+_SEPARATOR_CHARACTERS = r"\s()\[\]_/\-.\u00ad\u2010-\u2015\u2212\u200b-\u200d\u2060\ufeff"
+KEPT_TEXT_SEPARATORS = ",'\u2019:\u00b7|"
+"""What people also write between digit groups (``0475,12,34,56``, ``0'475``, ``0475:12``,
+``0475·12``, ``0475|12``). Log lines keep ``,`` readable as a thousands separator (offsets and
+counts are logged as ``1,234,567``); stored texts and texts from people treat all of these as
+separators."""
 _DATE_TIME = (
     r"(?<!\d)(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?)?(?!\d)"
 )
 _UUID = r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f])"
-_TOKEN = re.compile(rf"(?P<date>{_DATE_TIME})|(?P<uuid>{_UUID})|(?P<run>{_RUN})")
 _DIGIT = re.compile(r"\d")
 _ENOUGH_DIGITS = re.compile(rf"(?:\d\D*){{{MIN_SIGNIFICANT_DIGITS}}}")  # a cheap first look
 _LONG_DIGITS = re.compile(rf"\d{{{MIN_SIGNIFICANT_DIGITS},}}")
@@ -71,26 +71,48 @@ def _is_number(match: re.Match[str]) -> bool:
     return False  # a date and time
 
 
-def find_numbers(text: str) -> Iterator[re.Match[str]]:
-    """The runs of ``text`` that could spell a phone number, left to right."""
-    if not _ENOUGH_DIGITS.search(text):
-        return iter(())
-    return (match for match in _TOKEN.finditer(text) if _is_number(match))
+def _separator(extra_separators: str) -> str:
+    """The pattern of one run of separators between digits."""
+    return (
+        rf"(?:[{_SEPARATOR_CHARACTERS}{re.escape(extra_separators)}]"
+        r"|%20|\\(?:[tnrfv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))+"
+    )
 
 
-def contains_number(text: str) -> bool:
-    """Whether ``text`` holds anything :func:`find_numbers` reports."""
-    return next(find_numbers(text), None) is not None
+class NumberDetector:
+    """Finds the runs of a text that could spell a phone number, with one set of separators."""
+
+    def __init__(self, extra_separators: str = "") -> None:
+        run = rf"(?:\+|\uff0b|%2[bB])?(?<!\d)\d(?:(?:{_separator(extra_separators)})?\d)*"
+        self._token = re.compile(rf"(?P<date>{_DATE_TIME})|(?P<uuid>{_UUID})|(?P<run>{run})")
+
+    def find(self, text: str) -> Iterator[re.Match[str]]:
+        """The runs of ``text`` that could spell a phone number, left to right."""
+        if not _ENOUGH_DIGITS.search(text):
+            return iter(())
+        return (match for match in self._token.finditer(text) if _is_number(match))
+
+    def contains(self, text: str) -> bool:
+        """Whether ``text`` holds anything :meth:`find` reports."""
+        return next(self.find(text), None) is not None
+
+    def redact(self, text: str) -> str:
+        """``text`` with every run :meth:`find` reports replaced by ``[number]``."""
+        if not _ENOUGH_DIGITS.search(text):
+            return text
+        return self._token.sub(lambda match: REPLACEMENT if _is_number(match) else match.group(), text)
 
 
-def redact_numbers(text: str) -> str:
-    """``text`` with every run :func:`find_numbers` reports replaced by ``[number]``."""
-    if not _ENOUGH_DIGITS.search(text):
-        return text
-    return _TOKEN.sub(lambda match: REPLACEMENT if _is_number(match) else match.group(), text)
+IN_LOG_LINES = NumberDetector()
+"""The detector of log lines and other operational texts (``1,234,567`` stays readable)."""
+IN_KEPT_TEXTS = NumberDetector(KEPT_TEXT_SEPARATORS)
+"""The detector of texts that are stored or come from people: stored text fields, reasons, notes."""
+find_numbers = IN_LOG_LINES.find
+contains_number = IN_LOG_LINES.contains
+redact_numbers = IN_LOG_LINES.redact
 
 
-_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:(?:{_SEPARATOR})?\d){{5,}}")
+_PREFIXED_RUN = re.compile(rf"(?:\+|\uff0b|%2[bB]|(?<!\d)0)\d(?:(?:{_separator('')})?\d){{5,}}")
 _BARE_DIGITS = re.compile(rf"\+?\d{{{MIN_SIGNIFICANT_DIGITS},}}")
 
 

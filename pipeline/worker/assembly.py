@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.config.settings import Settings
 from pipeline.formats import DecodeContext
+from pipeline.formats.dialplan import Dialplan
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
@@ -46,7 +47,13 @@ def build_keys(settings: Settings, keyring: Keyring) -> tuple[PartyPseudonymizer
 
 def build_formats(settings: Settings) -> FormatSelector:
     """The decoders (built-in and mapped CSV layouts) and the per-topic format choice."""
-    context = DecodeContext(ZoneInfo(settings.ingest.source_timezone), build_classifier(settings))
+    ingest = settings.ingest
+    dialplan = Dialplan(
+        internal_contexts=frozenset(ingest.asterisk_internal_contexts),
+        inbound_contexts=frozenset(ingest.asterisk_inbound_contexts),
+        trunks=frozenset(ingest.asterisk_trunks),
+    )
+    context = DecodeContext(ZoneInfo(ingest.source_timezone), build_classifier(settings), dialplan)
     decoders = builtin_decoders(load_mappings(settings.ingest.mappings_dir))
     return FormatSelector(decoders, dict(settings.ingest.topic_formats), context)
 

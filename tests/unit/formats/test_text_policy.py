@@ -75,6 +75,34 @@ def test_numbers_with_runs_of_separators_never_reach_a_text_column(number: str) 
         assert "0470" not in rejected.value.message
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    st.randoms(use_true_random=False),
+    st.lists(
+        st.sampled_from([",", "'", "\u2019", ":", "\u00b7", "|", " ", ".", "-"]), min_size=1, max_size=4
+    ),
+)
+def test_digit_groups_split_by_what_people_write_never_reach_a_text_column(
+    rng: random.Random, separators: list[str]
+) -> None:
+    number = random_numbers(1, seed=rng.randrange(1 << 30))[0]
+    digits = "0" + phonenumbers.national_significant_number(number)
+    if len(digits) - 1 < MIN_SIGNIFICANT_DIGITS:  # shorter runs are read as counts, by design
+        return
+    cuts = sorted(rng.sample(range(1, len(digits)), k=min(len(separators), len(digits) - 1)))
+    groups = [digits[start:end] for start, end in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+    spelled = "".join(group + separators[index % len(separators)] for index, group in enumerate(groups))[:-1]
+    queue = _decode("canonical-json", with_text("canonical-json", "queue", f"sales {spelled} west", "c-1"))
+    assert digits.lstrip("0") not in re.sub(r"\D", "", queue.queue), (spelled, queue.queue)
+
+
+def test_comma_and_colon_separated_numbers_in_a_queue_name_are_replaced() -> None:
+    queue = _decode("canonical-json", with_text("canonical-json", "queue", "vip 0475,12,34,56", "c-1"))
+    assert queue.queue == "vip [number]"
+    queue = _decode("canonical-json", with_text("canonical-json", "queue", "cb 0475:12:34:56|x", "c-2"))
+    assert queue.queue == "cb [number]|x"
+
+
 def test_the_issue_examples() -> None:
     queue = _decode("canonical-json", with_text("canonical-json", "queue", "callback 0470 12 34 56", "c-1"))
     assert queue.queue == "callback [number]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import stat
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def test_repr_never_shows_secret(tmp_path: Path) -> None:
     assert secret.hex() not in text and base64.b64encode(secret).decode() not in text
 
 
-SECRET = bytes(range(7, 7 + 32 * 7, 7))  # 32 distinct byte values
+SECRET = bytes.fromhex(
+    "ce1cc10629f9797ba28167d939ae0697d40af6276e7f587c94c6055a66f7c164"
+)  # fixed random bytes
 
 
 def _write(path: Path, document: object, mode: int = 0o600) -> Path:
@@ -189,3 +192,49 @@ def test_any_json_document_is_a_keyring_or_the_one_line_error(tmp_path: Path, do
         load_keyring(path)
     except KeyringError as exc:
         assert "\n" not in str(exc) and str(path) in str(exc)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        b"acme-telecom-cdrpipe-secret-2026",
+        b"correct horse battery staple 2026!!",
+        b"2026-11-01-2026-11-01-2026-11-01-20",
+        b"Xk9#mQ2$vL7@pR4&nW8*jT5!hY3^bF6(",  # typed, so worth far fewer than 2^128 guesses
+        bytes(range(32)),
+        bytes(range(7, 7 + 32 * 7, 7)),
+    ],
+)
+def test_secrets_a_person_chose_are_refused(tmp_path: Path, secret: bytes) -> None:
+    key = {**_key("k1"), "secret": base64.b64encode(secret).decode()}
+    path = _write(tmp_path / "keyring.json", {"format": 1, "active": "k1", "keys": [key]})
+    with pytest.raises(KeyringError, match=r"k1 secret is not random.*cdrpipe keys rotate") as raised:
+        load_keyring(path)
+    assert secret.decode("latin-1") not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "secret", [secrets.token_bytes(32), secrets.token_hex(32).encode(), secrets.token_urlsafe(32).encode()]
+)
+def test_random_secrets_pass_whether_bytes_or_text(tmp_path: Path, secret: bytes) -> None:
+    key = {**_key("k1"), "secret": base64.b64encode(secret).decode()}
+    path = _write(tmp_path / "keyring.json", {"format": 1, "active": "k1", "keys": [key]})
+    assert load_keyring(path).active.secret == secret
+
+
+def test_a_writable_directory_in_the_middle_of_a_symlink_chain_is_refused(tmp_path: Path) -> None:
+    private, middle = tmp_path / "private", tmp_path / "middle"
+    private.mkdir(mode=0o700)
+    middle.mkdir(mode=0o700)
+    target = private / "keyring.json"
+    init_keyring(target)
+    (middle / "keyring.json").symlink_to(target)
+    link = tmp_path / "keyring.json"
+    link.symlink_to(middle / "keyring.json")
+    assert load_keyring(link).active_id == "k1"
+    middle.chmod(0o777)  # whoever can write here can point the chain at a keyring of theirs
+    try:
+        with pytest.raises(KeyringError, match=r"middle is writable by group or others"):
+            load_keyring(link)
+    finally:
+        middle.chmod(0o700)

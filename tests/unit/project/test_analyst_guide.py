@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from pipeline.cli import demo
@@ -60,6 +61,7 @@ def test_every_duckdb_query_runs_and_counts_right(store: Path) -> None:
         relation = connection.sql(_in(store, query))
         results.append(relation.fetchall() if relation is not None else None)
     _view, per_queue, asr, talk, countries = results
+    assert all(type(row[0]) is date for row in per_queue + asr), "DuckDB must read call_date as a DATE"
     assert sum(row[2] for row in per_queue) == sum(cdr.direction == "inbound" for cdr in CALLS)
     assert sum(row[1] for row in asr) == len(CALLS)
     assert sum(row[2] for row in asr) == sum(cdr.disposition == "answered" for cdr in CALLS)
@@ -75,4 +77,9 @@ def test_the_polars_and_pyarrow_examples_run(store: Path) -> None:
     assert asr["attempts"].sum() == len(CALLS)
     assert asr.schema["call_date"] == pl.Date
     exec(_in(store, _blocks("pyarrow", "python")[0]), namespace)
-    assert namespace["table"].num_rows == sum(cdr.disposition == "answered" for cdr in CALLS)
+    table = namespace["table"]
+    assert table.num_rows == sum(cdr.disposition == "answered" for cdr in CALLS)
+    assert table.schema.field("call_date").type == pa.date32()
+    assert {day.isoformat() for day in table.column("call_date").to_pylist()} == {
+        cdr.start_time.astimezone(UTC).date().isoformat() for cdr in CALLS if cdr.disposition == "answered"
+    }
