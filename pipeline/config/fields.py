@@ -125,6 +125,12 @@ def _time_zone(value: str) -> str:
 def _broker_url(value: str) -> str:
     for url in value.split(","):
         host_port = url.split("://", 1)[-1]
+        if "@" in host_port:
+            raise ValueError(
+                "a user or password never goes in the broker address: give the user in "
+                "CDRPIPE_KAFKA_SASL_USERNAME and the password in the file "
+                "CDRPIPE_KAFKA_SASL_PASSWORD_FILE names"
+            )
         host, sep, port = host_port.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError("expected kafka://HOST:PORT (comma-separated for several brokers)")

@@ -195,19 +195,39 @@ _SASL_FIELDS = (
 def _read_file(variable: str, path: Path) -> str:
     """The text of a file a setting names, or a one-line error that names the variable and the path only.
 
-    A value without a ``/`` is not quoted: it may be a secret put where its file's path belongs.
+    A value that does not look like a path is not quoted: it may be a secret (a password, a
+    PEM key) put where its file's path belongs (:func:`_looks_like_a_path`). A byte order
+    mark, as Windows editors write, is not part of the text.
     """
-    quoted = shown(str(path)) if "/" in str(path) else "<withheld: not a path; is it the secret itself?>"
+    withheld = "<withheld: not a path; is it the secret itself?>"
+    quoted = shown(str(path)) if _looks_like_a_path(str(path)) else withheld
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             f"{variable}={quoted} does not exist: mount the file there, or fix the path"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}={quoted} is not UTF-8 text: save the file as UTF-8") from None
+    except OSError as exc:
         raise ConfigError(
             f"{variable}={quoted} cannot be read ({type(exc).__name__}): check the file and its permissions"
         ) from None
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """Whether ``text`` reads as a file's path rather than a secret: ``./x``, ``../x``, or absolute
+    with a directory under the root that exists (``/run/...``, ``/etc/...``), no blank and no
+    name longer than a file system allows."""
+    parts = text.split("/")
+    if any(character.isspace() for character in text) or any(len(part) > 255 for part in parts):
+        return False
+    if text.startswith(("./", "../")):
+        return True
+    try:
+        return len(parts) > 2 and not parts[0] and Path("/", parts[1]).is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _broker_default(value: object) -> str:

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, Unsu
 from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import SecretStr
 
+from pipeline.config.fields import shown
 from pipeline.config.settings import KafkaSecuritySettings, Settings
 from pipeline.errors import ConfigError
 
@@ -138,7 +139,17 @@ def _ssl_context(security: KafkaSecuritySettings) -> ssl.SSLContext:
     context.check_hostname = security.kafka_ssl_check_hostname
     if security.kafka_ssl_certfile is not None:
         try:
-            context.load_cert_chain(security.kafka_ssl_certfile, security.kafka_ssl_keyfile)
+            context.load_cert_chain(
+                security.kafka_ssl_certfile, security.kafka_ssl_keyfile, password=_encrypted_key
+            )
+        except _EncryptedKeyError:
+            variable = "KEYFILE" if security.kafka_ssl_keyfile is not None else "CERTFILE"
+            path = security.kafka_ssl_keyfile or security.kafka_ssl_certfile
+            raise ConfigError(
+                f"CDRPIPE_KAFKA_SSL_{variable}={str(path)!r} holds an encrypted key: cdrpipe takes "
+                "no pass phrase; give it the key unencrypted (openssl pkey -in KEY -out KEY.pem), "
+                "mounted from a secret"
+            ) from None
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(
                 f"CDRPIPE_KAFKA_SSL_CERTFILE={str(security.kafka_ssl_certfile)!r} (with "
@@ -147,6 +158,15 @@ def _ssl_context(security: KafkaSecuritySettings) -> ssl.SSLContext:
                 "and its unencrypted key (in one file, or the key in CDRPIPE_KAFKA_SSL_KEYFILE)"
             ) from None
     return context
+
+
+class _EncryptedKeyError(Exception):
+    """The client key asks for a pass phrase."""
+
+
+def _encrypted_key() -> bytes:
+    """The pass phrase callback: refuse, so that OpenSSL never prompts on the terminal (and hangs)."""
+    raise _EncryptedKeyError
 
 
 def _reason(exc: BaseException) -> str:
@@ -166,7 +186,13 @@ def _token_provider(reference: str | None) -> AbstractTokenProvider:
             f"{variable}={reference!r} cannot be loaded ({type(exc).__name__}): {exc}"
         ) from None
     factory: Callable[[], object] = target
-    provider = factory()
+    try:
+        provider = factory()
+    except Exception as exc:  # the operator's code: any failure is one line, not a traceback
+        raise ConfigError(
+            f"{variable}={reference!r} failed ({type(exc).__name__}: {shown(str(exc))}): "
+            "check what the token provider's factory needs (its environment, its credentials)"
+        ) from None
     if not isinstance(provider, AbstractTokenProvider):
         raise ConfigError(
             f"{variable}={reference!r} returned no aiokafka AbstractTokenProvider: "
