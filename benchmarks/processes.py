@@ -11,6 +11,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from pipeline.cli.demo import encode, generate
+from pipeline.config.settings import load_settings
+from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.topics import TopicPlan, ensure_topics
 
 
@@ -21,7 +23,7 @@ def bootstrap() -> str:
 
 async def produce(topic: str, count: int, partitions: int) -> None:
     """Create ``topic`` and write ``count`` demo CDRs into it."""
-    await ensure_topics(bootstrap(), [TopicPlan(topic, partitions, {})])
+    await ensure_topics(kafka_connection(load_settings()), [TopicPlan(topic, partitions, {})])
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap(), linger_ms=20, max_batch_size=512 * 1024, acks=1
     )

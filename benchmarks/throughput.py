@@ -59,6 +59,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.processes import bootstrap, free_port, peak_rss_mib, produce, stop, worker_env
 from benchmarks.record_job import written_rows
 from pipeline.config.settings import load_settings
+from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.lag import ingest_lag
 from pipeline.kafka.topics import TopicPlan, ensure_topics
 from pipeline.keys.keyring import init_keyring
@@ -127,7 +128,9 @@ def _profile(pid: int, work: Path) -> subprocess.Popen[bytes]:
 
 async def fill_ledger(topic: str, entries: int) -> None:
     """Write ``entries`` erasure ledger entries of random subjects (none of the benchmark's)."""
-    await ensure_topics(bootstrap(), [TopicPlan(topic, 1, {"cleanup.policy": "compact"})])
+    await ensure_topics(
+        kafka_connection(load_settings()), [TopicPlan(topic, 1, {"cleanup.policy": "compact"})]
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), linger_ms=20, acks=1)
     await producer.start()
     try:

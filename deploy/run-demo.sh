@@ -38,7 +38,9 @@ worker=$!
 trap 'kill $worker 2>/dev/null || true; wait $worker 2>/dev/null || true' EXIT
 echo "worker started (pid $worker, log $log); waiting for http://127.0.0.1:$web_port/health"
 deadline=$((SECONDS + health_wait))
-until healthy; do
+# healthy, and ingesting: the worker creates the topics at start; the demo publisher never does
+# (it holds no Create)
+until healthy && grep -q "ingest started" "$log"; do
     kill -0 "$worker" 2>/dev/null || worker_stopped "at start"
     ((SECONDS < deadline)) || fail "the worker did not answer /health within ${health_wait}s (log: $log)"
     sleep 0.5

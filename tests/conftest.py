@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,38 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert started.returncode == 0, f"kafka-local start failed:\n{started.stdout}\n{started.stderr}"
     assert f"bootstrap=127.0.0.1:{port}" in started.stdout
     yield f"127.0.0.1:{port}"
+    subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
+
+
+SECURE_PRINCIPALS = ("worker", "dpo", "producer")
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    """A single-node KRaft broker with only a SASL_SSL listener (SCRAM users, least-privilege ACLs).
+
+    Yields each principal's client settings (``worker``, ``dpo``, ``producer``), as
+    ``deploy/kafka-local env USER`` prints them.
+    """
+    port = free_port_pair()
+    data = tmp_path_factory.mktemp("kafka-secure")
+    env = {
+        **os.environ,
+        "CDRPIPE_KAFKA_SECURE": "1",
+        "CDRPIPE_KAFKA_PORT": str(port),
+        "CDRPIPE_KAFKA_SECURE_PORT": str(free_port()),
+        "CDRPIPE_KAFKA_DATA": str(data),
+    }
+    launcher = str(REPO / "deploy" / "kafka-local")
+    started = subprocess.run([launcher, "start"], env=env, capture_output=True, text=True, timeout=900)
+    assert started.returncode == 0, f"kafka-local secure start failed:\n{started.stdout}\n{started.stderr}"
+    principals = {}
+    for user in SECURE_PRINCIPALS:
+        printed = subprocess.run([launcher, "env", user], env=env, capture_output=True, text=True, timeout=60)
+        assert printed.returncode == 0, printed.stderr
+        words = [shlex.split(line)[1] for line in printed.stdout.splitlines() if line.startswith("export ")]
+        principals[user] = dict(word.split("=", 1) for word in words)
+    yield principals
     subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
 
 

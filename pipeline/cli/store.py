@@ -11,6 +11,7 @@ import click
 
 from pipeline.cli.group import cli, dpo_context
 from pipeline.config.settings import Settings
+from pipeline.kafka.connection import check_login, kafka_connection
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.reapply import reapply_ledger
@@ -75,7 +76,9 @@ def reapply_erasures_command() -> None:
 
 
 async def _read_ledger(settings: Settings, ledger: SubjectLedger) -> None:
-    reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
+    connection = kafka_connection(settings)
+    await check_login(connection)
+    reader = LedgerReader(connection, settings.topics.ledger_topic, ledger)
     await reader.start()
     await reader.stop()
 

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import click
-from aiokafka import AIOKafkaProducer
 
 from pipeline.cli import demo
 from pipeline.cli.group import cli, current_settings, store_keyring
@@ -18,8 +17,9 @@ from pipeline.config.settings import Settings
 from pipeline.formats import file_source
 from pipeline.formats.mapped_csv import load_mappings
 from pipeline.formats.selection import FORMAT_HEADER
+from pipeline.kafka.connection import check_login, kafka_connection
 from pipeline.kafka.lag import wait_for_ingest
-from pipeline.kafka.topics import ensure_topics, topic_plans
+from pipeline.kafka.topics import require_topics
 from pipeline.store.storage import make_dirs
 from pipeline.worker.assembly import build_ingestor
 
@@ -40,6 +40,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
         build_ingestor(settings, store_keyring(settings))
         check_web_port(settings)
         check_broker(settings)
+        asyncio.run(check_login(kafka_connection(settings)))
         make_dirs(settings.runtime.state_dir)  # owner-only: Faust keeps its state there
     args = list(faust_args)
     if not any(arg in ("-l", "--loglevel") or arg.startswith("--loglevel=") for arg in args):
@@ -80,9 +81,14 @@ async def _publish(
     total: int,
     headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
-    """Send ``payloads`` (acks=all) with a progress bar; returns once all are acknowledged."""
-    await ensure_topics(settings.kafka.bootstrap_servers, topic_plans(settings))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=20)
+    """Send ``payloads`` (acks=all) with a progress bar; returns once all are acknowledged.
+
+    The topic must exist: the worker creates it (a CDR producer's principal holds no Create).
+    """
+    connection = kafka_connection(settings)
+    await check_login(connection)
+    await require_topics(connection, [topic])
+    producer = connection.producer(acks="all", linger_ms=20)
     await producer.start()
     try:
         with click.progressbar(length=total, label="publishing", file=sys.stderr) as bar:

@@ -127,6 +127,12 @@ def _time_zone(value: str) -> str:
 def _broker_url(value: str) -> str:
     for url in value.split(","):
         host_port = url.split("://", 1)[-1]
+        if "@" in host_port:
+            raise ValueError(
+                "a user or password never goes in the broker address: give the user in "
+                "CDRPIPE_KAFKA_SASL_USERNAME and the password in the file "
+                "CDRPIPE_KAFKA_SASL_PASSWORD_FILE names"
+            )
         host, sep, port = host_port.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError("expected kafka://HOST:PORT (comma-separated for several brokers)")
@@ -176,6 +182,31 @@ def _spell_range(value: object) -> str:
     return f"{shortest}-{longest}"
 
 
+def _flag(value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false"):
+        raise ValueError("use true or false")
+    return lowered == "true"
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def choose(value: str) -> str:
+        chosen = value.upper()
+        if chosen not in choices:
+            raise ValueError(f"use one of {', '.join(choices)}")
+        return chosen
+
+    return choose
+
+
+def _object_reference(value: str) -> str:
+    module, sep, attribute = value.partition(":")
+    names = [*module.split("."), *attribute.split(".")]
+    if not sep or not all(name.isidentifier() for name in names):
+        raise ValueError("expected module:attribute, e.g. mycompany.kafka_auth:token_provider")
+    return value
+
+
 def _log_format(value: str) -> str:
     if value not in ("text", "json"):
         raise ValueError("use text or json")
@@ -192,7 +223,18 @@ BrokerUrls = Annotated[str, _from_text(_broker_url)]
 PositiveInt = Annotated[int, _from_text(_positive_int)]
 PositiveFloat = Annotated[float, _from_text(_positive_float)]
 OptionalPositiveFloat = Annotated[float | None, _from_text(_positive_float)]
+OptionalPositiveInt = Annotated[int | None, _from_text(_positive_int)]
 Port = Annotated[int, _from_text(_port)]
 Region = Annotated[str, _from_text(region_code)]
 DigitRange = Annotated[tuple[int, int], _from_text(_digit_range), Spelling(_spell_range)]
 LogFormat = Annotated[Literal["text", "json"], _from_text(_log_format)]
+Flag = Annotated[bool, _from_text(_flag), Spelling(lambda value: str(value).lower())]
+SecurityProtocol = Annotated[
+    Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+    _from_text(_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+]
+SaslMechanism = Annotated[
+    Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None,
+    _from_text(_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")),
+]
+ObjectReference = Annotated[str | None, _from_text(_object_reference)]

@@ -17,27 +17,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from pipeline.config.fields import (
     BrokerUrls,
     DigitRange,
+    Flag,
     Identifier,
     LogFormat,
     Names,
+    ObjectReference,
     OptionalPositiveFloat,
+    OptionalPositiveInt,
     Port,
     PositiveFloat,
     PositiveInt,
     Region,
+    SaslMechanism,
+    SecurityProtocol,
     Spelling,
     Tenants,
     TimeZoneName,
     TopicFormats,
     Topics,
+    shown,
     spelled,
 )
 from pipeline.config.group import PREFIX, SettingsGroup
+from pipeline.errors import ConfigError
 
 
 class KafkaSettings(SettingsGroup):
@@ -61,6 +68,174 @@ class KafkaSettings(SettingsGroup):
     def bootstrap_servers(self) -> str:
         """The broker list in the ``host:port,host:port`` form Kafka clients take."""
         return ",".join(url.split("://", 1)[-1] for url in self.broker.split(","))
+
+
+class KafkaSecuritySettings(SettingsGroup):
+    """How every client proves who it is to the brokers and checks who they are (Kafka's client names).
+
+    The password is read from its file when the settings are loaded and held as a
+    :class:`~pydantic.SecretStr`; it never sits in a variable, a repr or a message.
+    """
+
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (Kafka's `security.protocol`)",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (default: the system's)",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for mutual TLS (may hold the key too)"
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM key of the client certificate")
+    kafka_ssl_check_hostname: Flag = Field(
+        True, description="Check that the broker's certificate names the host connected to"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        None, description="`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER` (with SASL_* protocols)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (PLAIN and SCRAM)")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (PLAIN and SCRAM), mounted from a secret"
+    )
+    kafka_sasl_oauth_provider: ObjectReference = Field(
+        None,
+        description="OAUTHBEARER: `module:attribute` of a callable that returns an aiokafka "
+        "`AbstractTokenProvider` (e.g. for Amazon MSK IAM, see docs/kafka-security.md)",
+    )
+    _sasl_password: SecretStr | None = PrivateAttr(None)
+
+    @property
+    def sasl_password(self) -> SecretStr | None:
+        """The password read from ``kafka_sasl_password_file`` (None without one)."""
+        return self._sasl_password
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecuritySettings:
+        """One line naming the first setting that does not fit the others, or a file that cannot be read."""
+        protocol = self.kafka_security_protocol
+        names = self.variables()
+        tls = [names[name] for name in _TLS_FIELDS if getattr(self, name) is not None]
+        if not self.kafka_ssl_check_hostname:
+            tls.append(names["kafka_ssl_check_hostname"])
+        if tls and protocol not in ("SSL", "SASL_SSL"):
+            raise ConfigError(
+                f"{tls[0]} is set but CDRPIPE_KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS: "
+                "set the protocol to SSL or SASL_SSL, or unset the TLS settings"
+            )
+        sasl = [names[name] for name in _SASL_FIELDS if getattr(self, name) is not None]
+        if sasl and protocol not in ("SASL_PLAINTEXT", "SASL_SSL"):
+            raise ConfigError(
+                f"{sasl[0]} is set but CDRPIPE_KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL: "
+                "set the protocol to SASL_SSL (or SASL_PLAINTEXT), or unset the SASL settings"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ConfigError("CDRPIPE_KAFKA_SSL_KEYFILE is set without CDRPIPE_KAFKA_SSL_CERTFILE: set both")
+        for variable, path in self.tls_files().items():
+            _read_file(variable, path)
+        if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            self._check_sasl(protocol)
+        return self
+
+    def _check_sasl(self, protocol: str) -> None:
+        mechanism = self.kafka_sasl_mechanism
+        if mechanism is None:
+            raise ConfigError(
+                f"CDRPIPE_KAFKA_SECURITY_PROTOCOL={protocol} needs CDRPIPE_KAFKA_SASL_MECHANISM: "
+                "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+            )
+        if mechanism == "OAUTHBEARER":
+            if self.kafka_sasl_username is not None or self.kafka_sasl_password_file is not None:
+                raise ConfigError(
+                    "CDRPIPE_KAFKA_SASL_MECHANISM=OAUTHBEARER takes no user or password: "
+                    "unset CDRPIPE_KAFKA_SASL_USERNAME and CDRPIPE_KAFKA_SASL_PASSWORD_FILE"
+                )
+            if self.kafka_sasl_oauth_provider is None:
+                raise ConfigError(
+                    "CDRPIPE_KAFKA_SASL_MECHANISM=OAUTHBEARER needs CDRPIPE_KAFKA_SASL_OAUTH_PROVIDER "
+                    "(module:attribute of a token provider factory)"
+                )
+            return
+        if self.kafka_sasl_oauth_provider is not None:
+            raise ConfigError(
+                f"CDRPIPE_KAFKA_SASL_OAUTH_PROVIDER is set but CDRPIPE_KAFKA_SASL_MECHANISM={mechanism}: "
+                "set the mechanism to OAUTHBEARER, or unset the provider"
+            )
+        if self.kafka_sasl_username is None:
+            raise ConfigError(f"CDRPIPE_KAFKA_SASL_MECHANISM={mechanism} needs CDRPIPE_KAFKA_SASL_USERNAME")
+        if self.kafka_sasl_password_file is None:
+            raise ConfigError(
+                f"CDRPIPE_KAFKA_SASL_MECHANISM={mechanism} needs CDRPIPE_KAFKA_SASL_PASSWORD_FILE: "
+                "a file holding the password (never the password itself in a variable)"
+            )
+        text = _read_file("CDRPIPE_KAFKA_SASL_PASSWORD_FILE", self.kafka_sasl_password_file)
+        password = text.splitlines()[0] if text.strip() else ""
+        if not password:
+            raise ConfigError(
+                "the file CDRPIPE_KAFKA_SASL_PASSWORD_FILE names is empty: write the password into it"
+            )
+        self._sasl_password = SecretStr(password)
+
+    def tls_files(self) -> dict[str, Path]:
+        """Variable to path of each TLS file that is set."""
+        names = self.variables()
+        return {names[name]: path for name in _TLS_FIELDS if (path := getattr(self, name)) is not None}
+
+
+_TLS_FIELDS = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+_SASL_FIELDS = (
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password_file",
+    "kafka_sasl_oauth_provider",
+)
+
+
+def _read_file(variable: str, path: Path) -> str:
+    """The text of a file a setting names, or a one-line error that names the variable and the path only.
+
+    A value that does not look like a path is not quoted: it may be a secret (a password, a
+    PEM key) put where its file's path belongs (:func:`_looks_like_a_path`). A byte order
+    mark, as Windows editors write, is not part of the text.
+    """
+    withheld = "<withheld: not a path; is it the secret itself?>"
+    quoted = shown(str(path)) if _looks_like_a_path(str(path)) else withheld
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{variable}={quoted} does not exist: mount the file there, or fix the path"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}={quoted} is not UTF-8 text: save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{variable}={quoted} cannot be read ({type(exc).__name__}): check the file and its permissions"
+        ) from None
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """Whether ``text`` reads as a file's path rather than a secret: ``./x``, ``../x``, or absolute
+    with a directory under the root that exists (``/run/...``, ``/etc/...``), no blank and no
+    name longer than a file system allows."""
+    parts = text.split("/")
+    if any(character.isspace() for character in text) or any(len(part) > 255 for part in parts):
+        return False
+    if text.startswith(("./", "../")):
+        return True
+    try:
+        return len(parts) > 2 and not parts[0] and Path("/", parts[1]).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _broker_default(value: object) -> str:
+    return "the broker's `default.replication.factor`" if value is None else spelled(value)
+
+
+def _min_insync_default(value: object) -> str:
+    return "2 with 3 or more replicas, else the broker's" if value is None else spelled(value)
 
 
 class TopicSettings(SettingsGroup):
@@ -90,6 +265,31 @@ class TopicSettings(SettingsGroup):
     request_retention_days: PositiveFloat = Field(
         7.0, description="Retention of the erasure and subject request topics (they hold numbers)"
     )
+    topic_replication: Annotated[OptionalPositiveInt, Spelling(_broker_default)] = Field(
+        None, description="Replicas of each topic the worker creates (3 in production)"
+    )
+    topic_min_insync_replicas: Annotated[OptionalPositiveInt, Spelling(_min_insync_default)] = Field(
+        None,
+        description="`min.insync.replicas` of the ledger, request and receipt topics the worker creates",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> TopicSettings:
+        replication, min_insync = self.topic_replication, self.topic_min_insync_replicas
+        if replication is not None and min_insync is not None and min_insync > replication:
+            raise ConfigError(
+                f"CDRPIPE_TOPIC_MIN_INSYNC_REPLICAS={min_insync} exceeds "
+                f"CDRPIPE_TOPIC_REPLICATION={replication}: no write could ever be acknowledged; "
+                "lower it, or raise the replication"
+            )
+        return self
+
+    @property
+    def lifecycle_min_insync(self) -> int | None:
+        """``min.insync.replicas`` of the lifecycle topics: the setting, else 2 with 3 or more replicas."""
+        if self.topic_min_insync_replicas is not None:
+            return self.topic_min_insync_replicas
+        return 2 if self.topic_replication is not None and self.topic_replication >= 3 else None
 
 
 FREEPBX_INTERNAL_CONTEXTS = (
@@ -207,6 +407,10 @@ class RuntimeSettings(SettingsGroup):
     """The worker process: web server, local state, logs."""
 
     web_port: Port = Field(6066, description="Faust web server port (`/metrics`, `/health`)")
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Address the web server binds (`0.0.0.0` in a container, for the probes and Prometheus)",
+    )
     state_dir: Path = Field(Path("./data/state"), description="Faust's data directory")
     log_format: LogFormat = Field(
         "text",
@@ -222,6 +426,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    security: KafkaSecuritySettings = Field(default_factory=KafkaSecuritySettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     numbers: NumberSettings = Field(default_factory=NumberSettings)

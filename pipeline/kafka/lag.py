@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.connection import KafkaConnection, kafka_connection
 
 
 def ingest_group(settings: Settings) -> str:
@@ -24,8 +24,8 @@ def ingest_group(settings: Settings) -> str:
     return f"{settings.kafka.app_id}-ingest"
 
 
-async def _raw_partitions(settings: Settings) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+async def _raw_partitions(settings: Settings, connection: KafkaConnection) -> list[TopicPartition]:
+    admin = connection.admin()
     await admin.start()
     try:
         described = await admin.describe_topics(list(settings.topics.raw_topics))
@@ -43,12 +43,9 @@ async def _raw_partitions(settings: Settings) -> list[TopicPartition]:
 
 async def ingest_lag(settings: Settings) -> int:
     """Records published to the raw topics but not yet committed by the ingest group."""
-    partitions = await _raw_partitions(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=ingest_group(settings),
-        enable_auto_commit=False,
-    )
+    connection = kafka_connection(settings)
+    partitions = await _raw_partitions(settings, connection)
+    consumer = connection.consumer(group_id=ingest_group(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)

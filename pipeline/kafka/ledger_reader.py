@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from pipeline.kafka.connection import KafkaConnection
 from pipeline.lifecycle.ledger import SubjectLedger, decode_entry
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,10 @@ log = logging.getLogger(__name__)
 class LedgerReader:
     """A group-less consumer of the single-partition ledger topic."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, ledger: SubjectLedger) -> None:
+    def __init__(self, connection: KafkaConnection, topic: str, ledger: SubjectLedger) -> None:
         self._partition = TopicPartition(topic, 0)
         self._ledger = ledger
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        self._consumer = connection.consumer(enable_auto_commit=False)
 
     async def start(self) -> None:
         """Start and read the whole ledger."""

@@ -3,10 +3,13 @@
 Contract: :func:`ensure_topics` returns once every topic in the plan exists and
 every partition of it has a leader (so the first produce is not answered "not
 leader" while fresh topics elect theirs); existing topics are left as they are
-(their configuration is the operator's).
+(their configuration is the operator's). Topics are the worker's job: the CLI
+never creates one (:func:`require_topics` only checks that its topics exist).
 :func:`retention_days` asks the broker how long topics really keep data
 (``describe_configs``), and :func:`retention_warnings` names each topic that
 keeps raw data longer than its plan (or without a time limit).
+:func:`durability` reads a topic's replicas and ``min.insync.replicas``, and
+:func:`durability_warning` says when the ledger could be lost with one broker.
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from pipeline.config.settings import Settings
+from pipeline.errors import ConfigError
+from pipeline.kafka.connection import KafkaConnection
 
 TOPIC_ALREADY_EXISTS = 36
 MS_PER_DAY = 86_400_000
 LEADER_WAIT_S = 30.0
+BROKER_DEFAULT = -1
+"""The replication factor that lets the broker apply its ``default.replication.factor``."""
+DURABLE_REPLICAS = 3
+DURABLE_MIN_INSYNC = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,7 @@ class TopicPlan:
     name: str
     partitions: int
     config: dict[str, str]
+    replication: int = BROKER_DEFAULT
 
 
 def _retention(days: float) -> dict[str, str]:
@@ -43,22 +53,33 @@ def topic_plans(settings: Settings) -> list[TopicPlan]:
     Raw, dead-letter, erasure-request and subject-request topics hold raw
     numbers: bounded retention. The ledger is compacted (one entry per request, kept). Receipts
     are kept as long as the DPO record period. Lifecycle topics have one
-    partition, so one worker at a time runs the serial lifecycle path.
+    partition, so one worker at a time runs the serial lifecycle path, and their
+    ``min.insync.replicas`` (:func:`lifecycle_config`). Every topic has the
+    replication of ``CDRPIPE_TOPIC_REPLICATION`` (default: the broker's).
     """
+    topics, replication = settings.topics, settings.topics.topic_replication or BROKER_DEFAULT
+    requests = _retention(topics.request_retention_days) | lifecycle_config(settings)
+    receipts = _retention(settings.lifecycle.dpo_record_days) | lifecycle_config(settings)
     return [
         *(
-            TopicPlan(topic, settings.topics.topic_partitions, _retention(settings.topics.raw_retention_days))
-            for topic in settings.topics.raw_topics
+            TopicPlan(topic, topics.topic_partitions, _retention(topics.raw_retention_days), replication)
+            for topic in topics.raw_topics
         ),
-        TopicPlan(settings.topics.dlq_topic, 1, _retention(settings.topics.dlq_retention_days)),
-        TopicPlan(settings.topics.erasure_topic, 1, _retention(settings.topics.request_retention_days)),
-        TopicPlan(settings.topics.ledger_topic, 1, {"cleanup.policy": "compact"}),
-        TopicPlan(settings.topics.receipts_topic, 1, _retention(settings.lifecycle.dpo_record_days)),
+        TopicPlan(topics.dlq_topic, 1, _retention(topics.dlq_retention_days), replication),
+        TopicPlan(topics.erasure_topic, 1, requests, replication),
         TopicPlan(
-            settings.topics.subject_requests_topic, 1, _retention(settings.topics.request_retention_days)
+            topics.ledger_topic, 1, {"cleanup.policy": "compact"} | lifecycle_config(settings), replication
         ),
-        TopicPlan(settings.topics.subject_receipts_topic, 1, _retention(settings.lifecycle.dpo_record_days)),
+        TopicPlan(topics.receipts_topic, 1, receipts, replication),
+        TopicPlan(topics.subject_requests_topic, 1, requests, replication),
+        TopicPlan(topics.subject_receipts_topic, 1, receipts, replication),
     ]
+
+
+def lifecycle_config(settings: Settings) -> dict[str, str]:
+    """The ``min.insync.replicas`` of the lifecycle topics, when the settings ask for one."""
+    min_insync = settings.topics.lifecycle_min_insync
+    return {} if min_insync is None else {"min.insync.replicas": str(min_insync)}
 
 
 def planned_retention_days(plan: TopicPlan) -> float | None:
@@ -67,29 +88,63 @@ def planned_retention_days(plan: TopicPlan) -> float | None:
     return int(retention) / MS_PER_DAY if retention is not None else None
 
 
-async def retention_days(bootstrap_servers: str, topics: list[str]) -> dict[str, float | None]:
+async def retention_days(connection: KafkaConnection, topics: list[str]) -> dict[str, float | None]:
     """How long the broker keeps each existing topic's data, in days (None: without a time limit).
 
     A topic whose ``cleanup.policy`` does not include ``delete`` keeps data
     without a time limit whatever its ``retention.ms``; ``retention.ms=-1`` too.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cdrpipe-admin")
+    found: dict[str, float | None] = {}
+    for name, config in (await _topic_configs(connection, topics)).items():
+        retention = int(config.get("retention.ms") or -1)
+        deletes = "delete" in (config.get("cleanup.policy") or "delete")
+        found[name] = retention / MS_PER_DAY if deletes and retention >= 0 else None
+    return found
+
+
+async def _topic_configs(connection: KafkaConnection, topics: list[str]) -> dict[str, dict[str, str]]:
+    """Each existing topic's configuration as the broker applies it (``describe_configs``)."""
+    admin = connection.admin(client_id="cdrpipe-admin")
     await admin.start()
     try:
         resources = [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
         responses = await admin.describe_configs(resources)
     finally:
         await admin.close()
-    found: dict[str, float | None] = {}
-    for response in responses:
-        for error_code, _message, _type, name, entries, *_ in response.resources:
-            if error_code != 0:
-                continue
-            config = {entry[0]: entry[1] for entry in entries}
-            retention = int(config.get("retention.ms") or -1)
-            deletes = "delete" in (config.get("cleanup.policy") or "delete")
-            found[name] = retention / MS_PER_DAY if deletes and retention >= 0 else None
-    return found
+    return {
+        name: {entry[0]: entry[1] for entry in entries}
+        for response in responses
+        for error_code, _message, _type, name, entries, *_ in response.resources
+        if error_code == 0
+    }
+
+
+async def durability(connection: KafkaConnection, topic: str) -> tuple[int, int]:
+    """The replicas of ``topic``'s first partition and the ``min.insync.replicas`` the broker applies."""
+    admin = connection.admin(client_id="cdrpipe-admin")
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise LookupError(f"topic {topic} cannot be described (error {described['error_code']})")
+    config = (await _topic_configs(connection, [topic])).get(topic, {})
+    return len(described["partitions"][0]["replicas"]), int(config.get("min.insync.replicas") or 1)
+
+
+def durability_warning(topic: str, replicas: int, min_insync: int) -> str | None:
+    """One line when losing a single broker could lose the ledger (or its acknowledged writes)."""
+    if replicas >= DURABLE_REPLICAS and min_insync >= DURABLE_MIN_INSYNC:
+        return None
+    return (
+        f"the erasure ledger {topic} has {replicas} replica(s) and min.insync.replicas={min_insync}: "
+        "losing one broker can lose erasures, restrictions and objections, and erased records then come "
+        f"back; in production give it {DURABLE_REPLICAS} replicas and "
+        f"min.insync.replicas={DURABLE_MIN_INSYNC} "
+        "(CDRPIPE_TOPIC_REPLICATION=3 for the topics the worker creates; kafka-reassign-partitions and "
+        "kafka-configs for existing ones). This is fine on a one-broker development cluster"
+    )
 
 
 def retention_warnings(plans: list[TopicPlan], applied: dict[str, float | None]) -> list[str]:
@@ -113,17 +168,15 @@ def retention_warnings(plans: list[TopicPlan], applied: dict[str, float | None])
     return warnings
 
 
-async def ensure_topics(bootstrap_servers: str, plans: list[TopicPlan]) -> list[str]:
+async def ensure_topics(connection: KafkaConnection, plans: list[TopicPlan]) -> list[str]:
     """Create the missing topics of ``plans``, wait for every partition's leader; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cdrpipe-admin")
+    admin = connection.admin(client_id="cdrpipe-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [plan for plan in plans if plan.name not in existing]
         if missing:
-            response = await admin.create_topics(
-                [NewTopic(plan.name, plan.partitions, 1, topic_configs=plan.config) for plan in missing]
-            )
+            response = await admin.create_topics([new_topic(plan) for plan in missing])
             for topic, error_code, *rest in response.topic_errors:
                 if error_code not in (0, TOPIC_ALREADY_EXISTS):
                     detail = rest[0] if rest else ""
@@ -152,3 +205,32 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> No
                 "see the broker's log"
             )
         await asyncio.sleep(0.1)
+
+
+def new_topic(plan: TopicPlan) -> NewTopic:
+    """The creation request of ``plan``; replication -1 lets the broker apply its default.
+
+    aiokafka refuses -1 without a replica assignment, so an empty one goes with it
+    (the broker then chooses the replicas; CreateTopics v3 carries -1 to KRaft brokers).
+    """
+    assignments: dict[int, list[int]] | None = {} if plan.replication == BROKER_DEFAULT else None
+    return NewTopic(plan.name, plan.partitions, plan.replication, assignments, plan.config)
+
+
+async def require_topics(connection: KafkaConnection, topics: list[str]) -> None:
+    """Return if every one of ``topics`` exists and may be described by this principal; else ConfigError.
+
+    The CLI calls this instead of creating topics: it holds no Create, and topics are the worker's job.
+    """
+    consumer = connection.consumer(enable_auto_commit=False)
+    try:  # stopped even when start fails (an unreachable broker), or asyncio warns of it at exit
+        await consumer.start()
+        visible = await consumer.topics()
+    finally:
+        await consumer.stop()
+    missing = [topic for topic in topics if topic not in visible]
+    if missing:
+        raise ConfigError(
+            f"topic {', '.join(missing)} does not exist, or this principal may not describe it: start a "
+            "worker first (it creates the topics), or grant Describe on it (see docs/kafka-security.md)"
+        )

@@ -18,6 +18,10 @@ Python writes to standard error itself, are scrubbed the same way.
 Numbers are what :mod:`pipeline.numbers.text` finds, plus the user part of
 ``tel:``/``sip:`` URIs. The code never logs numbers on purpose; this catches
 third-party messages and exceptions that echo input.
+
+Log arguments that are a SASL authentication request or response (aiokafka logs every
+request at DEBUG, and a PLAIN login's bytes hold the password, an OAUTHBEARER one's the
+token) are replaced by their type name before the message is formatted.
 """
 
 from __future__ import annotations
@@ -40,9 +44,17 @@ def scrub(text: str) -> str:
     return redact_numbers(_URI_USER.sub(rf"\1:{REPLACEMENT}", text))
 
 
+def _withheld(argument: object) -> object:
+    """A SASL authentication request or response as its type name only (it may hold a password or token)."""
+    kind = type(argument).__name__
+    return f"{kind}(<withheld: SASL exchange>)" if kind.startswith("SaslAuthenticate") else argument
+
+
 class _ScrubbedLogRecord(logging.LogRecord):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if isinstance(self.args, tuple):
+            self.args = tuple(_withheld(argument) for argument in self.args)
         try:
             message = super().getMessage()
         except Exception:  # a bad format must not break the caller

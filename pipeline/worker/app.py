@@ -14,7 +14,9 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
 * The lifecycle path (:mod:`pipeline.worker.lifecycle_agents`) is the erasure and
   subject-request agents on single-partition topics plus the retention
   timer, under one lock, in the worker that owns those topics.
-* ``/metrics`` (Prometheus) and ``/health`` are served by Faust's web server.
+* ``/metrics`` (Prometheus) and ``/health`` are served by Faust's web server, bound to
+  ``CDRPIPE_WEB_HOST``; Faust's own views (``/router/``, ``/table/``, stats, graph) are off:
+  only its index page (``{"status": "OK"}``) remains besides ours.
   ``/health`` also names the bucket's default encryption of an ``s3://``
   store, and the first break of the audit trail or the register once the
   lifecycle owner has found one (a break does not make the worker unhealthy:
@@ -27,6 +29,8 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   credentials that may not read it (AccessDenied) are refused like an
   unencrypted bucket.
 * The audit trail and the register are sealed with the keyring file.
+* Every broker client, Faust's own included, connects through
+  :func:`~pipeline.kafka.connection.kafka_connection` (TLS, SASL).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config.settings import Settings, StoreSettings, load_settings
 from pipeline.errors import ConfigError, KeyringError
+from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.keys.keyring_file import KeyringFile
 from pipeline.lifecycle.requests.chain import seal_with
@@ -65,14 +70,22 @@ KEYRING_CHECK_S = 5.0
 def create_app(settings: Settings) -> faust.App:
     """The worker's Faust app: ingest service, lifecycle agents and timers, web pages."""
     log_scrub.install()
+    connection = kafka_connection(settings)
     app = faust.App(
         settings.kafka.app_id,
         broker=settings.kafka.broker,
+        broker_credentials=connection.faust_credentials(),
         web_port=settings.runtime.web_port,
+        web_bind=settings.runtime.web_host,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         datadir=str(settings.runtime.state_dir),
         store="memory://",
         autodiscover=False,
-        topic_replication_factor=1,
+        # Faust's own leader topic only: Faust refuses -1 here; the lifecycle topics pass it themselves
+        topic_replication_factor=settings.topics.topic_replication or 1,
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
         logging_config=logging_config() if settings.runtime.log_format == "json" else None,
@@ -81,7 +94,7 @@ def create_app(settings: Settings) -> faust.App:
     storage = open_storage(settings.store.root, group_read=settings.store.group_read)
     _check_store(storage, settings.store)
     seal_with(KeyringFile(settings.numbers.keyring).current)
-    context = WorkerContext(settings, app, storage, LifecycleTopics.declare(app, settings))
+    context = WorkerContext(settings, connection, app, storage, LifecycleTopics.declare(app, settings))
     app.service(_ingest_service(context))
     LifecycleAgents(context).add_to_app()
     app.page("/metrics")(_metrics)
@@ -146,11 +159,11 @@ def _ingest_service(context: WorkerContext) -> type[IngestService]:
             publisher = BatchPublisher(
                 context.storage, row_filter=ledger.route, on_storage_failure=HEALTH.failed
             )
-            reader = LedgerReader(settings.kafka.bootstrap_servers, settings.topics.ledger_topic, ledger)
+            reader = LedgerReader(context.connection, settings.topics.ledger_topic, ledger)
             ingestor = build_ingestor(settings, keyring_file.current())  # one read: no rotation slips between
             # looked up on each scrape: a rotated keyring brings a new cache
             watch_cache_hit_ratio(lambda: ingestor.parties.cache_info())  # noqa: PLW0108
-            super().__init__(settings, ingestor, publisher, reader, **kwargs)
+            super().__init__(settings, context.connection, ingestor, publisher, reader, **kwargs)
 
         async def on_start(self) -> None:
             await super().on_start()

@@ -1,4 +1,4 @@
-"""What the Faust app's parts share in one worker: settings, store, ledger, topics and the lifecycle lock.
+"""What the Faust app's parts share in one worker: settings, broker connection, store, ledger, topics, lock.
 
 Contract: one :class:`WorkerContext` per app (:func:`pipeline.worker.app.create_app`).
 ``lifecycle_lock`` serialises every lifecycle operation of the worker
@@ -15,6 +15,8 @@ from datetime import timedelta
 import faust
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.connection import KafkaConnection
+from pipeline.kafka.topics import BROKER_DEFAULT, lifecycle_config
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger, encode_entry
 from pipeline.store.storage import Storage
 
@@ -31,7 +33,9 @@ class LifecycleTopics:
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> LifecycleTopics:
-        """Declare the topics on ``app`` (compacted when they keep no time limit)."""
+        """Declare the topics on ``app`` (compacted when they keep no time limit), as the topic plans do."""
+        config = lifecycle_config(settings)
+        replicas = settings.topics.topic_replication or BROKER_DEFAULT
 
         def topic(name: str, retention_days: float | None) -> faust.TopicT:
             return app.topic(
@@ -39,7 +43,9 @@ class LifecycleTopics:
                 key_serializer="raw",
                 value_serializer="raw",
                 partitions=1,
+                replicas=replicas,
                 internal=True,
+                config=config,
                 retention=timedelta(days=retention_days) if retention_days is not None else None,
                 compacting=retention_days is None,
                 deleting=retention_days is not None,
@@ -65,6 +71,7 @@ class WorkerContext:
     """The parts of one worker's app."""
 
     settings: Settings
+    connection: KafkaConnection
     app: faust.App
     storage: Storage
     topics: LifecycleTopics

@@ -24,6 +24,7 @@ from pipeline.config.settings import Settings
 from pipeline.ingest.dead_letters import dead_letter_headers
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import DeadLetter, RawRecord
+from pipeline.kafka.connection import KafkaConnection
 from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.kafka.offsets import ConsumerOffsets
 from pipeline.kafka.topics import ensure_topics, topic_plans
@@ -51,6 +52,7 @@ class IngestService(Service):
     def __init__(
         self,
         settings: Settings,
+        connection: KafkaConnection,
         ingestor: Ingestor,
         publisher: BatchPublisher,
         ledger_reader: LedgerReader,
@@ -58,6 +60,7 @@ class IngestService(Service):
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._settings = settings
+        self._connection = connection
         self._ingestor = ingestor
         self._publisher = publisher
         self._ledger_reader = ledger_reader
@@ -70,19 +73,17 @@ class IngestService(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        created = await ensure_topics(settings.kafka.bootstrap_servers, topic_plans(settings))
+        created = await ensure_topics(self._connection, topic_plans(settings))
         if created:
             log.info("created topics %s", ", ".join(created))
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
+        self._producer = self._connection.producer(
             client_id=f"{settings.kafka.app_id}-dlq",
             acks="all",
             enable_idempotence=True,
         )
         await self._producer.start()
         await self._ledger_reader.start()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
+        self._consumer = self._connection.consumer(
             group_id=f"{settings.kafka.app_id}-ingest",
             client_id=f"{settings.kafka.app_id}-ingest",
             enable_auto_commit=False,

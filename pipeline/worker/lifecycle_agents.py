@@ -24,6 +24,8 @@ from typing import TypeVar
 import faust
 
 from pipeline.kafka.topics import (
+    durability,
+    durability_warning,
     ensure_topics,
     planned_retention_days,
     retention_days,
@@ -79,7 +81,7 @@ class LifecycleAgents:
         # Explicit names: the agents' names stay what they were when they were module functions.
         app.agent(topics.erasure_requests, name="pipeline.app.erasures")(self.erasures)
         app.agent(topics.subject_requests, name="pipeline.app.subject_rights")(self.subject_rights)
-        app.task(self.check_topic_retention)
+        app.task(self.check_topics)
         app.timer(interval=settings.lifecycle.retention_interval_s, name="pipeline.app.retention")(
             guarded("retention", self.retention)
         )
@@ -91,9 +93,7 @@ class LifecycleAgents:
         """The topics that still hold raw data, with the retention the broker applies to each."""
         planned = {plan.name: plan for plan in topic_plans(self._settings)}
         try:
-            applied = await retention_days(
-                self._settings.kafka.bootstrap_servers, [topic for topic, _ in self._residual]
-            )
+            applied = await retention_days(self._context.connection, [topic for topic, _ in self._residual])
         except Exception as exc:  # any broker failure falls back to the settings, and the receipt says so
             log.warning("cannot read topic retention from the broker, receipts state the settings: %s", exc)
             applied = {}
@@ -163,19 +163,23 @@ class LifecycleAgents:
             key = receipt.request_id.encode() if receipt.request_id else None
             await (await self._context.topics.subject_receipts.send(key=key, value=encode_receipt(receipt)))
 
-    async def check_topic_retention(self) -> None:
-        """Warn about existing topics that keep raw data longer than their setting (or forever)."""
-        plans = topic_plans(self._settings)
+    async def check_topics(self) -> None:
+        """At start, warn about topics that keep raw data longer than their setting (or forever),
+        and once about a ledger that one lost broker could take with it."""
+        plans, connection = topic_plans(self._settings), self._context.connection
+        ledger = self._settings.topics.ledger_topic
         try:
-            await ensure_topics(self._settings.kafka.bootstrap_servers, plans)
-            applied = await retention_days(
-                self._settings.kafka.bootstrap_servers, [plan.name for plan in plans]
-            )
+            await ensure_topics(connection, plans)
+            applied = await retention_days(connection, [plan.name for plan in plans])
+            replicas, min_insync = await durability(connection, ledger)
         except Exception as exc:  # the check only informs; a broker hiccup must not stop the worker
-            log.warning("cannot check the topics' retention on the broker: %s", exc)
+            log.warning("cannot check the topics' retention and replication on the broker: %s", exc)
             return
         for warning in retention_warnings(plans, applied):
             log.warning("%s", warning)
+        durable = durability_warning(ledger, replicas, min_insync)
+        if durable is not None:
+            log.warning("%s", durable)
 
     async def retention(self) -> None:
         """Delete expired partitions and purge DPO records, in the lifecycle owner only."""

@@ -20,6 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline.cli import demo
+from pipeline.config.settings import load_settings
+from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.topics import TopicPlan, ensure_topics
 from pipeline.keys.keyring import load_keyring, rotate_keyring
 from pipeline.lifecycle.subject import subject_from_number
@@ -336,7 +338,7 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
         "bad-kind": request("bad-kind", subject_kind=SUBJECT),
     }
     dlq = env["CDRPIPE_DLQ_TOPIC"]  # an operator's topic that keeps raw records forever
-    asyncio.run(ensure_topics(broker_address(env), [TopicPlan(dlq, 1, FOREVER)]))
+    asyncio.run(ensure_topics(kafka_connection(load_settings(env)), [TopicPlan(dlq, 1, FOREVER)]))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_for(f"topic {dlq} keeps data without a time limit", timeout_s=30)

@@ -17,6 +17,7 @@ from pipeline.cli import demo
 from pipeline.config.settings import load_settings
 from pipeline.formats import asterisk_csv
 from pipeline.formats.selection import FormatSelector, builtin_decoders
+from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.lag import ingest_lag
 from pipeline.kafka.topics import ensure_topics, topic_plans
 from pipeline.record import RecordRejectedError
@@ -164,7 +165,7 @@ def test_records_wait_while_the_dead_letter_topic_cannot_be_written(
         settings = load_settings(worker_env)
         assert asyncio.run(ingest_lag(settings)) > 0, "offsets moved past unsent dead letters"
         plan = next(plan for plan in topic_plans(settings) if plan.name == dlq)
-        asyncio.run(ensure_topics(bootstrap, [plan]))
+        asyncio.run(ensure_topics(kafka_connection(settings), [plan]))
         wait_stored(worker_env, timeout_s=240)
         letters = asyncio.run(read_dead_letters(bootstrap, dlq, len(malformed)))
     finally:

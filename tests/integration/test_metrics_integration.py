@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,24 @@ def _get(port: str, path: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def _outside_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        address = str(probe.getsockname()[0])
+    assert not address.startswith("127."), "no address but the loopback to check the bind address on"
+    return address
+
+
+def _answers(address: str, port: str) -> bool:
+    """Whether anything accepts a TCP connection on ``address``:``port``."""
+    try:
+        with socket.create_connection((address, int(port)), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
 def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -57,6 +76,8 @@ def test_metrics_count_what_the_worker_did(worker_env: dict[str, str], tmp_path:
         wait_stored(worker_env)
         status, body = _get(port, "/metrics")
         health_status, health = _get(port, "/health")
+        faust_views = {path: _get(port, path)[0] for path in ("/router/", "/table/", "/graph/", "/stats/")}
+        outside = _answers(_outside_address(), port)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
@@ -80,6 +101,8 @@ def test_metrics_count_what_the_worker_did(worker_env: dict[str, str], tmp_path:
     assert 0 < samples[("cdrpipe_pseudonym_cache_hit_ratio", ())] < 1
 
     assert health_status == 200 and json.loads(health) == {"status": "ok"}
+    assert faust_views == dict.fromkeys(faust_views, 404), "Faust's own views are served"
+    assert not outside, "the web server listens beyond 127.0.0.1 (CDRPIPE_WEB_HOST's default)"
     numbers = [party for cdr in valid for party in (cdr.caller, cdr.callee)]
     assert find_raw_numbers(body, raw_number_needles([], numbers)) == []
 

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.cli import demo
 from pipeline.config.settings import load_settings
+from pipeline.kafka.connection import KafkaConnection, kafka_connection
 from pipeline.kafka.lag import wait_for_ingest
 from pipeline.kafka.topics import TopicPlan, ensure_topics
 
@@ -48,6 +49,11 @@ restart must not be taken meanwhile by some client's outgoing connection."""
 def broker_address(env: dict[str, str]) -> str:
     """The ``host:port`` bootstrap list of ``env``'s ``CDRPIPE_BROKER``, as Kafka clients take it."""
     return load_settings(env).kafka.bootstrap_servers
+
+
+def connection_to(bootstrap: str) -> KafkaConnection:
+    """A plaintext connection to the ``host:port`` list ``bootstrap``."""
+    return kafka_connection(load_settings({"CDRPIPE_BROKER": f"kafka://{bootstrap}"}))
 
 
 def free_port() -> int:
@@ -134,7 +140,7 @@ def start_workers(env: dict[str, str], log_dir: Path, count: int) -> list[Worker
 
 async def publish(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
     """Publish ``values`` to ``topic`` (created with 4 partitions if missing, acks=all); return the count."""
-    await ensure_topics(bootstrap, [TopicPlan(topic, 4, {})])
+    await ensure_topics(connection_to(bootstrap), [TopicPlan(topic, 4, {})])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
     try:

@@ -209,3 +209,49 @@ def test_erase_exits_1_after_printing_a_failed_or_rejected_receipt(
         monkeypatch.setattr("pipeline.cli.subjects._request_erasure", answer)
         result = CliRunner().invoke(cli, ["erase", "--number", "+32475000111", "--wait", "1"], env=env)
         assert result.exit_code == exit_code and json.loads(result.stdout) == receipt  # stderr: "subject: …"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["erase", "--number", "+32475000111"],
+        ["restrict", "--number", "+32475000111"],
+        ["rectify", "--cdr-id", "c-1", "--party", "caller"],
+        ["demo", "--count", "1"],
+        ["reapply-erasures"],
+    ],
+)
+def test_every_broker_command_stops_at_a_bad_security_setting_with_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    keyring_path = tmp_path / "keyring.json"
+    CliRunner().invoke(cli, ["keys", "init", "--keyring", str(keyring_path)])
+    env = {
+        "CDRPIPE_KEYRING": str(keyring_path),
+        "CDRPIPE_STORE": str(tmp_path / "store"),
+        "CDRPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CDRPIPE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CDRPIPE_KAFKA_SASL_USERNAME": "dpo",
+    }
+    result = CliRunner().invoke(cli, command, env=env)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "cdrpipe: CDRPIPE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 needs CDRPIPE_KAFKA_SASL_PASSWORD_FILE: "
+        "a file holding the password (never the password itself in a variable)"
+    )
+
+
+def test_worker_refuses_a_missing_password_file_before_faust_starts(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CDRPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CDRPIPE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CDRPIPE_KAFKA_SASL_USERNAME": "worker",
+        "CDRPIPE_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing.password"),
+    }
+    result = _start_worker(env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"cdrpipe: CDRPIPE_KAFKA_SASL_PASSWORD_FILE='{tmp_path / 'missing.password'}' does not exist: "
+        "mount the file there, or fix the path"
+    )

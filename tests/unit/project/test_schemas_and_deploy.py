@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import jsonschema
 import msgspec
@@ -117,7 +118,7 @@ def test_compose_writes_to_minio_and_prometheus_scrapes_every_worker() -> None:
 def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_from_a_secret() -> None:
     documents = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / "cdrpipe.yaml").read_text()))
     kinds = {document["kind"]: document for document in documents}
-    assert set(kinds) == {"ServiceAccount", "Deployment", "Service"}
+    assert set(kinds) == {"ServiceAccount", "Deployment", "Service", "NetworkPolicy"}
     deployment = kinds["Deployment"]["spec"]
     assert deployment["replicas"] >= 2
     pod = deployment["template"]["spec"]
@@ -155,6 +156,56 @@ def test_kubernetes_manifests_run_several_non_root_replicas_with_the_keyring_fro
     service = kinds["Service"]
     assert service["spec"]["selector"] == deployment["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["port"] == 6066
+
+
+def _manifests() -> dict[str, dict[str, Any]]:
+    documents = yaml.safe_load_all((REPO / "deploy" / "k8s" / "cdrpipe.yaml").read_text())
+    return {document["kind"]: document for document in documents}
+
+
+def test_kubernetes_kafka_secrets_are_files_from_a_secret_never_environment_values() -> None:
+    kinds = _manifests()
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    environment = {variable["name"]: variable for variable in worker["env"]}
+    assert all("valueFrom" not in variable for variable in environment.values()), (
+        "a secret in the environment"
+    )
+    assert environment["CDRPIPE_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    mounts = {mount["mountPath"]: mount for mount in worker["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    for variable in ("CDRPIPE_KAFKA_SSL_CAFILE", "CDRPIPE_KAFKA_SASL_PASSWORD_FILE"):
+        path = environment[variable]["value"]
+        mount = mounts[path.rsplit("/", 1)[0]]
+        assert mount["readOnly"] and volumes[mount["name"]]["secret"]["secretName"] == "cdrpipe-kafka", (
+            variable
+        )
+    assert (
+        environment["CDRPIPE_WEB_HOST"]["value"] == "0.0.0.0"
+    )  # the probes and Prometheus come from outside
+    assert int(environment["CDRPIPE_TOPIC_REPLICATION"]["value"]) >= 3
+
+
+def test_kubernetes_network_policy_lets_only_prometheus_and_the_probes_in() -> None:
+    kinds = _manifests()
+    policy = kinds["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == kinds["Deployment"]["spec"]["selector"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (worker,) = kinds["Deployment"]["spec"]["template"]["spec"]["containers"]
+    web_port = next(port["containerPort"] for port in worker["ports"] if port["name"] == "metrics")
+    assert all(rule["ports"] == [{"protocol": "TCP", "port": web_port}] for rule in policy["ingress"])
+    sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    assert len(sources) == 2
+    (prometheus,) = [peer for peer in sources if "podSelector" in peer]
+    assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert "namespaceSelector" in prometheus, "without it the rule means the worker's own namespace only"
+    (nodes,) = [peer for peer in sources if "ipBlock" in peer]
+    assert nodes["ipBlock"]["cidr"] != "0.0.0.0/0" and "except" not in nodes["ipBlock"]
+
+
+def test_the_image_serves_the_probes_beyond_the_loopback() -> None:
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"CDRPIPE_WEB_HOST=0\.0\.0\.0", dockerfile)
 
 
 def test_dockerfile_runs_as_non_root_with_a_pinned_base_and_no_secret() -> None:
