@@ -12,15 +12,34 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run run-check test check fuzz lint docs-config chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
 
-$(STAMP): pyproject.toml
+# Installs only what requirements/*.lock pin, every file checked against its hash: first the
+# installer and build backend (build.lock), then the project with --no-deps, built by that
+# setuptools (docs/supply-chain.md). setuptools' note that this is an editable install is muted.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+PIP_LOCKED := $(PIP_INSTALL) --require-hashes --no-deps -r
+
+$(STAMP): pyproject.toml requirements/build.lock requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP_LOCKED) requirements/build.lock
+	$(PIP_LOCKED) requirements/test.lock
+	PYTHONWARNINGS='ignore:Editable installation' $(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerates the locks from pyproject.toml, keeping every pin that still fits;
+# LOCK_FLAGS=--upgrade (or --upgrade-package NAME) moves them on.
+LOCK_FLAGS ?=
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' $(LOCK_FLAGS)
+
+lock: $(STAMP)
+	$(UV_COMPILE) requirements/build.in -o requirements/build.lock
+	$(UV_COMPILE) pyproject.toml --extra test -c requirements/build.lock -o requirements/test.lock
+	$(UV_COMPILE) pyproject.toml -c requirements/test.lock -o requirements/runtime.lock
+	$(UV_COMPILE) pyproject.toml --extra test --extra docs -c requirements/test.lock -o requirements/docs.lock
+	$(UV_COMPILE) pyproject.toml --extra test --extra bench -c requirements/build.lock -o requirements/bench.lock
 
 kafka-start:
 	deploy/kafka-local start
@@ -59,15 +78,15 @@ docs-config: install
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+$(BENCH_STAMP): $(STAMP) requirements/bench.lock
+	$(PIP_LOCKED) requirements/bench.lock
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP) kafka-start
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.throughput
 
 chart: install
-	$(BIN)/pip install --quiet -e '.[test,docs]'
+	$(PIP_LOCKED) requirements/docs.lock
 	$(BIN)/python docs/make_chart.py ./data/store docs/calls-per-queue.png
 
 bench-stages: install

@@ -211,7 +211,8 @@ def test_the_image_serves_the_probes_beyond_the_loopback() -> None:
 def test_dockerfile_runs_as_non_root_with_a_pinned_base_and_no_secret() -> None:
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
     base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
-    assert base and re.fullmatch(r"[\w./-]+:\d[\w.-]*", base.group(1))
+    pinned = r"[\w./-]+:\d[\w.-]*@sha256:[0-9a-f]{64}"  # a tag, and the digest that fixes it
+    assert base and re.fullmatch(pinned, base.group(1))
     user = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert user and user[-1] not in ("root", "0")
     copies = re.findall(r"^(?:COPY|ADD) .*$", dockerfile, re.MULTILINE)
