@@ -7,11 +7,13 @@ Contract:
   returns; a failed publish leaves no file under the final name. Locally:
   temporary file in the same directory, fsync, rename, fsync of the directory
   (temporary names start with ``.`` and never end in ``.parquet``, so readers'
-  globs skip them). On S3: one PUT of the complete object. A local publish
-  or delete first removes the temporary files of the same name that a
-  process killed while publishing left behind, and
-  :meth:`Storage.sweep_temporaries` removes every such file under a folder
-  (erasure and retention call it: an orphan may hold a subject's rows).
+  globs skip them). On S3: one PUT of the complete object. A publish or
+  delete touches only its own file, never lists its directory (a day holds
+  tens of thousands of files: one listing per publish would make a day's
+  writes quadratic); the temporary files that processes killed while
+  publishing left behind are removed by :meth:`Storage.sweep_temporaries`,
+  which erasure and the retention timer call (an orphan may hold a
+  subject's rows).
 * :meth:`Storage.create_exclusive` creates a small file only if it does not
   exist yet and says whether it did. Locally this is atomic (``O_EXCL``); S3
   offers no conditional create through ``pyarrow.fs``, so there it is a
@@ -24,7 +26,6 @@ Contract:
 
 from __future__ import annotations
 
-import glob
 import os
 import secrets
 import stat
@@ -85,7 +86,6 @@ class LocalStorage:
         target = self.root / relative_path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _remove_orphans_of(target)
             temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
             try:
                 with open(temp, "wb") as handle:
@@ -134,7 +134,6 @@ class LocalStorage:
     def delete(self, relative_path: str) -> None:
         target = self.root / relative_path
         try:
-            _remove_orphans_of(target)
             target.unlink(missing_ok=True)
         except OSError as exc:
             raise storage_error(f"deleting {relative_path}", exc) from exc
@@ -166,13 +165,6 @@ class LocalStorage:
             if stat.S_ISREG(status.st_mode) and status.st_mtime >= since:
                 listed.append(path.relative_to(self.root).as_posix())
         return sorted(listed)
-
-
-def _remove_orphans_of(target: Path) -> None:
-    """Remove the temporary files a killed publish of ``target`` left behind."""
-    if target.parent.is_dir():
-        for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            orphan.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:

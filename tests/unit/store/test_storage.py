@@ -45,6 +45,24 @@ def _table():
     return build_rows([decode(canonical_bytes(cdr_id=f"id-{index}")) for index in range(50)], parties)
 
 
+def test_publish_and_delete_never_list_their_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A day holds tens of thousands of files: a listing per publish or delete makes a day quadratic.
+    storage = LocalStorage(tmp_path)
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
+
+    def no_listing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a publish or delete listed a directory")
+
+    monkeypatch.setattr("os.scandir", no_listing)
+    monkeypatch.setattr("os.listdir", no_listing)
+    storage.publish("cdr/call_date=2026-01-01/t+0+1.parquet", b"second")
+    storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
+    monkeypatch.undo()
+    assert storage.list("cdr") == ["cdr/call_date=2026-01-01/t+0+1.parquet"]
+
+
 def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> None:
     data = encode(_table())
     metadata = pq.ParquetFile(io.BytesIO(data)).metadata
