@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline.store.errors import storage_error
-from pipeline.store.storage import LocalStorage, Storage
+from pipeline.store.storage import LocalStorage, Stamp, Storage
 
 
 class ObjectStorage:
@@ -84,6 +84,30 @@ class ObjectStorage:
             and not info.base_name.startswith(".")
             and (modified_since is None or info.mtime is None or info.mtime >= modified_since)
         )
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except OSError as exc:
+            raise storage_error(f"listing {relative_dir}", exc) from exc
+        prefix = self._base + "/"
+        return dict(
+            sorted(
+                (info.path.removeprefix(prefix), Stamp(info.size or 0, info.mtime_ns or 0))
+                for info in infos
+                if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+            )
+        )
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        try:
+            info = self._fs.get_file_info(self._path(relative_path))
+        except OSError as exc:
+            raise storage_error(f"reading the size of {relative_path}", exc) from exc
+        if info.type != pafs.FileType.File:
+            return None
+        return Stamp(info.size or 0, info.mtime_ns or 0)
 
 
 def open_storage(location: str, env: dict[str, str] | None = None) -> Storage:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,18 @@ from typing import Protocol
 import pyarrow as pa
 
 from pipeline.store.errors import storage_error
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What a listing says of a file: its size and modification time, which together tag its version.
+
+    Locally the time has nanoseconds; on S3 it is the object's last-modified time
+    (whole seconds: a replacement within the same second is told apart by its size).
+    """
+
+    size: int
+    modified_ns: int
 
 
 class Storage(Protocol):
@@ -68,6 +81,12 @@ class Storage(Protocol):
         With ``modified_since``, only files whose modification time (as the
         store's clock records it) is at or after that instant.
         """
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        """As :meth:`list` without ``modified_since``, with each file's :class:`Stamp`."""
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        """The :class:`Stamp` of ``relative_path``, or None if it does not exist."""
 
     def describe(self) -> str:
         """A human-readable location, for logs (no credentials)."""
@@ -165,6 +184,31 @@ class LocalStorage:
             if stat.S_ISREG(status.st_mode) and status.st_mtime >= since:
                 listed.append(path.relative_to(self.root).as_posix())
         return sorted(listed)
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        base = self.root / relative_dir
+        if not base.is_dir():
+            return {}
+        listed: dict[str, Stamp] = {}
+        for path in base.rglob("*"):
+            if path.name.startswith("."):
+                continue
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(status.st_mode):
+                listed[path.relative_to(self.root).as_posix()] = Stamp(status.st_size, status.st_mtime_ns)
+        return dict(sorted(listed.items()))
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        try:
+            status = (self.root / relative_path).stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise storage_error(f"reading the size of {relative_path}", exc) from exc
+        return Stamp(status.st_size, status.st_mtime_ns)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -19,8 +19,10 @@ footers' subject index; every row of the subject, whatever its call time):
    receives rows from its source, so that identical row is the same row,
    copied by a move cut short. Moving twice therefore changes nothing, and
    lifting after a restriction gives back exactly the rows there were.
-3. The source files are re-read: the result says how many subject rows are
-   left in them (0 when the move is complete).
+3. The store manifest is brought up to date for every file written or
+   deleted, then the source files are re-read: the result says how many subject rows are
+   left in them (0 when the move is complete), the key ids of every file of the source
+   area and the files whose footer could not be read.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
+from pipeline.store import manifest
 from pipeline.store.merge import merge_into, read_table
 from pipeline.store.naming import AREAS, in_area
 from pipeline.store.parquet import encode
@@ -50,6 +53,8 @@ class MoveResult:
     files_deleted: list[str]
     files_checked: int
     rows_left: int
+    key_ids_in_source: frozenset[str]
+    files_unreadable: list[str]
 
     @property
     def verified(self) -> bool:
@@ -81,6 +86,9 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
             storage.delete(path)
             deleted.append(path)
         moved += moving.num_rows
-    after = search(storage, pseudonyms, areas=(source,)).candidates
-    left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after)
-    return MoveResult(moved, written, deleted, len(after), left)
+    manifest.record(storage, [*written, *deleted])
+    after = search(storage, pseudonyms, areas=(source,))
+    left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after.candidates)
+    return MoveResult(
+        moved, written, deleted, len(after.candidates), left, after.all_key_ids(), after.unreadable
+    )

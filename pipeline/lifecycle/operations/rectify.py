@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lifecycle.operations.finder import data_files
 from pipeline.lifecycle.rows import REDACTED, redact_parties
+from pipeline.store import manifest
 from pipeline.store.naming import partition_date
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
@@ -103,6 +104,7 @@ def rectify_call(
             storage.publish(path, encode(redact_parties(table, {party: pending})))
             redacted += count
             rewritten.append(path)
+    manifest.record(storage, rewritten)
     verified = not unreadable  # a file not read may hold the call
     for path in rewritten:
         data = storage.read(path)

@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym, LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.quarantine import move_subject_rows
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
 from pipeline.lifecycle.subject import Subject
@@ -73,8 +72,7 @@ def _move_twice(
     first = move_subject_rows(storage, pseudonyms, source, target)
     passes.sleep(passes.settle_seconds)
     second = move_subject_rows(storage, pseudonyms, source, target)
-    footers = search(storage, (), areas=(source,))
-    unsearched = sorted(footers.all_key_ids() - key_ids)
+    unsearched = sorted(second.key_ids_in_source - key_ids)
     return {
         "rows_moved": first.rows_moved + second.rows_moved,
         "files_written": sorted({*first.files_written, *second.files_written}),
@@ -84,8 +82,8 @@ def _move_twice(
             "files_checked": second.files_checked,
             "rows_left": second.rows_left,
             "key_ids_not_searched": unsearched,
-            "files_unreadable": sorted(footers.unreadable),
-            "passed": second.verified and not unsearched and not footers.unreadable,
+            "files_unreadable": sorted(second.files_unreadable),
+            "passed": second.verified and not unsearched and not second.files_unreadable,
         },
     }
 
