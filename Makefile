@@ -12,7 +12,7 @@ export CDRPIPE_STORE ?= ./data/store
 export CDRPIPE_KEYRING ?= ./secrets/keyring.json
 export CDRPIPE_STATE_DIR ?= ./data/state
 
-.PHONY: install run test check fuzz lint docs-config chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-classify kafka-start kafka-stop stop clean
+.PHONY: install run test check fuzz lint docs-config chart bench bench-stages bench-soak bench-pseudonym bench-lifecycle bench-year bench-classify kafka-start kafka-stop stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ bench-pseudonym: install
 
 bench-lifecycle: install
 	$(BIN)/python -m benchmarks.lifecycle_store
+
+# A year of the trickle's small files at 1/BENCH_YEAR_SCALE (default 100) of the files, cached
+# under data/bench-year: subject requests, retention, DuckDB and Polars (see benchmarks/year.md).
+bench-year: install
+	$(BIN)/python -m benchmarks.year
 
 # Classification stages in µs per record, then the differential run at 10,000,000 inputs
 # (BENCH_CLASSIFY_INPUTS) on both cores: several minutes.
