@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,8 +14,9 @@ from pipeline.keys.keyring import Key
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.errors import StorageError
+from pipeline.store.object_storage import ObjectStorage
 from pipeline.store.parquet import encode
-from pipeline.store.storage import LocalStorage
+from pipeline.store.storage import LocalStorage, Storage
 from tests.support.samples import canonical_bytes
 from tests.support.samples import canonical_decode as decode
 
@@ -77,3 +79,26 @@ def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> Non
     assert columns["caller_pseudonym"].bloom_filter_offset is not None
     assert columns["caller_pseudonym"].bloom_filter_offset > 0
     assert pq.read_table(io.BytesIO(data)).num_rows == 50
+
+
+@pytest.mark.parametrize("kind", ["local", "pyarrow.fs"])
+def test_stamps_tell_a_replaced_or_deleted_file_from_the_one_listed(tmp_path: Path, kind: str) -> None:
+    storage: Storage = (
+        LocalStorage(tmp_path)
+        if kind == "local"
+        else ObjectStorage(pafs.LocalFileSystem(), str(tmp_path), "test")
+    )
+    for day in ("2026-01-01", "2026-01-02"):  # an object store has no folders to create
+        (tmp_path / "cdr" / f"call_date={day}").mkdir(parents=True)
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
+    storage.publish("cdr/call_date=2026-01-02/t+0+9.parquet", b"other")
+    (tmp_path / "cdr/call_date=2026-01-01/.t+0+0.parquet.0123abcd.tmp").write_bytes(b"orphan")
+    listed = storage.list_stamped("cdr")
+    assert list(listed) == storage.list("cdr")
+    before = listed["cdr/call_date=2026-01-01/t+0+0.parquet"]
+    assert before == storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") and before.size == 5
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"replaced")
+    assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") != before
+    storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
+    assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") is None
+    assert storage.list_stamped("restricted") == {}
