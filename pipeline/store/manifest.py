@@ -19,9 +19,10 @@ Contract:
   footer said: if the file is replaced in between, the entry's stamp is the
   old one and the next listing finds it stale.
 * :func:`record` is the one function writers call after they publish or
-  delete data files: it re-reads the footers of those files (or drops their
-  entries) and republishes the manifests of their dates, deleting a manifest
-  that lists nothing. Manifests are written only on the lifecycle path (one
+  delete data files: it re-reads the footers of the files written (a file
+  gone meanwhile loses its entry) and drops the entries of the files
+  deleted, then republishes the manifests of their dates, deleting a
+  manifest that lists nothing. Manifests are written only on the lifecycle path (one
   serial writer); files the ingest publishes are added when the next search
   reads their footers (see :mod:`pipeline.lifecycle.operations.finder`).
 """
@@ -132,18 +133,19 @@ def save(storage: Storage, area: str, call_date: date, entries: dict[str, FileEn
     storage.publish(path, json.dumps({"format": FORMAT, "files": files}, separators=(",", ":")).encode())
 
 
-def record(storage: Storage, paths: Iterable[str]) -> None:
-    """Bring the manifests up to date for data files just published or deleted at ``paths``."""
-    by_date: dict[tuple[str, date], list[tuple[str, str]]] = {}
-    for path in paths:
-        parsed = parse_data_path(path)
-        if parsed is not None:
-            by_date.setdefault((parsed.area, parsed.call_date), []).append((path, parsed.name))
+def record(storage: Storage, written: Iterable[str] = (), deleted: Iterable[str] = ()) -> None:
+    """Bring the manifests up to date for the data files just ``written`` (published) and ``deleted``."""
+    by_date: dict[tuple[str, date], list[tuple[str, str, bool]]] = {}
+    for paths, exists in ((written, True), (deleted, False)):
+        for path in paths:
+            parsed = parse_data_path(path)
+            if parsed is not None:
+                by_date.setdefault((parsed.area, parsed.call_date), []).append((path, parsed.name, exists))
     for (area, call_date), files in sorted(by_date.items()):
         entries = load(storage, area, call_date)
-        for path, name in files:
+        for path, name, exists in files:
             entries.pop(name, None)
-            stamp = storage.stamp(path)
+            stamp = storage.stamp(path) if exists else None
             if stamp is None:
                 continue
             try:

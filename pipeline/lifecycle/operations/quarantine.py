@@ -86,7 +86,7 @@ def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str,
             storage.delete(path)
             deleted.append(path)
         moved += moving.num_rows
-    manifest.record(storage, [*written, *deleted])
+    manifest.record(storage, written=written, deleted=deleted)
     after = search(storage, pseudonyms, areas=(source,))
     left = sum(count_subject_rows(storage, path, pseudonyms, _END_OF_TIME) for path in after.candidates)
     return MoveResult(

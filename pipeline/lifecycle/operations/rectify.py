@@ -104,7 +104,7 @@ def rectify_call(
             storage.publish(path, encode(redact_parties(table, {party: pending})))
             redacted += count
             rewritten.append(path)
-    manifest.record(storage, rewritten)
+    manifest.record(storage, written=rewritten)
     verified = not unreadable  # a file not read may hold the call
     for path in rewritten:
         data = storage.read(path)

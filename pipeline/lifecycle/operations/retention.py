@@ -57,7 +57,7 @@ def apply_retention(
         for call_date, paths in sorted(expired.items()):
             for path in paths:
                 storage.delete(path)
-            manifest.record(storage, paths)
+            manifest.record(storage, deleted=paths)
             append_audit(
                 storage,
                 "retention",

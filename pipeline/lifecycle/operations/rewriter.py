@@ -121,7 +121,12 @@ def rewrite_subject_files(
     """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each."""
     found = search(storage, pseudonyms, modified_since=modified_since)
     results = [rewrite_file(storage, path, pseudonyms, mode, requested_at) for path in found.candidates]
-    manifest.record(storage, [result.path for result in results if result.rows_affected])
+    changed = [result for result in results if result.rows_affected]
+    manifest.record(
+        storage,
+        written=[result.path for result in changed if not result.deleted],
+        deleted=[result.path for result in changed if result.deleted],
+    )
     return results, found
 
 

@@ -102,3 +102,15 @@ def test_stamps_tell_a_replaced_or_deleted_file_from_the_one_listed(tmp_path: Pa
     storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
     assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") is None
     assert storage.list_stamped("restricted") == {}
+
+
+def test_a_store_at_the_working_directory_lists_store_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = LocalStorage(Path("."))
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"data")
+    (tmp_path / "cdr/call_date=2026-01-01/.t+0+1.parquet.0123abcd.tmp").write_bytes(b"orphan")
+    assert storage.list("cdr") == ["cdr/call_date=2026-01-01/t+0+0.parquet"]
+    assert list(storage.list_stamped("")) == ["cdr/call_date=2026-01-01/t+0+0.parquet"]
+    assert storage.sweep_temporaries("") == 1
