@@ -95,6 +95,14 @@ def _setting(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+class Timings(dict[str, float]):
+    """Seconds by measurement, each printed as it is taken (a year's run is long)."""
+
+    def __setitem__(self, name: str, seconds: float) -> None:
+        print(f"  {name:32} {seconds:10.3f}", flush=True)
+        super().__setitem__(name, seconds)
+
+
 def _timed(function: Callable[[], T]) -> tuple[float, T]:
     began = time.perf_counter()
     result = function()
@@ -208,7 +216,7 @@ class SubjectFiles:
 
 def _requests(storage: LocalStorage, subject: Subject, saved: SubjectFiles, built: int) -> dict[str, float]:
     """Seconds of one subject's erasure (cold, then with manifests), export, restriction and lift."""
-    timings: dict[str, float] = {}
+    timings = Timings()
 
     def erase() -> None:
         entries: list[LedgerEntry] = []
@@ -294,7 +302,7 @@ def _queries(root: Path, day: date, pseudonym: str) -> dict[str, float]:
         "month": f"{root}/cdr/call_date={day.isoformat()[:7]}-*/*.parquet",
         "year": f"{root}/cdr/*/*.parquet",
     }
-    timings: dict[str, float] = {}
+    timings = Timings()
     for scope, pattern in scopes.items():
         sql = f"SELECT queue, count(*), sum(duration_s) FROM read_parquet('{pattern}') GROUP BY queue"
         timings[f"duckdb_{scope}_s"] = _duckdb(sql)
@@ -342,6 +350,7 @@ def main() -> None:
     report: dict[str, Any] = {"scale": scale, "days": days, "files": files, "files_per_date": files / days}
     report.update({name: counts[name] for name in ("late_files", "rows", "subject_rows")})
     report["footers_once_s"], rows = _timed(lambda: footers_once(storage))
+    print(f"  {'footers_once_s':32} {report['footers_once_s']:10.3f}", flush=True)
     assert rows == counts["rows"], (rows, counts["rows"])
     saved = SubjectFiles(storage, subject_from_number(SUBJECT, KEYRING, CLASSIFIER))
     shutil.rmtree(root / "_cdrpipe")  # that search wrote manifests: the first erasure runs without
