@@ -7,6 +7,7 @@ one PUT of its complete content, so there are no temporary objects.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -71,6 +72,17 @@ class ObjectStorage:
             raise storage_error(f"deleting {relative_path}", exc) from exc
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        return [
+            path
+            for path, info in self._files(relative_dir)
+            if modified_since is None or info.mtime is None or info.mtime >= modified_since
+        ]
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return {path: Stamp(info.size or 0, info.mtime_ns or 0) for path, info in self._files(relative_dir)}
+
+    def _files(self, relative_dir: str) -> Sequence[tuple[str, pafs.FileInfo]]:
+        """The objects under ``relative_dir`` not named ``.*``, sorted by store-relative path."""
         selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
         try:
             infos = self._fs.get_file_info(selector)
@@ -78,26 +90,9 @@ class ObjectStorage:
             raise storage_error(f"listing {relative_dir}", exc) from exc
         prefix = self._base + "/"
         return sorted(
-            info.path.removeprefix(prefix)
+            (info.path.removeprefix(prefix), info)
             for info in infos
-            if info.type == pafs.FileType.File
-            and not info.base_name.startswith(".")
-            and (modified_since is None or info.mtime is None or info.mtime >= modified_since)
-        )
-
-    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
-        selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
-        try:
-            infos = self._fs.get_file_info(selector)
-        except OSError as exc:
-            raise storage_error(f"listing {relative_dir}", exc) from exc
-        prefix = self._base + "/"
-        return dict(
-            sorted(
-                (info.path.removeprefix(prefix), Stamp(info.size or 0, info.mtime_ns or 0))
-                for info in infos
-                if info.type == pafs.FileType.File and not info.base_name.startswith(".")
-            )
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
         )
 
     def stamp(self, relative_path: str) -> Stamp | None:
