@@ -101,6 +101,11 @@ bench-pseudonym: install
 bench-lifecycle: install
 	$(BIN)/python -m benchmarks.lifecycle_store
 
+# A year of the trickle's small files at 1/BENCH_YEAR_SCALE (default 100) of the files, cached
+# under data/bench-year: subject requests, retention, DuckDB and Polars (see benchmarks/year.md).
+bench-year: install
+	$(BIN)/python -m benchmarks.year
+
 # Classification stages in µs per record, then the differential run at 10,000,000 inputs
 # (BENCH_CLASSIFY_INPUTS) on both cores: several minutes.
 bench-classify: install

@@ -52,7 +52,7 @@ from pipeline.lifecycle.requests.receipts import (
 )
 from pipeline.lifecycle.requests.register import Kind, load_request, record_answer, register_received
 from pipeline.observability.log_scrub import scrub
-from pipeline.store.storage import Storage
+from pipeline.store.storage import Stamp, Storage
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,12 @@ class _RecordingStorage:
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         return self._storage.list(relative_dir, modified_since)
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return self._storage.list_stamped(relative_dir)
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        return self._storage.stamp(relative_path)
 
     def describe(self) -> str:
         return self._storage.describe()

@@ -8,6 +8,7 @@ row lives under the same name with ``restricted/`` in place of ``cdr/``.
 from __future__ import annotations
 
 from datetime import date
+from typing import NamedTuple
 
 DATASET = "cdr"
 QUARANTINE = "restricted"
@@ -16,6 +17,16 @@ AREAS = (DATASET, QUARANTINE)
 """Every area that holds data files; lifecycle operations (erasure, export, retention) cover all."""
 SUFFIX = ".parquet"
 _PARTITION_PREFIX = "call_date="
+MANIFEST_DIR = "_cdrpipe/manifest"
+"""Per area and call date, what the store knows of its data files (:mod:`pipeline.store.manifest`)."""
+
+
+class DataFilePath(NamedTuple):
+    """The parts of a data file's path: ``<area>/call_date=<call_date>/<name>``."""
+
+    area: str
+    call_date: date
+    name: str
 
 
 def partition_name(call_date: date) -> str:
@@ -28,17 +39,28 @@ def partition_dir(call_date: date, area: str = DATASET) -> str:
     return f"{area}/{partition_name(call_date)}"
 
 
-def partition_date(path: str) -> date | None:
-    """The call date of a data file at ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
+def parse_data_path(path: str) -> DataFilePath | None:
+    """The parts of a data file's path ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
     parts = path.split("/")
     if len(parts) != 3 or parts[0] not in AREAS or not parts[2].endswith(SUFFIX):
         return None
     if not parts[1].startswith(_PARTITION_PREFIX):
         return None
     try:
-        return date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX))
+        return DataFilePath(parts[0], date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX)), parts[2])
     except ValueError:
         return None
+
+
+def partition_date(path: str) -> date | None:
+    """The call date of a data file at ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
+    parsed = parse_data_path(path)
+    return None if parsed is None else parsed.call_date
+
+
+def manifest_path(area: str, call_date: date) -> str:
+    """The store-relative path of the manifest of ``call_date`` in ``area``."""
+    return f"{MANIFEST_DIR}/{area}/{partition_name(call_date)}.json"
 
 
 def file_path(call_date: date, topic: str, partition: int, first_offset: int) -> str:

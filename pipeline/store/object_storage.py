@@ -11,6 +11,7 @@ reads the bucket's default encryption (``GetBucketEncryption``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pyarrow.fs as pafs
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.store.errors import TerminalStorageError, storage_error
-from pipeline.store.storage import LocalStorage, Storage
+from pipeline.store.storage import LocalStorage, Stamp, Storage
 
 
 class ObjectStorage:
@@ -108,6 +109,17 @@ class ObjectStorage:
             raise storage_error(f"deleting {relative_path}", exc) from exc
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        return [
+            path
+            for path, info in self._files(relative_dir)
+            if modified_since is None or info.mtime is None or info.mtime >= modified_since
+        ]
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return {path: Stamp(info.size or 0, info.mtime_ns or 0) for path, info in self._files(relative_dir)}
+
+    def _files(self, relative_dir: str) -> Sequence[tuple[str, pafs.FileInfo]]:
+        """The objects under ``relative_dir`` not named ``.*``, sorted by store-relative path."""
         selector = pafs.FileSelector(self._path(relative_dir), recursive=True, allow_not_found=True)
         try:
             infos = self._fs.get_file_info(selector)
@@ -115,12 +127,19 @@ class ObjectStorage:
             raise storage_error(f"listing {relative_dir}", exc) from exc
         prefix = self._base + "/"
         return sorted(
-            info.path.removeprefix(prefix)
+            (info.path.removeprefix(prefix), info)
             for info in infos
-            if info.type == pafs.FileType.File
-            and not info.base_name.startswith(".")
-            and (modified_since is None or info.mtime is None or info.mtime >= modified_since)
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
         )
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        try:
+            info = self._fs.get_file_info(self._path(relative_path))
+        except OSError as exc:
+            raise storage_error(f"reading the size of {relative_path}", exc) from exc
+        if info.type != pafs.FileType.File:
+            return None
+        return Stamp(info.size or 0, info.mtime_ns or 0)
 
 
 _EXISTS_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})

@@ -7,11 +7,13 @@ Contract:
   returns; a failed publish leaves no file under the final name. Locally:
   temporary file in the same directory, fsync, rename, fsync of the directory
   (temporary names start with ``.`` and never end in ``.parquet``, so readers'
-  globs skip them). On S3: one PUT of the complete object. A local publish
-  or delete first removes the temporary files of the same name that a
-  process killed while publishing left behind, and
-  :meth:`Storage.sweep_temporaries` removes every such file under a folder
-  (erasure and retention call it: an orphan may hold a subject's rows).
+  globs skip them). On S3: one PUT of the complete object. A publish or
+  delete touches only its own file, never lists its directory (a day holds
+  tens of thousands of files: one listing per publish would make a day's
+  writes quadratic); the temporary files that processes killed while
+  publishing left behind are removed by :meth:`Storage.sweep_temporaries`,
+  which erasure and the retention timer call (an orphan may hold a
+  subject's rows).
 * :meth:`Storage.create_exclusive` creates a small file only if it does not
   exist yet and says whether it did; the file appears whole or not at all.
   Locally: a temporary file is written and fsynced, then hard-linked to the
@@ -31,10 +33,11 @@ Contract:
 
 from __future__ import annotations
 
-import glob
 import os
 import secrets
 import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +45,18 @@ from typing import Protocol
 import pyarrow as pa
 
 from pipeline.store.errors import storage_error
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What a listing says of a file: its size and modification time, which together tag its version.
+
+    Locally the time has nanoseconds; on S3 it is the object's last-modified time
+    (whole seconds: a replacement within the same second is told apart by its size).
+    """
+
+    size: int
+    modified_ns: int
 
 
 class Storage(Protocol):
@@ -75,6 +90,12 @@ class Storage(Protocol):
         store's clock records it) is at or after that instant.
         """
 
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        """As :meth:`list` without ``modified_since``, with each file's :class:`Stamp`."""
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        """The :class:`Stamp` of ``relative_path``, or None if it does not exist."""
+
     def describe(self) -> str:
         """A human-readable location, for logs (no credentials)."""
 
@@ -93,7 +114,6 @@ class LocalStorage:
         target = self.root / relative_path
         try:
             make_dirs(target.parent, self.dir_mode)
-            _remove_orphans_of(target)
             temp = self._write_temporary(target, data)
             try:
                 os.replace(temp, target)
@@ -153,38 +173,39 @@ class LocalStorage:
     def delete(self, relative_path: str) -> None:
         target = self.root / relative_path
         try:
-            _remove_orphans_of(target)
             target.unlink(missing_ok=True)
         except OSError as exc:
             raise storage_error(f"deleting {relative_path}", exc) from exc
 
     def sweep_temporaries(self, relative_dir: str) -> int:
-        base = self.root / relative_dir
         removed = 0
         try:
-            for orphan in base.rglob(".*.tmp") if base.is_dir() else ():
-                orphan.unlink(missing_ok=True)
-                removed += 1
+            for path, entry in _walk(self.root, relative_dir):
+                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                    (self.root / path).unlink(missing_ok=True)
+                    removed += 1
         except OSError as exc:
             raise storage_error(f"sweeping {relative_dir}", exc) from exc
         return removed
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
-        base = self.root / relative_dir
-        if not base.is_dir():
-            return []
         since = float("-inf") if modified_since is None else modified_since.timestamp()
-        listed = []
-        for path in base.rglob("*"):
-            if path.name.startswith("."):
-                continue
-            try:
-                status = path.stat()
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(status.st_mode) and status.st_mtime >= since:
-                listed.append(path.relative_to(self.root).as_posix())
-        return sorted(listed)
+        return [path for path, status in _files(self.root, relative_dir) if status.st_mtime >= since]
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return {
+            path: Stamp(status.st_size, status.st_mtime_ns)
+            for path, status in _files(self.root, relative_dir)
+        }
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        try:
+            status = (self.root / relative_path).stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise storage_error(f"reading the size of {relative_path}", exc) from exc
+        return Stamp(status.st_size, status.st_mtime_ns)
 
 
 def modes(group_read: bool) -> tuple[int, int]:
@@ -209,11 +230,39 @@ def make_dirs(directory: Path, mode: int = 0o700) -> None:
         os.chmod(created, mode)  # mkdir's mode is filtered by the umask
 
 
-def _remove_orphans_of(target: Path) -> None:
-    """Remove the temporary files a killed publish of ``target`` left behind."""
-    if target.parent.is_dir():
-        for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            orphan.unlink(missing_ok=True)
+def _files(root: Path, relative_dir: str) -> list[tuple[str, os.stat_result]]:
+    """The regular files under ``relative_dir`` not named ``.*``, sorted by path, with their status."""
+    files = []
+    for path, entry in _walk(root, relative_dir):
+        if entry.name.startswith("."):
+            continue
+        try:
+            status = entry.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(status.st_mode):
+            files.append((path, status))
+    return sorted(files, key=lambda file: file[0])
+
+
+def _walk(root: Path, relative_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry under ``root/relative_dir`` but its directories, with its store-relative path.
+
+    One ``scandir`` per directory, and no pattern matching: a day holds tens of thousands of files.
+    """
+    pending = [relative_dir.strip("/")]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(root / folder) as entries:
+                for entry in entries:
+                    path = f"{folder}/{entry.name}" if folder else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(path)
+                    else:
+                        yield path, entry
+        except (FileNotFoundError, NotADirectoryError):
+            continue
 
 
 def _fsync_directory(directory: Path) -> None:

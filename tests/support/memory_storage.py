@@ -7,6 +7,8 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from pipeline.store.storage import Stamp
+
 
 class MemoryStorage:
     """The :class:`~pipeline.store.storage.Storage` protocol over a dict, with every folder indexed.
@@ -56,6 +58,13 @@ class MemoryStorage:
         since = float("-inf") if modified_since is None else modified_since.timestamp()
         paths = self._folders.get(relative_dir.rstrip("/"), set())
         return sorted(path for path in paths if self._files[path][1] >= since)
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return {path: stamp for path in self.list(relative_dir) if (stamp := self.stamp(path)) is not None}
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        stored = self._files.get(relative_path)
+        return Stamp(len(stored[0]), int(stored[1] * 1e9)) if stored is not None else None
 
     def describe(self) -> str:
         return "memory"

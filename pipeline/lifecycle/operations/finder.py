@@ -8,35 +8,35 @@ Contract:
   under an area is returned apart as a stray, never parsed, so it stops no
   lifecycle operation.
   :func:`skip_strays` logs a warning and writes an audit entry naming them.
-* :func:`search` reads every file's footer (several at a time: on S3 each
-  footer read is a round trip) and returns every file that holds a row of
-  the subject (and a few that do not: the index has false positives) and
-  the key ids of every file it read. A file without a subject index might
-  hold anything and is a candidate; a file without recorded key ids has its
-  ``key_id`` column read. A file whose footer cannot be read (not Parquet,
-  truncated) is listed as unreadable, logged, and stops nothing; a file that
-  vanished meanwhile is left out. With ``modified_since`` only files modified
-  at or after that instant are searched.
+* :func:`search` lists the store, takes what the store manifest
+  (:mod:`pipeline.store.manifest`) says of each file it still describes
+  (same size and modification time), and reads the footer of every other
+  file (several at a time: on S3 each footer read is a round trip). It
+  returns every file that holds a row of the subject (and a few that do not:
+  the index has false positives) and the key ids of every file listed. A file
+  without a subject index might hold anything and is a candidate; a file
+  without recorded key ids has its ``key_id`` column read. A file whose
+  footer cannot be read (not Parquet, truncated) is listed as unreadable,
+  logged, and stops nothing; a file that vanished meanwhile is left out.
+  With ``modified_since`` only files modified at or after that instant are
+  searched. The footers it read go into the manifests of their dates, and
+  entries of files no longer listed are dropped, so the next search of a
+  quiet date opens one manifest and no footer.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from datetime import date, datetime
 
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.numbers.text import redact_numbers
-from pipeline.store import subject_index
-from pipeline.store.naming import AREAS, partition_date
-from pipeline.store.parquet import KEY_IDS_METADATA_KEY
-from pipeline.store.storage import Storage
+from pipeline.store import manifest
+from pipeline.store.naming import AREAS, parse_data_path
+from pipeline.store.storage import Stamp, Storage
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +52,32 @@ class DataFiles:
     strays: list[str]
 
 
-def list_data_files(
-    storage: Storage, modified_since: datetime | None = None, areas: tuple[str, ...] = AREAS
-) -> DataFiles:
-    """Every published data file of ``areas`` (modified at or after ``modified_since``), and the strays."""
-    paths: list[str] = []
+def _listing(
+    storage: Storage, modified_since: datetime | None, areas: tuple[str, ...]
+) -> tuple[dict[str, Stamp], list[str]]:
+    """The data files of ``areas`` (modified at or after ``modified_since``), stamped, and the strays."""
+    since_ns = None if modified_since is None else int(modified_since.timestamp() * 1e9)
+    stamps: dict[str, Stamp] = {}
     strays: list[str] = []
     for area in areas:
-        for path in storage.list(area, modified_since):
-            if partition_date(path) is not None:
-                paths.append(path)
+        for path, stamp in storage.list_stamped(area).items():
+            if since_ns is not None and stamp.modified_ns < since_ns:
+                continue
+            if parse_data_path(path) is not None:
+                stamps[path] = stamp
             else:
                 # A stray's name is anybody's choice and goes into logs, audit entries and
                 # receipts: a phone number in it is replaced like in any log line.
                 strays.append(redact_numbers(path))
-    return DataFiles(paths, strays)
+    return stamps, strays
+
+
+def list_data_files(
+    storage: Storage, modified_since: datetime | None = None, areas: tuple[str, ...] = AREAS
+) -> DataFiles:
+    """Every published data file of ``areas`` (modified at or after ``modified_since``), and the strays."""
+    stamps, strays = _listing(storage, modified_since, areas)
+    return DataFiles(list(stamps), strays)
 
 
 def data_files(
@@ -104,15 +115,6 @@ class Search:
         return frozenset().union(*self.key_ids.values())
 
 
-def _key_ids(storage: Storage, path: str, metadata: dict[bytes, bytes]) -> frozenset[str]:
-    recorded = metadata.get(KEY_IDS_METADATA_KEY)
-    if recorded is not None:
-        return frozenset(json.loads(recorded))
-    with storage.open_input(path) as handle:  # written before key ids were recorded in footers
-        column = pq.read_table(handle, columns=["key_id"]).column("key_id")
-    return frozenset(pc.unique(column).drop_null().to_pylist())
-
-
 def search(
     storage: Storage,
     pseudonyms: Iterable[str],
@@ -120,34 +122,66 @@ def search(
     modified_since: datetime | None = None,
     areas: tuple[str, ...] = AREAS,
 ) -> Search:
-    """Read the footers of the data files of ``areas``: the files that may hold ``pseudonyms``, key ids."""
+    """The files of ``areas`` that may hold ``pseudonyms``, and key ids: from manifests, else footers."""
     wanted = list(pseudonyms)
+    stamps, strays = _listing(storage, modified_since, areas)
+    by_date: dict[tuple[str, date], list[tuple[str, str]]] = {}
+    for path in stamps:
+        parsed = parse_data_path(path)
+        assert parsed is not None  # the listing holds data files only
+        by_date.setdefault((parsed.area, parsed.call_date), []).append((path, parsed.name))
+    manifests = {group: manifest.load(storage, *group) for group in by_date}
+    entries: dict[str, manifest.FileEntry] = {}
+    to_read: list[str] = []
+    for group, files in by_date.items():
+        for path, name in files:
+            entry = manifests[group].get(name)
+            if entry is not None and entry.fresh(stamps[path]):
+                entries[path] = entry
+            else:
+                to_read.append(path)
 
-    def read_footer(path: str) -> tuple[bool, frozenset[str]] | str:
+    def read_footer(path: str) -> manifest.FileEntry | str:
         try:
-            with storage.open_input(path) as handle:
-                metadata = pq.read_metadata(handle).metadata or {}
-            index = metadata.get(subject_index.METADATA_KEY)
-            candidate = index is None or subject_index.might_contain_any(index, wanted)
-            return candidate, _key_ids(storage, path, metadata)
+            return manifest.read_entry(storage, path, stamps[path])
         except FileNotFoundError:
             return _GONE
         except (OSError, ValueError) as exc:  # pyarrow's "not a Parquet file" errors are ValueErrors
             log.warning("cannot read the footer of %s: %s", path, exc)
             return _UNREADABLE
 
-    listed = list_data_files(storage, modified_since, areas)
-    found: list[str] = []
     unreadable: list[str] = []
-    key_ids: dict[str, frozenset[str]] = {}
     with ThreadPoolExecutor(FOOTER_READERS, thread_name_prefix="cdrpipe-footer") as readers:
-        for path, footer in zip(listed.paths, readers.map(read_footer, listed.paths), strict=True):
+        for path, footer in zip(to_read, readers.map(read_footer, to_read), strict=True):
             if footer == _UNREADABLE:
                 unreadable.append(path)
-            elif not isinstance(footer, str):
-                candidate, key_ids[path] = footer
-                if candidate:
-                    found.append(path)
-            if progress is not None:
-                progress(1)
-    return Search(found, key_ids, listed.strays, unreadable)
+            elif isinstance(footer, manifest.FileEntry):
+                entries[path] = footer
+    _refresh_manifests(storage, by_date, manifests, entries, complete=modified_since is None)
+    found: list[str] = []
+    key_ids: dict[str, frozenset[str]] = {}
+    for path in stamps:
+        entry = entries.get(path)
+        if entry is not None:
+            key_ids[path] = entry.key_ids
+            if entry.might_hold(wanted):
+                found.append(path)
+        if progress is not None:
+            progress(1)
+    return Search(found, key_ids, strays, unreadable)
+
+
+def _refresh_manifests(
+    storage: Storage,
+    by_date: dict[tuple[str, date], list[tuple[str, str]]],
+    manifests: dict[tuple[str, date], dict[str, manifest.FileEntry]],
+    entries: dict[str, manifest.FileEntry],
+    complete: bool,
+) -> None:
+    """Publish the manifests that a search found stale; drop entries of unlisted files if ``complete``."""
+    for group, files in by_date.items():
+        known = manifests[group]
+        listed = {name: entries[path] for path, name in files if path in entries}
+        updated = listed if complete else {**known, **listed}
+        if updated != known:
+            manifest.save(storage, *group, updated)

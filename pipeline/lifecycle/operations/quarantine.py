@@ -19,8 +19,9 @@ footers' subject index; every row of the subject, whatever its call time):
    receives rows from its source, so that identical row is the same row,
    copied by a move cut short. Moving twice therefore changes nothing, and
    lifting after a restriction gives back exactly the rows there were.
-3. The source files are re-read: the result says how many subject rows are
-   left in them (0 when the move is complete).
+3. The store manifest is brought up to date for every file written or
+   deleted, then the source files are re-read: the result says how many subject
+   rows are left in them (0 when the move is complete).
 
 :func:`release_unheld` keeps the same contract with "the rows no hold covers"
 (:meth:`~pipeline.lifecycle.ledger.SubjectLedger.held_rows`) in place of "the
@@ -44,6 +45,7 @@ from pipeline.lifecycle.ledger import HOLDS, SubjectLedger
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
+from pipeline.store import manifest
 from pipeline.store.merge import merge_into, read_table
 from pipeline.store.naming import AREAS, DATASET, QUARANTINE, in_area
 from pipeline.store.parquet import encode
@@ -141,4 +143,5 @@ def _move(
             storage.delete(path)
             deleted.append(path)
         moved += moving.num_rows
+    manifest.record(storage, written=written, deleted=deleted)
     return moved, written, deleted

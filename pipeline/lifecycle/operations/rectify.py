@@ -38,6 +38,7 @@ from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry
 from pipeline.lifecycle.operations.finder import data_files, search
 from pipeline.lifecycle.operations.restriction import Ledger
 from pipeline.lifecycle.rows import Party, call_mask, call_party_masks, redact_parties
+from pipeline.store import manifest
 from pipeline.store.merge import read_table
 from pipeline.store.naming import partition_date
 from pipeline.store.parquet import encode
@@ -148,6 +149,7 @@ def rectify_call(
         redacted += pc.sum(pc.cast(masks[party], pa.int64())).as_py() or 0
         roles.update(masks)
         rewritten.append(path)
+    manifest.record(storage, written=rewritten)
     checked, remaining = _unredacted_rows(storage, holding, cdr_id, source, party)
     # A file not read may hold the call; a call found but no file re-read is a check that checked nothing.
     verified = not unreadable and remaining == 0 and (checked > 0 or found == 0)
@@ -195,4 +197,5 @@ def reapply_rectification(storage: Storage, entry: LedgerEntry) -> list[str]:
         if masks:
             storage.publish(path, encode(redact_parties(table, masks)))
             rewritten.append(path)
+    manifest.record(storage, written=rewritten)
     return rewritten

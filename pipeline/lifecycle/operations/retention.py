@@ -2,7 +2,8 @@
 
 Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
 older than ``today - retention_days``; :func:`apply_retention` deletes their
-files (unless ``dry_run``) and writes one audit entry per deleted partition.
+files and their manifests (unless ``dry_run``) and writes one audit entry per
+deleted partition.
 Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
 warning and an audit entry; they never stop retention.
 :func:`horizon` is the same rule for a single record at ingest: a record
@@ -20,6 +21,7 @@ from pipeline.lifecycle.requests.audit import append_audit, purge_audit
 from pipeline.lifecycle.requests.receipts import purge_receipts
 from pipeline.lifecycle.requests.register import purge_requests
 from pipeline.record import retention_horizon
+from pipeline.store import manifest
 from pipeline.store.naming import AREAS, partition_date
 from pipeline.store.storage import Storage
 
@@ -55,6 +57,7 @@ def apply_retention(
         for call_date, paths in sorted(expired.items()):
             for path in paths:
                 storage.delete(path)
+            manifest.record(storage, deleted=paths)
             append_audit(
                 storage,
                 "retention",

@@ -3,7 +3,8 @@
 Contract: :func:`rewrite_file` leaves either the old file or the complete new
 one (the storage publishes atomically): a file that loses rows is replaced
 under the same name, a file that loses all rows is deleted, a file without
-the subject's rows is left untouched. :func:`verify_erasure` reads every
+the subject's rows is left untouched; :func:`rewrite_subject_files` brings
+the store manifest up to date for the files it changed. :func:`verify_erasure` reads every
 footer of the store again, then *decodes* every pseudonym column of every
 file the erasure touched and of every file whose subject index cannot rule
 the subject out, and counts the subject's rows left (up to
@@ -29,6 +30,7 @@ from pipeline.lifecycle.operations.finder import Search, search
 from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.lifecycle.requests.receipts import ReceiptVerification
 from pipeline.lifecycle.rows import SUBJECT_COLUMNS, erase_rows, subject_row_mask
+from pipeline.store import manifest
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
 
@@ -133,6 +135,12 @@ def rewrite_subject_files(
     """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each."""
     found = search(storage, pseudonyms, modified_since=modified_since)
     results = [rewrite_file(storage, path, pseudonyms, mode, requested_at) for path in found.candidates]
+    changed = [result for result in results if result.rows_affected]
+    manifest.record(
+        storage,
+        written=[result.path for result in changed if not result.deleted],
+        deleted=[result.path for result in changed if result.deleted],
+    )
     return results, found
 
 

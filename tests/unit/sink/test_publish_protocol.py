@@ -189,7 +189,9 @@ def test_restart_drops_every_batch_and_returns_the_oldest_first_offset() -> None
     assert ingestor.restart(KEY) is None
 
 
-def test_a_publish_removes_the_temporary_file_a_killed_publish_left(tmp_path: Path) -> None:
+def test_a_killed_publishs_temporary_file_is_removed_by_the_sweep_not_by_the_next_publish(
+    tmp_path: Path,
+) -> None:
     storage = LocalStorage(tmp_path)
     day = tmp_path / "cdr" / "call_date=2026-11-01"
     day.mkdir(parents=True)
@@ -198,5 +200,7 @@ def test_a_publish_removes_the_temporary_file_a_killed_publish_left(tmp_path: Pa
     other = day / ".t+1+0.parquet.0123456789ab.tmp"
     other.write_bytes(b"another batch, still being written")
     storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", b"complete")
-    assert sorted(path.name for path in day.iterdir()) == [other.name, "t+0+0.parquet"]
+    assert sorted(path.name for path in day.iterdir()) == [orphan.name, other.name, "t+0+0.parquet"]
     assert (day / "t+0+0.parquet").read_bytes() == b"complete"
+    assert storage.sweep_temporaries("cdr") == 2
+    assert sorted(path.name for path in day.iterdir()) == ["t+0+0.parquet"]

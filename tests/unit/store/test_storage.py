@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,8 +14,9 @@ from pipeline.keys.keyring import Key
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.errors import StorageError
+from pipeline.store.object_storage import ObjectStorage
 from pipeline.store.parquet import encode
-from pipeline.store.storage import LocalStorage
+from pipeline.store.storage import LocalStorage, Storage
 from tests.support.samples import canonical_bytes
 from tests.support.samples import canonical_decode as decode
 
@@ -45,6 +47,24 @@ def _table():
     return build_rows([decode(canonical_bytes(cdr_id=f"id-{index}")) for index in range(50)], parties)
 
 
+def test_publish_and_delete_never_list_their_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A day holds tens of thousands of files: a listing per publish or delete makes a day quadratic.
+    storage = LocalStorage(tmp_path)
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
+
+    def no_listing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a publish or delete listed a directory")
+
+    monkeypatch.setattr("os.scandir", no_listing)
+    monkeypatch.setattr("os.listdir", no_listing)
+    storage.publish("cdr/call_date=2026-01-01/t+0+1.parquet", b"second")
+    storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
+    monkeypatch.undo()
+    assert storage.list("cdr") == ["cdr/call_date=2026-01-01/t+0+1.parquet"]
+
+
 def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> None:
     data = encode(_table())
     metadata = pq.ParquetFile(io.BytesIO(data)).metadata
@@ -59,3 +79,38 @@ def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> Non
     assert columns["caller_pseudonym"].bloom_filter_offset is not None
     assert columns["caller_pseudonym"].bloom_filter_offset > 0
     assert pq.read_table(io.BytesIO(data)).num_rows == 50
+
+
+@pytest.mark.parametrize("kind", ["local", "pyarrow.fs"])
+def test_stamps_tell_a_replaced_or_deleted_file_from_the_one_listed(tmp_path: Path, kind: str) -> None:
+    storage: Storage = (
+        LocalStorage(tmp_path)
+        if kind == "local"
+        else ObjectStorage(pafs.LocalFileSystem(), None, str(tmp_path), "test")  # no exclusive creates here
+    )
+    for day in ("2026-01-01", "2026-01-02"):  # an object store has no folders to create
+        (tmp_path / "cdr" / f"call_date={day}").mkdir(parents=True)
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
+    storage.publish("cdr/call_date=2026-01-02/t+0+9.parquet", b"other")
+    (tmp_path / "cdr/call_date=2026-01-01/.t+0+0.parquet.0123abcd.tmp").write_bytes(b"orphan")
+    listed = storage.list_stamped("cdr")
+    assert list(listed) == storage.list("cdr")
+    before = listed["cdr/call_date=2026-01-01/t+0+0.parquet"]
+    assert before == storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") and before.size == 5
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"replaced")
+    assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") != before
+    storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
+    assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") is None
+    assert storage.list_stamped("restricted") == {}
+
+
+def test_a_store_at_the_working_directory_lists_store_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = LocalStorage(Path("."))
+    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"data")
+    (tmp_path / "cdr/call_date=2026-01-01/.t+0+1.parquet.0123abcd.tmp").write_bytes(b"orphan")
+    assert storage.list("cdr") == ["cdr/call_date=2026-01-01/t+0+0.parquet"]
+    assert list(storage.list_stamped("")) == ["cdr/call_date=2026-01-01/t+0+0.parquet"]
+    assert storage.sweep_temporaries("") == 1

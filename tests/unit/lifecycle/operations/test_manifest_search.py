@@ -1,0 +1,150 @@
+"""Searches through the store manifest: a cache that spares footer reads and never hides a row."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.lifecycle.operations.export import subject_rows
+from pipeline.lifecycle.operations.finder import search
+from pipeline.lifecycle.operations.quarantine import move_subject_rows
+from pipeline.lifecycle.operations.retention import apply_retention
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
+from pipeline.lifecycle.subject import subject_from_number
+from pipeline.store import manifest
+from pipeline.store.naming import DATASET, QUARANTINE, manifest_path
+from pipeline.store.storage import LocalStorage
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+
+DAY = date(2026, 11, 1)
+DAY_DIR = "cdr/call_date=2026-11-01"
+SUBJECT_FILES = [f"{DAY_DIR}/t+0+0.parquet", f"{DAY_DIR}/t+1+0.parquet"]
+NOON = "2026-11-01T12:00:00+00:00"
+
+
+class CountingStorage(LocalStorage):
+    """A local store that counts the data files opened for reading (footer reads)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.opened: list[str] = []
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        self.opened.append(relative_path)
+        return super().open_input(relative_path)
+
+
+def _store(tmp_path: Path) -> CountingStorage:
+    sample_store(tmp_path)
+    return CountingStorage(tmp_path)
+
+
+def _pseudonyms() -> frozenset[str]:
+    return subject_from_number(SUBJECT, KEYS, CLASSIFIER).pseudonyms
+
+
+def test_a_second_search_reads_the_manifest_and_no_footer(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    first = search(storage, _pseudonyms())
+    assert first.candidates == SUBJECT_FILES and len(storage.opened) == 3
+    assert sorted(manifest.load(storage, DATASET, DAY)) == ["t+0+0.parquet", "t+1+0.parquet", "t+2+0.parquet"]
+    storage.opened.clear()
+    second = search(storage, _pseudonyms())
+    assert second == first
+    assert storage.opened == []
+
+
+def test_a_missing_or_unreadable_manifest_is_read_through_the_footers(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    storage.delete(manifest_path(DATASET, DAY))
+    assert search(storage, _pseudonyms()).candidates == SUBJECT_FILES
+    storage.publish(manifest_path(DATASET, DAY), b"{not json")
+    storage.opened.clear()
+    assert search(storage, _pseudonyms()).candidates == SUBJECT_FILES
+    assert len(storage.opened) == 3
+
+
+def test_a_file_replaced_behind_the_manifest_is_read_again(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    # t+2+0 held only someone else; a replay merge (no manifest update) gives it a row of the subject.
+    storage.publish(
+        f"{DAY_DIR}/t+2+0.parquet",
+        parquet_file(KEYS.keys[1], [("d", "0475999888", NOON), ("e", "0475000111", NOON)]),
+    )
+    storage.opened.clear()
+    assert search(storage, _pseudonyms()).candidates == [*SUBJECT_FILES, f"{DAY_DIR}/t+2+0.parquet"]
+    assert storage.opened == [f"{DAY_DIR}/t+2+0.parquet"]
+    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER))
+    assert table is not None and sorted(table.column("cdr_id").to_pylist()) == ["a", "c", "e"]
+
+
+def test_a_new_file_missing_from_the_manifest_is_found(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    storage.publish(f"{DAY_DIR}/t+3+0.parquet", parquet_file(KEYS.keys[0], [("f", "0475000111", NOON)]))
+    storage.publish(
+        "cdr/call_date=2026-11-02/t+0+9.parquet",
+        parquet_file(KEYS.keys[0], [("g", "0475000111", "2026-11-02T08:00:00+00:00")]),
+    )
+    found = search(storage, _pseudonyms()).candidates
+    assert found == [*SUBJECT_FILES, f"{DAY_DIR}/t+3+0.parquet", "cdr/call_date=2026-11-02/t+0+9.parquet"]
+
+
+def test_an_entry_of_a_file_that_is_gone_is_never_used_and_is_dropped(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    (tmp_path / SUBJECT_FILES[0]).unlink()
+    assert search(storage, _pseudonyms()).candidates == SUBJECT_FILES[1:]
+    assert sorted(manifest.load(storage, DATASET, DAY)) == ["t+1+0.parquet", "t+2+0.parquet"]
+
+
+def test_a_manifest_entry_without_a_subject_index_makes_its_file_a_candidate(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    document = json.loads(storage.read(manifest_path(DATASET, DAY)) or b"")
+    document["files"]["t+2+0.parquet"]["subjects"] = None
+    storage.publish(manifest_path(DATASET, DAY), json.dumps(document).encode())
+    assert search(storage, _pseudonyms()).candidates == [*SUBJECT_FILES, f"{DAY_DIR}/t+2+0.parquet"]
+
+
+def test_a_search_of_files_modified_since_keeps_the_entries_of_the_others(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    search(storage, _pseudonyms(), modified_since=datetime.now(UTC))
+    assert sorted(manifest.load(storage, DATASET, DAY)) == ["t+0+0.parquet", "t+1+0.parquet", "t+2+0.parquet"]
+
+
+def test_writers_keep_the_manifest_current_so_later_searches_read_no_footer(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    pseudonyms = _pseudonyms()
+    moved = move_subject_rows(storage, pseudonyms, DATASET, QUARANTINE)
+    assert moved.rows_moved == 2 and moved.verified
+    storage.opened.clear()
+    assert search(storage, pseudonyms).candidates == [
+        f"restricted/call_date=2026-11-01/t+{n}+0.parquet" for n in (0, 1)
+    ]
+    assert storage.opened == []
+    assert sorted(manifest.load(storage, DATASET, DAY)) == ["t+0+0.parquet", "t+2+0.parquet"]
+    results, _ = rewrite_subject_files(storage, pseudonyms, "delete", datetime.now(UTC))
+    assert sum(result.rows_affected for result in results) == 2
+    storage.opened.clear()
+    assert search(storage, pseudonyms).candidates == []
+    assert storage.opened == []
+    assert storage.read(manifest_path(QUARANTINE, DAY)) is None, "a manifest of no files is deleted"
+    rows = [pq.read_metadata(tmp_path / path).num_rows for path in storage.list("cdr")]
+    assert rows == [1, 1]
+
+
+def test_retention_deletes_the_manifests_of_the_dates_it_expires(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    search(storage, _pseudonyms())
+    assert storage.read(manifest_path(DATASET, DAY)) is not None
+    report = apply_retention(storage, datetime(2027, 11, 1, tzinfo=UTC), retention_days=30)
+    assert report.files == 3
+    assert storage.read(manifest_path(DATASET, DAY)) is None
