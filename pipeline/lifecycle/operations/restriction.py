@@ -146,22 +146,12 @@ def _move_twice(
         f"{target_decoded} files in {target}/ the rows moved to: they hold {arrived} rows of the subject "
         f"({moved} moved)."
     )
-    nothing_checked = moved > 0 and checked == 0
-    if nothing_checked:
-        text += " FAILED: rows were moved but no file could be decoded, so nothing was verified."
-    if arrived < moved:
-        text += f" FAILED: {moved - arrived} moved rows are not in {target}/."
-    if unreadable:
-        text += f" FAILED: {len(unreadable)} data files could not be read ({', '.join(unreadable)})."
+    failures = _move_failures(moved, checked, arrived, target, unreadable)
     if unsearched:
-        text += f" FAILED: rows under keys {', '.join(unsearched)} could not be searched."
+        failures += f" FAILED: rows under keys {', '.join(unsearched)} could not be searched."
     verification = ReceiptVerification(
-        passed=remaining == 0
-        and arrived >= moved
-        and not nothing_checked
-        and not unreadable
-        and not unsearched,
-        checked=text,
+        passed=remaining == 0 and not failures,
+        checked=text + failures,
         files_in_store=in_store,
         files_checked=checked,
         rows_remaining=remaining,
@@ -202,16 +192,10 @@ def _release_twice(
         f"{second.rows_kept} rows of the subject stay held. Decoded the {decoded} files in {DATASET}/ "
         f"the rows moved to: they hold {arrived} rows ({moved} moved)."
     )
-    nothing_checked = moved > 0 and checked == 0
-    if nothing_checked:
-        text += " FAILED: rows were moved but no file could be decoded, so nothing was verified."
-    if arrived < moved:
-        text += f" FAILED: {moved - arrived} moved rows are not in {DATASET}/."
-    if unreadable:
-        text += f" FAILED: {len(unreadable)} data files could not be read ({', '.join(unreadable)})."
+    failures = _move_failures(moved, checked, arrived, DATASET, unreadable)
     verification = ReceiptVerification(
-        passed=second.verified and arrived >= moved and not nothing_checked and not unreadable,
-        checked=text,
+        passed=second.verified and not failures,
+        checked=text + failures,
         files_in_store=len(footers.key_ids) + len(footers.unreadable),
         files_checked=checked,
         rows_remaining=second.rows_left,
@@ -241,6 +225,18 @@ def _all_rows_in(storage: Storage, paths: Iterable[str]) -> tuple[int, int, list
             rows += table.num_rows
             decoded += 1
     return rows, decoded, unreadable
+
+
+def _move_failures(moved: int, checked: int, arrived: int, target: str, unreadable: list[str]) -> str:
+    """What a move's check found wrong, as ``FAILED:`` sentences of its receipt ("" when nothing)."""
+    failures = ""
+    if moved > 0 and checked == 0:
+        failures += " FAILED: rows were moved but no file could be decoded, so nothing was verified."
+    if arrived < moved:
+        failures += f" FAILED: {moved - arrived} moved rows are not in {target}/."
+    if unreadable:
+        failures += f" FAILED: {len(unreadable)} data files could not be read ({', '.join(unreadable)})."
+    return failures
 
 
 def _erase_twice(storage: Storage, subject: Subject, requested_at: datetime, passes: Passes) -> HoldOutcome:
