@@ -86,7 +86,7 @@ def test_ingest_export_restriction_and_erasure_each_under_its_own_principal(
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     assert len(export.read_text().splitlines()) == subject_rows
-    assert restriction["status"] == "done", restriction
+    assert restriction["status"] == "completed", restriction
     assert _pseudonym_rows(store, "cdr", restricted) == 0
     assert _pseudonym_rows(store, "restricted", restricted) == subject_rows
     assert erasure["status"] == "completed" and erasure["verification"]["passed"] is True, erasure
