@@ -65,7 +65,7 @@ fuzz: install
 
 # The edit-test loop: lint and the unit tests without the large generated proofs (under a minute).
 check: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 tests/unit -m "not slow"
 
 lint: install
 	$(BIN)/ruff check pipeline tests benchmarks docs

@@ -214,7 +214,9 @@ def test_secrets_a_person_chose_are_refused(tmp_path: Path, secret: bytes) -> No
 
 
 @pytest.mark.parametrize(
-    "secret", [secrets.token_bytes(32), secrets.token_hex(32).encode(), secrets.token_urlsafe(32).encode()]
+    "secret",
+    [secrets.token_bytes(32), secrets.token_hex(32).encode(), secrets.token_urlsafe(32).encode()],
+    ids=["bytes", "hex", "urlsafe"],  # fresh secrets each run, named alike for every test worker
 )
 def test_random_secrets_pass_whether_bytes_or_text(tmp_path: Path, secret: bytes) -> None:
     key = {**_key("k1"), "secret": base64.b64encode(secret).decode()}
