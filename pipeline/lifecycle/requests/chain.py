@@ -148,6 +148,11 @@ class Chain:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        # The last entry this process appended, per store: (seq, digest). The next append tries
+        # the number after it without listing the directory (a listing per append is quadratic
+        # over a register's life); if that entry is gone or changed, or another writer took the
+        # number, it lists as before.
+        self._tails: dict[str, tuple[int, str]] = {}
 
     def path(self, seq: int) -> str:
         """The store path of entry ``seq``."""
@@ -174,14 +179,22 @@ class Chain:
         """Seal ``document`` as the next entry under the active key; return its path."""
         key = sealing_keyring().active
         body = normalised(document)
-        for _ in range(_APPEND_ATTEMPTS):
-            entries, _ = self._numbered(storage)
-            last = max(entries, default=0)
-            data = storage.read(entries[last]) if last else None
-            prev = digest(data) if data is not None else GENESIS
+        store = storage.describe()
+        for attempt in range(_APPEND_ATTEMPTS):
+            tail = self._tails.get(store) if attempt == 0 else None
+            known = storage.read(self.path(tail[0])) if tail is not None else None
+            if tail is not None and known is not None and digest(known) == tail[1]:
+                last, prev = tail
+            else:
+                entries, _ = self._numbered(storage)
+                last = max(entries, default=0)
+                data = storage.read(entries[last]) if last else None
+                prev = digest(data) if data is not None else GENESIS
             sealed = seal({**body, "seq": last + 1, "prev": prev}, key)
             path = self.path(last + 1)
-            if storage.create_exclusive(path, json.dumps(sealed, sort_keys=True).encode()):
+            encoded = json.dumps(sealed, sort_keys=True).encode()
+            if storage.create_exclusive(path, encoded):
+                self._tails[store] = (last + 1, digest(encoded))
                 return path
         raise StorageError(f"appending to {self.directory} failed: other writers kept taking the next entry")
 
