@@ -143,16 +143,17 @@ def _parse(data: bytes | None) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+_TAILS: dict[tuple[str, str], tuple[int, str]] = {}
+"""The last entry this process appended, per store and chain: (seq, digest). The next append tries
+the number after it without listing the directory (a listing per append is quadratic over a
+register's life); if that entry is gone or changed, or another writer took the number, it lists."""
+
+
 class Chain:
     """The chain of sealed entries in one store directory (see the module contract)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        # The last entry this process appended, per store: (seq, digest). The next append tries
-        # the number after it without listing the directory (a listing per append is quadratic
-        # over a register's life); if that entry is gone or changed, or another writer took the
-        # number, it lists as before.
-        self._tails: dict[str, tuple[int, str]] = {}
 
     def path(self, seq: int) -> str:
         """The store path of entry ``seq``."""
@@ -179,9 +180,9 @@ class Chain:
         """Seal ``document`` as the next entry under the active key; return its path."""
         key = sealing_keyring().active
         body = normalised(document)
-        store = storage.describe()
+        store = (storage.describe(), self.directory)
         for attempt in range(_APPEND_ATTEMPTS):
-            tail = self._tails.get(store) if attempt == 0 else None
+            tail = _TAILS.get(store) if attempt == 0 else None
             known = storage.read(self.path(tail[0])) if tail is not None else None
             if tail is not None and known is not None and digest(known) == tail[1]:
                 last, prev = tail
@@ -194,7 +195,7 @@ class Chain:
             path = self.path(last + 1)
             encoded = json.dumps(sealed, sort_keys=True).encode()
             if storage.create_exclusive(path, encoded):
-                self._tails[store] = (last + 1, digest(encoded))
+                _TAILS[store] = (last + 1, digest(encoded))
                 return path
         raise StorageError(f"appending to {self.directory} failed: other writers kept taking the next entry")
 
