@@ -262,19 +262,11 @@ class RightsProcessor:
         self, request: SubjectRequest, subject: Subject | None, reason: str, started: datetime
     ) -> SubjectReceipt:
         """The receipt of a request there was nothing to act on: kept, and it closes the entry."""
-        keys = subject.key_ids if subject is not None else ()
-        return SubjectReceipt(
-            summary=f"rejected: {reason}",
-            request_id=request.request_id,
-            kind=request.kind,
+        return msgspec.structs.replace(
+            self._receipt(request, subject, started, f"rejected: {reason}"),
             status="rejected",
             reason=reason,
-            requested_at=request.requested_at.astimezone(UTC),
-            request_digest=_digest(request, subject, keys),
-            key_ids=list(keys) if subject is not None else None,
-            started_at=started,
-            finished_at=self._clock(),
-            pipeline_version=__version__,
+            key_ids=list(subject.key_ids) if subject is not None else None,
         )
 
     def _failed(
