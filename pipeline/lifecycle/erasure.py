@@ -34,8 +34,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    pass.
 6. Verification (:func:`~pipeline.lifecycle.operations.rewriter.verify_erasure`) decodes
    the pseudonym columns of every touched file and every file the index
-   cannot rule out, and fails, naming them, when files carry keys the
-   subject's pseudonyms were not computed under. The receipt opens with a
+   cannot rule out, and fails, naming each file and key, when files carry
+   keys (id and fingerprint) the subject's pseudonyms were not computed
+   under: a key id reused for another secret is another key. The receipt
+   lists the keys searched with their fingerprints. The receipt opens with a
    one-line summary, says in words what was checked, is stored under
    ``_cdrpipe/receipts/<request id>.json``, appended to the audit log and
    closes the register entry when its verification passed (a failed one
@@ -64,13 +66,14 @@ from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.finder import skip_strays
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     WorkDone,
+    receipt_keys,
 )
 from pipeline.lifecycle.subject import (
     Subject,
@@ -195,6 +198,7 @@ class ErasureProcessor:
         entry = LedgerEntry(
             request_id=request.request_id,
             subject=list(subject.pairs),
+            key_fingerprints=subject.key_fingerprints,
             requested_at=requested_at,
             mode=request.mode,
         )
@@ -215,7 +219,7 @@ class ErasureProcessor:
         verification = verify_erasure(
             storage,
             pseudonyms,
-            searched_key_ids(subject.key_ids, results),
+            searched_keys(subject.keys, results),
             requested_at,
             (result.path for result in results),
         )
@@ -233,6 +237,7 @@ class ErasureProcessor:
             mode=request.mode,
             requested_at=requested_at,
             key_ids=list(subject.key_ids),
+            keys=receipt_keys(subject.keys),
             pseudonyms_searched=len(pseudonyms),
             subject_digest=subject.digest(subject.key_ids or None),
             files_rewritten=sorted({result.path for result in affected if not result.deleted}),

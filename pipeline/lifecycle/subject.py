@@ -8,7 +8,9 @@ domain). Extensions and agent ids are only unique within their tenant
 (pseudonym scheme 2), so they need one; a subscriber number is the same
 person at every tenant and takes none. :func:`subject_from_pseudonym` takes
 a pseudonym as given: its key is unknown and it can only match rows of the
-key it was computed with. None of them keeps the raw number; every refusal
+key it was computed with. A subject computed from a keyring also holds the
+keys (ids and fingerprints) it was computed under, which verifications compare
+with the keys of the store's files. None of them keeps the raw number; every refusal
 is a :class:`SubjectError` whose message holds no input value.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.errors import RequestRefusedError
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.keys.keyring import Keyring
 from pipeline.keys.pseudonym import Domain, Pseudonymizer
 from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym
@@ -35,14 +38,21 @@ class SubjectError(RequestRefusedError):
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """The pseudonyms of one person, each with the key id it was computed with."""
+    """The pseudonyms of one person, each with the key id it was computed with, and those keys."""
 
     pairs: tuple[KeyedPseudonym, ...]
+    keys: frozenset[KeyRef] = frozenset()
+    """The keys of the pairs' key ids, with fingerprints (empty for a given pseudonym)."""
 
     @property
     def pseudonyms(self) -> frozenset[str]:
         """Every pseudonym of the subject."""
         return frozenset(pair.pseudonym for pair in self.pairs)
+
+    @property
+    def key_fingerprints(self) -> dict[str, str] | None:
+        """The fingerprint of each key id, as ledger entries record them (None for a given pseudonym)."""
+        return {key.key_id: key.fingerprint for key in self.keys if key.fingerprint is not None} or None
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -70,7 +80,8 @@ def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenant: str |
         tuple(
             KeyedPseudonym(key.key_id, Pseudonymizer(key).pseudonym(domain, value, tenant))
             for key in keyring.keys
-        )
+        ),
+        frozenset(key.ref for key in keyring.keys),
     )
 
 
