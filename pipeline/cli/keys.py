@@ -82,11 +82,11 @@ def keys_rotate(keyring_path: Path | None) -> None:
     path = _keyring_path(keyring_path)
     storage = _store()
     known = _known(storage)
-    for confused in conflicts(keyring.load_keyring(path), known):
+    for other in conflicts(keyring.load_keyring(path), known):
         click.echo(
-            f"cdrpipe: warning: keyring key {confused.describe()} is not the key {confused.key_id} the "
-            "store's rows were written with: erasures will fail on those files until the keyring that "
-            "holds it is restored",
+            f"cdrpipe: warning: the store knows a key {other.describe()} that is not the keyring's "
+            f"{other.key_id}: its rows cannot be erased or exported with this keyring, and erasures "
+            "fail on them by name; restore the keyring backup that holds it",
             err=True,
         )
     rotated = keyring.rotate_keyring(path, known)

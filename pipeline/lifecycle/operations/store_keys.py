@@ -18,9 +18,10 @@ Contract:
   a key is known even before it wrote a row. The register is read from the
   names alone (one listing); a name that is not ``<id>.<fingerprint>.json``
   is skipped and reported.
-* :func:`conflicts` names the keyring's keys whose id the store knows only
-  under other fingerprints: that keyring is not the one the rows were written
-  with (a restored backup rotated by an older version, or an edited file).
+* :func:`conflicts` names the keys the store knows under an id of the
+  keyring but another fingerprint: rows under them were written with a
+  secret this keyring does not hold (a restored backup rotated by an older
+  version, or an edited file), so it cannot erase or export them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline.keys.fingerprint import KeyRef
+from pipeline.keys.fingerprint import KeyRef, sorted_refs
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.requests import skipped
@@ -68,10 +69,10 @@ def register_keys(storage: Storage, keyring: Keyring) -> list[str]:
 
 
 def conflicts(keyring: Keyring, known: frozenset[KeyRef]) -> list[KeyRef]:
-    """The keys of ``keyring`` whose id the store knows, but only under other fingerprints."""
-    found = []
-    for key in keyring.keys:
-        fingerprints = {ref.fingerprint for ref in known if ref.key_id == key.key_id}
-        if fingerprints and None not in fingerprints and key.fingerprint not in fingerprints:
-            found.append(key.ref)
-    return found
+    """The keys of ``known`` with the id of a key of ``keyring`` and another fingerprint."""
+    fingerprints = {key.key_id: key.fingerprint for key in keyring.keys}
+    return sorted_refs(
+        ref
+        for ref in known
+        if ref.key_id in fingerprints and ref.fingerprint not in (None, fingerprints[ref.key_id])
+    )
