@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -56,7 +56,7 @@ from pipeline.lifecycle.operations.restriction import (
 )
 from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject import Subject, subject_of_request
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.storage import Storage
 
@@ -77,7 +77,9 @@ class RightsProcessor:
         ledger: Ledger,
         passes: Passes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tenants: Mapping[str, str] | None = None,
     ) -> None:
+        self._tenants = dict(tenants or {})
         self._keyring = keyring
         self._classifier = classifier
         self._passes = passes
@@ -132,13 +134,22 @@ class RightsProcessor:
         return receipt
 
     def _subject(self, request: SubjectRequest) -> Subject | None:
-        """The pseudonyms of the request's subject under every key of the keyring as it is now."""
+        """The pseudonyms of the request's subject under every key of the keyring as it is now.
+
+        Found as an erasure finds them (:func:`~pipeline.lifecycle.subject.subject_of_request`):
+        an extension or agent within every tenant its rows may carry.
+        """
         if request.kind == "rectification":
             return None  # a rectification names a call, not a subject
         assert request.subject is not None  # checked by parse_request
-        if request.subject_kind == "pseudonym":
-            return subject_from_pseudonym(request.subject)
-        return subject_from_number(request.subject, self._keyring(), self._classifier)
+        return subject_of_request(
+            request.subject_kind,
+            request.subject,
+            tenant=request.tenant,
+            keyring=self._keyring,
+            classifier=self._classifier,
+            tenants=self._tenants,
+        )
 
     def _carry_out(
         self,
@@ -182,6 +193,7 @@ class RightsProcessor:
         return msgspec.structs.replace(
             self._receipt(request, subject, started, _hold_summary(request, done)),
             key_ids=list(subject.key_ids),
+            tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(subject.pseudonyms),
             existing=done.existing,
             rows_moved=done.rows_moved,

@@ -92,6 +92,8 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     requested_at: datetime | None = None
     started_at: datetime | None = None
     key_ids: list[str] | None = None
+    tenants_searched: list[str] | None = None
+    """An extension or agent: the tenants whose pseudonyms were searched (a subscriber has none)."""
     pseudonyms_searched: int | None = None
     subject_digest: str | None = None
     """A digest of the subject's pseudonyms: a re-delivered request matches it, a reused id does not."""
@@ -144,6 +146,8 @@ class SubjectReceipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     parties_redacted: list[str] | None = None
     """A rectification: the roles redacted (the party, and ``connected`` when it was the same person)."""
     key_ids: list[str] | None = None
+    tenants_searched: list[str] | None = None
+    """An extension or agent: the tenants whose pseudonyms were searched (a subscriber has none)."""
     pseudonyms_searched: int | None = None
     verification: ReceiptVerification | None = None
     work_done: WorkDone | None = None
