@@ -71,7 +71,7 @@ from pipeline.lifecycle.requests.receipts import (
     ResidualCopy,
     WorkDone,
 )
-from pipeline.lifecycle.subject import Subject, SubjectError, subject_of_request
+from pipeline.lifecycle.subject import RequestSubjects, Subject, SubjectError
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.naming import AREAS
 from pipeline.store.storage import Storage
@@ -102,9 +102,8 @@ class ErasureProcessor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenants: Mapping[str, str] | None = None,
     ) -> None:
-        self._tenants = dict(tenants or {})
         self._storage = storage
-        self._keyring = keyring
+        self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
         self._passes = passes
         self._residual = residual_copies
@@ -133,14 +132,7 @@ class ErasureProcessor:
         An extension or agent is searched within every tenant its rows may carry: the one its
         tenant or source stands for now, and the sources mapped to it, as they were before.
         """
-        return subject_of_request(
-            request.subject_kind,
-            request.subject,
-            tenant=request.tenant,
-            keyring=self._keyring,
-            classifier=self._classifier,
-            tenants=self._tenants,
-        )
+        return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
     def _usable_key(self, key: bytes) -> str | None:
         try:

@@ -56,7 +56,7 @@ from pipeline.lifecycle.operations.restriction import (
 )
 from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.lifecycle.subject import Subject, subject_of_request
+from pipeline.lifecycle.subject import RequestSubjects, Subject
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.storage import Storage
 
@@ -79,8 +79,7 @@ class RightsProcessor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenants: Mapping[str, str] | None = None,
     ) -> None:
-        self._tenants = dict(tenants or {})
-        self._keyring = keyring
+        self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
         self._passes = passes
         self._clock = clock
@@ -136,20 +135,13 @@ class RightsProcessor:
     def _subject(self, request: SubjectRequest) -> Subject | None:
         """The pseudonyms of the request's subject under every key of the keyring as it is now.
 
-        Found as an erasure finds them (:func:`~pipeline.lifecycle.subject.subject_of_request`):
+        Found as an erasure finds them (:meth:`~pipeline.lifecycle.subject.RequestSubjects.of`):
         an extension or agent within every tenant its rows may carry.
         """
         if request.kind == "rectification":
             return None  # a rectification names a call, not a subject
         assert request.subject is not None  # checked by parse_request
-        return subject_of_request(
-            request.subject_kind,
-            request.subject,
-            tenant=request.tenant,
-            keyring=self._keyring,
-            classifier=self._classifier,
-            tenants=self._tenants,
-        )
+        return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
     def _carry_out(
         self,

@@ -12,7 +12,7 @@ mapped to a tenant was its own tenant before), and
 :attr:`Subject.tenants_searched` lists those tenants. A subscriber number is
 the same person at every tenant and takes none. :func:`subject_from_pseudonym`
 takes a pseudonym as given: its key is unknown and it can only match rows of
-the key it was computed with. :func:`subject_of_request` is what a worker
+the key it was computed with. :meth:`RequestSubjects.of` is what a worker
 makes of a request's subject: it also refuses a number whose digits are two
 people's (see :mod:`pipeline.numbers.resolution`) rather than choose one.
 None of them keeps the raw number; every refusal is a :class:`SubjectError`
@@ -132,30 +132,33 @@ def subject_from_pseudonym(pseudonym: str) -> Subject:
     return Subject((KeyedPseudonym(UNKNOWN_KEY, value),))
 
 
-def subject_of_request(
-    kind: SubjectKind,
-    value: str,
-    *,
-    tenant: str | None,
-    keyring: Callable[[], Keyring],
-    classifier: NumberClassifier,
-    tenants: Mapping[str, str],
-) -> Subject:
-    """The subject a request names, as the worker searches for it (the keyring loaded only if needed).
+@dataclass(frozen=True, slots=True)
+class RequestSubjects:
+    """How a worker reads the subject of a request: its keyring (loaded only when needed), region and tenants.
 
-    A number is read in the classifier's region. Digits that read as one person there and as
-    another as an international number without its ``+`` are refused: the request must say
-    which (``cdrpipe`` sends the E.164 form it resolved), because a wrong choice would act on
-    somebody else.
+    ``tenants`` is the ``CDRPIPE_TENANTS`` mapping the worker writes rows with.
     """
-    if kind == "pseudonym":
-        return subject_from_pseudonym(value)
-    if kind == "agent":
-        return subject_from_agent(value, keyring(), tenant, tenants)
-    resolution = resolve_with(value, classifier)
-    if resolution.ambiguous:
-        raise SubjectError(
-            "the number is ambiguous: read nationally it is one subscriber, read as an international "
-            "number without its + another; send it in E.164 form (with +)"
-        )
-    return subject_from_party(resolution.party, keyring(), tenant, tenants)
+
+    keyring: Callable[[], Keyring]
+    classifier: NumberClassifier
+    tenants: Mapping[str, str]
+
+    def of(self, kind: SubjectKind, value: str, tenant: str | None) -> Subject:
+        """The subject a request names, as the worker searches for it.
+
+        A number is read in the classifier's region. Digits that read as one person there and
+        as another as an international number without its ``+`` are refused: the request must
+        say which (``cdrpipe`` sends the E.164 form it resolved), because a wrong choice would
+        act on somebody else.
+        """
+        if kind == "pseudonym":
+            return subject_from_pseudonym(value)
+        if kind == "agent":
+            return subject_from_agent(value, self.keyring(), tenant, self.tenants)
+        resolution = resolve_with(value, self.classifier)
+        if resolution.ambiguous:
+            raise SubjectError(
+                "the number is ambiguous: read nationally it is one subscriber, read as an international "
+                "number without its + another; send it in E.164 form (with +)"
+            )
+        return subject_from_party(resolution.party, self.keyring(), tenant, self.tenants)
