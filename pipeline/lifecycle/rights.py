@@ -26,7 +26,8 @@ ledger, passes and clock as the erasure processor's, and the same paperwork,
    receipt saying what failed and what had been done; it is audited and
    noted, not kept, so a re-delivery carries the request out again.
 
-Receipts and audit entries hold request ids, counts, paths, key ids and
+Receipts and audit entries hold request ids, counts, paths, key ids, the
+tenants searched (checked at the door by the rule of a stored source) and
 verification results, never a number or a pseudonym.
 """
 

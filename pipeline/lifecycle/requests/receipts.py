@@ -4,9 +4,10 @@ Contract: :class:`Receipt` is ``schemas/erasure-receipt.schema.json`` as a
 type and :class:`SubjectReceipt` is ``schemas/subject-receipt.schema.json``;
 both open with a one-line ``summary`` a DPO can read, use the same names for
 the same things (``status``, ``rows_*``, ``files_*``, ``verification`` with
-``checked`` in words, ``work_done`` when a request failed part-way) and hold
-request ids, counts, paths, key ids and plain-language text, never a number
-or a pseudonym. A receipt is written once (``_cdrpipe/receipts/<request
+``checked`` in words, ``work_done`` when a request failed part-way,
+``tenants_searched`` for an extension or agent) and hold request ids, counts,
+paths, key ids, tenant names and plain-language text, never a number or a
+pseudonym. A receipt is written once (``_cdrpipe/receipts/<request
 id>.json``, see :func:`receipt_path`) and never rewritten;
 :func:`purge_receipts` deletes those whose ``finished_at`` is more than
 ``keep_days`` ago, skipping (and reporting) a file that is not a receipt.
