@@ -24,12 +24,18 @@ from pipeline.keys.keyring_file import KeyringFile
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import SubjectLedger
-from pipeline.lifecycle.operations.restriction import Ledger, Passes, take_out_of_use
+from pipeline.lifecycle.operations.restriction import (
+    Ledger,
+    Passes,
+    Refusal,
+    put_back_in_use,
+    take_out_of_use,
+)
 from pipeline.lifecycle.operations.store_keys import KEY_REGISTER_DIR, registered_keys
 from pipeline.lifecycle.requests.receipts import FileNotSearched, Receipt, encode_receipt
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
-from pipeline.sink.publisher import BatchPublisher
+from pipeline.sink.publisher import BatchPublisher, RowFilter
 from pipeline.store.parquet import KEYS_METADATA_KEY
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO
@@ -57,8 +63,9 @@ class _Site:
         assert result.exit_code == 0, result.output
         return result
 
-    def ingest(self, *callers: str) -> str:
-        """Publish one batch of calls through the ingest path under the keyring's active key."""
+    def ingest(self, *callers: str, row_filter: RowFilter | None = None) -> str:
+        """Publish one batch of calls through the ingest path under the keyring's active key
+        (through ``row_filter``: an empty ledger by default)."""
         keyring = load_keyring(self.keyring)
         parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(keyring.active), 64)
         translator = KeyTranslator.for_keyring(parties, keyring, CLASSIFIER, 64)
@@ -70,7 +77,7 @@ class _Site:
             record = RawRecord("cdr.raw", self.partition, offset, call_at(DAY, cdr_id=cdr_id, caller=caller))
             assert ingestor.add(record) is None
         flush = ingestor.take(("cdr.raw", self.partition))
-        BatchPublisher(self.storage, row_filter=SubjectLedger().route).publish(flush)
+        BatchPublisher(self.storage, row_filter=row_filter or SubjectLedger().route).publish(flush)
         (written,) = [pending.path for pending in flush.files]
         return written
 
@@ -219,3 +226,71 @@ def test_a_restriction_fails_by_name_on_rows_under_another_secret_with_a_searche
         FileNotSearched(path=under_k3, key_id="k3", fingerprint=first_k3.fingerprint)
     ]
     assert site.subject_rows_under(first_k3, under_k3) == 1
+
+
+OTHER = "+32475222333"
+"""A second subject, restricted and lifted while the first stays restricted."""
+
+
+def _hold_ledger() -> tuple[SubjectLedger, Ledger]:
+    view = SubjectLedger()
+    return view, Ledger(view, view.add)
+
+
+def _restrict(site: _Site, ledger: Ledger, request_id: str, number: str) -> None:
+    take_out_of_use(
+        site.storage,
+        ledger,
+        request_id=request_id,
+        subject=subject_from_number(number, load_keyring(site.keyring), CLASSIFIER),
+        requested_at=datetime(2026, 11, 2, tzinfo=UTC),
+        existing="quarantine",
+        action="restrict",
+        passes=Passes(0, lambda _: None),
+    )
+
+
+def _restricted_callers(site: _Site, key: Key, number: str) -> dict[str, int]:
+    """How many rows of ``number`` under ``key`` each area holds."""
+    pseudonyms = subject_from_number(number, Keyring(key.key_id, (key,)), CLASSIFIER).pseudonyms
+    counts = {}
+    for area in ("cdr", "restricted"):
+        callers = [
+            caller
+            for path in sorted((site.root / area).glob("*/*.parquet"))
+            for caller in pq.read_table(path, columns=["caller_pseudonym"]).column(0).to_pylist()
+        ]
+        counts[area] = sum(caller in pseudonyms for caller in callers)
+    return counts
+
+
+def test_lifting_another_subject_keeps_rows_a_hold_took_under_a_second_secret_of_its_key_id(
+    tmp_path: Path,
+) -> None:
+    # The subject is restricted under k1, k2 and the first k3. A keyring restored and rotated by an
+    # older version writes the subject's next call under a second k3: ingest quarantines it through
+    # the k1 translation. The store has no translation, and the hold's k3 pseudonym is not this
+    # row's: lifting somebody else's restriction must not take the row for one nobody holds.
+    site = _Site(tmp_path)
+    backup, _, _ = _write_k1_to_k3(site)
+    view, ledger = _hold_ledger()
+    _restrict(site, ledger, "res-subject", SUBJECT)
+    _restrict(site, ledger, "res-other", OTHER)
+    site.restore(backup)
+    second_k3 = rotate_keyring(site.keyring).active  # as the older version did: the keyring alone
+    site.ingest(SUBJECT, OTHER, row_filter=view.route)
+    assert _restricted_callers(site, second_k3, SUBJECT) == {"cdr": 0, "restricted": 1}
+    lifted = put_back_in_use(
+        site.storage,
+        ledger,
+        subject=subject_from_number(OTHER, load_keyring(site.keyring), CLASSIFIER),
+        requested_at=datetime(2026, 11, 3, tzinfo=UTC),
+        ending="restrict",
+        passes=Passes(0, lambda _: None),
+    )
+    assert not isinstance(lifted, Refusal) and lifted.ended == ["res-other"]
+    assert _restricted_callers(site, second_k3, SUBJECT) == {"cdr": 0, "restricted": 1}
+    # the other subject's call under the second k3 stays too (the subject's hold cannot rule it
+    # out), and the receipt names the hold that keeps it
+    assert lifted.still_in_force == ["res-subject"]
+    assert _restricted_callers(site, second_k3, OTHER) == {"cdr": 0, "restricted": 1}

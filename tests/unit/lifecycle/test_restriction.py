@@ -443,14 +443,15 @@ def test_a_hold_older_than_a_key_keeps_the_rows_under_that_key_until_it_is_renew
     old_b = subject_from_number(B, OLD_KEYS, CLASSIFIER)
     view.add(LedgerEntry(request_id="res-b", requested_at=NOW, action="restrict", subject=list(old_b.pairs)))
     under_k1, under_k2 = (_calls(key, [("a1", A, C)]) for key in KEYS.keys)
-    assert view.held_rows(under_k1).to_pylist() == [False]
-    assert view.held_rows(under_k2).to_pylist() == [True]
-    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {"k2": frozenset({"res-b"})}
+    k1, k2 = (key.ref for key in KEYS.keys)
+    assert view.held_rows(under_k1, frozenset({k1})).to_pylist() == [False]
+    assert view.held_rows(under_k2, frozenset({k2})).to_pylist() == [True]
+    assert view.holds_blind_to(frozenset({k1, k2})) == {k2: frozenset({"res-b"})}
     both = subject_from_number(B, KEYS, CLASSIFIER)
     view.add(LedgerEntry(request_id="res-b2", requested_at=NOW, action="restrict", subject=list(both.pairs)))
-    assert view.held_rows(under_k2).to_pylist() == [False]
-    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {}
-    assert view.held_rows(_calls(KEYS.keys[1], [("ab", A, B)])).to_pylist() == [True]
+    assert view.held_rows(under_k2, frozenset({k2})).to_pylist() == [False]
+    assert view.holds_blind_to(frozenset({k1, k2})) == {}
+    assert view.held_rows(_calls(KEYS.keys[1], [("ab", A, B)]), frozenset({k2})).to_pylist() == [True]
 
 
 def test_a_lift_names_the_older_hold_that_keeps_rows_under_a_newer_key(tmp_path: Path) -> None:
