@@ -33,6 +33,7 @@ from pipeline.lifecycle.operations.restriction import (
 )
 from pipeline.lifecycle.operations.store_keys import KEY_REGISTER_DIR, registered_keys
 from pipeline.lifecycle.requests.receipts import FileNotSearched, Receipt, encode_receipt
+from pipeline.lifecycle.requests.register import load_request
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.sink.publisher import BatchPublisher, RowFilter
@@ -294,3 +295,39 @@ def test_lifting_another_subject_keeps_rows_a_hold_took_under_a_second_secret_of
     # out), and the receipt names the hold that keeps it
     assert lifted.still_in_force == ["res-subject"]
     assert _restricted_callers(site, second_k3, OTHER) == {"cdr": 0, "restricted": 1}
+
+
+def test_an_export_by_number_names_the_files_under_a_key_it_could_not_search(tmp_path: Path) -> None:
+    # After a keyring restored and rotated by an older version, the rows under the first k3 cannot
+    # be found by number: the export says so, by file, keeps the access request open and exits 1.
+    site = _Site(tmp_path)
+    backup, first_k3, under_k3 = _write_k1_to_k3(site)
+    site.restore(backup)
+    rotate_keyring(site.keyring)  # a second k3, as an older version made it
+    out = tmp_path / "subject.jsonl"
+    args = ["export", "--number", SUBJECT, "--out", str(out), "--request-id", "acc-1"]
+    result = CliRunner().invoke(cli, args, env=site.env)
+    assert result.exit_code == 1, result.output
+    assert len(out.read_text().splitlines()) == 2  # the rows under k1 and k2 are exported
+    assert "INCOMPLETE: 1 data files hold rows under keys this keyring could not search" in result.output
+    assert f"{under_k3} under key k3 (fingerprint {first_k3.fingerprint})" in result.output
+    assert "Traceback" not in result.output
+    record = load_request(site.storage, "acc-1")
+    assert record is not None and record.status != "closed"  # the access request is not answered
+    (note,) = [
+        json.loads(path.read_text()) for path in (site.root / "_cdrpipe/requests/acc-1/notes").iterdir()
+    ]
+    assert "exported 2 rows" in note["text"] and f"{under_k3} under key k3" in note["text"]
+    assert first_k3.fingerprint not in note["text"]  # the register holds nothing shaped like a pseudonym
+
+
+def test_an_export_whose_keys_cover_the_store_closes_its_request(tmp_path: Path) -> None:
+    site = _Site(tmp_path)
+    _write_k1_to_k3(site)
+    out = tmp_path / "subject.jsonl"
+    args = ["export", "--number", SUBJECT, "--out", str(out), "--request-id", "acc-2"]
+    result = CliRunner().invoke(cli, args, env=site.env)
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 3 and "INCOMPLETE" not in result.output
+    record = load_request(site.storage, "acc-2")
+    assert record is not None and record.status == "closed"

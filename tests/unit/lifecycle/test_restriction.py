@@ -194,7 +194,7 @@ def test_restriction_lift_and_their_receipts_and_register_entries(tmp_path: Path
     assert receipt["key_ids"] == ["k1", "k2"] and receipt["passes"] == 2
     assert [(entry.request_id, entry.action) for entry in written] == [("res-1", "restrict")]
     assert _ids(tmp_path, "cdr") == ["b", "d"]
-    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER))
+    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER)).table
     assert table is not None and table.column("restricted").to_pylist() == [True, True]
     record = load_request(storage, "res-1")
     assert record is not None and record.status == "closed" and "2 rows moved" in (record.outcome or "")
@@ -407,7 +407,7 @@ def test_ending_one_party_s_hold_keeps_a_call_another_held_party_shares(
     assert ended["verification"]["passed"] is True and ended["verification"]["rows_remaining"] == 0
     # A's own call is back; the call A shares with B stays out of use while B's hold is in force.
     assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
-    exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER))
+    exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER)).table
     assert exported is not None
     restricted = exported.column("restricted").to_pylist()
     assert dict(zip(exported.column("cdr_id").to_pylist(), restricted, strict=True)) == {
