@@ -4,8 +4,11 @@
 (:mod:`pipeline.lifecycle.operations.store_keys`) and never give a new key the
 id or the fingerprint of one of them: the keyring may be a restored backup
 that lacks its newest keys. Both then record the keyring's keys in the store's
-key register. A local store that does not exist yet knows no key and gets no
-register (its first files record their keys).
+key register. For ``init``, a local store that does not exist yet knows no key
+and gets no register (its first files record their keys). ``rotate`` refuses,
+in one line, a local store that does not exist or is no directory: a keyring
+to rotate has a store, and one not found (the wrong working directory for the
+default ``./data/store``, a volume not mounted) could not say which ids are taken.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli.group import cli, current_settings, dpo_context
+from pipeline.errors import ConfigError
 from pipeline.keys import keyring
 from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.operations.store_keys import conflicts, known_keys, register_keys
@@ -31,11 +35,17 @@ def _keyring_path(path: Path | None) -> Path:
     return path if path is not None else current_settings().numbers.keyring
 
 
-def _store() -> Storage | None:
-    """The configured store, or None when it is a local directory that does not exist yet."""
+def _store(*, required: bool = False) -> Storage | None:
+    """The configured store, or None when it is a local directory that does not exist yet
+    (:class:`ConfigError` instead when it is ``required``)."""
     settings = current_settings(warn_exposed=False)
     root = settings.store.root
     if not root.startswith("s3://") and not Path(root).is_dir():
+        if required:
+            raise ConfigError(
+                f"store {root} is not a directory, so the key ids it knows cannot be checked and the new "
+                "key could take one of them: run where the store is (set CDRPIPE_STORE)"
+            )
         return None
     return open_storage(root, group_read=settings.store.group_read)
 
@@ -80,7 +90,7 @@ def keys_rotate(keyring_path: Path | None) -> None:
     The new key's id follows every key id the store knows, not only the keyring's.
     """
     path = _keyring_path(keyring_path)
-    storage = _store()
+    storage = _store(required=True)
     known = _known(storage)
     for other in conflicts(keyring.load_keyring(path), known):
         click.echo(

@@ -45,6 +45,7 @@ MIN_TEXT_SECRET_GUESSES_LOG10 = 38.5
 printable with a probability near 1e-14); it must then be worth 2^128 guesses by zxcvbn's estimate,
 which knows words, names, dates, keyboard walks, sequences and repeats. Phone numbers are few
 enough to enumerate, so a guessable key gives every pseudonym away."""
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 MAX_SYMLINK_HOPS = 40
@@ -347,7 +348,8 @@ def new_key(existing: tuple[Key, ...], known: Iterable[KeyRef] = ()) -> Key:
     the fingerprint of one, or rows under the old key would look searched under the new one.
     """
     taken = [*(key.ref for key in existing), *known]
-    numbers = [int(ref.key_id[1:]) for ref in taken if ref.key_id[1:].isdigit()]
+    # ASCII digits only: an id such as "k²" is alphanumeric, yet int() cannot read its digit
+    numbers = [int(ref.key_id[1:]) for ref in taken if _ASCII_DIGITS.fullmatch(ref.key_id[1:])]
     fingerprints = {ref.fingerprint for ref in taken}
     while True:
         key = Key(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
@@ -331,3 +332,32 @@ def test_an_export_whose_keys_cover_the_store_closes_its_request(tmp_path: Path)
     assert len(out.read_text().splitlines()) == 3 and "INCOMPLETE" not in result.output
     record = load_request(site.storage, "acc-2")
     assert record is not None and record.status == "closed"
+
+
+@pytest.mark.parametrize("store", ["missing", "a file"])
+def test_keys_rotate_refuses_in_one_line_when_it_cannot_ask_the_store(tmp_path: Path, store: str) -> None:
+    # Run from the wrong directory (CDRPIPE_STORE defaults to ./data/store) or with the store not
+    # mounted, a restored keyring would rotate to a second k3: the store was never asked.
+    site = _Site(tmp_path)
+    backup, _, _ = _write_k1_to_k3(site)
+    site.restore(backup)
+    elsewhere = tmp_path / "not-the-store"
+    if store == "a file":
+        elsewhere.write_text("")
+    result = CliRunner().invoke(cli, ["keys", "rotate"], env={**site.env, "CDRPIPE_STORE": str(elsewhere)})
+    assert result.exit_code == 2, result.output
+    assert f"store {elsewhere} " in result.output and "key ids" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert site.keyring.read_bytes() == backup  # nothing rotated
+    assert site.keys("rotate").exit_code == 0 and load_keyring(site.keyring).active_id == "k4"
+
+
+def test_keys_rotate_numbers_a_key_id_of_other_digits_without_a_traceback(tmp_path: Path) -> None:
+    # "k²" is alphanumeric, so a keyring may carry it; its "digit" is no number int() reads
+    site = _Site(tmp_path)
+    site.keys("init")
+    document = json.loads(site.keyring.read_text())
+    document["keys"][0]["id"] = document["active"] = "k\u00b2"
+    site.keyring.write_text(json.dumps(document))
+    rotated = site.keys("rotate")
+    assert load_keyring(site.keyring).active_id == "k2", rotated.output
