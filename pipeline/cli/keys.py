@@ -3,16 +3,19 @@
 ``init`` and ``rotate`` ask the store (``CDRPIPE_STORE``) which keys it knows
 (:mod:`pipeline.lifecycle.operations.store_keys`) and never give a new key the
 id or the fingerprint of one of them: the keyring may be a restored backup
-that lacks its newest keys. Both then record the keyring's keys in the store's
-key register. For ``init``, a local store that does not exist yet knows no key
-and gets no register (its first files record their keys). ``rotate`` refuses,
-in one line, a local store that does not exist or is no directory: a keyring
-to rotate has a store, and one not found (the wrong working directory for the
-default ``./data/store``, a volume not mounted) could not say which ids are taken.
+that lacks its newest keys. Both record the new key in the store's key register
+before they write the keyring, and refuse it when a rotation running at the same
+moment took its id; then they record the keyring's other keys too. For
+``init``, a local store that does not exist yet knows no key and gets no
+register (its first files record their keys). ``rotate`` refuses, in one line,
+a local store that does not exist or is no directory: a keyring to rotate has a
+store, and one not found (the wrong working directory for the default
+``./data/store``, a volume not mounted) could not say which ids are taken.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -21,7 +24,7 @@ from pipeline.cli.group import cli, current_settings, dpo_context
 from pipeline.errors import ConfigError
 from pipeline.keys import keyring
 from pipeline.keys.fingerprint import KeyRef
-from pipeline.lifecycle.operations.store_keys import conflicts, known_keys, register_keys
+from pipeline.lifecycle.operations.store_keys import claim_key, conflicts, known_keys, register_keys
 from pipeline.store.object_storage import open_storage
 from pipeline.store.storage import Storage
 
@@ -59,6 +62,13 @@ def _register(storage: Storage | None, ring: keyring.Keyring) -> None:
         register_keys(storage, ring)
 
 
+def _claim(storage: Storage | None) -> Callable[[keyring.Key], None]:
+    """Record a new key in the store's register before the keyring holds it (see ``claim_key``)."""
+    if storage is None:
+        return keyring.no_claim  # no store yet: its first files will record the key
+    return lambda key: claim_key(storage, key)
+
+
 _KEYRING_OPTION = click.option(
     "--keyring",
     "keyring_path",
@@ -77,7 +87,7 @@ def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
         click.echo(f"keyring {path} exists; left as it is")
         return
     storage = _store()
-    created = keyring.init_keyring(path, _known(storage))
+    created = keyring.init_keyring(path, _known(storage), _claim(storage))
     _register(storage, created)
     click.echo(f"created keyring {path} with active key {created.active.ref.describe()}")
 
@@ -99,7 +109,7 @@ def keys_rotate(keyring_path: Path | None) -> None:
             "fail on them by name; restore the keyring backup that holds it",
             err=True,
         )
-    rotated = keyring.rotate_keyring(path, known)
+    rotated = keyring.rotate_keyring(path, known, _claim(storage))
     _register(storage, rotated)
     click.echo(
         f"keyring {path}: active key is now {rotated.active.ref.describe()}; "

@@ -20,6 +20,7 @@ from pipeline.formats.selection import FormatSelector, builtin_decoders
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.records import RawRecord
 from pipeline.ingest.translation import KeyTranslator
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.keys.keyring import Key, Keyring, load_keyring, rotate_keyring
 from pipeline.keys.keyring_file import KeyringFile
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -361,3 +362,39 @@ def test_keys_rotate_numbers_a_key_id_of_other_digits_without_a_traceback(tmp_pa
     site.keyring.write_text(json.dumps(document))
     rotated = site.keys("rotate")
     assert load_keyring(site.keyring).active_id == "k2", rotated.output
+
+
+def test_two_rotations_at_once_never_hand_one_key_id_two_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two operators rotate their copies of the keyring against one store at the same moment: both
+    # asked the store before either recorded its new key. Only one may take k4.
+    site = _Site(tmp_path)
+    site.keys("init")
+    site.keys("rotate")
+    copy = tmp_path / "secrets" / "copy.json"
+    copy.write_bytes(site.keyring.read_bytes())
+    copy.chmod(0o600)
+    import pipeline.cli.keys as keys_command
+
+    asked = keys_command.known_keys
+    other: list[Result] = []
+    calls = []
+
+    def asked_while_the_other_rotates(storage: LocalStorage) -> frozenset[KeyRef]:
+        known = asked(storage)
+        calls.append(storage)
+        if len(calls) == 1:  # the other operator's rotation runs between this one's question and answer
+            other.append(CliRunner().invoke(cli, ["keys", "rotate", "--keyring", str(copy)], env=site.env))
+        return known
+
+    monkeypatch.setattr(keys_command, "known_keys", asked_while_the_other_rotates)
+    mine = CliRunner().invoke(cli, ["keys", "rotate"], env=site.env)
+    assert other[0].exit_code == 0 and load_keyring(copy).active_id == "k3"
+    assert mine.exit_code == 2 and "k3" in mine.output and "Traceback" not in mine.output
+    assert [key.key_id for key in load_keyring(site.keyring).keys] == ["k1", "k2"]  # left as it was
+    monkeypatch.undo()
+    assert site.keys("rotate").exit_code == 0 and load_keyring(site.keyring).active_id == "k4"
+    # k3 is the copy's; the key refused for k3 is in the register too (never used, never reused)
+    k3s = {ref.fingerprint for ref in registered_keys(site.storage) if ref.key_id == "k3"}
+    assert load_keyring(copy).active.fingerprint in k3s and len(k3s) <= 2
