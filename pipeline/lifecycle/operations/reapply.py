@@ -9,7 +9,10 @@ to the quarantine (a backup taken before the restriction holds them in
 ``cdr/``); last, moves back into the dataset every quarantined row that no
 restriction or objection in force covers (a backup taken before a lift or
 withdrawal holds them in ``restricted/``, and the ``ended`` entry names no
-subject: the ledger's holds in force say what may stay). It appends one
+subject: the ledger's holds in force say what may stay). Its verification
+fails, and names the files, when an erasure's or a hold's pseudonyms were not
+computed under the key (id and fingerprint) of a data file that may hold the
+subject's rows: the dataset's files for a hold, the store's for an erasure. It appends one
 ``ledger-reapply`` audit entry with the request ids, files rewritten, rows
 affected and the verification result. Applying it to a store that already
 reflects every entry changes no file. It must not
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.finder import skip_strays
+from pipeline.lifecycle.operations.finder import search, skip_strays
+from pipeline.lifecycle.operations.key_coverage import UnsearchedFile, key_coverage
 from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
 from pipeline.lifecycle.operations.rectify import reapply_rectification
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
@@ -49,6 +53,8 @@ class ReapplyReport:
     """Rectified calls redacted again."""
     rows_released: int = 0
     """Quarantined rows no hold in force covers, moved back into the dataset."""
+    files_not_searched: tuple[UnsearchedFile, ...] = ()
+    """Files under a key an erasure's or a hold's pseudonyms were not computed under (failing)."""
 
 
 def reapply_ledger(
@@ -63,6 +69,7 @@ def reapply_ledger(
     affected = 0
     passed = True
     strays: list[str] = []
+    not_searched: set[UnsearchedFile] = set()
     view = SubjectLedger()
     for entry in entries:
         view.add(entry)
@@ -80,7 +87,9 @@ def reapply_ledger(
                 (deleted if result.deleted else rewritten).add(result.path)
         searched = searched_keys(entry.keys(), results)
         touched = [result.path for result in results]
-        passed = passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched).passed
+        verification = verify_erasure(storage, pseudonyms, searched, requested_at, touched)
+        passed = passed and verification.passed
+        not_searched.update(verification.coverage.not_searched)
         if progress is not None:
             progress(1)
     for entry in rectified:  # before the holds: a wrongly attributed call is not the subject's to hold
@@ -93,7 +102,9 @@ def reapply_ledger(
         quarantined += moved.rows_moved
         rewritten.update(moved.files_written)
         deleted.update(moved.files_deleted)
-        passed = passed and moved.verified
+        unsearched = _dataset_files_not_searched(storage, entry)
+        not_searched.update(unsearched)
+        passed = passed and moved.verified and not unsearched
         if progress is not None:
             progress(1)
     released = release_unheld(storage, view, frozenset())
@@ -112,6 +123,9 @@ def reapply_ledger(
         quarantined,
         len(rectified),
         released.rows_moved,
+        tuple(
+            sorted(not_searched, key=lambda item: (item.path, item.key.key_id, item.key.fingerprint or ""))
+        ),
     )
     append_audit(
         storage,
@@ -124,7 +138,21 @@ def reapply_ledger(
             "files_deleted": report.files_deleted,
             "rows_affected": report.rows_affected,
             "verification_passed": report.verification_passed,
+            "files_not_searched": [
+                {"path": item.path, "key_id": item.key.key_id} for item in report.files_not_searched
+            ],
         },
         now(),
     )
     return report
+
+
+def _dataset_files_not_searched(storage: Storage, hold: LedgerEntry) -> tuple[UnsearchedFile, ...]:
+    """The dataset's files under keys the ``hold``'s pseudonyms were not computed under.
+
+    The subject's rows there cannot be found, so they may still be in use. A hold given as a
+    pseudonym names no key: its own receipt said what it could not search, and it is not judged here.
+    """
+    if hold.key_ids() is None:
+        return ()
+    return key_coverage(search(storage, (), areas=(DATASET,)).keys, hold.keys()).not_searched

@@ -26,6 +26,7 @@ from pipeline.keys.keyring_file import KeyringFile
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import SubjectLedger
+from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.restriction import (
     Ledger,
     Passes,
@@ -34,6 +35,7 @@ from pipeline.lifecycle.operations.restriction import (
     take_out_of_use,
 )
 from pipeline.lifecycle.operations.store_keys import KEY_REGISTER_DIR, registered_keys
+from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.lifecycle.requests.receipts import FileNotSearched, Receipt, encode_receipt
 from pipeline.lifecycle.requests.register import load_request
 from pipeline.lifecycle.subject import subject_from_number
@@ -398,3 +400,22 @@ def test_two_rotations_at_once_never_hand_one_key_id_two_secrets(
     # k3 is the copy's; the key refused for k3 is in the register too (never used, never reused)
     k3s = {ref.fingerprint for ref in registered_keys(site.storage) if ref.key_id == "k3"}
     assert load_keyring(copy).active.fingerprint in k3s and len(k3s) <= 2
+
+
+def test_reapplying_a_hold_fails_on_dataset_files_under_a_key_it_has_no_pseudonym_under(
+    tmp_path: Path,
+) -> None:
+    # A restriction taken under a second k3 cannot find the rows under the first one, so they stay
+    # in cdr/. Its own receipt failed by name; re-applying the ledger after a restore must not pass.
+    site = _Site(tmp_path)
+    backup, first_k3, under_k3 = _write_k1_to_k3(site)
+    site.restore(backup)
+    rotate_keyring(site.keyring)  # a second k3, as an older version made it
+    view, ledger = _hold_ledger()
+    _restrict(site, ledger, "res-subject", SUBJECT)
+    report = reapply_ledger(site.storage, view.entries())
+    assert _restricted_callers(site, first_k3, SUBJECT) == {"cdr": 1, "restricted": 0}
+    assert not report.verification_passed
+    assert [(item.path, item.key) for item in report.files_not_searched] == [(under_k3, first_k3.ref)]
+    (audited,) = [entry for entry in read_audit(site.storage) if entry["kind"] == "ledger-reapply"]
+    assert audited["files_not_searched"] == [{"path": under_k3, "key_id": "k3"}]
