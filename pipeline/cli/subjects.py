@@ -7,7 +7,6 @@ in logs or receipts); an ambiguous number is refused until the DPO confirms.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import DpoContext, cli, dpo_context
+from pipeline.cli.progress import terminal_progress
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
@@ -242,8 +242,8 @@ def export_command(
     skip_strays(storage, listed.strays, "export", datetime.now(UTC))
     for stray in listed.strays:
         click.echo(f"skipped {stray}: not in a call_date=YYYY-MM-DD/ directory", err=True)
-    with click.progressbar(length=len(listed.paths), label="searching files", file=sys.stderr) as bar:
-        table = subject_rows(storage, subject, progress=bar.update)
+    with terminal_progress("export") as progress:
+        table = subject_rows(storage, subject, progress=progress)
     if table is None:
         outcome = "no rows for this subject"
     else:

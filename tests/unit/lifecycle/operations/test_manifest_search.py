@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -107,9 +107,9 @@ def test_an_entry_of_a_file_that_is_gone_is_never_used_and_is_dropped(tmp_path: 
 def test_a_manifest_entry_without_a_subject_index_makes_its_file_a_candidate(tmp_path: Path) -> None:
     storage = _store(tmp_path)
     search(storage, _pseudonyms())
-    document = json.loads(storage.read(manifest_path(DATASET, DAY)) or b"")
-    document["files"]["t+2+0.parquet"]["subjects"] = None
-    storage.publish(manifest_path(DATASET, DAY), json.dumps(document).encode())
+    entries = manifest.load(storage, DATASET, DAY)
+    entries["t+2+0.parquet"] = dataclasses.replace(entries["t+2+0.parquet"], subjects=None)
+    manifest.save(storage, DATASET, DAY, entries)
     assert search(storage, _pseudonyms()).candidates == [*SUBJECT_FILES, f"{DAY_DIR}/t+2+0.parquet"]
 
 
