@@ -79,6 +79,7 @@ from pipeline.lifecycle.operations.restriction import (
     take_out_of_use,
 )
 from pipeline.lifecycle.operations.retention import apply_retention
+from pipeline.lifecycle.requests import chain
 from pipeline.lifecycle.requests.receipts import Receipt
 from pipeline.lifecycle.subject import Subject, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
@@ -406,7 +407,8 @@ class MotoServer:
         counts = {"LIST": 0, "GET": 0, "HEAD": 0, "PUT": 0, "DELETE": 0, "POST": 0}
         self._log.flush()
         for line in self._log_path.read_text(errors="replace").splitlines():
-            found = re.search(r'"(GET|PUT|HEAD|DELETE|POST) (\S+) HTTP', line)
+            # werkzeug colours some lines (206, 404...): the method is matched without the quote
+            found = re.search(r"(GET|PUT|HEAD|DELETE|POST) (\S+) HTTP/", line)
             if found:
                 kind = "LIST" if found[1] == "GET" and "list-type" in found[2] else found[1]
                 counts[kind] += 1
@@ -509,6 +511,7 @@ def main() -> None:
     scale = _setting("BENCH_YEAR_SCALE", 100)
     days = _setting("BENCH_YEAR_DAYS", 365)
     parts = _parts()
+    chain.seal_with(lambda: KEYRING)  # the register and audit entries of the requests are sealed
     base = Path(os.environ.get("BENCH_YEAR_DIR", "data/bench-year")).resolve()
     root = base / f"scale-{scale}-days-{days}"
     build_s, counts = _timed(lambda: build_year(root, days, scale))

@@ -200,9 +200,11 @@ _BASE_SCHEMA = pa.schema(
         ("rows", pa.int64()),
         ("key_ids", pa.list_(pa.string())),
         ("subjects", pa.binary()),
-        ("covered", pa.string()),
     ]
 )
+_COVERED_KEY = b"cdrpipe.manifest.covered"
+"""The covered offset ranges of every row, as one JSON list in the schema's metadata: one parse per
+base, not one per file (a search decodes the bases of every date)."""
 
 
 def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]) -> bytes:
@@ -217,14 +219,16 @@ def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]
             "rows": [entry.rows for entry in rows],
             "key_ids": [sorted(entry.key_ids) for entry in rows],
             "subjects": [entry.subjects for entry in rows],
-            "covered": [
-                json.dumps([[item.topic, item.partition, item.first, item.end] for item in entry.covered])
-                for entry in rows
-            ],
         },
         schema=_BASE_SCHEMA.with_metadata(
             {
                 _FORMAT_KEY: str(FORMAT).encode(),
+                _COVERED_KEY: json.dumps(
+                    [
+                        [[item.topic, item.partition, item.first, item.end] for item in entry.covered]
+                        for entry in rows
+                    ]
+                ).encode(),
                 _SEGMENTS_KEY: json.dumps(
                     {path: [stamp.size, stamp.modified_ns, stamp.tag] for path, stamp in segments.items()}
                 ).encode(),
@@ -241,17 +245,20 @@ def _decode_base(data: bytes) -> tuple[dict[str, FileEntry], dict[str, Stamp]]:
     metadata = table.schema.metadata or {}
     if metadata.get(_FORMAT_KEY) != str(FORMAT).encode():
         return {}, {}
-    columns = {name: table.column(name).to_pylist() for name in _BASE_SCHEMA.names}
+    columns = [table.column(name).to_pylist() for name in _BASE_SCHEMA.names]
+    covered = json.loads(metadata.get(_COVERED_KEY, b"[]"))
+    key_sets: dict[tuple[str, ...], frozenset[str]] = {}  # a store has few distinct sets of key ids
     entries = {}
-    for name, size, modified, tag, rows, key_ids, subjects, covered in zip(
-        *(columns[name] for name in _BASE_SCHEMA.names), strict=True
+    for (name, size, modified, tag, rows, key_ids, subjects), ranges in zip(
+        zip(*columns, strict=True), covered, strict=True
     ):
+        keys = tuple(key_ids)
         entries[name] = FileEntry(
             Stamp(size, modified, tag),
             rows,
-            frozenset(key_ids),
+            key_sets.setdefault(keys, frozenset(keys)),
             subjects,
-            tuple(CoveredRange(*item) for item in json.loads(covered)),
+            tuple(CoveredRange(*item) for item in ranges),
         )
     segments = {
         path: Stamp(size, modified, tag)
