@@ -87,7 +87,7 @@ from pipeline.record import CanonicalCdr, validate
 from pipeline.store import subject_index
 from pipeline.store.naming import file_path, partition_dir
 from pipeline.store.object_storage import open_storage
-from pipeline.store.parquet import encode
+from pipeline.store.parquet import decode, encode
 from pipeline.store.storage import LocalStorage, Storage
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -152,7 +152,7 @@ def _cdrs(rng: random.Random, day: date, rows: int, subject_row: int | None) -> 
 
 def _encoded(rng: random.Random, key: Key, day: date, rows: int, subject_row: int | None = None) -> bytes:
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 4096)
-    return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties))
+    return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties), [key.ref])
 
 
 def _write(root: Path, path: str, data: bytes, written_at: float) -> None:
@@ -312,8 +312,10 @@ def _queries(root: Path, day: date, pseudonym: str) -> dict[str, float]:
     """Seconds of the analysts' queries over ``day``, its month, the year and one pseudonym."""
     compacted = root.parent / "compacted-day.parquet"
     day_files = sorted(Path(root, partition_dir(day)).glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(io.BytesIO(path.read_bytes())) for path in day_files)
-    compacted.write_bytes(encode(table.combine_chunks().sort_by("start_time")))
+    stored = [decode(path.read_bytes()) for path in day_files]
+    table = pa.concat_tables(file.table for file in stored)
+    keys = frozenset().union(*(file.keys for file in stored))
+    compacted.write_bytes(encode(table.combine_chunks().sort_by("start_time"), keys))
     scopes: dict[str, str] = {
         "day": f"{root}/{partition_dir(day)}/*.parquet",
         "day_one_file": str(compacted),
@@ -372,7 +374,8 @@ def rewrite_whole_store(storage: Storage) -> int:
     for path in paths:
         data = storage.read(path)
         assert data is not None
-        storage.publish(path, encode(pq.read_table(io.BytesIO(data))))
+        stored = decode(data)
+        storage.publish(path, encode(stored.table, stored.keys))
     return len(paths)
 
 

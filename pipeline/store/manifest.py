@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.keys.fingerprint import KeyRef, sorted_refs
 from pipeline.store import subject_index
 from pipeline.store.errors import StorageError
 from pipeline.store.naming import (
@@ -61,12 +62,14 @@ from pipeline.store.naming import (
     manifest_segment_dir,
     parse_data_path,
 )
-from pipeline.store.parquet import KEY_IDS_METADATA_KEY
+from pipeline.store.parquet import recorded_keys
 from pipeline.store.storage import Stamp, Storage
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
+"""3: a Parquet base with versions, keys (ids and fingerprints) and covered offsets, and segments;
+earlier manifests count as empty (their files' footers are read again)."""
 SEGMENT_ENTRIES = 64
 """Entries per segment before it is closed: each publish rewrites its open segment, so this bounds
 the bytes a publish writes (about 30 KB) and the segments a day leaves (files / 64 at most)."""
@@ -92,11 +95,17 @@ class FileEntry:
 
     stamp: Stamp
     rows: int
-    key_ids: frozenset[str]
+    keys: frozenset[KeyRef]
+    """The keys of the file's rows (ids and fingerprints), as its footer records them."""
     subjects: bytes | None
     """The file's subject index as a bit set (:func:`~pipeline.store.subject_index.decode`), or None:
     the file might hold anybody."""
     covered: tuple[CoveredRange, ...] = ()
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """The ids of the file's keys."""
+        return frozenset(key.key_id for key in self.keys)
 
     def fresh(self, stamp: Stamp) -> bool:
         """True if the file the listing reports with ``stamp`` is the version this entry describes."""
@@ -116,13 +125,13 @@ def _covered_by_name(name: str, end: int | None = None) -> tuple[CoveredRange, .
     return (CoveredRange(topic, int(partition), int(rest), end),)
 
 
-def _entry_of_footer(footer: pq.FileMetaData, stamp: Stamp, name: str, key_ids: frozenset[str]) -> FileEntry:
+def _entry_of_footer(footer: pq.FileMetaData, stamp: Stamp, name: str, keys: frozenset[KeyRef]) -> FileEntry:
     metadata = footer.metadata or {}
     index = metadata.get(subject_index.METADATA_KEY)
     return FileEntry(
         stamp,
         footer.num_rows,
-        key_ids,
+        keys,
         None if index is None else subject_index.decode(index),
         _covered_by_name(name),
     )
@@ -137,23 +146,23 @@ def read_entry(storage: Storage, path: str, stamp: Stamp) -> FileEntry:
     """
     with storage.open_input(path) as handle:
         footer = pq.read_metadata(handle)
-    recorded = (footer.metadata or {}).get(KEY_IDS_METADATA_KEY)
-    if recorded is not None:
-        key_ids = frozenset(json.loads(recorded))
-    else:
+
+    def key_id_column() -> frozenset[str]:
         with storage.open_input(path) as handle:
             column = pq.read_table(handle, columns=["key_id"]).column("key_id")
-        key_ids = frozenset(pc.unique(column).drop_null().to_pylist())
-    return _entry_of_footer(footer, stamp, path.rsplit("/", 1)[-1], key_ids)
+        return frozenset(pc.unique(column).drop_null().to_pylist())
+
+    keys = recorded_keys(footer.metadata, key_id_column)
+    return _entry_of_footer(footer, stamp, path.rsplit("/", 1)[-1], keys)
 
 
 def encoded_entry(data: bytes, stamp: Stamp, covered: CoveredRange) -> FileEntry:
     """The entry of a data file this process encoded as ``data`` and published as ``stamp``."""
     footer = pq.read_metadata(pa.BufferReader(data))
-    key_ids = frozenset(json.loads((footer.metadata or {}).get(KEY_IDS_METADATA_KEY, b"[]")))
+    keys = recorded_keys(footer.metadata, frozenset)  # encode() always records the keys
     index = (footer.metadata or {}).get(subject_index.METADATA_KEY)
     return FileEntry(
-        stamp, footer.num_rows, key_ids, None if index is None else subject_index.decode(index), (covered,)
+        stamp, footer.num_rows, keys, None if index is None else subject_index.decode(index), (covered,)
     )
 
 
@@ -166,7 +175,7 @@ def _entry_document(entry: FileEntry) -> dict[str, object]:
         "modified_ns": entry.stamp.modified_ns,
         "tag": entry.stamp.tag,
         "rows": entry.rows,
-        "key_ids": sorted(entry.key_ids),
+        "keys": [[key.key_id, key.fingerprint] for key in sorted_refs(entry.keys)],
         "subjects": None if entry.subjects is None else entry.subjects.hex(),
         "covered": [[item.topic, item.partition, item.first, item.end] for item in entry.covered],
     }
@@ -182,7 +191,10 @@ def _entry_of_document(document: Mapping[str, object]) -> FileEntry:
             int(str(document["size"])), int(str(document["modified_ns"])), None if tag is None else str(tag)
         ),
         int(str(document["rows"])),
-        frozenset(str(key) for key in document["key_ids"]),  # type: ignore[attr-defined]
+        frozenset(
+            KeyRef(str(key_id), None if fingerprint is None else str(fingerprint))
+            for key_id, fingerprint in document["keys"]  # type: ignore[attr-defined]
+        ),
         None if subjects is None else bytes.fromhex(str(subjects)),
         tuple(
             CoveredRange(str(topic), int(partition), int(first), None if end is None else int(end))
@@ -199,6 +211,7 @@ _BASE_SCHEMA = pa.schema(
         ("tag", pa.string()),
         ("rows", pa.int64()),
         ("key_ids", pa.list_(pa.string())),
+        ("fingerprints", pa.list_(pa.string())),
         ("subjects", pa.binary()),
     ]
 )
@@ -217,7 +230,8 @@ def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]
             "modified_ns": [entry.stamp.modified_ns for entry in rows],
             "tag": [entry.stamp.tag for entry in rows],
             "rows": [entry.rows for entry in rows],
-            "key_ids": [sorted(entry.key_ids) for entry in rows],
+            "key_ids": [[key.key_id for key in sorted_refs(entry.keys)] for entry in rows],
+            "fingerprints": [[key.fingerprint for key in sorted_refs(entry.keys)] for entry in rows],
             "subjects": [entry.subjects for entry in rows],
         },
         schema=_BASE_SCHEMA.with_metadata(
@@ -247,16 +261,19 @@ def _decode_base(data: bytes) -> tuple[dict[str, FileEntry], dict[str, Stamp]]:
         return {}, {}
     columns = [table.column(name).to_pylist() for name in _BASE_SCHEMA.names]
     covered = json.loads(metadata.get(_COVERED_KEY, b"[]"))
-    key_sets: dict[tuple[str, ...], frozenset[str]] = {}  # a store has few distinct sets of key ids
+    key_sets: dict[tuple[tuple[str, str | None], ...], frozenset[KeyRef]] = {}  # few distinct sets
     entries = {}
-    for (name, size, modified, tag, rows, key_ids, subjects), ranges in zip(
+    for (name, size, modified, tag, rows, key_ids, fingerprints, subjects), ranges in zip(
         zip(*columns, strict=True), covered, strict=True
     ):
-        keys = tuple(key_ids)
+        pairs = tuple(zip(key_ids, fingerprints, strict=True))
+        keys = key_sets.get(pairs)
+        if keys is None:
+            keys = key_sets[pairs] = frozenset(KeyRef(key_id, fingerprint) for key_id, fingerprint in pairs)
         entries[name] = FileEntry(
             Stamp(size, modified, tag),
             rows,
-            key_sets.setdefault(keys, frozenset(keys)),
+            keys,
             subjects,
             tuple(CoveredRange(*item) for item in ranges),
         )

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.numbers.text import redact_numbers
 from pipeline.observability.progress import NO_PROGRESS, Progress
@@ -107,13 +108,14 @@ class Search:
     """What a search of the store's footers found."""
 
     candidates: list[str]
-    key_ids: dict[str, frozenset[str]]
+    keys: dict[str, frozenset[KeyRef]]
+    """Every file read, with the keys its footer records."""
     strays: list[str]
     unreadable: list[str]
 
-    def all_key_ids(self) -> frozenset[str]:
-        """Every key id of every file read."""
-        return frozenset().union(*self.key_ids.values())
+    def all_keys(self) -> frozenset[KeyRef]:
+        """Every key of every file read."""
+        return frozenset().union(*self.keys.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,20 +141,20 @@ class Survey:
         probe = subject_index.Probe(pseudonyms)
         since_ns = None if modified_since is None else int(modified_since.timestamp() * 1e9)
         found: list[str] = []
-        key_ids: dict[str, frozenset[str]] = {}
+        keys: dict[str, frozenset[KeyRef]] = {}
         for path, stamp in self.stamps.items():
             if since_ns is not None and stamp.modified_ns < since_ns:
                 continue
             entry = self.entries.get(path)
             if entry is not None:
-                key_ids[path] = entry.key_ids
+                keys[path] = entry.keys
                 if entry.might_hold(probe):
                     found.append(path)
         # An unreadable file has no entry: it is reported, and the caller decides what it means.
         unreadable = [
             path for path in self.unreadable if since_ns is None or self.stamps[path].modified_ns >= since_ns
         ]
-        return Search(found, key_ids, self.strays, unreadable)
+        return Search(found, keys, self.strays, unreadable)
 
     def without(self, storage: Storage, deleted: Iterable[str]) -> Survey:
         """This survey less the files since ``deleted`` that the store no longer has.
@@ -174,6 +176,8 @@ def survey(
     areas: tuple[str, ...] = AREAS,
     previous: Survey | None = None,
     progress: Progress = NO_PROGRESS,
+    *,
+    save_manifests: bool = True,
 ) -> Survey:
     """Read the store: list it, and take each file's entry from ``previous``, a manifest or its footer.
 
@@ -182,7 +186,8 @@ def survey(
     segments) and, without a fresh entry there, read through their footer, 8 at
     a time. The entries found anew go into the bases of their dates, the closed
     segments folded are deleted and entries of files no longer listed are
-    dropped, so the next reading of a quiet date opens one base and no footer.
+    dropped, so the next reading of a quiet date opens one base and no footer
+    (``save_manifests=False`` leaves the manifests alone, for readers outside the lifecycle path).
     """
     if previous is not None and previous.areas != areas:
         previous = None
@@ -213,7 +218,8 @@ def survey(
                 entries[path] = entry
                 progress.advance()
     unreadable = _read_footers(storage, {path: stamps[path] for path in to_read}, entries, progress)
-    _refresh_manifests(storage, stamps, by_date, manifests, entries)
+    if save_manifests:
+        _refresh_manifests(storage, stamps, by_date, manifests, entries)
     for path in [path for path in stamps if path not in entries and path not in unreadable]:
         del stamps[path]  # vanished while it was read
     return Survey(
@@ -269,9 +275,12 @@ def search(
     progress: Progress = NO_PROGRESS,
     modified_since: datetime | None = None,
     areas: tuple[str, ...] = AREAS,
+    *,
+    save_manifests: bool = True,
 ) -> Search:
-    """The files of ``areas`` that may hold ``pseudonyms``, and key ids: from manifests, else footers."""
-    return survey(storage, areas, progress=progress).search(pseudonyms, modified_since)
+    """The files of ``areas`` that may hold ``pseudonyms``, and their keys: from manifests, else footers."""
+    found = survey(storage, areas, progress=progress, save_manifests=save_manifests)
+    return found.search(pseudonyms, modified_since)
 
 
 def _refresh_manifests(

@@ -29,7 +29,7 @@ from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.finder import skip_strays, survey
 from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
 from pipeline.lifecycle.operations.rectify import reapply_rectification
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store.naming import DATASET, QUARANTINE
@@ -89,7 +89,7 @@ def reapply_ledger(
             affected += result.rows_affected
             if result.rows_affected:
                 (deleted if result.deleted else rewritten).add(result.path)
-        searched = searched_key_ids((pair.key_id for pair in entry.subject), results)
+        searched = searched_keys(entry.keys(), results)
         touched = [result.path for result in results]
         read = survey(storage, previous=read)
         footers += read.footers_read

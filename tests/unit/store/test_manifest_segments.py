@@ -39,7 +39,7 @@ class CountingStorage(LocalStorage):
 def _flush(partition: int, first: int, caller: str) -> PartitionFlush:
     table = pq.read_table(io.BytesIO(parquet_file(KEYS.keys[1], [(f"c{partition}-{first}", caller, NOON)])))
     path = f"{DAY_DIR}/t+{partition}+{first:020d}.parquet"
-    pending = PendingFile(path, table, pa.array([first], pa.int64()))
+    pending = PendingFile(path, table, pa.array([first], pa.int64()), frozenset({KEYS.keys[1].ref}))
     return PartitionFlush("t", partition, first, (pending,), first + 1)
 
 
