@@ -16,24 +16,12 @@ from pipeline.sink.batch import PartitionFlush, PendingFile
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.store import manifest, subject_index
 from pipeline.store.naming import DATASET, manifest_segment_dir
-from pipeline.store.storage import LocalStorage
+from tests.support.counting_storage import CountingStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file
 
 DAY = date(2026, 11, 1)
 DAY_DIR = "cdr/call_date=2026-11-01"
 NOON = "2026-11-01T12:00:00+00:00"
-
-
-class CountingStorage(LocalStorage):
-    """A local store that counts the data files opened for reading (footer reads)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.opened: list[str] = []
-
-    def open_input(self, relative_path: str) -> pa.NativeFile:
-        self.opened.append(relative_path)
-        return super().open_input(relative_path)
 
 
 def _flush(partition: int, first: int, caller: str) -> PartitionFlush:

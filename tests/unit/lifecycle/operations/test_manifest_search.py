@@ -7,7 +7,6 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lifecycle.erasure import ErasureProcessor
@@ -21,25 +20,13 @@ from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store import manifest
 from pipeline.store.naming import DATASET, QUARANTINE, manifest_path
-from pipeline.store.storage import LocalStorage
+from tests.support.counting_storage import CountingStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
 
 DAY = date(2026, 11, 1)
 DAY_DIR = "cdr/call_date=2026-11-01"
 SUBJECT_FILES = [f"{DAY_DIR}/t+0+0.parquet", f"{DAY_DIR}/t+1+0.parquet"]
 NOON = "2026-11-01T12:00:00+00:00"
-
-
-class CountingStorage(LocalStorage):
-    """A local store that counts the data files opened for reading (footer reads)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.opened: list[str] = []
-
-    def open_input(self, relative_path: str) -> pa.NativeFile:
-        self.opened.append(relative_path)
-        return super().open_input(relative_path)
 
 
 def _store(tmp_path: Path) -> CountingStorage:
