@@ -30,7 +30,15 @@ In one run it measures, on local disk, after removing manifests and DPO records:
   (34,560 files) in a separate store;
 * DuckDB and Polars: calls per queue over one day, one month and the year, one
   pseudonym's calls over the year, and the one-day query on that day's rows
-  written as one file (``day_one_file``: what compaction would give the analyst).
+  written as one file (``day_one_file``: what compaction would give the analyst);
+* on S3 (a moto server whose access log counts the requests by kind): the first
+  ``BENCH_YEAR_S3_DAYS`` dates, then the same dates with twice the files, reading
+  every footer, the erasure cold and with manifests, export and restriction;
+* after compaction, when ``pipeline.compaction.compact_store`` exists: the same
+  requests and queries on a compacted copy, and rewriting all of it.
+
+``BENCH_YEAR_PARTS`` (``requests,queries,retention,s3,compaction``) chooses the parts;
+``BENCH_YEAR_PROFILE=1`` profiles one erasure with manifests.
 
 Results go to ``benchmarks/results/year.json``; ``benchmarks/year.md`` holds a run's numbers.
 Run: ``make bench-year`` or ``python -m benchmarks.year``.

@@ -8,7 +8,12 @@ Contract:
   under an area is returned apart as a stray, never parsed, so it stops no
   lifecycle operation.
   :func:`skip_strays` logs a warning and writes an audit entry naming them.
-* :func:`search` lists the store, takes what the store manifest
+* :func:`survey` reads the store once: it lists it, and takes each file's
+  entry from the ``previous`` survey when the file is unchanged, else from the
+  store manifest, else from its footer; the passes of one request share their
+  surveys, so a second pass or a verification reads only what changed.
+  :meth:`Survey.search` finds the subject's candidates in a survey.
+* :func:`search` (one survey, searched) lists the store, takes what the store manifest
   (:mod:`pipeline.store.manifest`) says of each file it still describes
   (same size and modification time), and reads the footer of every other
   file (several at a time: on S3 each footer read is a round trip). It
