@@ -200,6 +200,14 @@ def open_storage(location: str, env: dict[str, str] | None = None, group_read: b
         scheme, _, host = endpoint.partition("://")
         options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
         options["force_virtual_addressing"] = False
+    if variables.get("AWS_ACCESS_KEY_ID") and variables.get("AWS_SECRET_ACCESS_KEY"):
+        # The same credentials for both clients: objects are now written through boto3, and a
+        # pyarrow reader without them would be refused the objects boto3 wrote.
+        options.update(
+            access_key=variables["AWS_ACCESS_KEY_ID"],
+            secret_key=variables["AWS_SECRET_ACCESS_KEY"],
+            session_token=variables.get("AWS_SESSION_TOKEN"),
+        )
     filesystem = pafs.S3FileSystem(**options)
     # the credentials of ``env`` if it has any, else boto3's standard chain (IRSA, EKS Pod Identity...)
     session = boto3.session.Session(

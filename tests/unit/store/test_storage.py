@@ -93,8 +93,9 @@ def test_stamps_tell_a_replaced_or_deleted_file_from_the_one_listed(
         if kind == "local":
             storage: Storage = LocalStorage(tmp_path)
         else:
-            for name, value in CREDENTIALS.items():  # pyarrow's S3 client reads them from the environment
-                monkeypatch.setenv(name, value)
+            # No credentials in the process environment: both of the store's clients take the given ones.
+            for name in CREDENTIALS:
+                monkeypatch.delenv(name, raising=False)
             storage = open_storage(f"s3://{BUCKET}/store", s3_store_env(stack.enter_context(moto_server())))
         published = storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
         storage.publish("cdr/call_date=2026-01-02/t+0+9.parquet", b"other")
