@@ -37,7 +37,6 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +51,7 @@ from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.key_coverage import KeyCoverage, key_coverage
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
+from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store.naming import QUARANTINE, partition_date
 from pipeline.store.storage import Storage
 
@@ -95,9 +95,7 @@ class SubjectRows:
         )
 
 
-def subject_rows(
-    storage: Storage, subject: Subject, progress: Callable[[int], None] | None = None
-) -> SubjectRows:
+def subject_rows(storage: Storage, subject: Subject, progress: Progress = NO_PROGRESS) -> SubjectRows:
     """The subject's rows across the store with a ``call_date`` column, and the key coverage."""
     tables = []
     found = search(storage, subject.pseudonyms, progress)
@@ -106,7 +104,9 @@ def subject_rows(
             f"cannot read {len(found.unreadable)} data files ({', '.join(found.unreadable)}), so the export "
             "would be incomplete: restore them from backup or remove them"
         )
+    progress.start(len(found.candidates), "reading the subject's files")
     for path in found.candidates:
+        progress.advance()
         data = storage.read(path)
         if data is None:
             continue

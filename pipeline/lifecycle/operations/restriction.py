@@ -36,9 +36,9 @@ from typing import Literal
 
 from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.finder import search
+from pipeline.lifecycle.operations.finder import survey
 from pipeline.lifecycle.operations.key_coverage import key_coverage
-from pipeline.lifecycle.operations.quarantine import END_OF_TIME, move_subject_rows, release_unheld
+from pipeline.lifecycle.operations.quarantine import END_OF_TIME, move_candidates, release_unheld
 from pipeline.lifecycle.operations.rewriter import (
     count_subject_rows,
     not_searched_files,
@@ -126,12 +126,16 @@ def _move_twice(
     keys instead of claiming the move is complete.
     """
     source, target = areas
-    first = move_subject_rows(storage, pseudonyms, source, target)
+    # One reading of the source area: the second pass re-lists it and reads what changed, and the
+    # check takes the second pass's reading (the files it changed are decoded anyway).
+    first_read = survey(storage, (source,))
+    first = move_candidates(storage, first_read.search(pseudonyms).candidates, pseudonyms, source, target)
     passes.sleep(passes.settle_seconds)
-    second = move_subject_rows(storage, pseudonyms, source, target)
-    moved = first.rows_moved + second.rows_moved
-    written = sorted({*first.files_written, *second.files_written})
-    footers = search(storage, pseudonyms, areas=(source,))
+    second_read = survey(storage, (source,), previous=first_read)
+    second = move_candidates(storage, second_read.search(pseudonyms).candidates, pseudonyms, source, target)
+    moved = first[0] + second[0]
+    written = sorted({*first[1], *second[1]})
+    footers = second_read.without(storage, second[2]).search(pseudonyms)
     coverage = key_coverage(footers.keys, keys)
     left_behind = [path for path in written if path.startswith(f"{source}/")]
     remaining, source_decoded, source_unreadable = _rows_in(
@@ -144,7 +148,8 @@ def _move_twice(
     checked = source_decoded + target_decoded
     in_store = len(footers.keys) + len(footers.unreadable)
     text = (
-        f"Read the footer of all {in_store} data files in {source}/ and decoded the subject columns of "
+        f"Checked the subject index of all {in_store} data files in {source}/ (from the store manifest, "
+        f"or the file's footer where the manifest did not describe it) and decoded the subject columns of "
         f"{source_decoded} files there (every file the move rewrote and every file whose subject index "
         f"could not rule the subject out): {remaining} rows of the subject remain. Decoded the "
         f"{target_decoded} files in {target}/ the rows moved to: they hold {arrived} rows of the subject "
@@ -167,7 +172,7 @@ def _move_twice(
     return HoldOutcome(
         rows_moved=moved,
         files_written=written,
-        files_deleted=sorted({*first.files_deleted, *second.files_deleted}),
+        files_deleted=sorted({*first[2], *second[2]}),
         passes=2,
         verification=verification,
     )
@@ -183,7 +188,7 @@ def _release_twice(
     first = release_unheld(storage, view, pseudonyms)
     passes.sleep(passes.settle_seconds)
     second = release_unheld(storage, view, pseudonyms)
-    footers = search(storage, (), areas=(QUARANTINE,))
+    footers = survey(storage, (QUARANTINE,)).search(())
     moved = first.rows_moved + second.rows_moved
     written = sorted({*first.files_written, *second.files_written})
     arrived, decoded, target_unreadable = _all_rows_in(
@@ -245,13 +250,16 @@ def _move_failures(moved: int, checked: int, arrived: int, target: str, unreadab
 
 
 def _erase_twice(storage: Storage, subject: Subject, requested_at: datetime, passes: Passes) -> HoldOutcome:
-    first, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at)
+    first_read = survey(storage)
+    first, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at, read=first_read)
     passes.sleep(passes.settle_seconds)
-    second, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at)
+    second_read = survey(storage, previous=first_read)
+    second, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at, read=second_read)
     results = [result for result in first + second if result.rows_affected]
     searched = searched_keys(subject.keys, results)
     touched = [result.path for result in first + second]
-    verification = verify_erasure(storage, subject.pseudonyms, searched, requested_at, touched)
+    after = second_read.without(storage, (result.path for result in second if result.deleted))
+    verification = verify_erasure(storage, subject.pseudonyms, searched, requested_at, touched, read=after)
     return HoldOutcome(
         existing="erase",
         rows_removed=sum(result.rows_affected for result in results),

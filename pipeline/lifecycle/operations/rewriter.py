@@ -4,8 +4,11 @@ Contract: :func:`rewrite_file` leaves either the old file or the complete new
 one (the storage publishes atomically): a file that loses rows is replaced
 under the same name, a file that loses all rows is deleted, a file without
 the subject's rows is left untouched; :func:`rewrite_subject_files` brings
-the store manifest up to date for the files it changed. :func:`verify_erasure` reads every
-footer of the store again, then *decodes* every pseudonym column of every
+the store manifest up to date for the files it changed, and searches the
+:class:`~pipeline.lifecycle.operations.finder.Survey` it is given (one reading
+of the store shared by the passes of a request) or a new one.
+:func:`verify_erasure` takes the subject index of every file of the store
+(from a survey taken after the last pass, or a new one), then *decodes* every pseudonym column of every
 file the erasure touched and of every file whose subject index cannot rule
 the subject out, and counts the subject's rows left (up to
 ``requested_at``). It also compares the keys (ids and fingerprints) of all
@@ -27,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.keys.fingerprint import KeyRef
-from pipeline.lifecycle.operations.finder import Search, search
+from pipeline.lifecycle.operations.finder import Search, Survey, survey
 from pipeline.lifecycle.operations.key_coverage import KeyCoverage, key_coverage
 from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.lifecycle.requests.receipts import FileNotSearched, ReceiptVerification
@@ -84,7 +87,9 @@ class Verification:
         """What was checked, in plain words."""
         ruled_out = self.files_in_store - self.files_checked
         text = (
-            f"Read the footer of all {self.files_in_store} data files in the store. Decoded the "
+            f"Checked the subject index of all {self.files_in_store} data files the store listed at the "
+            f"start of the last pass (from the store manifest, or the file's footer where the manifest "
+            f"did not describe it). Decoded the "
             f"{', '.join(SUBJECT_COLUMNS)} columns of {self.files_checked} files (every file this "
             f"erasure changed and every file whose subject index could not rule the subject out; "
             f"the indexes of the other {ruled_out} files rule it out) and found "
@@ -142,9 +147,15 @@ def rewrite_subject_files(
     mode: Mode,
     requested_at: datetime,
     modified_since: datetime | None = None,
+    *,
+    read: Survey | None = None,
 ) -> tuple[list[RewriteResult], Search]:
-    """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each."""
-    found = search(storage, pseudonyms, modified_since=modified_since)
+    """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each.
+
+    The files are found in the survey ``read`` if given (taken by the caller, maybe for several passes),
+    else in a new survey of the store.
+    """
+    found = (read or survey(storage)).search(pseudonyms, modified_since)
     results = [rewrite_file(storage, path, pseudonyms, mode, requested_at) for path in found.candidates]
     changed = [result for result in results if result.rows_affected]
     manifest.record(
@@ -179,9 +190,15 @@ def verify_erasure(
     searched: frozenset[KeyRef],
     requested_at: datetime,
     touched: Iterable[str],
+    *,
+    read: Survey | None = None,
 ) -> Verification:
-    """Check the whole store for the subject's rows and for files under keys the erasure could not search."""
-    found = search(storage, pseudonyms)
+    """Check the whole store for the subject's rows and for files under keys the erasure could not search.
+
+    ``read`` is a survey taken after the erasure's last pass (its files deleted since left out);
+    without it the store is surveyed now.
+    """
+    found = (read or survey(storage)).search(pseudonyms)
     present = set(found.keys)
     checked = sorted({*found.candidates, *(path for path in touched if path in present)})
     remaining = sum(count_subject_rows(storage, path, pseudonyms, requested_at) for path in checked)

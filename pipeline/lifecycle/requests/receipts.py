@@ -138,6 +138,10 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     verification: ReceiptVerification | None = None
     residual_copies: list[ResidualCopy] | None = None
     work_done: WorkDone | None = None
+    files_read: int | None = None
+    """Data files the work opened, footers or rows, each counted once (store manifests spare the rest)."""
+    seconds: float | None = None
+    """How long the work on the store took."""
 
     @property
     def passed(self) -> bool:
@@ -185,6 +189,10 @@ class SubjectReceipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     pseudonyms_searched: int | None = None
     verification: ReceiptVerification | None = None
     work_done: WorkDone | None = None
+    files_read: int | None = None
+    """Data files the work opened, footers or rows, each counted once (store manifests spare the rest)."""
+    seconds: float | None = None
+    """How long the work on the store took."""
 
     @property
     def passed(self) -> bool:
