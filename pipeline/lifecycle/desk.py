@@ -21,6 +21,10 @@ the serial lifecycle path):
   which is another request's entry. Each step is tried on its own and none
   raises: a receipt is always returned, and a register entry that cannot be
   answered is logged, then noted with the reason if the note can be written.
+* The one exception that passes through all of these is
+  :class:`~pipeline.store.fence.OwnershipLostError`: the worker lost the
+  lifecycle to another, which carries the request out and answers it; this
+  one writes nothing more and sends no receipt.
 * :meth:`Desk.reissue` answers the register entry of a re-delivered request
   that an earlier run left open, so re-running a request closes it.
 
@@ -52,6 +56,7 @@ from pipeline.lifecycle.requests.receipts import (
 )
 from pipeline.lifecycle.requests.register import Kind, load_request, record_answer, register_received
 from pipeline.observability.log_scrub import scrub
+from pipeline.store.fence import OwnershipLostError
 from pipeline.store.storage import Stamp, Storage
 
 log = logging.getLogger(__name__)
@@ -171,6 +176,8 @@ class Desk:
 
         try:
             return work(_RecordingStorage(self._storage, changes), Ledger(self._ledger.view, write))
+        except OwnershipLostError:
+            raise  # another worker owns the request now: it answers it, not this one
         except Exception as exc:  # the request still gets a receipt saying what broke and what was done
             return self._failed(request_id, exc, changes, failed)
 
@@ -184,6 +191,8 @@ class Desk:
         """
         try:
             return attempt()
+        except OwnershipLostError:
+            raise
         except Exception as exc:  # a store that cannot be read: the receipt still comes, and says so
             receipt = self._failed(request_id, exc, _Changes(), failed)
             self.file(receipt, audit_kind, keep=False)
@@ -254,6 +263,8 @@ class Desk:
     def _attempt(request_id: str | None, step: str, action: Callable[[], object]) -> bool:
         try:
             action()
+        except OwnershipLostError:
+            raise  # no receipt of a request another worker has taken over: it sends its own
         except Exception:  # the receipt still goes out; the log says which step failed
             log.exception("request %s: %s failed", request_id, step, extra={"request_id": request_id})
             return False
