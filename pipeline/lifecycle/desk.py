@@ -41,7 +41,6 @@ from datetime import datetime
 from typing import TypeVar
 
 import msgspec
-import pyarrow as pa
 
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.restriction import Ledger
@@ -57,7 +56,7 @@ from pipeline.lifecycle.requests.receipts import (
 from pipeline.lifecycle.requests.register import Kind, load_request, record_answer, register_received
 from pipeline.observability.log_scrub import scrub
 from pipeline.store.fence import OwnershipLostError
-from pipeline.store.storage import Stamp, Storage
+from pipeline.store.storage import ForwardingStorage, Storage
 
 log = logging.getLogger(__name__)
 
@@ -84,46 +83,22 @@ class _Changes:
         )
 
 
-class _RecordingStorage:
+class _RecordingStorage(ForwardingStorage):
     """A :class:`~pipeline.store.storage.Storage` that notes which data files a request changed."""
 
     def __init__(self, storage: Storage, changes: _Changes) -> None:
-        self._storage = storage
+        super().__init__(storage)
         self._changes = changes
 
     def publish(self, relative_path: str, data: bytes) -> None:
-        self._storage.publish(relative_path, data)
+        super().publish(relative_path, data)
         if not relative_path.startswith(PAPERWORK):
             self._changes.written.append(relative_path)
 
-    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
-        return self._storage.create_exclusive(relative_path, data)
-
-    def read(self, relative_path: str) -> bytes | None:
-        return self._storage.read(relative_path)
-
-    def open_input(self, relative_path: str) -> pa.NativeFile:
-        return self._storage.open_input(relative_path)
-
     def delete(self, relative_path: str) -> None:
-        self._storage.delete(relative_path)
+        super().delete(relative_path)
         if not relative_path.startswith(PAPERWORK):
             self._changes.deleted.append(relative_path)
-
-    def sweep_temporaries(self, relative_dir: str) -> int:
-        return self._storage.sweep_temporaries(relative_dir)
-
-    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
-        return self._storage.list(relative_dir, modified_since)
-
-    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
-        return self._storage.list_stamped(relative_dir)
-
-    def stamp(self, relative_path: str) -> Stamp | None:
-        return self._storage.stamp(relative_path)
-
-    def describe(self) -> str:
-        return self._storage.describe()
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import pyarrow as pa
-
 from pipeline.errors import CdrpipeError
-from pipeline.store.storage import Stamp, Storage
+from pipeline.store.storage import ForwardingStorage, Storage
 
 OWNER_DIR = "_cdrpipe/lifecycle-owner"
 _CLAIM = re.compile(r"^(\d{12})\.json$")
@@ -102,7 +100,7 @@ class OwnerFence:
         self._storage.create_exclusive(_released_path(claim.epoch), b"{}")
 
 
-class FencedStorage:
+class FencedStorage(ForwardingStorage):
     """A :class:`~pipeline.store.storage.Storage` that calls ``guard`` before every write it passes on.
 
     ``guard`` raises :class:`OwnershipLostError` when this worker may not write
@@ -110,39 +108,21 @@ class FencedStorage:
     """
 
     def __init__(self, storage: Storage, guard: Callable[[], None]) -> None:
-        self._storage = storage
+        super().__init__(storage)
         self._guard = guard
 
     def publish(self, relative_path: str, data: bytes) -> None:
         self._guard()
-        self._storage.publish(relative_path, data)
+        super().publish(relative_path, data)
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         self._guard()
-        return self._storage.create_exclusive(relative_path, data)
-
-    def read(self, relative_path: str) -> bytes | None:
-        return self._storage.read(relative_path)
-
-    def open_input(self, relative_path: str) -> pa.NativeFile:
-        return self._storage.open_input(relative_path)
+        return super().create_exclusive(relative_path, data)
 
     def delete(self, relative_path: str) -> None:
         self._guard()
-        self._storage.delete(relative_path)
+        super().delete(relative_path)
 
     def sweep_temporaries(self, relative_dir: str) -> int:
         self._guard()  # it removes files too: a superseded owner's sweep could fail a new owner's publish
-        return self._storage.sweep_temporaries(relative_dir)
-
-    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
-        return self._storage.list(relative_dir, modified_since)
-
-    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
-        return self._storage.list_stamped(relative_dir)
-
-    def stamp(self, relative_path: str) -> Stamp | None:
-        return self._storage.stamp(relative_path)
-
-    def describe(self) -> str:
-        return self._storage.describe()
+        return super().sweep_temporaries(relative_dir)
