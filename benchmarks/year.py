@@ -38,7 +38,6 @@ Run: ``make bench-year`` or ``python -m benchmarks.year``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -71,7 +70,7 @@ from pipeline.lifecycle.subject import Subject, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr, validate
 from pipeline.store.naming import file_path, partition_dir
-from pipeline.store.parquet import encode
+from pipeline.store.parquet import decode, encode
 from pipeline.store.storage import LocalStorage
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -136,7 +135,7 @@ def _cdrs(rng: random.Random, day: date, rows: int, subject_row: int | None) -> 
 
 def _encoded(rng: random.Random, key: Key, day: date, rows: int, subject_row: int | None = None) -> bytes:
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 4096)
-    return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties))
+    return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties), [key.ref])
 
 
 def _write(root: Path, path: str, data: bytes, written_at: float) -> None:
@@ -294,8 +293,10 @@ def _queries(root: Path, day: date, pseudonym: str) -> dict[str, float]:
     """Seconds of the analysts' queries over ``day``, its month, the year and one pseudonym."""
     compacted = root.parent / "compacted-day.parquet"
     day_files = sorted(Path(root, partition_dir(day)).glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(io.BytesIO(path.read_bytes())) for path in day_files)
-    compacted.write_bytes(encode(table.combine_chunks().sort_by("start_time")))
+    stored = [decode(path.read_bytes()) for path in day_files]
+    table = pa.concat_tables(file.table for file in stored)
+    keys = frozenset().union(*(file.keys for file in stored))
+    compacted.write_bytes(encode(table.combine_chunks().sort_by("start_time"), keys))
     scopes: dict[str, str] = {
         "day": f"{root}/{partition_dir(day)}/*.parquet",
         "day_one_file": str(compacted),

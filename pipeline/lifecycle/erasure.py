@@ -34,8 +34,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    pass.
 6. Verification (:func:`~pipeline.lifecycle.operations.rewriter.verify_erasure`) decodes
    the pseudonym columns of every touched file and every file the index
-   cannot rule out, and fails, naming them, when files carry keys the
-   subject's pseudonyms were not computed under. The receipt opens with a
+   cannot rule out, and fails, naming each file and key, when files carry
+   keys (id and fingerprint) the subject's pseudonyms were not computed
+   under: a key id reused for another secret is another key. The receipt
+   lists the keys searched with their fingerprints. The receipt opens with a
    one-line summary, says in words what was checked, is stored under
    ``_cdrpipe/receipts/<request id>.json``, appended to the audit log and
    closes the register entry when its verification passed (a failed one
@@ -59,26 +61,20 @@ from datetime import UTC, datetime, timedelta
 from pipeline import __version__
 from pipeline.errors import KeyringError, RequestRefusedError
 from pipeline.keys.keyring import Keyring
-from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.finder import skip_strays
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     WorkDone,
+    receipt_keys,
 )
-from pipeline.lifecycle.subject import (
-    Subject,
-    SubjectError,
-    subject_from_agent,
-    subject_from_number,
-    subject_from_pseudonym,
-)
+from pipeline.lifecycle.subject import RequestSubjects, Subject, SubjectError
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.naming import AREAS
 from pipeline.store.storage import Storage
@@ -109,9 +105,8 @@ class ErasureProcessor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenants: Mapping[str, str] | None = None,
     ) -> None:
-        self._tenants = dict(tenants or {})
         self._storage = storage
-        self._keyring = keyring
+        self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
         self._passes = passes
         self._residual = residual_copies
@@ -135,14 +130,12 @@ class ErasureProcessor:
         )
 
     def subject_of(self, request: ErasureRequest) -> Subject:
-        """The pseudonyms the request is about, under every key of the keyring as it is now."""
-        if request.subject_kind == "pseudonym":
-            return subject_from_pseudonym(request.subject)
-        # A source mapped to a tenant (CDRPIPE_TENANTS) names that tenant, as the rows were written.
-        tenant = tenant_for(request.tenant, self._tenants) if request.tenant else None
-        if request.subject_kind == "agent":
-            return subject_from_agent(request.subject, self._keyring(), tenant)
-        return subject_from_number(request.subject, self._keyring(), self._classifier, tenant)
+        """The pseudonyms the request is about, under every key of the keyring as it is now.
+
+        An extension or agent is searched within every tenant its rows may carry: the one its
+        tenant or source stands for now, and the sources mapped to it, as they were before.
+        """
+        return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
     def _usable_key(self, key: bytes) -> str | None:
         try:
@@ -195,6 +188,7 @@ class ErasureProcessor:
         entry = LedgerEntry(
             request_id=request.request_id,
             subject=list(subject.pairs),
+            key_fingerprints=subject.key_fingerprints,
             requested_at=requested_at,
             mode=request.mode,
         )
@@ -215,7 +209,7 @@ class ErasureProcessor:
         verification = verify_erasure(
             storage,
             pseudonyms,
-            searched_key_ids(subject.key_ids, results),
+            searched_keys(subject.keys, results),
             requested_at,
             (result.path for result in results),
         )
@@ -233,6 +227,8 @@ class ErasureProcessor:
             mode=request.mode,
             requested_at=requested_at,
             key_ids=list(subject.key_ids),
+            keys=receipt_keys(subject.keys),
+            tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(pseudonyms),
             subject_digest=subject.digest(subject.key_ids or None),
             files_rewritten=sorted({result.path for result in affected if not result.deleted}),

@@ -133,7 +133,10 @@ class BatchPublisher:
                 mirror = in_area(pending.path, QUARANTINE)
                 self._guarded(
                     pending,
-                    partial(self._retrying, partial(merge_into, self.storage, mirror, routed.quarantined)),
+                    partial(
+                        self._retrying,
+                        partial(merge_into, self.storage, mirror, routed.quarantined, pending.keys),
+                    ),
                 )
             if data is not None:
                 self._retrying(partial(self.storage.publish, pending.path, data))
@@ -152,7 +155,7 @@ class BatchPublisher:
 
         def route_and_encode() -> tuple[Routed, bytes | None]:
             routed = self._row_filter(pending.table, pending.translations)
-            return routed, encode(routed.kept) if routed.kept.num_rows else None
+            return routed, encode(routed.kept, pending.keys) if routed.kept.num_rows else None
 
         return self._guarded(pending, route_and_encode)
 

@@ -4,7 +4,8 @@ A manifest lives at :func:`~pipeline.store.naming.manifest_path` (one JSON
 document per area and call date) and maps each data file's name to a
 :class:`FileEntry`: its size and modification time when it was read (the
 :class:`~pipeline.store.storage.Stamp` the listing reports), its row count,
-the key ids of its rows and its subject index.
+the keys of its rows (ids and fingerprints, as its footer records them) and
+its subject index.
 
 Contract:
 
@@ -38,14 +39,16 @@ from datetime import date
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.keys.fingerprint import KeyRef, sorted_refs
 from pipeline.store import subject_index
 from pipeline.store.naming import manifest_path, parse_data_path
-from pipeline.store.parquet import KEY_IDS_METADATA_KEY
+from pipeline.store.parquet import recorded_keys
 from pipeline.store.storage import Stamp, Storage
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+"""2 records keys with their fingerprints; a manifest of format 1 counts as empty (footers are read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,14 @@ class FileEntry:
     size: int
     modified_ns: int
     rows: int
-    key_ids: frozenset[str]
+    keys: frozenset[KeyRef]
     subjects: bytes | None
     """The file's subject index (base64), or None: the file might hold anybody."""
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """The ids of the file's keys."""
+        return frozenset(key.key_id for key in self.keys)
 
     def fresh(self, stamp: Stamp) -> bool:
         """True if the file the listing reports with ``stamp`` is the one this entry describes."""
@@ -72,21 +80,22 @@ def read_entry(storage: Storage, path: str, stamp: Stamp) -> FileEntry:
     """Read the footer of the data file at ``path``, listed with ``stamp`` (taken before this read).
 
     A file written before key ids were recorded in footers has its ``key_id``
-    column read. Raises ``FileNotFoundError`` if the file is gone, ``OSError``
+    column read (its keys have no fingerprint, like those of a file written before
+    fingerprints were recorded). Raises ``FileNotFoundError`` if the file is gone, ``OSError``
     or ``ValueError`` (pyarrow's "not a Parquet file") if it cannot be read.
     """
     with storage.open_input(path) as handle:
         footer = pq.read_metadata(handle)
     metadata = footer.metadata or {}
-    recorded = metadata.get(KEY_IDS_METADATA_KEY)
-    if recorded is not None:
-        key_ids = frozenset(json.loads(recorded))
-    else:
+
+    def key_id_column() -> frozenset[str]:
         with storage.open_input(path) as handle:
             column = pq.read_table(handle, columns=["key_id"]).column("key_id")
-        key_ids = frozenset(pc.unique(column).drop_null().to_pylist())
+        return frozenset(pc.unique(column).drop_null().to_pylist())
+
+    keys = recorded_keys(metadata, key_id_column)
     subjects = metadata.get(subject_index.METADATA_KEY)
-    return FileEntry(stamp.size, stamp.modified_ns, footer.num_rows, key_ids, subjects)
+    return FileEntry(stamp.size, stamp.modified_ns, footer.num_rows, keys, subjects)
 
 
 def load(storage: Storage, area: str, call_date: date) -> dict[str, FileEntry]:
@@ -104,7 +113,10 @@ def load(storage: Storage, area: str, call_date: date) -> dict[str, FileEntry]:
                 int(entry["size"]),
                 int(entry["modified_ns"]),
                 int(entry["rows"]),
-                frozenset(entry["key_ids"]),
+                frozenset(
+                    KeyRef(str(key_id), None if fingerprint is None else str(fingerprint))
+                    for key_id, fingerprint in entry["keys"]
+                ),
                 None if entry["subjects"] is None else str(entry["subjects"]).encode(),
             )
             for name, entry in document["files"].items()
@@ -125,7 +137,7 @@ def save(storage: Storage, area: str, call_date: date, entries: dict[str, FileEn
             "size": entry.size,
             "modified_ns": entry.modified_ns,
             "rows": entry.rows,
-            "key_ids": sorted(entry.key_ids),
+            "keys": [[key.key_id, key.fingerprint] for key in sorted_refs(entry.keys)],
             "subjects": None if entry.subjects is None else entry.subjects.decode(),
         }
         for name, entry in sorted(entries.items())

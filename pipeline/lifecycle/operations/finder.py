@@ -13,7 +13,8 @@ Contract:
   (same size and modification time), and reads the footer of every other
   file (several at a time: on S3 each footer read is a round trip). It
   returns every file that holds a row of the subject (and a few that do not:
-  the index has false positives) and the key ids of every file listed. A file
+  the index has false positives) and the keys (ids and fingerprints) of every
+  file listed. A file
   without a subject index might hold anything and is a candidate; a file
   without recorded key ids has its ``key_id`` column read. A file whose
   footer cannot be read (not Parquet, truncated) is listed as unreadable,
@@ -21,7 +22,8 @@ Contract:
   With ``modified_since`` only files modified at or after that instant are
   searched. The footers it read go into the manifests of their dates, and
   entries of files no longer listed are dropped, so the next search of a
-  quiet date opens one manifest and no footer.
+  quiet date opens one manifest and no footer (``save_manifests=False`` leaves
+  the manifests alone, for readers outside the lifecycle path).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.numbers.text import redact_numbers
 from pipeline.store import manifest
@@ -106,13 +109,14 @@ class Search:
     """What a search of the store's footers found."""
 
     candidates: list[str]
-    key_ids: dict[str, frozenset[str]]
+    keys: dict[str, frozenset[KeyRef]]
+    """Every file read, with the keys its footer records."""
     strays: list[str]
     unreadable: list[str]
 
-    def all_key_ids(self) -> frozenset[str]:
-        """Every key id of every file read."""
-        return frozenset().union(*self.key_ids.values())
+    def all_keys(self) -> frozenset[KeyRef]:
+        """Every key of every file read."""
+        return frozenset().union(*self.keys.values())
 
 
 def search(
@@ -121,6 +125,8 @@ def search(
     progress: Callable[[int], None] | None = None,
     modified_since: datetime | None = None,
     areas: tuple[str, ...] = AREAS,
+    *,
+    save_manifests: bool = True,
 ) -> Search:
     """The files of ``areas`` that may hold ``pseudonyms``, and key ids: from manifests, else footers."""
     wanted = list(pseudonyms)
@@ -157,18 +163,17 @@ def search(
                 unreadable.append(path)
             elif isinstance(footer, manifest.FileEntry):
                 entries[path] = footer
-    _refresh_manifests(storage, by_date, manifests, entries, complete=modified_since is None)
+    if save_manifests:
+        _refresh_manifests(storage, by_date, manifests, entries, complete=modified_since is None)
     found: list[str] = []
-    key_ids: dict[str, frozenset[str]] = {}
     for path in stamps:
         entry = entries.get(path)
-        if entry is not None:
-            key_ids[path] = entry.key_ids
-            if entry.might_hold(wanted):
-                found.append(path)
+        if entry is not None and entry.might_hold(wanted):
+            found.append(path)
         if progress is not None:
             progress(1)
-    return Search(found, key_ids, strays, unreadable)
+    keys = {path: entries[path].keys for path in stamps if path in entries}
+    return Search(found, keys, strays, unreadable)
 
 
 def _refresh_manifests(

@@ -46,7 +46,7 @@ from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.store import manifest
-from pipeline.store.merge import merge_into, read_table
+from pipeline.store.merge import merge_into, read_file, read_table
 from pipeline.store.naming import AREAS, DATASET, QUARANTINE, in_area
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
@@ -112,7 +112,7 @@ def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[
 
 def _readable(storage: Storage) -> list[str]:
     """The quarantine's files whose footer can be read (the caller reports the others)."""
-    return sorted(search(storage, (), areas=(QUARANTINE,)).key_ids)
+    return sorted(search(storage, (), areas=(QUARANTINE,)).keys)
 
 
 def _count(mask: pa.Array) -> int:
@@ -125,19 +125,20 @@ def _move(
     """Move the rows ``select`` picks in each file of ``paths`` to its mirror in ``target`` (steps 1, 2)."""
     moved, written, deleted = 0, [], []
     for path in paths:
-        table = read_table(storage, path)
-        if table is None:
+        stored = read_file(storage, path)
+        if stored is None:
             continue
+        table = stored.table
         mask = select(table)
         moving = table.filter(mask)
         if moving.num_rows == 0:
             continue  # a false positive of the subject index, or nothing to release
         destination = in_area(path, target)
-        if merge_into(storage, destination, moving):
+        if merge_into(storage, destination, moving, stored.keys):
             written.append(destination)
         staying = table.filter(pc.invert(mask))
         if staying.num_rows:
-            storage.publish(path, encode(staying))
+            storage.publish(path, encode(staying, stored.keys))
             written.append(path)
         else:
             storage.delete(path)

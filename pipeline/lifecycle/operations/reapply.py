@@ -27,7 +27,7 @@ from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.finder import skip_strays
 from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
 from pipeline.lifecycle.operations.rectify import reapply_rectification
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.store.naming import DATASET, QUARANTINE
 from pipeline.store.storage import Storage
@@ -78,7 +78,7 @@ def reapply_ledger(
             affected += result.rows_affected
             if result.rows_affected:
                 (deleted if result.deleted else rewritten).add(result.path)
-        searched = searched_key_ids((pair.key_id for pair in entry.subject), results)
+        searched = searched_keys(entry.keys(), results)
         touched = [result.path for result in results]
         passed = passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched).passed
         if progress is not None:

@@ -42,8 +42,11 @@ def test_failed_publish_leaves_neither_final_nor_temporary_file(
     assert list((tmp_path / "cdr" / "x").iterdir()) == []
 
 
+KEY = Key("k1", b"k" * 32, "t")
+
+
 def _table():
-    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"k" * 32, "t")), 8)
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), 8)
     return build_rows([decode(canonical_bytes(cdr_id=f"id-{index}")) for index in range(50)], parties)
 
 
@@ -66,7 +69,7 @@ def test_publish_and_delete_never_list_their_directory(
 
 
 def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> None:
-    data = encode(_table())
+    data = encode(_table(), [KEY.ref])
     metadata = pq.ParquetFile(io.BytesIO(data)).metadata
     row_group = metadata.row_group(0)
     columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
