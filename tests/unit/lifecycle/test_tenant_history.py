@@ -15,20 +15,26 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.formats.selection import FormatSelector, builtin_decoders
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.records import RawRecord
 from pipeline.ingest.rows import build_rows
+from pipeline.ingest.translation import KeyTranslator
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer, tenants_under
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.export import subject_rows
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
+from pipeline.lifecycle.requests.receipts import AnyReceipt
 from pipeline.lifecycle.requests.subject_request import SubjectRequest
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject import RequestSubjects, SubjectError, subject_from_number
+from pipeline.sink.publisher import BatchPublisher
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, valid_receipt
-from tests.support.samples import call_at, canonical_decode
+from tests.support.samples import call_at, canonical_decode, decode_context
 
 TENANTS = {"pbx-a1": "acme", "pbx-a2": "acme"}
 DAY = "2026-11-01T10:00:00+00:00"
@@ -68,9 +74,9 @@ def _store(root: Path) -> LocalStorage:
     return storage
 
 
-def _call_ids(root: Path) -> list[str]:
-    """The calls left in the dataset, read back with pyarrow."""
-    files = sorted((root / "cdr").rglob("*.parquet"))
+def _call_ids(root: Path, area: str = "cdr") -> list[str]:
+    """The calls left in the dataset (or another area, such as the quarantine), read back with pyarrow."""
+    files = sorted((root / area).rglob("*.parquet"))
     return sorted(cdr_id for path in files for cdr_id in pq.read_table(path).column("cdr_id").to_pylist())
 
 
@@ -200,3 +206,50 @@ def test_a_tenant_that_could_not_be_a_source_is_rejected_without_quoting_it(tmp_
         assert answered.status == "rejected" and answered.reason is not None
         assert answered.reason.startswith("the tenant ") and tenant not in answered.reason
     assert len(_call_ids(tmp_path)) == len(CALLS_BEFORE) + len(CALLS_AFTER)
+
+
+def _late_records(ledger: SubjectLedger, storage: LocalStorage) -> None:
+    """A worker run with ``TENANTS`` ingests calls from before the request, arriving late."""
+    parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(KEYS.active), 64, TENANTS)
+    formats = FormatSelector(builtin_decoders({}), {"cdr.raw": "canonical-json"}, decode_context())
+    ingestor = Ingestor(
+        formats, parties, 10_000, 60.0, translator=KeyTranslator.for_keyring(parties, KEYS, CLASSIFIER, 64)
+    )
+    calls = [
+        ("late-1001", "pbx-a1", "1001", "agent-7"),
+        ("late-a2-1001", "pbx-a2", "1001", None),
+        ("late-1002", "pbx-a1", "1002", None),
+        ("late-elsewhere-1001", "pbx-b", "1001", "agent-7"),
+    ]
+    for offset, (cdr_id, source, callee, agent) in enumerate(calls):
+        raw = call_at(DAY, cdr_id=cdr_id, source=source, caller="+32475000222", callee=callee, agent=agent)
+        assert ingestor.add(RawRecord("cdr.raw", 0, offset, raw)) is None
+    BatchPublisher(storage, row_filter=ledger.route).publish(ingestor.take(("cdr.raw", 0)))
+
+
+@pytest.mark.parametrize("kind", ["erasure", "restriction"])
+def test_a_late_record_of_an_extension_erased_before_its_source_was_mapped_stays_out(
+    tmp_path: Path, kind: str
+) -> None:
+    # The attacker review: the ledger entry of an erasure made before CDRPIPE_TENANTS mapped
+    # pbx-a1 held 1001's pseudonyms within pbx-a1 only; a late record of 1001 from pbx-a1,
+    # pseudonymised within acme after the mapping, met no entry and came back into the dataset.
+    storage = LocalStorage(tmp_path)
+    view = SubjectLedger()
+    ledger, passes = Ledger(view, view.add), Passes(0, lambda _: None)
+    if kind == "erasure":
+        erasures = ErasureProcessor(storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes,
+                                    residual_copies=list)  # fmt: skip
+        request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW)
+        receipt: AnyReceipt = erasures.handle(msgspec.json.encode(request))
+    else:
+        rights = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes)
+        hold = SubjectRequest(request_id="q-1", kind="restriction", requested_at=NOW, subject="1001",
+                              tenant="pbx-a1")  # fmt: skip
+        receipt = rights.handle(msgspec.json.encode(hold))
+    assert receipt.status == "completed" and receipt.tenants_searched == ["pbx-a1"], receipt.summary
+    _late_records(view, storage)  # the worker now maps pbx-a1 and pbx-a2 to acme
+    # pbx-a1's 1001 is acme's 1001 now, at pbx-a1 and pbx-a2 alike; pbx-b's 1001 is somebody else
+    assert _call_ids(tmp_path) == ["late-1002", "late-elsewhere-1001"]
+    if kind == "restriction":
+        assert _call_ids(tmp_path, "restricted") == ["late-1001", "late-a2-1001"]
