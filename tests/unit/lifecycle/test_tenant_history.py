@@ -80,14 +80,16 @@ def _call_ids(root: Path, area: str = "cdr") -> list[str]:
     return sorted(cdr_id for path in files for cdr_id in pq.read_table(path).column("cdr_id").to_pylist())
 
 
-def _processors(storage: LocalStorage) -> tuple[ErasureProcessor, RightsProcessor]:
-    """The erasure and rights processors of a worker run with ``TENANTS``, sharing one ledger."""
+def _processors(
+    storage: LocalStorage, tenants: dict[str, str] = TENANTS
+) -> tuple[ErasureProcessor, RightsProcessor]:
+    """The erasure and rights processors of a worker run with ``tenants``, sharing one ledger."""
     view = SubjectLedger()
     ledger, passes = Ledger(view, view.add), Passes(0, lambda _: None)
     erasures = ErasureProcessor(
-        storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes, residual_copies=list, tenants=TENANTS
+        storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes, residual_copies=list, tenants=tenants
     )
-    rights = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes, tenants=TENANTS)
+    rights = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes, tenants=tenants)
     return erasures, rights
 
 
@@ -253,3 +255,31 @@ def test_a_late_record_of_an_extension_erased_before_its_source_was_mapped_stays
     assert _call_ids(tmp_path) == ["late-1002", "late-elsewhere-1001"]
     if kind == "restriction":
         assert _call_ids(tmp_path, "restricted") == ["late-1001", "late-a2-1001"]
+
+
+@pytest.mark.parametrize(("first", "then"), [({}, TENANTS), (TENANTS, {}), (TENANTS, {"pbx-a1": "beta"})])
+def test_a_request_delivered_again_after_the_mapping_changed_gets_its_receipt_again(
+    tmp_path: Path, first: dict[str, str], then: dict[str, str]
+) -> None:
+    # The attacker review: the same message, delivered again to a worker with another
+    # CDRPIPE_TENANTS, was rejected as "the request id is already used for another subject".
+    storage = _store(tmp_path)
+    erasure = msgspec.json.encode(
+        ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW)
+    )
+    restriction = msgspec.json.encode(
+        SubjectRequest(
+            request_id="q-1", kind="restriction", requested_at=NOW, subject="1002", tenant="pbx-a1"
+        )
+    )
+    erasures, rights = _processors(storage, first)
+    erased, held = erasures.handle(erasure), rights.handle(restriction)
+    assert erased.status == held.status == "completed", (erased.summary, held.summary)
+    erasures, rights = _processors(storage, then)
+    assert erasures.handle(erasure) == erased
+    assert rights.handle(restriction) == held
+    # the id reused for another tenant's 1001 is still another subject
+    elsewhere = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=NOW)
+    reused = erasures.handle(msgspec.json.encode(elsewhere))
+    assert reused.status == "rejected" and reused.reason is not None and "another subject" in reused.reason
+    assert "elsewhere-1001" in _call_ids(tmp_path)
