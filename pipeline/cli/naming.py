@@ -18,7 +18,10 @@ read:
   shown;
 * the resolution line (``subject: +32468123456 (region BE, MOBILE)``, or the
   extension or agent with its tenant and the tenants searched) goes to
-  standard error, the terminal only: never a log line, a request or a receipt.
+  standard error, never a log line, a request or a receipt; when standard
+  error is not a terminal (:func:`on_terminal`: redirected to a file, or a
+  job's collected output) it and the ambiguity refusal name the kind, region
+  and line type of each reading, never the number, extension or agent id.
 
 What a request carries is the resolved form (:attr:`NamedSubject.value`: the
 E.164 number, the extension, the agent id, the pseudonym) and the tenant as
@@ -107,13 +110,27 @@ def named_subject(context: DpoContext, options: Mapping[str, Any]) -> NamedSubje
                 f"an agent id is only unique within its tenant: give --tenant {_TENANT_HINT}"
             )
         subject = subject_from_agent(value, context.keys(), tenant, tenants)
-        _echo_subject(f"agent {value.strip()}", subject)
+        _echo_subject(f"agent {value.strip()}" if on_terminal() else "an agent id", subject)
         return NamedSubject("agent", value.strip(), tenant, subject)
     party = _resolved_party(settings, value, options["region"], tenant, yes=options["yes"])
     scope = tenant if party.kind is NumberKind.EXTENSION else None
     subject = subject_from_party(party, context.keys(), scope, tenants)
-    _echo_subject(describe(party), subject)
+    _echo_subject(_described(party), subject)
     return NamedSubject("number", str(party.value), scope, subject)
+
+
+def on_terminal() -> bool:
+    """Whether standard error is a terminal: only there is the subject's number shown."""
+    return click.get_text_stream("stderr").isatty()
+
+
+def _described(party: PartyNumber) -> str:
+    """The reading of a ``--number``: in full on a terminal, else without its digits."""
+    if on_terminal():
+        return describe(party)
+    if party.kind is NumberKind.EXTENSION:
+        return "an extension"
+    return f"a {party.line_type} number of region {party.region}"
 
 
 def _given_tenant(given: str | None) -> str | None:
@@ -145,9 +162,9 @@ def _resolved_party(
     if party.kind not in (NumberKind.E164, NumberKind.EXTENSION):
         raise click.UsageError(f"--number is not a subscriber number or extension (it is {party.kind.value})")
     if resolution.ambiguous and not yes:
-        others = "; ".join(describe(other) for other in resolution.alternatives)
+        others = "; ".join(_described(other) for other in resolution.alternatives)
         raise click.UsageError(
-            f"--number is ambiguous: as a national number of {chosen_region} it is {resolution.describe()}; "
+            f"--number is ambiguous: as a national number of {chosen_region} it is {_described(party)}; "
             f"as an international number without its + it is {others}. Give it with + or 00, "
             "or its country with --region, or confirm the national reading with --yes"
         )
@@ -157,10 +174,11 @@ def _resolved_party(
 
 
 def _echo_subject(described: str, subject: Subject) -> None:
-    """The resolution line, on the terminal only (standard error): never a log line."""
+    """The resolution line, on standard error (the number only on a terminal): never a log line."""
     searched = subject.tenants_searched
     where = f" at tenant {searched[0]}" if searched else ""
     if len(searched) > 1:
         # a source's rows from before CDRPIPE_TENANTS mapped it carry the source's own tenant
         where += f" (searched within tenants {', '.join(searched)}: rows from before the mapping too)"
-    click.echo(f"subject: {described}{where}", err=True)
+    hidden = "" if on_terminal() else " (the subject is shown on a terminal only)"
+    click.echo(f"subject: {described}{where}{hidden}", err=True)

@@ -49,6 +49,7 @@ def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]
     monkeypatch.setenv("CDRPIPE_KEYRING", str(keyring_path))
     monkeypatch.setenv("CDRPIPE_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("CDRPIPE_TENANTS", "pbx-a1=acme,pbx-a2=acme")
+    monkeypatch.setattr("pipeline.cli.naming.on_terminal", lambda: True)  # the DPO's terminal
     published: list[dict[str, Any]] = []
 
     async def publish(
@@ -179,3 +180,33 @@ def test_the_request_carries_the_tenant_as_given_so_a_worker_with_another_mappin
     receipt = worker.handle(json.dumps(sent[0]).encode())
     assert receipt.status == "completed" and receipt.rows_removed == 1, receipt.summary
     assert receipt.tenants_searched == ["pbx-a1"]
+
+
+@pytest.mark.parametrize("command", [*SENDING, "export"])
+def test_off_a_terminal_the_resolution_and_the_ambiguity_name_no_number(
+    command: str, sent: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attacker review: "the terminal only" was any standard error; redirected to a file or
+    # collected from a job's output, the resolved number became a log line.
+    monkeypatch.setattr("pipeline.cli.naming.on_terminal", lambda: False)
+    extra = SENDING.get(command, ["--out", str(tmp_path / "export.jsonl"), "--force"])
+    runner = CliRunner()
+    refused = runner.invoke(cli, [command, "--number", "468123456", *extra])
+    assert refused.exit_code == 2 and "ambiguous" in refused.stderr
+    assert "a MOBILE number of region BE" in refused.stderr
+    resolved = runner.invoke(cli, [command, "--number", "0475 12 34 56", *extra])
+    extension = runner.invoke(cli, [command, "--number", "1001", "--tenant", "pbx-a1", *extra])
+    agent = runner.invoke(cli, [command, "--agent", "+32475000111", "--tenant", "pbx-b", *extra])
+    assert resolved.exit_code == extension.exit_code == agent.exit_code == 0
+    assert (
+        "subject: a MOBILE number of region BE (the subject is shown on a terminal only)" in resolved.stderr
+    )
+    assert (
+        "subject: an extension at tenant acme (searched within tenants acme, pbx-a1, pbx-a2"
+        in extension.stderr
+    )
+    assert "subject: an agent id at tenant pbx-b (the subject is shown on a terminal only)" in agent.stderr
+    shown = refused.stderr + resolved.stderr + extension.stderr + agent.stderr
+    for value in ("468123456", "8123456", "475123456", "475 12", "475000111", " 1001"):
+        assert value not in shown, value
+    assert [request["subject"] for request in sent] == ["+32475123456", "1001", "+32475000111"][: len(sent)]
