@@ -8,6 +8,7 @@ tenants it searched.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,3 +284,51 @@ def test_a_request_delivered_again_after_the_mapping_changed_gets_its_receipt_ag
     reused = erasures.handle(msgspec.json.encode(elsewhere))
     assert reused.status == "rejected" and reused.reason is not None and "another subject" in reused.reason
     assert "elsewhere-1001" in _call_ids(tmp_path)
+
+
+ARABIC_INDIC, FULLWIDTH = (
+    str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"),
+    str.maketrans("0123456789", "".join(chr(0xFF10 + d) for d in range(10))),
+)
+FORGED: list[dict[str, object]] = [
+    {"subject": 1001, "tenant": "pbx-a1"},  # wrong types
+    {"subject": "1001", "tenant": ["pbx-a1"] * 100_000},
+    {"subject": "1001", "tenant": {"name": "pbx-a1"}},
+    {"subject": "1001", "tenant": "p" * 65},
+    {"subject": "1001", "tenant": "0475123456".translate(ARABIC_INDIC)},  # a number to a reader
+    {"subject": "1001", "tenant": "pbx-0475123456"},
+    {"subject": "1001", "tenant": ""},
+    {"subject": "1001".translate(ARABIC_INDIC), "tenant": "pbx-a1"},  # never read as an extension
+    {"subject": "1001".translate(FULLWIDTH), "tenant": "pbx-a1"},
+    {"subject": "1001"},  # an extension without its tenant
+    {"subject": "0475 12 34 56 " * 100_000},
+    {"subject": "\x00"},
+    {"subject": "agent-7", "subject_kind": "agent"},
+    {"subject": "  ", "subject_kind": "agent", "tenant": "pbx-a1"},
+    {"subject": "1001", "subject_kind": "extension", "tenant": "pbx-a1"},
+]
+
+
+@pytest.mark.parametrize("topic", ["erasure", "subject"])
+def test_forged_subjects_on_the_topic_are_rejected_one_by_one_and_the_next_request_is_carried_out(
+    tmp_path: Path, topic: str
+) -> None:
+    storage = _store(tmp_path)
+    erasures, rights = _processors(storage)
+    handle = erasures.handle if topic == "erasure" else rights.handle
+    base = {
+        "requested_at": "2026-11-20T09:00:00+00:00",
+        **({"kind": "restriction"} if topic == "subject" else {}),
+    }
+    for number, forged in enumerate(FORGED):
+        payload = json.dumps({"request_id": f"forged-{number}", **base, **forged}).encode()
+        receipt = handle(payload)
+        assert receipt.status == "rejected" and receipt.reason is not None, (forged, receipt.summary)
+        document = valid_receipt(receipt)
+        for value in ("0475", "1001", "pbx-a1", "agent-7"):
+            for spelling in (value, value.translate(ARABIC_INDIC), value.translate(FULLWIDTH)):
+                assert spelling not in json.dumps(document, ensure_ascii=False), (forged, spelling)
+    assert len(_call_ids(tmp_path)) == len(CALLS_BEFORE) + len(CALLS_AFTER)  # nothing touched
+    valid = {"request_id": "r-valid", **base, "subject": "1001", "tenant": "pbx-a1"}
+    receipt = handle(json.dumps(valid).encode())
+    assert receipt.status == "completed" and receipt.passed, receipt.summary
