@@ -170,7 +170,8 @@ def test_the_request_carries_the_tenant_as_given_so_a_worker_with_another_mappin
     call = call_at("2026-11-01T10:00:00+00:00", cdr_id="a1", source="pbx-a1", callee="1001")
     cdrs = [canonical_decode(call)]
     storage = LocalStorage(tmp_path / "worker-store")
-    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(cdrs, parties)))
+    written = encode(build_rows(cdrs, parties), [parties.key_ref])
+    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", written)
     result = CliRunner().invoke(cli, ["erase", "--number", " 1001", "--tenant", " pbx-a1 "])
     assert result.exit_code == 0, result.output
     assert sent[0]["tenant"] == "pbx-a1"

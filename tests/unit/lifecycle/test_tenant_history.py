@@ -325,9 +325,11 @@ def test_forged_subjects_on_the_topic_are_rejected_one_by_one_and_the_next_reque
         receipt = handle(payload)
         assert receipt.status == "rejected" and receipt.reason is not None, (forged, receipt.summary)
         document = valid_receipt(receipt)
+        # its times may hold any four digits
+        words = json.dumps({k: v for k, v in document.items() if not k.endswith("_at")}, ensure_ascii=False)
         for value in ("0475", "1001", "pbx-a1", "agent-7"):
             for spelling in (value, value.translate(ARABIC_INDIC), value.translate(FULLWIDTH)):
-                assert spelling not in json.dumps(document, ensure_ascii=False), (forged, spelling)
+                assert spelling not in words, (forged, spelling)
     assert len(_call_ids(tmp_path)) == len(CALLS_BEFORE) + len(CALLS_AFTER)  # nothing touched
     valid = {"request_id": "r-valid", **base, "subject": "1001", "tenant": "pbx-a1"}
     receipt = handle(json.dumps(valid).encode())
