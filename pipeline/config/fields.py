@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BeforeValidator
 
-from pipeline.formats.text_policy import system_name_problem
+from pipeline.numbers.text import IN_KEPT_TEXTS
 from pipeline.observability.log_scrub import scrub
 
 N = TypeVar("N")
@@ -112,7 +112,7 @@ def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
 def _tenants(value: str) -> tuple[tuple[str, str], ...]:
     """``source=tenant`` pairs: the sources of one customer that share extensions and agents.
 
-    Every name passes the rule of a stored ``source`` (receipts list the tenants searched). A
+    No name holds a phone number, as no stored ``source`` does (receipts list the tenants searched). A
     tenant that is also a source mapped to another tenant is refused (the source's earlier
     extensions and the tenant's would share pseudonyms), and so are two tenants that differ
     only in case (one customer split in two by a typing slip).
@@ -122,9 +122,8 @@ def _tenants(value: str) -> tuple[tuple[str, str], ...]:
         raise ValueError("a source is mapped to two tenants: map each source once")
     for name in {name for pair in pairs for name in pair}:
         identifier(name)
-        problem = system_name_problem(name, "a name")
-        if problem is not None:
-            raise ValueError(problem)
+        if IN_KEPT_TEXTS.contains(name):  # the detector a record's source is checked with
+            raise ValueError("a name holds a phone number")
     mapping = dict(pairs)
     for source, tenant in pairs:
         if mapping.get(tenant, tenant) != tenant:

@@ -334,3 +334,17 @@ def test_forged_subjects_on_the_topic_are_rejected_one_by_one_and_the_next_reque
     valid = {"request_id": "r-valid", **base, "subject": "1001", "tenant": "pbx-a1"}
     receipt = handle(json.dumps(valid).encode())
     assert receipt.status == "completed" and receipt.passed, receipt.summary
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="documented limit (runbooks, adding a customer's PBX): cdrpipe knows only the mapping in "
+    "force, so rows written under a tenant that no source maps to any more are found only when that "
+    "tenant is named (the receipt's tenants_searched says which were searched)",
+)
+def test_an_extension_is_found_under_a_tenant_its_source_is_no_longer_mapped_to(tmp_path: Path) -> None:
+    storage = _store(tmp_path)  # AFTER was written while pbx-a1 and pbx-a2 were mapped to acme
+    erasure = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW)
+    receipt = _processors(storage, {})[0].handle(msgspec.json.encode(erasure))
+    assert receipt.tenants_searched == ["pbx-a1"]
+    assert "after-1001" not in _call_ids(tmp_path)
