@@ -87,8 +87,9 @@ class Verification:
         """What was checked, in plain words."""
         ruled_out = self.files_in_store - self.files_checked
         text = (
-            f"Checked the subject index of all {self.files_in_store} data files in the store (from the "
-            f"store manifest, or the file's footer where the manifest did not describe it). Decoded the "
+            f"Checked the subject index of all {self.files_in_store} data files the store listed at the "
+            f"start of the last pass (from the store manifest, or the file's footer where the manifest "
+            f"did not describe it). Decoded the "
             f"{', '.join(SUBJECT_COLUMNS)} columns of {self.files_checked} files (every file this "
             f"erasure changed and every file whose subject index could not rule the subject out; "
             f"the indexes of the other {ruled_out} files rule it out) and found "
