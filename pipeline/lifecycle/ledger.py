@@ -23,6 +23,10 @@ Design, and why it holds under key rotation:
   one combined index ``pseudonym -> request ids`` (a dict), and only then
   applies the few matching entries to the rows they match. A batch costs
   O(rows + distinct pseudonyms), whatever the number of entries.
+* The same map carries a record's pseudonyms within the sources
+  ``CDRPIPE_TENANTS`` maps to its tenant: an entry made before a source was
+  mapped holds its extensions and agents within the source's own name, and a
+  later record of theirs is pseudonymised within the tenant.
 * It holds when the entry is known before the record arrives (the record's
   translation under the entry's key matches), when the entry arrives while
   the record is buffered (the match is made at publish time; the entry holds

@@ -74,6 +74,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     settings = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr("pipeline.cli.naming.on_terminal", lambda: True)  # the DPO's terminal
     return settings
 
 
