@@ -388,7 +388,7 @@ def _settle_default(value: object) -> str:
 
 
 class LifecycleSettings(SettingsGroup):
-    """Retention, and the pace of erasures and of the retention timer."""
+    """Retention, compaction, and the pace of erasures and of their timers."""
 
     retention_days: PositiveInt = Field(
         365,
@@ -400,6 +400,17 @@ class LifecycleSettings(SettingsGroup):
     retention_interval_s: PositiveFloat = Field(3600.0, description="How often the retention timer runs")
     erasure_settle_s: Annotated[OptionalPositiveFloat, Spelling(_settle_default)] = Field(
         None, description="Pause before an erasure's second pass"
+    )
+    compact_interval_s: PositiveFloat = Field(
+        600.0, description="How often the lifecycle owner compacts the call dates with settled small files"
+    )
+    compact_quiet_s: PositiveFloat = Field(
+        300.0,
+        description="How long an ingest file stays unmodified (its batch committed) before it is compacted",
+    )
+    compact_target_rows: PositiveInt = Field(
+        500_000,
+        description="Rows per compacted file at most (files of a date are cut to even sizes below it)",
     )
 
 

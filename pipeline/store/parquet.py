@@ -12,6 +12,7 @@ to search without reading their data.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,11 +30,11 @@ INDEXED_COLUMNS = PSEUDONYM_COLUMNS
 KEY_IDS_METADATA_KEY = b"cdrpipe.key_ids"
 
 
-def encode(table: pa.Table) -> bytes:
+def encode(table: pa.Table, metadata: Mapping[bytes, bytes] | None = None) -> bytes:
     """The complete Parquet file of ``table`` as bytes, with its subject index in the footer.
 
     The index goes into the Parquet footer's key-value metadata only, not into
-    the embedded Arrow schema, so a footer read parses it once.
+    the embedded Arrow schema, so a footer read parses it once; so does ``metadata``.
     """
     pseudonyms: set[str] = set()
     for column in INDEXED_COLUMNS:
@@ -53,6 +54,7 @@ def encode(table: pa.Table) -> bytes:
             {
                 subject_index.METADATA_KEY: subject_index.build(pseudonyms),
                 KEY_IDS_METADATA_KEY: json.dumps(key_ids).encode(),
+                **(metadata or {}),
             }
         )
     return bytes(sink.getvalue().to_pybytes())

@@ -2,7 +2,7 @@
 
 Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
 older than ``today - retention_days``; :func:`apply_retention` deletes their
-files and their manifests (unless ``dry_run``) and writes one audit entry per
+files, their manifests and their compaction coverage (unless ``dry_run``) and writes one audit entry per
 deleted partition.
 Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
 warning and an audit entry; they never stop retention.
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from pipeline.compaction import coverage
 from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.audit import append_audit, purge_audit
 from pipeline.lifecycle.requests.receipts import purge_receipts
@@ -58,6 +59,7 @@ def apply_retention(
             for path in paths:
                 storage.delete(path)
             manifest.record(storage, deleted=paths)
+            coverage.forget(storage, call_date)  # no record of the date can be published again
             append_audit(
                 storage,
                 "retention",
