@@ -199,3 +199,18 @@ class _TenantScoped:
 def tenant_for(name: str, tenants: Mapping[str, str]) -> str:
     """The tenant a source or tenant ``name`` stands for: ``tenants[name]`` for a mapped source."""
     return tenants.get(name, name)
+
+
+def tenants_under(name: str, tenants: Mapping[str, str]) -> tuple[str, ...]:
+    """Every tenant whose pseudonyms the extensions and agents of ``name`` (a source or tenant) may carry.
+
+    First the tenant ``name`` stands for now (:func:`tenant_for`), then, sorted, ``name`` itself
+    and every source mapped to that tenant: a source was its own tenant until ``tenants`` mapped
+    it, and its rows written before keep pseudonyms derived within the source's name. The
+    mapping declares the sources one customer's extensions, so their earlier rows are the
+    same people's. A mapping that was changed or removed leaves no trace here: rows written
+    under a tenant nobody maps to any more are named by that tenant's own name.
+    """
+    current = tenant_for(name, tenants)
+    earlier = {name, *(source for source, tenant in tenants.items() if tenant == current)} - {current}
+    return (current, *sorted(earlier))

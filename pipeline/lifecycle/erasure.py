@@ -59,7 +59,6 @@ from datetime import UTC, datetime, timedelta
 from pipeline import __version__
 from pipeline.errors import KeyringError, RequestRefusedError
 from pipeline.keys.keyring import Keyring
-from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.finder import skip_strays
@@ -72,13 +71,7 @@ from pipeline.lifecycle.requests.receipts import (
     ResidualCopy,
     WorkDone,
 )
-from pipeline.lifecycle.subject import (
-    Subject,
-    SubjectError,
-    subject_from_agent,
-    subject_from_number,
-    subject_from_pseudonym,
-)
+from pipeline.lifecycle.subject import RequestSubjects, Subject, SubjectError
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.naming import AREAS
 from pipeline.store.storage import Storage
@@ -109,9 +102,8 @@ class ErasureProcessor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenants: Mapping[str, str] | None = None,
     ) -> None:
-        self._tenants = dict(tenants or {})
         self._storage = storage
-        self._keyring = keyring
+        self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
         self._passes = passes
         self._residual = residual_copies
@@ -135,14 +127,12 @@ class ErasureProcessor:
         )
 
     def subject_of(self, request: ErasureRequest) -> Subject:
-        """The pseudonyms the request is about, under every key of the keyring as it is now."""
-        if request.subject_kind == "pseudonym":
-            return subject_from_pseudonym(request.subject)
-        # A source mapped to a tenant (CDRPIPE_TENANTS) names that tenant, as the rows were written.
-        tenant = tenant_for(request.tenant, self._tenants) if request.tenant else None
-        if request.subject_kind == "agent":
-            return subject_from_agent(request.subject, self._keyring(), tenant)
-        return subject_from_number(request.subject, self._keyring(), self._classifier, tenant)
+        """The pseudonyms the request is about, under every key of the keyring as it is now.
+
+        An extension or agent is searched within every tenant its rows may carry: the one its
+        tenant or source stands for now, and the sources mapped to it, as they were before.
+        """
+        return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
     def _usable_key(self, key: bytes) -> str | None:
         try:
@@ -233,6 +223,7 @@ class ErasureProcessor:
             mode=request.mode,
             requested_at=requested_at,
             key_ids=list(subject.key_ids),
+            tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(pseudonyms),
             subject_digest=subject.digest(subject.key_ids or None),
             files_rewritten=sorted({result.path for result in affected if not result.deleted}),

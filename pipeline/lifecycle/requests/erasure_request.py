@@ -2,7 +2,8 @@
 
 Contract: :func:`decode_request` returns an :class:`ErasureRequest` that
 matches ``schemas/erasure-request.schema.json`` (a ``requested_at`` without a
-UTC offset does not), or an :class:`InvalidRequest` with the request id (a new
+UTC offset does not, nor a tenant that could not be a record's source), or
+an :class:`InvalidRequest` with the request id (a new
 ``unidentified-<uuid>`` when the message has no usable one) and a reason that
 names where the message breaks the schema but never quotes its values: any
 producer may put a phone number in any field. It never raises.
@@ -19,10 +20,12 @@ from typing import Annotated, Literal
 import msgspec
 
 from pipeline.errors import RequestRefusedError
+from pipeline.formats.text_policy import system_name_problem
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
 SubjectKind = Literal["number", "pseudonym", "agent"]
+"""How a request names its subject: a number or extension, a contact-centre agent id, or a pseudonym."""
 _SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
 _MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
 
@@ -70,7 +73,18 @@ def decode_request(payload: bytes, classifier: NumberClassifier) -> ErasureReque
         # The id names the receipt, the audit entry and the ledger key: one that is or holds a
         # phone number (or cannot be a file name) is refused under an id of its own.
         return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
+    problem = tenant_problem(request.tenant)
+    if problem is not None:
+        return InvalidRequest(request.request_id, problem)
     return request
+
+
+def tenant_problem(tenant: str | None) -> str | None:
+    """Why a request's tenant is not usable (None if it is absent or usable); it never quotes the tenant.
+
+    The receipt lists the tenants searched, so a tenant must pass the rule of a stored source.
+    """
+    return None if tenant is None else system_name_problem(tenant, "the tenant")
 
 
 def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:

@@ -4,9 +4,10 @@ Contract: :class:`Receipt` is ``schemas/erasure-receipt.schema.json`` as a
 type and :class:`SubjectReceipt` is ``schemas/subject-receipt.schema.json``;
 both open with a one-line ``summary`` a DPO can read, use the same names for
 the same things (``status``, ``rows_*``, ``files_*``, ``verification`` with
-``checked`` in words, ``work_done`` when a request failed part-way) and hold
-request ids, counts, paths, key ids and plain-language text, never a number
-or a pseudonym. A receipt is written once (``_cdrpipe/receipts/<request
+``checked`` in words, ``work_done`` when a request failed part-way,
+``tenants_searched`` for an extension or agent) and hold request ids, counts,
+paths, key ids, tenant names and plain-language text, never a number or a
+pseudonym. A receipt is written once (``_cdrpipe/receipts/<request
 id>.json``, see :func:`receipt_path`) and never rewritten;
 :func:`purge_receipts` deletes those whose ``finished_at`` is more than
 ``keep_days`` ago, skipping (and reporting) a file that is not a receipt.
@@ -92,6 +93,8 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     requested_at: datetime | None = None
     started_at: datetime | None = None
     key_ids: list[str] | None = None
+    tenants_searched: list[str] | None = None
+    """An extension or agent: the tenants whose pseudonyms were searched (a subscriber has none)."""
     pseudonyms_searched: int | None = None
     subject_digest: str | None = None
     """A digest of the subject's pseudonyms: a re-delivered request matches it, a reused id does not."""
@@ -144,6 +147,8 @@ class SubjectReceipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     parties_redacted: list[str] | None = None
     """A rectification: the roles redacted (the party, and ``connected`` when it was the same person)."""
     key_ids: list[str] | None = None
+    tenants_searched: list[str] | None = None
+    """An extension or agent: the tenants whose pseudonyms were searched (a subscriber has none)."""
     pseudonyms_searched: int | None = None
     verification: ReceiptVerification | None = None
     work_done: WorkDone | None = None

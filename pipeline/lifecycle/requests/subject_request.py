@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 
 from pipeline.errors import RequestRefusedError
-from pipeline.lifecycle.requests.erasure_request import schema_problem
+from pipeline.lifecycle.requests.erasure_request import SubjectKind, schema_problem, tenant_problem
 from pipeline.lifecycle.requests.ids import check_call_id, check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
@@ -33,7 +33,8 @@ class SubjectRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     kind: RequestKind
     requested_at: datetime
     subject: str | None = None
-    subject_kind: Literal["number", "pseudonym"] = "number"
+    subject_kind: SubjectKind = "number"
+    tenant: str | None = None
     existing: Literal["quarantine", "erase"] | None = None
     cdr_id: str | None = None
     party: Literal["caller", "callee"] | None = None
@@ -93,6 +94,9 @@ def _problem(request: SubjectRequest, classifier: NumberClassifier) -> str | Non
         return "requested_at needs a UTC offset"
     if request.kind in _NEEDS_SUBJECT and not request.subject:
         return f"a {request.kind} request names its subject"
+    problem = tenant_problem(request.tenant)
+    if problem is not None:
+        return problem
     if request.kind == "objection" and request.existing is None:
         return "an objection says what happens to existing rows: existing is quarantine or erase"
     if request.kind == "rectification":

@@ -210,7 +210,7 @@ def test_the_commands_refuse_bad_requests_before_sending_anything(
     )  # nothing listens: a send would fail differently
     runner = CliRunner()
     cases = [
-        (["restrict"], "give exactly one of --number or --pseudonym"),
+        (["restrict"], "give exactly one of --number, --agent or --pseudonym"),
         (["object", "--number", "112", "--existing", "erase"], "only unique within its tenant"),
         (["unrestrict", "--pseudonym", "xyz"], "a pseudonym is 32 hexadecimal characters"),
         (["rectify", "--cdr-id", "c-1", "--party", "caller", "--request-id", "0475123456"], "phone number"),
