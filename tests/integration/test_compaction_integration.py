@@ -7,12 +7,14 @@ import json
 import random
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
 import pytest
 from aiokafka import TopicPartition
 
+from pipeline.cli import demo
 from pipeline.config.settings import load_settings
 from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.lag import ingest_group
@@ -21,7 +23,7 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.naming import is_compacted
 from tests.integration.test_exactly_once_integration import assert_exactly_once
-from tests.support.broker_requests import SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
+from tests.support.broker_requests import NOW, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
 from tests.support.helpers import WorkerProcess, publish_demo, wait_stored
 
 pytestmark = pytest.mark.integration
@@ -219,24 +221,34 @@ def test_restriction_lift_and_erasure_right_after_and_during_compaction_with_res
 def test_an_offset_reset_after_compaction_adds_nothing(worker_env: dict[str, str], tmp_path: Path) -> None:
     env = _compacting(worker_env)
     store = env["CDRPIPE_STORE"]
-    expected = publish_demo(env, 12_000, seed=41)
-    publish_demo(env, 300, seed=41)  # the first 300 sent twice, then three times
-    publish_demo(env, 300, seed=41)
+    cdrs = list(demo.generate(12_000, seed=41, start=NOW))
+    tail = list(demo.generate(1_000, seed=42, start=NOW))
+    expected = {cdr.cdr_id for cdr in cdrs + tail}
+    send_cdrs(env, cdrs + cdrs[:300] + cdrs[:300])  # 300 CDRs sent three times by their producer
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
+        wait_stored(env)
+        send_cdrs(env, tail)  # the latest batches, never compacted, hold later records
         wait_stored(env)
         _compact_now(env)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
     compacted = _ids(store)
     _reset_ingest_offsets(env)
+    more = list(demo.generate(1_000, seed=43, start=NOW))
     replaying = WorkerProcess(env, tmp_path / "replay.log").start()
     try:
         wait_stored(env, timeout_s=300)
         replayed = _ids(store)
+        # Once the latest batches are not the latest any more, the pass takes them too.
+        send_cdrs(env, more)
+        wait_stored(env)
         _compact_now(env)
     finally:
         assert replaying.stop() == 0, replaying.log()[-3000:]
     assert "already compacted" in replaying.log()
-    assert replayed == compacted  # nothing added by the replay (the latest batches rewritten as they were)
-    assert_exactly_once(Path(store), expected)
+    # Nothing compacted came back. Only the latest batches (never compacted) may be cut otherwise by the
+    # replay, and their rows stored twice until the next pass, like any replay without compaction.
+    tail_ids = {cdr.cdr_id for cdr in tail}
+    assert set((Counter(replayed) - Counter(compacted)).elements()) <= tail_ids
+    assert_exactly_once(Path(store), expected | {cdr.cdr_id for cdr in more})
