@@ -28,7 +28,10 @@ A pass over one call date (:func:`compact_date`, under the lifecycle lock):
    pass id: from now on no publisher adds rows of those offsets to the date.
 6. **Swap.** Each input is deleted only if its stamp is unchanged; a changed
    one is kept (only a replay racing the pass changes one: its copies of the
-   outputs' rows are removed as duplicates by the next pass).
+   outputs' rows are removed as duplicates by the next pass). The temporary
+   files that publishes killed mid-write left in the date's directories are
+   removed (they may hold a subject's rows, and no publish of their names
+   will come to remove them).
 7. The manifests are brought up to date, an audit entry records the counts,
    and the journal is deleted.
 
@@ -48,8 +51,10 @@ import logging
 import math
 import secrets
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -90,6 +95,8 @@ log = logging.getLogger(__name__)
 COVERS_METADATA_KEY = b"cdrpipe.covers"
 """Footer key of a compacted file: the date's covered offset ranges (JSON, as in the coverage)."""
 JOURNAL_FORMAT = 1
+INPUT_READERS = 8
+"""Inputs read at a time: on S3 each read is a round trip."""
 _SORT_KEYS = [("start_time", "ascending"), ("source", "ascending"), ("cdr_id", "ascending")]
 
 
@@ -297,16 +304,17 @@ def compact_date(
     pass_id = pass_id or new_pass_id(now)
     tables: dict[str, list[pa.Table]] = {DATASET: [], QUARANTINE: []}
     read: list[_Listed] = []
-    for file in selection.inputs:
-        data = storage.read(file.path)
-        if data is None:
-            continue  # gone since the listing (nothing else deletes under the lock but a replay's publish)
-        try:
-            tables[file.area].append(pq.read_table(io.BytesIO(data)))
-        except (OSError, ValueError) as exc:  # pyarrow's "not a Parquet file" errors are ValueErrors
-            log.warning("call_date=%s is not compacted: %s cannot be read (%s)", call_date, file.path, exc)
+    with ThreadPoolExecutor(INPUT_READERS, thread_name_prefix="cdrpipe-compact") as readers:
+        contents = list(readers.map(partial(_read_input, storage), selection.inputs))
+    for file, content in zip(selection.inputs, contents, strict=True):
+        if isinstance(content, str):
+            log.warning(
+                "call_date=%s is not compacted: %s cannot be read (%s)", call_date, file.path, content
+            )
             return None
-        read.append(file)
+        if content is not None:  # else gone since the listing (only a replay's publish deletes one)
+            tables[file.area].append(content)
+            read.append(file)
     dataset_rows, quarantine_rows = (_concat(tables[area]) for area in (DATASET, QUARANTINE))
     routed = ledger.route(dataset_rows)
     held = [ledger.scrub(quarantine_rows)]
@@ -350,6 +358,7 @@ def compact_date(
         "pass": pass_id,
         "inputs": {file.path: [file.stamp.size, file.stamp.modified_ns] for file in read},
         "outputs": sorted(outputs),
+        "sweep_before": (now - timedelta(seconds=policy.quiet_s)).isoformat(),
         "report": asdict(report),
     }
     storage.publish(journal_path(call_date), json.dumps(journal, separators=(",", ":")).encode())
@@ -357,6 +366,17 @@ def compact_date(
         storage.publish(path, data)
     coverage.save(storage, call_date, after)
     return _finish(storage, call_date, journal, now, recovered=False)
+
+
+def _read_input(storage: Storage, file: _Listed) -> pa.Table | str | None:
+    """The rows of an input, None if it is gone, or why it cannot be read."""
+    data = storage.read(file.path)
+    if data is None:
+        return None
+    try:
+        return pq.ParquetFile(io.BytesIO(data)).read()
+    except (OSError, ValueError) as exc:  # pyarrow's "not a Parquet file" errors are ValueErrors
+        return str(exc)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -396,6 +416,7 @@ def _finish(
     inputs = journal["inputs"]
     outputs = journal["outputs"]
     report_fields = journal["report"]
+    sweep_before = datetime.fromisoformat(str(journal["sweep_before"]))
     if not isinstance(inputs, dict) or not isinstance(outputs, list) or not isinstance(report_fields, dict):
         raise ValueError(f"the compaction journal of call_date={call_date} is malformed")
     deleted, changed = [], []
@@ -415,6 +436,11 @@ def _finish(
             len(changed),
             ", ".join(changed),
         )
+    for area in AREAS:
+        # An orphaned temporary file of an input may hold its rows (a subject's): nothing will
+        # publish that name again to remove it. Only those older than the quiet period go: a
+        # publish takes milliseconds, so one in flight is never removed.
+        storage.sweep_temporaries(partition_dir(call_date, area), older_than=sweep_before)
     manifest.record(storage, written=[str(path) for path in outputs], deleted=deleted)
     report = DateReport(**{**report_fields, "inputs_changed": changed, "recovered": recovered})
     append_audit(storage, "compaction", asdict(report), now)

@@ -105,8 +105,8 @@ class _RecordingStorage:
         if not relative_path.startswith(PAPERWORK):
             self._changes.deleted.append(relative_path)
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
-        return self._storage.sweep_temporaries(relative_dir)
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
+        return self._storage.sweep_temporaries(relative_dir, older_than)
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         return self._storage.list(relative_dir, modified_since)

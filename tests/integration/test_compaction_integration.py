@@ -184,13 +184,15 @@ def test_restriction_lift_and_erasure_right_after_and_during_compaction_with_res
     before, _ = traffic(6_000, seed=31, subject_every=40)
     during, _ = traffic(6_000, seed=32, subject_every=40)
     resent = before[:40]  # an at-least-once producer sends these again, before and after compaction
-    everything = sorted(cdr.cdr_id for cdr in before + during)
+    # The copies never go last: the latest batch of a partition is never compacted.
+    later, _ = traffic(400, seed=33, subject_every=1000)
+    everything = sorted(cdr.cdr_id for cdr in before + during + later)
     pseudonyms = subject_from_number(
         SUBJECT, load_keyring(Path(env["CDRPIPE_KEYRING"])), NumberClassifier("BE", (2, 5))
     ).pseudonyms
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        send_cdrs(env, before + resent)
+        send_cdrs(env, before[:3000] + resent + before[3000:])
         wait_stored(env)
         assert len(_rows(store, "cdr")) == len(before) + len(resent)  # twice until compacted
         assert "duplicates removed" in _compact_now(env)
@@ -200,6 +202,8 @@ def test_restriction_lift_and_erasure_right_after_and_during_compaction_with_res
         sender.start()
         restricted = _receipt(env, "restrict", "c-res")
         sender.join()
+        wait_stored(env)
+        send_cdrs(env, later)  # the batches that held the copies are not the latest any more
         wait_stored(env)
         _compact_now(env)
         subject_ids = _subject_ids(_rows(store, "cdr") + _rows(store, "restricted"), pseudonyms)

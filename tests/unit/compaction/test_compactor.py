@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -326,3 +327,24 @@ def test_an_input_changed_during_the_pass_is_kept_and_its_copies_go_at_the_next_
     assert sorted(set(stored_ids(pipeline.storage))) == expected  # nothing lost; the raced rows are twice
     _compact(pipeline)
     assert stored_ids(pipeline.storage) == expected
+
+
+def test_an_orphaned_temporary_file_of_a_compacted_date_is_removed_and_a_young_one_kept(
+    tmp_path: Path,
+) -> None:
+    pipeline = _filled(tmp_path)
+    directory = tmp_path / "cdr" / "call_date=2026-11-01"
+    orphan = directory / f".{TOPIC}+0+00000000000000000003.parquet.0123456789ab.tmp"
+    young = directory / f".{TOPIC}+0+00000000000000000009.parquet.ba9876543210.tmp"
+    orphan.write_bytes(b"rows of a publish killed mid-write")
+    young.write_bytes(b"a publish in flight")
+    old = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    os.utime(orphan, (old, old))
+    compact_store(
+        pipeline.storage,
+        pipeline.ledger,
+        pipeline.offsets.committed_offsets,
+        datetime.now(UTC),
+        Policy(1000, 0.001),
+    )
+    assert not orphan.exists() and young.exists()
