@@ -108,6 +108,8 @@ def test_kill_9_of_the_lifecycle_owner_mid_compaction_with_late_records_loses_an
     finally:
         assert final.stop() == 0, final.log()[-3000:]
     assert kills_mid_swap >= 3, "too few kills in the middle of a pass: the test did not test anything"
+    logs = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
+    assert "undid compaction pass" in logs or "finished after a crash" in logs, "no pass was recovered"
     assert "compacted" in answer
     assert_exactly_once(store, expected)
     compacted, small = _files(store)
