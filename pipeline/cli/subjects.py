@@ -9,7 +9,6 @@ carries the resolved subject and its tenant, never the digits as typed.
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import msgspec
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import cli, dpo_context
 from pipeline.cli.naming import named_subject, subject_options
+from pipeline.cli.progress import terminal_progress
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
 from pipeline.config.settings import Settings
 from pipeline.lifecycle.operations.export import (
@@ -143,8 +143,8 @@ def export_command(
     skip_strays(storage, listed.strays, "export", datetime.now(UTC))
     for stray in listed.strays:
         click.echo(f"skipped {stray}: not in a call_date=YYYY-MM-DD/ directory", err=True)
-    with click.progressbar(length=len(listed.paths), label="searching files", file=sys.stderr) as bar:
-        table = subject_rows(storage, subject, progress=bar.update)
+    with terminal_progress("export") as progress:
+        table = subject_rows(storage, subject, progress=progress)
     if table is None:
         outcome = "no rows for this subject"
     else:

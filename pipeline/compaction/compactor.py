@@ -45,7 +45,6 @@ reader of the store sees the date's rows twice, for the time the deletes take.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -62,6 +61,7 @@ import pyarrow.parquet as pq
 
 from pipeline.compaction import coverage
 from pipeline.compaction.duplicates import IDENTITY, first_copies, identities
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.observability.metrics import (
@@ -86,7 +86,7 @@ from pipeline.store.naming import (
     parse_data_path,
     partition_dir,
 )
-from pipeline.store.parquet import encode
+from pipeline.store.parquet import StoredFile, decode, encode
 from pipeline.store.schema import CDR_SCHEMA
 from pipeline.store.storage import Stamp, Storage
 
@@ -303,6 +303,7 @@ def compact_date(
         return None
     pass_id = pass_id or new_pass_id(now)
     tables: dict[str, list[pa.Table]] = {DATASET: [], QUARANTINE: []}
+    keys: set[KeyRef] = set()
     read: list[_Listed] = []
     with ThreadPoolExecutor(INPUT_READERS, thread_name_prefix="cdrpipe-compact") as readers:
         contents = list(readers.map(partial(_read_input, storage), selection.inputs))
@@ -313,7 +314,8 @@ def compact_date(
             )
             return None
         if content is not None:  # else gone since the listing (only a replay's publish deletes one)
-            tables[file.area].append(content)
+            tables[file.area].append(content.table)
+            keys.update(content.keys)  # a rewrite passes on the keys of the files it read
             read.append(file)
     dataset_rows, quarantine_rows = (_concat(tables[area]) for area in (DATASET, QUARANTINE))
     routed = ledger.route(dataset_rows)
@@ -340,7 +342,7 @@ def compact_date(
     for area, table in outputs_by_area.items():
         for index, part in enumerate(_parts(table, policy.target_rows)):
             outputs[f"{partition_dir(call_date, area)}/{compacted_name(pass_id, index)}"] = encode(
-                part, {COVERS_METADATA_KEY: covers}
+                part, keys, {COVERS_METADATA_KEY: covers}
             )
     report = DateReport(
         call_date=call_date.isoformat(),
@@ -356,7 +358,7 @@ def compact_date(
     journal = {
         "format": JOURNAL_FORMAT,
         "pass": pass_id,
-        "inputs": {file.path: [file.stamp.size, file.stamp.modified_ns] for file in read},
+        "inputs": {file.path: [file.stamp.size, file.stamp.modified_ns, file.stamp.tag] for file in read},
         "outputs": sorted(outputs),
         "sweep_before": (now - timedelta(seconds=policy.quiet_s)).isoformat(),
         "report": asdict(report),
@@ -368,13 +370,13 @@ def compact_date(
     return _finish(storage, call_date, journal, now, recovered=False)
 
 
-def _read_input(storage: Storage, file: _Listed) -> pa.Table | str | None:
-    """The rows of an input, None if it is gone, or why it cannot be read."""
+def _read_input(storage: Storage, file: _Listed) -> StoredFile | str | None:
+    """The rows and keys of an input, None if it is gone, or why it cannot be read."""
     data = storage.read(file.path)
     if data is None:
         return None
     try:
-        return pq.ParquetFile(io.BytesIO(data)).read()
+        return decode(data)
     except (OSError, ValueError) as exc:  # pyarrow's "not a Parquet file" errors are ValueErrors
         return str(exc)
 
@@ -420,11 +422,11 @@ def _finish(
     if not isinstance(inputs, dict) or not isinstance(outputs, list) or not isinstance(report_fields, dict):
         raise ValueError(f"the compaction journal of call_date={call_date} is malformed")
     deleted, changed = [], []
-    for path, (size, modified_ns) in sorted(inputs.items()):
+    for path, (size, modified_ns, tag) in sorted(inputs.items()):
         stamp = storage.stamp(path)
         if stamp is None:
             continue  # deleted already (a crash after its delete), or by a replay the coverage emptied
-        if stamp != Stamp(size, modified_ns):
+        if not stamp.same_version(Stamp(size, modified_ns, tag)):
             changed.append(path)
             continue
         storage.delete(path)

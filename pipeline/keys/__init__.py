@@ -1,5 +1,6 @@
 """Keys: the versioned keyring, the keyring file the workers follow, and keyed pseudonyms.
 
-``keyring`` (keys, their ids and the rules a secret must pass), ``keyring_file`` (loading and
-following the keyring file), ``pseudonym`` (HMAC pseudonyms of parties, per domain and tenant).
+``keyring`` (keys, their ids and the rules a secret must pass), ``fingerprint`` (what binds a key
+id to its secret in stored data), ``keyring_file`` (loading and following the keyring file),
+``pseudonym`` (HMAC pseudonyms of parties, per domain and tenant).
 """

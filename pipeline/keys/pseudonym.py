@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.keys.keyring import Key
 from pipeline.numbers.dialled import dialled_key
 from pipeline.numbers.msisdn import NumberClassifier, NumberKind
@@ -73,6 +74,7 @@ class Pseudonymizer:
 
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
+        self.key_ref: KeyRef = key.ref
         self._secret = key.secret
         self._states: dict[tuple[Domain, str | None], hmac.HMAC] = {}
 
@@ -134,6 +136,8 @@ class PartyPseudonymizer:
         self._pseudonymizer = pseudonymizer
         self._tenants = dict(tenants or {})
         self.key_id = pseudonymizer.key_id
+        self.key_ref: KeyRef = pseudonymizer.key_ref
+        """The key the rows are written under, as their file's footer records it."""
         self._of_dialled = functools.lru_cache(maxsize=cache_size)(self._party_of_dialled)
         self._in_tenant = functools.lru_cache(maxsize=cache_size)(self._columns_in_tenant)
         self.agent = functools.lru_cache(maxsize=cache_size)(self._agent)

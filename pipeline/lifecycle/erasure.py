@@ -25,8 +25,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    searched). The subject's pseudonyms under every key are recorded in the
    ledger (so every worker drops them before publishing, under later keys
    too) and the write is acknowledged.
-4. Files holding the subject are found through their footers' subject index
-   and rewritten copy-on-write (emptied files are deleted). Files under
+4. Files holding the subject are found through their subject index (from the
+   store manifest, else the footer) and rewritten copy-on-write (emptied files
+   are deleted). One survey of the store serves both passes and the
+   verification: the later ones re-list the store and read only what changed. Files under
    ``cdr/`` outside ``call_date=`` directories are skipped and audited.
 5. After the passes' ``settle_seconds`` (longer than a flush period) the
    files modified since the first pass began (less :data:`CLOCK_MARGIN`) are
@@ -34,8 +36,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    pass.
 6. Verification (:func:`~pipeline.lifecycle.operations.rewriter.verify_erasure`) decodes
    the pseudonym columns of every touched file and every file the index
-   cannot rule out, and fails, naming them, when files carry keys the
-   subject's pseudonyms were not computed under. The receipt opens with a
+   cannot rule out, and fails, naming each file and key, when files carry
+   keys (id and fingerprint) the subject's pseudonyms were not computed
+   under: a key id reused for another secret is another key. The receipt
+   lists the keys searched with their fingerprints. The receipt opens with a
    one-line summary, says in words what was checked, is stored under
    ``_cdrpipe/receipts/<request id>.json``, appended to the audit log and
    closes the register entry when its verification passed (a failed one
@@ -61,18 +65,20 @@ from pipeline.errors import KeyringError, RequestRefusedError
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.operations.finder import skip_strays
+from pipeline.lifecycle.operations.finder import skip_strays, survey
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     WorkDone,
+    receipt_keys,
 )
 from pipeline.lifecycle.subject import RequestSubjects, Subject, SubjectError
 from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store.naming import AREAS
 from pipeline.store.storage import Storage
 
@@ -101,7 +107,9 @@ class ErasureProcessor:
         residual_copies: Callable[[], list[ResidualCopy]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenants: Mapping[str, str] | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
+        self._progress = progress
         self._storage = storage
         self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
@@ -185,6 +193,7 @@ class ErasureProcessor:
         entry = LedgerEntry(
             request_id=request.request_id,
             subject=list(subject.pairs),
+            key_fingerprints=subject.key_fingerprints,
             requested_at=requested_at,
             mode=request.mode,
         )
@@ -195,19 +204,25 @@ class ErasureProcessor:
             storage.sweep_temporaries(area)
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
         pseudonyms = subject.pseudonyms
-        first, found = rewrite_subject_files(storage, pseudonyms, request.mode, requested_at)
+        # One reading of the store serves both passes and the verification: the second pass and
+        # the verification re-list it and read only what changed since (what the first pass
+        # rewrote, what was published meanwhile).
+        first_read = survey(storage, progress=self._progress)
+        first, found = rewrite_subject_files(storage, pseudonyms, request.mode, requested_at, read=first_read)
         skip_strays(storage, found.strays, f"erasure {request.request_id}", self._clock())
         self._passes.sleep(self._passes.settle_seconds)
+        second_read = survey(storage, previous=first_read, progress=self._progress)
         second, _ = rewrite_subject_files(
-            storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
+            storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN, read=second_read
         )
         results = first + second
         verification = verify_erasure(
             storage,
             pseudonyms,
-            searched_key_ids(subject.key_ids, results),
+            searched_keys(subject.keys, results),
             requested_at,
             (result.path for result in results),
+            read=second_read.without(storage, (result.path for result in second if result.deleted)),
         )
         affected = [result for result in results if result.rows_affected]
         rows = sum(result.rows_affected for result in affected)
@@ -223,6 +238,7 @@ class ErasureProcessor:
             mode=request.mode,
             requested_at=requested_at,
             key_ids=list(subject.key_ids),
+            keys=receipt_keys(subject.keys),
             tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(pseudonyms),
             subject_digest=subject.digest(subject.key_ids or None),

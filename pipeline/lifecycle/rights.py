@@ -55,7 +55,7 @@ from pipeline.lifecycle.operations.restriction import (
     put_back_in_use,
     take_out_of_use,
 )
-from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone
+from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone, receipt_keys
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.lifecycle.subject import RequestSubjects, Subject
 from pipeline.numbers.msisdn import NumberClassifier
@@ -186,6 +186,7 @@ class RightsProcessor:
         return msgspec.structs.replace(
             self._receipt(request, subject, started, _hold_summary(request, done)),
             key_ids=list(subject.key_ids),
+            keys=receipt_keys(subject.keys),
             tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(subject.pseudonyms),
             existing=done.existing,

@@ -12,7 +12,9 @@ mapped to a tenant was its own tenant before), and
 :attr:`Subject.tenants_searched` lists those tenants. A subscriber number is
 the same person at every tenant and takes none. :func:`subject_from_pseudonym`
 takes a pseudonym as given: its key is unknown and it can only match rows of
-the key it was computed with. :meth:`RequestSubjects.of` is what a worker
+the key it was computed with. A subject computed from a keyring also holds
+the keys (ids and fingerprints) it was computed under, which verifications
+compare with the keys of the store's files. :meth:`RequestSubjects.of` is what a worker
 makes of a request's subject: it also refuses a number whose digits are two
 people's (see :mod:`pipeline.numbers.resolution`) rather than choose one.
 None of them keeps the raw number; every refusal is a :class:`SubjectError`
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pipeline.errors import RequestRefusedError
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.keys.keyring import Keyring
 from pipeline.keys.pseudonym import Domain, Pseudonymizer, tenants_under
 from pipeline.lifecycle.ledger import UNKNOWN_KEY, KeyedPseudonym
@@ -44,16 +47,23 @@ class SubjectError(RequestRefusedError):
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """The pseudonyms of one person, each with the key id it was computed with."""
+    """The pseudonyms of one person, each with the key id it was computed with, and those keys."""
 
     pairs: tuple[KeyedPseudonym, ...]
     tenants_searched: tuple[str, ...] = ()
     """The tenants the pseudonyms were computed within (an extension or agent); empty otherwise."""
+    keys: frozenset[KeyRef] = frozenset()
+    """The keys of the pairs' key ids, with fingerprints (empty for a given pseudonym)."""
 
     @property
     def pseudonyms(self) -> frozenset[str]:
         """Every pseudonym of the subject."""
         return frozenset(pair.pseudonym for pair in self.pairs)
+
+    @property
+    def key_fingerprints(self) -> dict[str, str] | None:
+        """The fingerprint of each key id, as ledger entries record them (None for a given pseudonym)."""
+        return {key.key_id: key.fingerprint for key in self.keys if key.fingerprint is not None} or None
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -84,7 +94,7 @@ def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenants: tupl
         for pseudonymizer in pseudonymizers
         for tenant in scopes
     )
-    return Subject(pairs, tenants)
+    return Subject(pairs, tenants, frozenset(key.ref for key in keyring.keys))
 
 
 def subject_from_number(

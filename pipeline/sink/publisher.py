@@ -16,7 +16,10 @@ Contract:
   compaction of their call date covers (:mod:`pipeline.compaction.coverage`:
   they are in a compacted file already), passes each file's other rows and their
   pseudonyms' translations through the row filter (the erasure ledger),
-  then publishes every file of the batch, retrying failed writes with exponential backoff, and raises
+  then publishes every file of the batch, retrying failed writes with exponential backoff, adds
+  each file to its date's store manifest (a segment of this publisher's own:
+  :class:`~pipeline.store.manifest.SegmentWriter`, so workers publishing into one
+  date never overwrite each other's entries), and raises
   :class:`~pipeline.store.storage.StorageError` if they keep failing; the
   caller must then not commit the batch's offsets. Rows that cannot be
   encoded raise :class:`UnstorableRowsError` before anything is written: the
@@ -39,6 +42,7 @@ import pyarrow.compute as pc
 
 from pipeline.compaction import coverage
 from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
+from pipeline.store import manifest
 from pipeline.store.errors import StorageError
 from pipeline.store.merge import merge_into
 from pipeline.store.naming import QUARANTINE, in_area, partition_date
@@ -103,6 +107,7 @@ class BatchPublisher:
         self._on_storage_failure = on_storage_failure
         self._row_filter = row_filter
         self._retry = storage_retrying(attempts, first_backoff_s, sleep, log)
+        self._segments = manifest.SegmentWriter(storage)
 
     def claim(self, flush: PartitionFlush) -> int:
         """Record the batch's range unless one is recorded; return the recorded end offset."""
@@ -132,7 +137,7 @@ class BatchPublisher:
         file whose rows cannot be stored publishes nothing of the batch
         (:class:`UnstorableRowsError`).
         """
-        uncovered, covered = self._uncovered(flush)
+        uncovered, already_compacted = self._uncovered(flush)
         prepared = [(pending, self._prepare(pending)) for pending in uncovered]
         written = rows = quarantined = suppressed = 0
         for pending, (routed, data) in prepared:
@@ -140,11 +145,19 @@ class BatchPublisher:
                 mirror = in_area(pending.path, QUARANTINE)
                 self._guarded(
                     pending,
-                    partial(self._retrying, partial(merge_into, self.storage, mirror, routed.quarantined)),
+                    partial(
+                        self._retrying,
+                        partial(merge_into, self.storage, mirror, routed.quarantined, pending.keys),
+                    ),
                 )
             if data is not None:
-                self._retrying(partial(self.storage.publish, pending.path, data))
+                stamp = self._retrying(partial(self.storage.publish, pending.path, data))
                 written += len(data)
+                if stamp is not None:
+                    covered = manifest.CoveredRange(
+                        flush.topic, flush.partition, flush.first_offset, flush.commit_offset
+                    )
+                    self._segments.add(pending.path, manifest.encoded_entry(data, stamp, covered))
             else:
                 # The ledger left no row: no file either (a replay may find one, or the
                 # temporary file of a publish cut short, holding rows that must go).
@@ -152,7 +165,7 @@ class BatchPublisher:
             rows += routed.kept.num_rows
             quarantined += routed.quarantined.num_rows if routed.quarantined is not None else 0
             suppressed += routed.suppressed
-        return Published(written, rows, quarantined, suppressed, covered)
+        return Published(written, rows, quarantined, suppressed, already_compacted)
 
     def _uncovered(self, flush: PartitionFlush) -> tuple[list[PendingFile], int]:
         """The batch's files without the rows compaction covers, and how many rows were left out.
@@ -180,6 +193,7 @@ class BatchPublisher:
                         pending.path,
                         pending.table.filter(keep),
                         pending.offsets.filter(keep),
+                        pending.keys,
                         pending.translations,
                     )
                 )
@@ -190,7 +204,7 @@ class BatchPublisher:
 
         def route_and_encode() -> tuple[Routed, bytes | None]:
             routed = self._row_filter(pending.table, pending.translations)
-            return routed, encode(routed.kept) if routed.kept.num_rows else None
+            return routed, encode(routed.kept, pending.keys) if routed.kept.num_rows else None
 
         return self._guarded(pending, route_and_encode)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pipeline.compaction import requests
@@ -32,6 +31,7 @@ from pipeline.compaction.compactor import (
     recover,
 )
 from pipeline.kafka.lag import committed_offsets
+from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.worker.context import WorkerContext
 from pipeline.worker.dpo_records import guarded
 
@@ -39,14 +39,12 @@ log = logging.getLogger(__name__)
 
 REQUEST_POLL_S = 2.0
 """How often the lifecycle owner looks for ``cdrpipe compact`` requests and for passes to recover."""
-Progress = Callable[[int, int], None]
-"""Told (dates done, dates to do) as a pass goes: the seam for a progress display."""
 
 
 class CompactionTimer:
     """The compaction timers of one worker (see the module contract)."""
 
-    def __init__(self, context: WorkerContext, progress: Progress | None = None) -> None:
+    def __init__(self, context: WorkerContext, progress: Progress = NO_PROGRESS) -> None:
         self._context = context
         lifecycle = context.settings.lifecycle
         self._policy = Policy(lifecycle.compact_target_rows, lifecycle.compact_quiet_s)
@@ -91,7 +89,8 @@ class CompactionTimer:
         bounds = await asyncio.to_thread(read_horizons, storage, committed)
         dates = await asyncio.to_thread(candidate_dates, storage, bounds, now, self._policy)
         pass_id = new_pass_id(now)
-        for done, call_date in enumerate(dates):
+        self._progress.start(len(dates), "call dates")
+        for call_date in dates:
             async with context.lifecycle_lock:
                 report = await asyncio.to_thread(
                     compact_date,
@@ -105,8 +104,7 @@ class CompactionTimer:
                 )
             if report is not None:
                 reports.append(report)
-            if self._progress is not None:
-                self._progress(done + 1, len(dates))
+            self._progress.advance()
         log.info(
             "compaction pass %s: %d of %d candidate call dates compacted", pass_id, len(reports), len(dates)
         )

@@ -33,7 +33,7 @@ def parquet_file(key: Key, calls: list[tuple[str, str, str]]) -> bytes:
     """A Parquet file of calls (cdr_id, caller, start) pseudonymised under ``key``."""
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 64)
     cdrs = [canonical_decode(call_at(start, cdr_id=cdr_id, caller=caller)) for cdr_id, caller, start in calls]
-    return encode(build_rows(cdrs, parties))
+    return encode(build_rows(cdrs, parties), [key.ref])
 
 
 def sample_store(tmp_path: Path) -> LocalStorage:

@@ -41,7 +41,7 @@ def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]
     calls = [("belgian", BELGIAN), ("swedish", SWEDISH)]
     cdrs = [canonical_decode(call_at("2026-11-01T10:00:00+00:00", cdr_id=i, caller=n)) for i, n in calls]
     LocalStorage(tmp_path / "store").publish(
-        "cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(cdrs, parties))
+        "cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(cdrs, parties), [parties.key_ref])
     )
     monkeypatch.setenv("CDRPIPE_KEYRING", str(keyring_path))
     monkeypatch.setenv("CDRPIPE_STORE", str(tmp_path / "store"))

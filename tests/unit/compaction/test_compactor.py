@@ -20,7 +20,7 @@ from pipeline.observability.metrics import REGISTRY
 from pipeline.sink.publisher import BatchPublisher
 from pipeline.store.errors import StorageError
 from pipeline.store.naming import coverage_path, is_compacted
-from pipeline.store.storage import LocalStorage
+from pipeline.store.storage import LocalStorage, Stamp
 from tests.support.mini_pipeline import KEY, TOPIC, MiniPipeline, stored, stored_ids
 from tests.support.samples import call_at
 
@@ -308,13 +308,13 @@ class _ReplayDuringPass(LocalStorage):
         self.republished = republished
         self.raced = False
 
-    def publish(self, relative_path: str, data: bytes) -> None:
+    def publish(self, relative_path: str, data: bytes) -> Stamp:
         if is_compacted(relative_path.rsplit("/", 1)[-1]) and not self.raced:
             self.raced = True
             content = self.read(self.republished)
             assert content is not None
             super().publish(self.republished, content)
-        super().publish(relative_path, data)
+        return super().publish(relative_path, data)
 
 
 def test_an_input_changed_during_the_pass_is_kept_and_its_copies_go_at_the_next_pass(tmp_path: Path) -> None:

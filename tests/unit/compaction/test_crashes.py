@@ -11,7 +11,7 @@ import pytest
 from pipeline.compaction.compactor import Policy, compact_store, recover
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.store.naming import COMPACTION_DIR
-from pipeline.store.storage import LocalStorage
+from pipeline.store.storage import LocalStorage, Stamp
 from tests.support.mini_pipeline import MiniPipeline, stored_ids
 from tests.support.samples import call_at
 
@@ -35,9 +35,9 @@ class KilledAtStep(LocalStorage):
         if self.writes == self.step:
             raise Killed
 
-    def publish(self, relative_path: str, data: bytes) -> None:
+    def publish(self, relative_path: str, data: bytes) -> Stamp:
         self._count()
-        super().publish(relative_path, data)
+        return super().publish(relative_path, data)
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         self._count()

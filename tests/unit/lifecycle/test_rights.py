@@ -234,7 +234,9 @@ def test_a_call_id_shared_by_two_sources_is_rectified_only_where_the_source_is_n
         canonical_decode(call_at("2026-11-01T10:00:00+00:00", cdr_id="call-0001", source=source))
         for source in ("pbx-a", "pbx-b")
     ]
-    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(calls, parties)))
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(calls, parties), [parties.key_ref])
+    )
     processor = _processor(storage)
     ambiguous = _answer(processor, _request(kind="rectification", cdr_id="call-0001", party="caller"))
     assert ambiguous["status"] == "rejected" and "2 sources" in ambiguous["reason"]
@@ -277,7 +279,7 @@ def _call_rows(key_index: int = 1) -> pa.Table:
 
 def _rectifying(tmp_path: Path) -> tuple[LocalStorage, SubjectLedger, list[LedgerEntry], RightsProcessor]:
     storage = LocalStorage(tmp_path)
-    storage.publish(CALL_FILE, encode(_call_rows()))
+    storage.publish(CALL_FILE, encode(_call_rows(), [KEYS.active.ref]))
     view, written = SubjectLedger(), []
     return storage, view, written, rights_processor(storage, view, written, NOW)
 

@@ -60,7 +60,9 @@ def _store(root: Path, keyring_path: Path) -> LocalStorage:
         )
         for cdr_id, source, caller, callee, agent in calls
     ]
-    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(cdrs, parties)))
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(cdrs, parties), [parties.key_ref])
+    )
     return storage
 
 

@@ -57,7 +57,7 @@ def _file(calls: list[tuple[str, str, str, str | None]], tenants: dict[str, str]
         )
         for cdr_id, source, callee, agent in calls
     ]
-    return encode(build_rows(cdrs, parties))
+    return encode(build_rows(cdrs, parties), [parties.key_ref])
 
 
 def _store(root: Path) -> LocalStorage:
