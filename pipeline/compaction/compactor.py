@@ -59,7 +59,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.compaction import coverage
 from pipeline.compaction.duplicates import IDENTITY, first_copies, identities
 from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.ledger import SubjectLedger
@@ -71,7 +70,7 @@ from pipeline.observability.metrics import (
 )
 from pipeline.sink.batch import TopicPartitionKey
 from pipeline.sink.publisher import INTENT_DIR
-from pipeline.store import manifest
+from pipeline.store import coverage, manifest
 from pipeline.store.naming import (
     AREAS,
     COMPACTION_DIR,

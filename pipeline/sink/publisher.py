@@ -13,7 +13,7 @@ Contract:
 * :meth:`BatchPublisher.claim` returns the end offset recorded for the
   batch's first offset: the batch's own end if this call recorded it.
 * :meth:`BatchPublisher.publish` leaves out the rows whose offsets the
-  compaction of their call date covers (:mod:`pipeline.compaction.coverage`:
+  compaction of their call date covers (:mod:`pipeline.store.coverage`:
   they are in a compacted file already), passes each file's other rows and their
   pseudonyms' translations through the row filter (the erasure ledger),
   then publishes every file of the batch, retrying failed writes with exponential backoff, adds
@@ -40,9 +40,8 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.compaction import coverage
 from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
-from pipeline.store import manifest
+from pipeline.store import coverage, manifest
 from pipeline.store.errors import StorageError
 from pipeline.store.merge import merge_into
 from pipeline.store.naming import QUARANTINE, in_area, partition_date

@@ -18,14 +18,13 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from pipeline.compaction import coverage
 from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.audit import append_audit, purge_audit
 from pipeline.lifecycle.requests.receipts import purge_receipts
 from pipeline.lifecycle.requests.register import purge_requests
 from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.record import retention_horizon
-from pipeline.store import manifest
+from pipeline.store import coverage, manifest
 from pipeline.store.naming import AREAS, partition_date
 from pipeline.store.storage import Storage
 

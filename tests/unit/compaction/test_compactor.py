@@ -10,7 +10,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.compaction import coverage
 from pipeline.compaction.compactor import COVERS_METADATA_KEY, DateReport, Policy, compact_store, horizons
 from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry
 from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
@@ -18,6 +17,7 @@ from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
 from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.observability.metrics import REGISTRY
 from pipeline.sink.publisher import BatchPublisher
+from pipeline.store import coverage
 from pipeline.store.errors import StorageError
 from pipeline.store.naming import coverage_path, is_compacted
 from pipeline.store.storage import LocalStorage, Stamp

@@ -29,13 +29,13 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.sink.batch import TopicPartitionKey
 from pipeline.store.errors import StorageError
 from pipeline.store.naming import coverage_path
 from pipeline.store.storage import Storage
 
 FORMAT = 1
-Ranges = Mapping[TopicPartitionKey, tuple[tuple[int, int], ...]]
+TopicPartition = tuple[str, int]
+Ranges = Mapping[TopicPartition, tuple[tuple[int, int], ...]]
 """Per topic and partition, sorted disjoint half-open offset ranges ``[first, end)``."""
 
 
