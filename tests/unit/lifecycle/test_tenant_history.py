@@ -159,7 +159,7 @@ def test_a_restriction_by_number_quarantines_rows_from_before_and_after_the_mapp
     assert receipt.status == "completed" and receipt.passed, receipt.summary
     assert document["tenants_searched"] == ["acme", "pbx-a1", "pbx-a2"] and receipt.rows_moved == 3
     assert _call_ids(tmp_path) == ["after-1002", "before-1002", "elsewhere-1001"]
-    quarantined = subject_rows(storage, subject_from_number("1001", KEYS, CLASSIFIER, "acme", TENANTS))
+    quarantined = subject_rows(storage, subject_from_number("1001", KEYS, CLASSIFIER, "acme", TENANTS)).table
     assert quarantined is not None
     assert sorted(quarantined.column("cdr_id").to_pylist()) == ["after-1001", "after-a2-1001", "before-1001"]
 
