@@ -99,8 +99,9 @@ def create_app(settings: Settings) -> faust.App:
     seal_with(KeyringFile(settings.numbers.keyring).current)
     context = WorkerContext(settings, connection, app, storage, LifecycleTopics.declare(app, settings))
     app.service(_ingest_service(context))
-    LifecycleAgents(context).add_to_app()
-    CompactionTimer(context).add_to_app()
+    lifecycle = LifecycleAgents(context)
+    lifecycle.add_to_app()
+    CompactionTimer(context, lifecycle.storage, lifecycle.ownership.ensure).add_to_app()
     app.page("/metrics")(_metrics)
     app.page("/health")(_health)
     return app

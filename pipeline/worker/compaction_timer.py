@@ -3,6 +3,11 @@
 Contract of :class:`CompactionTimer` (both timers act only in the worker that
 owns the lifecycle topics, and only once the ledger is loaded):
 
+* It writes through the lifecycle owner's fenced storage, after the same claim
+  the lifecycle agents make (:mod:`pipeline.worker.ownership`): a worker that
+  lost the lifecycle in a rebalance stops compacting before the new owner
+  writes, as its erasures and restrictions do.
+
 * Every :data:`REQUEST_POLL_S` it finishes or undoes a pass a crash cut short
   (:func:`~pipeline.compaction.compactor.recover`), and runs a pass for the
   ``cdrpipe compact`` requests waiting (:mod:`pipeline.compaction.requests`),
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from pipeline.compaction import requests
@@ -32,6 +38,8 @@ from pipeline.compaction.compactor import (
 )
 from pipeline.kafka.lag import committed_offsets
 from pipeline.observability.progress import NO_PROGRESS, Progress
+from pipeline.store.fence import OwnershipLostError
+from pipeline.store.storage import Storage
 from pipeline.worker.context import WorkerContext
 from pipeline.worker.dpo_records import guarded
 
@@ -44,8 +52,17 @@ REQUEST_POLL_S = 2.0
 class CompactionTimer:
     """The compaction timers of one worker (see the module contract)."""
 
-    def __init__(self, context: WorkerContext, progress: Progress = NO_PROGRESS) -> None:
+    def __init__(
+        self,
+        context: WorkerContext,
+        storage: Storage,
+        may_write: Callable[[], Awaitable[bool]],
+        progress: Progress = NO_PROGRESS,
+    ) -> None:
+        """``storage`` is the owner's fenced storage; ``may_write`` claims the lifecycle (or says no)."""
         self._context = context
+        self._storage = storage
+        self._may_write = may_write
         lifecycle = context.settings.lifecycle
         self._policy = Policy(lifecycle.compact_target_rows, lifecycle.compact_quiet_s)
         self._progress = progress
@@ -62,25 +79,33 @@ class CompactionTimer:
 
     async def scheduled(self) -> None:
         """The pass of the interval, in the lifecycle owner."""
-        if self._context.owns_lifecycle():
-            await self.run_pass()
+        try:
+            if self._context.owns_lifecycle() and await self._may_write():
+                await self.run_pass()
+        except OwnershipLostError as exc:
+            log.warning("%s; compaction is left to the new lifecycle owner", exc)
 
     async def requested(self) -> None:
         """Recover a pass cut short, then run one pass for the requests waiting, in the lifecycle owner."""
-        if not self._context.owns_lifecycle():
-            return
+        try:
+            if self._context.owns_lifecycle() and await self._may_write():
+                await self._answer_requests()
+        except OwnershipLostError as exc:
+            log.warning("%s; compaction requests are left to the new lifecycle owner", exc)
+
+    async def _answer_requests(self) -> None:
         async with self._context.lifecycle_lock:
-            await asyncio.to_thread(recover, self._context.storage, datetime.now(UTC))
-        waiting = await asyncio.to_thread(requests.pending, self._context.storage)
+            await asyncio.to_thread(recover, self._storage, datetime.now(UTC))
+        waiting = await asyncio.to_thread(requests.pending, self._storage)
         if not waiting:
             return
         reports = await self.run_pass()
         for request_id in waiting:
-            await asyncio.to_thread(requests.answer, self._context.storage, request_id, reports)
+            await asyncio.to_thread(requests.answer, self._storage, request_id, reports)
 
     async def run_pass(self) -> list[DateReport]:
         """One pass: recover, then compact every call date with settled files, a date at a time."""
-        context, storage = self._context, self._context.storage
+        context, storage = self._context, self._storage
         await context.ledger_loaded.wait()  # the ledger is applied on the way out
         committed = await committed_offsets(context.settings, context.connection)
         now = datetime.now(UTC)

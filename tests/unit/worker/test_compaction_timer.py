@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pipeline.cli import cli
 from pipeline.compaction import requests
 from pipeline.config.settings import load_settings
 from pipeline.lifecycle.ledger import SubjectLedger
+from pipeline.store.fence import FencedStorage, OwnershipLostError
 from pipeline.store.naming import is_compacted
 from pipeline.store.storage import LocalStorage
 from pipeline.worker import compaction_timer
@@ -57,7 +59,11 @@ def _timer(
         return context.committed
 
     monkeypatch.setattr(compaction_timer, "committed_offsets", committed)
-    return CompactionTimer(context), context  # type: ignore[arg-type]
+
+    async def may_write() -> bool:
+        return context.owner
+
+    return CompactionTimer(context, pipeline.storage, may_write), context  # type: ignore[arg-type]
 
 
 def _compacted(storage: LocalStorage) -> list[str]:
@@ -135,3 +141,31 @@ def test_cdrpipe_compact_prints_the_answer_or_says_in_one_line_that_nobody_answe
         "call_date=2026-11-01: 2 files replaced by 1 (6 rows read, 6 written, 0 duplicates" in answered.output
     )
     assert "compacted 1 call dates: 2 files replaced by 1, 0 duplicates removed" in answered.output
+
+
+def test_a_worker_fenced_out_mid_pass_stops_compacting_and_loses_no_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another worker claimed the lifecycle after this one's first write: nothing more is written."""
+    pipeline = _store(tmp_path)
+    files_before = sorted(pipeline.storage.list("cdr"))
+    writes: list[int] = []
+
+    def guard() -> None:
+        writes.append(len(writes))
+        if len(writes) > 1:
+            raise OwnershipLostError("lifecycle epoch 2 was claimed by another worker")
+
+    timer, context = _timer(pipeline, monkeypatch)
+    fenced = FencedStorage(pipeline.storage, guard)
+
+    async def may_write() -> bool:
+        return True
+
+    timer = CompactionTimer(context, fenced, may_write)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger=compaction_timer.__name__):
+        asyncio.run(timer.scheduled())  # never raises: the timer must not stop the worker
+    assert len(writes) == 2, "the pass stopped at its first refused write"
+    assert not _compacted(pipeline.storage)
+    assert sorted(pipeline.storage.list("cdr")) == files_before
+    assert any("left to the new lifecycle owner" in record.getMessage() for record in caplog.records)
