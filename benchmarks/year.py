@@ -12,12 +12,16 @@ files and 43,000 rows per date, plus the late files); ``BENCH_YEAR_DAYS``
 Rows are made by the project's own row builder (:func:`build_rows` of
 validated CDRs, pseudonymised under a two-key keyring rotated half-way through
 the year) and encoded by its Parquet writer (:func:`encode`: bloom filters,
-subject index and key ids in the footer). To build a year in minutes, files
-without the subject are copies of a pool of ``TEMPLATES`` encoded files per
-key, each copy under its own name and modification time; the subject calls
+subject index and key ids in the footer). To build a year faster, files
+without the subject are copies of a pool of ``TEMPLATES`` built files per
+key, each copy under its own name and modification time, with its own
+``cdr_id`` values and encoded again (about 1-5 ms a file, depending on the
+load): compaction keeps one row of each CDR, so copies of one template's ids
+would collapse into a few rows per date; the subject calls
 ``SUBJECT_CALLS_PER_DAY`` times a day on average, each call in a freshly built
 file. The build is written without fsync (the layout is what is measured) and
 cached under ``BENCH_YEAR_DIR`` (default ``data/bench-year``) per scale and days.
+``BENCH_YEAR_DAYS`` below 365 keeps each date's layout and shortens the year.
 
 In one run it measures, on local disk, after removing manifests and DPO records:
 
@@ -34,10 +38,13 @@ In one run it measures, on local disk, after removing manifests and DPO records:
 * on S3 (a moto server whose access log counts the requests by kind): the first
   ``BENCH_YEAR_S3_DAYS`` dates, then the same dates with twice the files, reading
   every footer, the erasure cold and with manifests, export and restriction;
-* after compaction, when ``pipeline.compaction.compact_store`` exists: the same
-  requests and queries on a compacted copy, and rewriting all of it.
+* after compaction (:func:`compact_store` on a hard-linked copy, every batch committed, quiet
+  period 0): files per date against the goal, the same requests and queries on the compacted
+  copy, and rewriting all of it.
 
-``BENCH_YEAR_PARTS`` (``requests,queries,retention,s3,compaction``) chooses the parts;
+``BENCH_YEAR_PARTS`` (``requests,queries,retention,s3,compaction``) chooses the parts,
+``BENCH_YEAR_QUERIES`` (``day,day_one_file,month,year,pseudonym``) the query scopes,
+``BENCH_YEAR_TARGET_ROWS`` the compaction's target size;
 ``BENCH_YEAR_PROFILE=1`` profiles one erasure with manifests.
 
 Results go to ``benchmarks/results/year.json``; ``benchmarks/year.md`` holds a run's numbers.
@@ -49,6 +56,7 @@ from __future__ import annotations
 import cProfile
 import io
 import json
+import math
 import os
 import pstats
 import random
@@ -69,9 +77,12 @@ import duckdb
 import phonenumbers
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.cli.demo import example_number
+from pipeline.compaction.compactor import DateReport, Policy, compact_store
+from pipeline.config.settings import LifecycleSettings
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer
@@ -93,9 +104,9 @@ from pipeline.lifecycle.subject import Subject, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr, validate
 from pipeline.store import subject_index
-from pipeline.store.naming import file_path, partition_dir
+from pipeline.store.naming import file_path, parse_data_path, partition_dir
 from pipeline.store.object_storage import open_storage
-from pipeline.store.parquet import decode, encode
+from pipeline.store.parquet import StoredFile, decode, encode
 from pipeline.store.storage import LocalStorage, Storage
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -163,6 +174,14 @@ def _encoded(rng: random.Random, key: Key, day: date, rows: int, subject_row: in
     return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties), [key.ref])
 
 
+def _copy(template: StoredFile, path: str) -> bytes:
+    """``template``'s rows as the file ``path`` holds them, each ``cdr_id`` suffixed by ``path``."""
+    schema = template.table.schema
+    ids = pc.binary_join_element_wise(template.table.column("cdr_id"), pa.scalar(f"~{path}"), "")
+    table = template.table.set_column(schema.get_field_index("cdr_id"), schema.field("cdr_id"), ids)
+    return encode(table, template.keys)
+
+
 def _write(root: Path, path: str, data: bytes, written_at: float) -> None:
     target = root / path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +199,10 @@ def build_year(root: Path, days: int, scale: int) -> dict[str, int]:
     rng = random.Random(2026)
     first_day = datetime.now(UTC).date() - timedelta(days=days)
     keys = KEYRING.keys
-    templates = [[_encoded(rng, key, first_day, ROWS_PER_FILE) for _ in range(TEMPLATES)] for key in keys]
-    tiny = [[_encoded(rng, key, first_day, 1) for _ in range(TEMPLATES)] for key in keys]
+    templates = [
+        [decode(_encoded(rng, key, first_day, ROWS_PER_FILE)) for _ in range(TEMPLATES)] for key in keys
+    ]
+    tiny = [[decode(_encoded(rng, key, first_day, 1)) for _ in range(TEMPLATES)] for key in keys]
     cuts = CUTS_PER_DAY // scale
     late_chance = 1 - (1 - LATE_SHARE) ** ROWS_PER_FILE
     subject_chance = SUBJECT_CALLS_PER_DAY / (cuts * PARTITIONS)
@@ -195,16 +216,17 @@ def build_year(root: Path, days: int, scale: int) -> dict[str, int]:
             written_at = midnight + (cut + 1) * 86_400 / cuts
             for partition in range(PARTITIONS):
                 first = offsets[partition]
+                path = file_path(day, TOPIC, partition, first)
                 if rng.random() < subject_chance:
                     data = _encoded(rng, keys[half], day, ROWS_PER_FILE, rng.randrange(ROWS_PER_FILE))
                     counts["subject_rows"] += 1
                 else:
-                    data = rng.choice(templates[half])
-                _write(root, file_path(day, TOPIC, partition, first), data, written_at)
+                    data = _copy(rng.choice(templates[half]), path)
+                _write(root, path, data, written_at)
                 counts["rows"] += ROWS_PER_FILE
                 if number >= 3 and rng.random() < late_chance:
-                    late = day - timedelta(days=rng.randint(1, 3))
-                    _write(root, file_path(late, TOPIC, partition, first), rng.choice(tiny[half]), written_at)
+                    late_path = file_path(day - timedelta(days=rng.randint(1, 3)), TOPIC, partition, first)
+                    _write(root, late_path, _copy(rng.choice(tiny[half]), late_path), written_at)
                     counts["late_files"] += 1
                     counts["rows"] += 1
                 offsets[partition] += ROWS_PER_FILE
@@ -330,19 +352,23 @@ def _queries(root: Path, day: date, pseudonym: str) -> dict[str, float]:
         "month": f"{root}/cdr/call_date={day.isoformat()[:7]}-*/*.parquet",
         "year": f"{root}/cdr/*/*.parquet",
     }
+    chosen = set(os.environ.get("BENCH_YEAR_QUERIES", "day,day_one_file,month,year,pseudonym").split(","))
     timings = Timings()
     for scope, pattern in scopes.items():
+        if scope not in chosen:
+            continue
         sql = f"SELECT queue, count(*), sum(duration_s) FROM read_parquet('{pattern}') GROUP BY queue"
         timings[f"duckdb_{scope}_s"] = _duckdb(sql)
         frame = pl.scan_parquet(pattern).group_by("queue").agg(pl.len(), pl.col("duration_s").sum())
         timings[f"polars_{scope}_s"] = _polars(frame)
     year = scopes["year"]
-    timings["duckdb_pseudonym_year_s"] = _duckdb(
-        f"SELECT count(*) FROM read_parquet('{year}') WHERE caller_pseudonym = '{pseudonym}'"
-    )
-    timings["polars_pseudonym_year_s"] = _polars(
-        pl.scan_parquet(year).filter(pl.col("caller_pseudonym") == pseudonym).select(pl.len())
-    )
+    if "pseudonym" in chosen:
+        timings["duckdb_pseudonym_year_s"] = _duckdb(
+            f"SELECT count(*) FROM read_parquet('{year}') WHERE caller_pseudonym = '{pseudonym}'"
+        )
+        timings["polars_pseudonym_year_s"] = _polars(
+            pl.scan_parquet(year).filter(pl.col("caller_pseudonym") == pseudonym).select(pl.len())
+        )
     compacted.unlink()
     return timings
 
@@ -361,19 +387,32 @@ def retention_of_a_day(scratch: Path) -> float:
     return seconds
 
 
-def compact_year(storage: Storage) -> dict[str, Any] | None:
-    """Compact every call date of the store with the project's compaction, or None if it has none yet.
+def compact_year(storage: Storage, days: int, scale: int) -> list[DateReport]:
+    """Compact every call date of the year with the project's compaction pass (:func:`compact_store`).
 
-    The hook the "after compaction" measurements wait for: once ``pipeline.compaction`` provides
-    ``compact_store(storage) -> dict`` (what it did, by date), this compacts the synthetic year.
+    The synthetic year has no Kafka group: its committed offsets are declared to be the end of
+    every partition (each batch built is committed, and no intent is recorded, so no batch is held
+    back as a partition's latest), and the quiet period is 0 (the build's files are settled).
+    ``BENCH_YEAR_TARGET_ROWS`` is the target size (default: the setting's default).
     """
-    try:
-        # Imported here: the compaction is another part of the project, merged after this benchmark.
-        from pipeline.compaction import compact_store  # noqa: PLC0415
-    except ImportError:
-        return None
-    done: dict[str, Any] = compact_store(storage)
-    return done
+    end = days * (CUTS_PER_DAY // scale) * ROWS_PER_FILE
+    committed = {(TOPIC, partition): end for partition in range(PARTITIONS)}
+    policy = Policy(target_rows=_target_rows(), quiet_s=0)
+    return compact_store(storage, SubjectLedger(), committed, datetime.now(UTC), policy)
+
+
+def _target_rows() -> int:
+    return _setting("BENCH_YEAR_TARGET_ROWS", LifecycleSettings().compact_target_rows)
+
+
+def files_per_date(storage: Storage) -> dict[str, int]:
+    """Data files per call date, both areas."""
+    counts: dict[str, int] = {}
+    for path in data_files(storage):
+        parsed = parse_data_path(path)
+        assert parsed is not None, path
+        counts[parsed.call_date.isoformat()] = counts.get(parsed.call_date.isoformat(), 0) + 1
+    return counts
 
 
 def rewrite_whole_store(storage: Storage) -> int:
@@ -524,7 +563,8 @@ def main() -> None:
     parts = _parts()
     chain.seal_with(lambda: KEYRING)  # the register and audit entries of the requests are sealed
     base = Path(os.environ.get("BENCH_YEAR_DIR", "data/bench-year")).resolve()
-    root = base / f"scale-{scale}-days-{days}"
+    # "distinct": each row its own CDR; a cache of the earlier layout (copied ids) is not reused.
+    root = base / f"scale-{scale}-days-{days}-distinct"
     build_s, counts = _timed(lambda: build_year(root, days, scale))
     storage = LocalStorage(root)
     for leftover in ("_cdrpipe", "restricted"):
@@ -550,9 +590,10 @@ def main() -> None:
     middle = date.fromordinal(counts["first_day_ordinal"] + days * 3 // 4)
     if "queries" in parts:
         report.update(_queries(root, middle, pseudonym))
-        report["duckdb_day_over_one_file"] = round(
-            report["duckdb_day_s"] / report["duckdb_day_one_file_s"], 1
-        )
+        if "duckdb_day_one_file_s" in report:
+            report["duckdb_day_over_one_file"] = round(
+                report["duckdb_day_s"] / report["duckdb_day_one_file_s"], 1
+            )
     if "retention" in parts:
         report["retention_day_files"] = CUTS_PER_DAY * PARTITIONS
         report["retention_day_s"] = retention_of_a_day(base / "retention-day")
@@ -560,7 +601,12 @@ def main() -> None:
         report.update(s3_measurements(root, counts, _setting("BENCH_YEAR_S3_DAYS", 20), base / "s3"))
     shutil.rmtree(root / "_cdrpipe", ignore_errors=True)
     if "compaction" in parts:
-        report.update(_after_compaction(root, base, counts, middle, pseudonym))
+        report.update(_after_compaction(root, base, counts, middle, pseudonym, days=days, scale=scale))
+        for engine in ("duckdb", "polars"):
+            if f"{engine}_day_s" in report:
+                report[f"{engine}_day_over_compacted_day"] = round(
+                    report[f"{engine}_day_s"] / report[f"compacted_{engine}_day_s"], 1
+                )
 
     report = {name: round(value, 3) if isinstance(value, float) else value for name, value in report.items()}
     for name, value in report.items():
@@ -570,19 +616,35 @@ def main() -> None:
 
 
 def _after_compaction(
-    root: Path, base: Path, counts: dict[str, int], middle: date, pseudonym: str
+    root: Path, base: Path, counts: dict[str, int], middle: date, pseudonym: str, *, days: int, scale: int
 ) -> dict[str, Any]:
-    """The same measurements on a compacted copy of the year, when the project can compact."""
+    """The same measurements on a compacted copy of the year, and the goals' ratios against the year."""
     compacted = base / f"{root.name}-compacted"
     shutil.rmtree(compacted, ignore_errors=True)
-    shutil.copytree(root, compacted)
+    # Hard links, not copies: every writer replaces a file by a rename, so the year stays as built.
+    shutil.copytree(root, compacted, copy_function=os.link)
     storage = LocalStorage(compacted)
-    seconds, done = _timed(lambda: compact_year(storage))
-    if done is None:
-        shutil.rmtree(compacted)
-        print("  compaction: not in this version (pipeline.compaction.compact_store); skipped")
-        return {"compaction": "not built"}
-    report: dict[str, Any] = {"compact_s": seconds, "compacted_files": len(data_files(storage))}
+    seconds, done = _timed(lambda: compact_year(storage, days, scale))
+    target_rows = _target_rows()
+    per_date = files_per_date(storage)
+    rows_by_date = {report.call_date: report.rows_written for report in done}
+    over = [
+        call_date for call_date, files in per_date.items()
+        if files > max(4, math.ceil(rows_by_date.get(call_date, 0) / target_rows))
+    ]  # fmt: skip
+    report: dict[str, Any] = {
+        "compact_s": seconds,
+        "compact_target_rows": target_rows,
+        "compacted_dates": len(done),
+        "compacted_files_replaced": sum(report.files_replaced for report in done),
+        "compacted_rows_written": sum(report.rows_written for report in done),
+        "compacted_files": sum(per_date.values()),
+        "compacted_files_per_date_max": max(per_date.values()),
+        "compacted_dates_over_goal": len(over),
+    }
+    for name, value in report.items():
+        print(f"  {name:32} {value}", flush=True)
+    assert report["compacted_rows_written"] == counts["rows"], report
     subject = subject_from_number(SUBJECT, KEYRING, CLASSIFIER)
     saved = SubjectFiles(storage, subject)
     after = _requests(storage, subject, saved, counts["subject_rows"])
@@ -593,6 +655,9 @@ def _after_compaction(
     report["rewrite_whole_compacted_store_s"], _ = _timed(lambda: rewrite_whole_store(storage))
     report["compacted_erase_over_rewrite"] = round(
         report["compacted_erase_s"] / report["rewrite_whole_compacted_store_s"], 4
+    )
+    report["compacted_erase_cold_over_rewrite"] = round(
+        report["compacted_erase_cold_s"] / report["rewrite_whole_compacted_store_s"], 4
     )
     shutil.rmtree(compacted)
     return report
