@@ -103,6 +103,8 @@ from pipeline.lifecycle.requests.receipts import Receipt
 from pipeline.lifecycle.subject import Subject, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr, validate
+from pipeline.sink.batch import PartitionFlush, PendingFile
+from pipeline.sink.publisher import BatchPublisher
 from pipeline.store import subject_index
 from pipeline.store.naming import file_path, parse_data_path, partition_dir
 from pipeline.store.object_storage import open_storage
@@ -401,6 +403,56 @@ def compact_year(storage: Storage, days: int, scale: int) -> list[DateReport]:
     return compact_store(storage, SubjectLedger(), committed, datetime.now(UTC), policy)
 
 
+class TrickleIngest:
+    """The project's publisher writing new batches of today's calls, as the worker's publishing step does.
+
+    Each batch is one file of ``ROWS_PER_FILE`` rows on one partition, past the year's offsets
+    (so no compaction takes it): claim its intent, publish it, forget the partition's previous
+    intent (the committer's steps around a commit, the Kafka commit itself left out).
+    """
+
+    def __init__(self, storage: Storage, first_offset: int) -> None:
+        key = KEYRING.keys[1]
+        self._template = decode(_encoded(random.Random(7), key, datetime.now(UTC).date(), ROWS_PER_FILE))
+        self._publisher = BatchPublisher(storage)
+        self._offset = first_offset
+        self._previous: dict[int, int] = {}
+
+    def batch(self) -> None:
+        """Publish one batch on the next partition."""
+        partition, first = (self._offset // ROWS_PER_FILE) % PARTITIONS, self._offset
+        path = file_path(datetime.now(UTC).date(), TOPIC, partition, first)
+        offsets = pa.array(range(first, first + ROWS_PER_FILE), pa.int64())
+        pending = PendingFile(path, self._template.table, offsets, self._template.keys)
+        flush = PartitionFlush(TOPIC, partition, first, (pending,), first + ROWS_PER_FILE)
+        self._publisher.claim(flush)
+        self._publisher.publish(flush)
+        if partition in self._previous:
+            self._publisher.forget(TOPIC, partition, self._previous[partition])
+        self._previous[partition] = first
+        self._offset += ROWS_PER_FILE
+
+    def rate(self, running: Callable[[], bool], interval_s: float) -> tuple[float, int, float]:
+        """Batches per second while ``running()`` holds, one due every ``interval_s`` (0: back to back).
+
+        Returns the rate (batches after the first over the time from the first batch's start to
+        the last one's), the batches and the longest time a batch took (a batch that falls
+        behind its schedule is published at once, so a slow store lowers the rate).
+        """
+        began, batches, slowest, last_start = time.perf_counter(), 0, 0.0, 0.0
+        while running():
+            due = began + batches * interval_s
+            while running() and time.perf_counter() < due:
+                time.sleep(min(0.05, due - time.perf_counter()))
+            if not running():
+                break
+            start = last_start = time.perf_counter()
+            self.batch()
+            slowest = max(slowest, time.perf_counter() - start)
+            batches += 1
+        return (batches - 1) / max(last_start - began, 1e-9), batches, slowest
+
+
 def _target_rows() -> int:
     return _setting("BENCH_YEAR_TARGET_ROWS", LifecycleSettings().compact_target_rows)
 
@@ -624,9 +676,23 @@ def _after_compaction(
     # Hard links, not copies: every writer replaces a file by a rename, so the year stays as built.
     shutil.copytree(root, compacted, copy_function=os.link)
     storage = LocalStorage(compacted)
-    seconds, done = _timed(lambda: compact_year(storage, days, scale))
+    ingest = TrickleIngest(storage, days * (CUTS_PER_DAY // scale) * ROWS_PER_FILE)
+    ingest_s = float(_setting("BENCH_YEAR_INGEST_S", 30))
+    # The trickle's pace: each of the 4 partitions cut every 10 s (BENCH_YEAR_INGEST_PACE=0: back to back).
+    interval_s = float(os.environ.get("BENCH_YEAR_INGEST_PACE", 10 / PARTITIONS))
+    deadline = time.perf_counter() + ingest_s
+    alone, _, slowest_alone = ingest.rate(lambda: time.perf_counter() < deadline, interval_s)
+    # The worker compacts in a thread of its own process: the publisher runs beside it here.
+    with ThreadPoolExecutor(1) as compactor:
+        began = time.perf_counter()
+        running = compactor.submit(compact_year, storage, days, scale)
+        during, batches_during, slowest_during = ingest.rate(lambda: not running.done(), interval_s)
+        done = running.result()
+        seconds = time.perf_counter() - began
+    ingest_files = {path for path in data_files(storage) if datetime.now(UTC).date().isoformat() in path}
     target_rows = _target_rows()
     per_date = files_per_date(storage)
+    per_date.pop(datetime.now(UTC).date().isoformat(), None)  # the ingest's batches, not compacted
     rows_by_date = {report.call_date: report.rows_written for report in done}
     over = [
         call_date for call_date, files in per_date.items()
@@ -641,10 +707,19 @@ def _after_compaction(
         "compacted_files": sum(per_date.values()),
         "compacted_files_per_date_max": max(per_date.values()),
         "compacted_dates_over_goal": len(over),
+        "ingest_interval_s": interval_s,
+        "ingest_batches_per_s_alone": alone,
+        "ingest_slowest_batch_alone_s": slowest_alone,
+        "ingest_slowest_batch_during_s": slowest_during,
+        "ingest_batches_per_s_during_compaction": during,
+        "ingest_batches_during_compaction": batches_during,
+        "ingest_during_over_alone": round(during / alone, 3),
     }
     for name, value in report.items():
         print(f"  {name:32} {value}", flush=True)
     assert report["compacted_rows_written"] == counts["rows"], report
+    for path in ingest_files:  # today's batches are not part of the year measured below
+        storage.delete(path)
     subject = subject_from_number(SUBJECT, KEYRING, CLASSIFIER)
     saved = SubjectFiles(storage, subject)
     after = _requests(storage, subject, saved, counts["subject_rows"])
