@@ -223,6 +223,12 @@ base, not one per file (a search decodes the bases of every date)."""
 def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]) -> bytes:
     names = sorted(entries)
     rows = [entries[name] for name in names]
+    # A store has a handful of distinct key sets (one per key in use, a few mixed): each is
+    # ordered once, not once per file.
+    ordered: dict[frozenset[KeyRef], list[KeyRef]] = {}
+    for entry in rows:
+        if entry.keys not in ordered:
+            ordered[entry.keys] = sorted_refs(entry.keys)
     table = pa.table(
         {
             "name": names,
@@ -230,8 +236,8 @@ def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]
             "modified_ns": [entry.stamp.modified_ns for entry in rows],
             "tag": [entry.stamp.tag for entry in rows],
             "rows": [entry.rows for entry in rows],
-            "key_ids": [[key.key_id for key in sorted_refs(entry.keys)] for entry in rows],
-            "fingerprints": [[key.fingerprint for key in sorted_refs(entry.keys)] for entry in rows],
+            "key_ids": [[key.key_id for key in ordered[entry.keys]] for entry in rows],
+            "fingerprints": [[key.fingerprint for key in ordered[entry.keys]] for entry in rows],
             "subjects": [entry.subjects for entry in rows],
         },
         schema=_BASE_SCHEMA.with_metadata(
