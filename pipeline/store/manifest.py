@@ -49,6 +49,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,9 +80,11 @@ _FORMAT_KEY = b"cdrpipe.manifest.format"
 _SEGMENTS_KEY = b"cdrpipe.manifest.segments"
 
 
-@dataclass(frozen=True, slots=True)
-class CoveredRange:
-    """Offsets ``first`` up to ``end`` (exclusive; None when unknown) of ``topic``/``partition``."""
+class CoveredRange(NamedTuple):
+    """Offsets ``first`` up to ``end`` (exclusive; None when unknown) of ``topic``/``partition``.
+
+    A tuple: a base holds one per file, and decoding a base makes them all.
+    """
 
     topic: str
     partition: int
@@ -281,7 +284,7 @@ def _decode_base(data: bytes) -> tuple[dict[str, FileEntry], dict[str, Stamp]]:
             rows,
             keys,
             subjects,
-            tuple(CoveredRange(*item) for item in ranges),
+            tuple(map(CoveredRange._make, ranges)),
         )
     segments = {
         path: Stamp(size, modified, tag)
