@@ -72,6 +72,12 @@ def reapply_erasures_command() -> None:
         click.echo(f"{report.rectifications} rectified calls redacted again")
     if report.rows_released:
         click.echo(f"{report.rows_released} quarantined rows no hold in force covers moved back into cdr/")
+    for item in report.files_not_searched:
+        click.echo(
+            f"FAILED: {item.path} holds rows under key {item.key.describe()}, which a re-applied request "
+            "was not computed under: its subject's rows there were not found",
+            err=True,
+        )
     if not report.verification_passed:
         raise SystemExit(1)
 

@@ -293,9 +293,13 @@ class ErasureProcessor:
             return None
         if not isinstance(stored, Receipt):
             return self._reused(request_id, f"by a {stored.kind} request")
-        # Compared under the keys of the first delivery: a rotation since changes nothing.
+        # Compared under the keys and within the tenants of the first delivery: a rotation or a
+        # CDRPIPE_TENANTS change since changes nothing.
         first_keys = stored.key_ids if stored.key_ids is not None else subject.key_ids
-        if stored.subject_digest not in (None, subject.digest(first_keys or None)):
+        first = self._subjects.as_first_searched(
+            subject, request.subject_kind, request.subject, request.tenant, stored.tenants_searched
+        )
+        if stored.subject_digest not in (None, first.digest(first_keys or None)):
             return self._reused(request_id, "for another subject")
         if stored.mode not in (None, request.mode):
             return self._reused(request_id, f"for an erasure in {stored.mode} mode")

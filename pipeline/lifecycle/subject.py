@@ -109,9 +109,18 @@ def subject_from_number(
 
 
 def subject_from_party(
-    party: PartyNumber, keyring: Keyring, tenant: str | None = None, tenants: Mapping[str, str] | None = None
+    party: PartyNumber,
+    keyring: Keyring,
+    tenant: str | None = None,
+    tenants: Mapping[str, str] | None = None,
+    *,
+    within: tuple[str, ...] = (),
 ) -> Subject:
-    """The subject of a classified number; an extension needs its ``tenant`` (a source or a tenant)."""
+    """The subject of a classified number; an extension needs its ``tenant`` (a source or a tenant).
+
+    An extension is searched within ``within`` when given, else within every tenant ``tenant``'s
+    rows may carry under ``tenants``.
+    """
     domain = _DOMAIN_OF_KIND.get(party.kind)
     if domain is None or party.value is None:
         raise SubjectError(f"the subject is not a subscriber number or extension (it is {party.kind.value})")
@@ -119,19 +128,24 @@ def subject_from_party(
         return _under_every_key(keyring, domain, party.value)
     if not tenant:
         raise SubjectError("an extension is only unique within its tenant, which the request must name")
-    return _under_every_key(keyring, domain, party.value, tenants_under(tenant, tenants or {}))
+    return _under_every_key(keyring, domain, party.value, within or tenants_under(tenant, tenants or {}))
 
 
 def subject_from_agent(
-    agent_id: str, keyring: Keyring, tenant: str | None = None, tenants: Mapping[str, str] | None = None
+    agent_id: str,
+    keyring: Keyring,
+    tenant: str | None = None,
+    tenants: Mapping[str, str] | None = None,
+    *,
+    within: tuple[str, ...] = (),
 ) -> Subject:
-    """The subject of a contact-centre agent id (as the CDRs carry it) at ``tenant``."""
+    """The subject of a contact-centre agent id (as the CDRs carry it) at ``tenant`` (or ``within``)."""
     value = agent_id.strip()
     if not value:
         raise SubjectError("the agent id is empty")
     if not tenant:
         raise SubjectError("an agent id is only unique within its tenant, which the request must name")
-    return _under_every_key(keyring, Domain.AGENT, value, tenants_under(tenant, tenants or {}))
+    return _under_every_key(keyring, Domain.AGENT, value, within or tenants_under(tenant, tenants or {}))
 
 
 def subject_from_pseudonym(pseudonym: str) -> Subject:
@@ -153,8 +167,9 @@ class RequestSubjects:
     classifier: NumberClassifier
     tenants: Mapping[str, str]
 
-    def of(self, kind: SubjectKind, value: str, tenant: str | None) -> Subject:
-        """The subject a request names, as the worker searches for it.
+    def of(self, kind: SubjectKind, value: str, tenant: str | None, within: tuple[str, ...] = ()) -> Subject:
+        """The subject a request names, as the worker searches for it (an extension or agent
+        within ``within`` when given, else within every tenant its rows may carry).
 
         A number is read in the classifier's region. Digits that read as one person there and
         as another as an international number without its ``+`` are refused: the request must
@@ -164,11 +179,25 @@ class RequestSubjects:
         if kind == "pseudonym":
             return subject_from_pseudonym(value)
         if kind == "agent":
-            return subject_from_agent(value, self.keyring(), tenant, self.tenants)
+            return subject_from_agent(value, self.keyring(), tenant, self.tenants, within=within)
         resolution = resolve_with(value, self.classifier)
         if resolution.ambiguous:
             raise SubjectError(
                 "the number is ambiguous: read nationally it is one subscriber, read as an international "
                 "number without its + another; send it in E.164 form (with +)"
             )
-        return subject_from_party(resolution.party, self.keyring(), tenant, self.tenants)
+        return subject_from_party(resolution.party, self.keyring(), tenant, self.tenants, within=within)
+
+    def as_first_searched(
+        self, subject: Subject, kind: SubjectKind, value: str, tenant: str | None, searched: list[str] | None
+    ) -> Subject:
+        """``subject`` (the request's, :meth:`of`) as the first delivery of the request searched it.
+
+        ``searched`` is the ``tenants_searched`` of that delivery's receipt. A request delivered
+        again to a worker whose ``CDRPIPE_TENANTS`` changed in between is the same request: it is
+        compared within the tenants the first delivery searched, when it named one of them (a
+        request naming another tenant is about somebody else, and stays ``subject``).
+        """
+        if not searched or tuple(searched) == subject.tenants_searched or tenant not in searched:
+            return subject
+        return self.of(kind, value, tenant, tuple(searched))

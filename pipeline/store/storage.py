@@ -118,6 +118,43 @@ class Storage(Protocol):
         """A human-readable location, for logs (no credentials)."""
 
 
+class ForwardingStorage:
+    """A :class:`Storage` that passes every call on to another; wrappers override what they add to."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def publish(self, relative_path: str, data: bytes) -> Stamp | None:
+        return self._storage.publish(relative_path, data)
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        return self._storage.create_exclusive(relative_path, data)
+
+    def read(self, relative_path: str) -> bytes | None:
+        return self._storage.read(relative_path)
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        return self._storage.open_input(relative_path)
+
+    def delete(self, relative_path: str) -> None:
+        self._storage.delete(relative_path)
+
+    def sweep_temporaries(self, relative_dir: str) -> int:
+        return self._storage.sweep_temporaries(relative_dir)
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        return self._storage.list(relative_dir, modified_since)
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return self._storage.list_stamped(relative_dir)
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        return self._storage.stamp(relative_path)
+
+    def describe(self) -> str:
+        return self._storage.describe()
+
+
 class LocalStorage:
     """Files under a local directory."""
 

@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topics.topic_replication or 1,
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
+        broker_rebalance_timeout=settings.kafka.rebalance_timeout_s,
         logging_config=logging_config() if settings.runtime.log_format == "json" else None,
         env={},
     )

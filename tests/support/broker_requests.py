@@ -76,3 +76,13 @@ def lifecycle_env(worker_env: dict[str, str]) -> dict[str, str]:
         "CDRPIPE_LEDGER_TOPIC": f"cdr.erasure.ledger.{worker_env['CDRPIPE_APP_ID']}",
         "CDRPIPE_RECEIPTS_TOPIC": f"cdr.erasure.receipts.{worker_env['CDRPIPE_APP_ID']}",
     }
+
+
+def rights_env(worker_env: dict[str, str]) -> dict[str, str]:
+    """:func:`lifecycle_env` with the subject request topics of this run too."""
+    run = worker_env["CDRPIPE_APP_ID"]
+    return {
+        **lifecycle_env(worker_env),
+        "CDRPIPE_SUBJECT_REQUESTS_TOPIC": f"cdr.subject.requests.{run}",
+        "CDRPIPE_SUBJECT_RECEIPTS_TOPIC": f"cdr.subject.receipts.{run}",
+    }

@@ -72,15 +72,16 @@ def free_port() -> int:
 class WorkerProcess:
     """`cdrpipe worker` as a child process, with its output captured to a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "pipeline") -> None:
         self.env = env
         self.log_path = log_path
+        self.module = module  # run as ``python -m <module> worker``: the cdrpipe command, or a test's own
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", self.module, "worker", "--loglevel", "info"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

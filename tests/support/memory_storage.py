@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime
 
 import pyarrow as pa
 
 from pipeline.store.storage import Stamp
+
+_STORES = itertools.count(1)
 
 
 class MemoryStorage:
@@ -18,6 +21,9 @@ class MemoryStorage:
     """
 
     def __init__(self) -> None:
+        # Each store its own location: the sealed chains remember their tail per location, and
+        # stores sharing one name would take each other's tail for theirs (and list every time).
+        self._location = f"memory store {next(_STORES)}"
         self._files: dict[str, tuple[bytes, float]] = {}
         self._folders: dict[str, set[str]] = {}
 
@@ -67,4 +73,4 @@ class MemoryStorage:
         return Stamp(len(stored[0]), int(stored[1] * 1e9)) if stored is not None else None
 
     def describe(self) -> str:
-        return "memory"
+        return self._location

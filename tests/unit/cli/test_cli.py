@@ -28,7 +28,8 @@ from tests.support.samples import canonical_bytes, canonical_decode
 
 def test_keys_init_list_rotate_never_print_secrets(tmp_path: Path) -> None:
     path = tmp_path / "keyring.json"
-    runner = CliRunner()
+    (tmp_path / "store").mkdir()  # rotate asks the store which key ids it knows
+    runner = CliRunner(env={"CDRPIPE_STORE": str(tmp_path / "store")})
     assert runner.invoke(cli, ["keys", "init", "--keyring", str(path)]).exit_code == 0
     assert runner.invoke(cli, ["keys", "rotate", "--keyring", str(path)]).exit_code == 0
     listed = runner.invoke(cli, ["keys", "list", "--keyring", str(path)])
