@@ -403,7 +403,7 @@ def _settle_default(value: object) -> str:
 
 
 class LifecycleSettings(SettingsGroup):
-    """Retention, the pace of erasures and of the retention timer, and the lifecycle owner's hand-over."""
+    """Retention, compaction, the pace of erasures and timers, and the lifecycle owner's hand-over."""
 
     retention_days: PositiveInt = Field(
         365,
@@ -422,6 +422,17 @@ class LifecycleSettings(SettingsGroup):
             "How long a new lifecycle owner waits before its first write when the previous owner did not "
             "hand over (killed, or removed from the group at work); longer than any one store write"
         ),
+    )
+    compact_interval_s: PositiveFloat = Field(
+        600.0, description="How often the lifecycle owner compacts the call dates with settled small files"
+    )
+    compact_quiet_s: PositiveFloat = Field(
+        300.0,
+        description="How long an ingest file stays unmodified (its batch committed) before it is compacted",
+    )
+    compact_target_rows: PositiveInt = Field(
+        500_000,
+        description="Rows per compacted file at most (files of a date are cut to even sizes below it)",
     )
 
 

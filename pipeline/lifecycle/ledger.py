@@ -280,22 +280,43 @@ class SubjectLedger:
         """Apply every entry: rectifications first (the wrong attribution redacted), then objections
         (their rows dropped and counted), then erasures, then restrictions (their rows quarantined)."""
         matched = self.matches(table, translations or {})
-        for entry, values in matched:
-            if entry.action == "rectify" and entry.cdr_id and entry.party:
-                masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, values)
-                table = redact_parties(table, masks)
+        table = _rectified(table, matched)
         suppressed = frozenset().union(*(values for entry, values in matched if entry.action == "suppress"))
         dropped = 0
         if suppressed:
             mask = subject_row_mask(table, suppressed, _END_OF_TIME)
             dropped = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
             table = table.filter(pc.invert(mask))
-        for entry, values in matched:
-            if entry.action == "erase":
-                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+        table = _erased(table, matched)
         restricted = frozenset().union(*(values for entry, values in matched if entry.action == "restrict"))
         if not restricted:
             return Routed(table, None, dropped)
         mask = subject_row_mask(table, restricted, _END_OF_TIME)
         quarantined = table.filter(mask)
         return Routed(table.filter(pc.invert(mask)), quarantined if quarantined.num_rows else None, dropped)
+
+    def scrub(self, table: pa.Table) -> pa.Table:
+        """Apply the rectifications and erasures only: for rows that stay where a hold put them.
+
+        The quarantine's rows are there because a restriction or objection holds them; only a
+        lift or withdrawal moves them, but an erasure or rectification applies to them as anywhere.
+        """
+        matched = self.matches(table, {})
+        return _erased(_rectified(table, matched), matched)
+
+
+def _rectified(table: pa.Table, matched: list[tuple[LedgerEntry, frozenset[str]]]) -> pa.Table:
+    """``table`` with the wrong attributions of the matched rectifications redacted."""
+    for entry, values in matched:
+        if entry.action == "rectify" and entry.cdr_id and entry.party:
+            masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, values)
+            table = redact_parties(table, masks)
+    return table
+
+
+def _erased(table: pa.Table, matched: list[tuple[LedgerEntry, frozenset[str]]]) -> pa.Table:
+    """``table`` without (or with redacted) rows of the matched erasures, up to each one's request."""
+    for entry, values in matched:
+        if entry.action == "erase":
+            table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+    return table

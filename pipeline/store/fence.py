@@ -123,6 +123,6 @@ class FencedStorage(ForwardingStorage):
         self._guard()
         super().delete(relative_path)
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         self._guard()  # it removes files too: a superseded owner's sweep could fail a new owner's publish
-        return super().sweep_temporaries(relative_dir)
+        return super().sweep_temporaries(relative_dir, older_than)

@@ -95,10 +95,12 @@ class Storage(Protocol):
     def delete(self, relative_path: str) -> None:
         """Remove ``relative_path`` if it exists."""
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         """Remove the temporary files of publishes cut short under ``relative_dir``; return how many.
 
-        A publish in flight whose temporary file is removed fails and is retried.
+        A publish in flight whose temporary file is removed fails and is retried; with
+        ``older_than``, only temporary files last modified before it are removed (a publish
+        takes milliseconds, so an old one is an orphan and no publish in flight fails).
         """
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
@@ -139,8 +141,8 @@ class ForwardingStorage:
     def delete(self, relative_path: str) -> None:
         self._storage.delete(relative_path)
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
-        return self._storage.sweep_temporaries(relative_dir)
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
+        return self._storage.sweep_temporaries(relative_dir, older_than)
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
         return self._storage.list(relative_dir, modified_since)
@@ -236,13 +238,20 @@ class LocalStorage:
         except OSError as exc:
             raise storage_error(f"deleting {relative_path}", exc) from exc
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         removed = 0
+        before = float("inf") if older_than is None else older_than.timestamp()
         try:
             for path, entry in _walk(self.root, relative_dir):
-                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
-                    (self.root / path).unlink(missing_ok=True)
-                    removed += 1
+                if not (entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file()):
+                    continue
+                try:
+                    if entry.stat().st_mtime >= before:
+                        continue
+                except FileNotFoundError:
+                    continue
+                (self.root / path).unlink(missing_ok=True)
+                removed += 1
         except OSError as exc:
             raise storage_error(f"sweeping {relative_dir}", exc) from exc
         return removed

@@ -13,7 +13,8 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   its new active key.
 * The lifecycle path (:mod:`pipeline.worker.lifecycle_agents`) is the erasure and
   subject-request agents on single-partition topics plus the retention
-  timer, under one lock, in the worker that owns those topics.
+  and compaction timers (:mod:`pipeline.worker.compaction_timer`), under one
+  lock, in the worker that owns those topics.
 * ``/metrics`` (Prometheus) and ``/health`` are served by Faust's web server, bound to
   ``CDRPIPE_WEB_HOST``; Faust's own views (``/router/``, ``/table/``, stats, graph) are off:
   only its index page (``{"status": "OK"}``) remains besides ours.
@@ -58,6 +59,7 @@ from pipeline.store.object_storage import EncryptionUnreadableError, ObjectStora
 from pipeline.store.permissions import exposed
 from pipeline.store.storage import LocalStorage, Storage
 from pipeline.worker.assembly import build_ingestor, build_keys
+from pipeline.worker.compaction_timer import CompactionTimer
 from pipeline.worker.context import LifecycleTopics, WorkerContext
 from pipeline.worker.dpo_records import CHAIN_HEALTH
 from pipeline.worker.ingest_service import IngestService
@@ -97,7 +99,9 @@ def create_app(settings: Settings) -> faust.App:
     seal_with(KeyringFile(settings.numbers.keyring).current)
     context = WorkerContext(settings, connection, app, storage, LifecycleTopics.declare(app, settings))
     app.service(_ingest_service(context))
-    LifecycleAgents(context).add_to_app()
+    lifecycle = LifecycleAgents(context)
+    lifecycle.add_to_app()
+    CompactionTimer(context, lifecycle.storage, lifecycle.ownership.ensure).add_to_app()
     app.page("/metrics")(_metrics)
     app.page("/health")(_health)
     return app

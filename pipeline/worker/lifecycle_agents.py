@@ -74,10 +74,11 @@ class LifecycleAgents:
         self._context = context
         self._settings = settings = context.settings
         owner = f"{socket.gethostname()} pid {os.getpid()}"
-        self._ownership = LifecycleOwnership(
+        self.ownership = LifecycleOwnership(
             OwnerFence(context.storage, owner), settings.lifecycle.owner_grace_s, context.owns_lifecycle
         )
-        self._storage = FencedStorage(context.storage, self._ownership.guard)
+        self.storage = FencedStorage(context.storage, self.ownership.guard)
+        """The store as every lifecycle write of this worker sees it: through the owner's fence."""
         self._residual = (
             *((topic, "raw CDRs") for topic in settings.topics.raw_topics),
             (settings.topics.dlq_topic, "rejected raw CDRs"),
@@ -110,14 +111,14 @@ class LifecycleAgents:
         revoked: set[TP] = args[0]  # Faust's signal: sent with the revoked partitions
         if any(tp.topic == self._settings.topics.erasure_topic for tp in revoked):
             async with self._context.lifecycle_lock:
-                await self._ownership.revoked()
+                await self.ownership.revoked()
 
     async def _handle(
         self, handle: Callable[[bytes, bytes | None], R], event: faust.EventT[bytes]
     ) -> R | None:
         """``handle``'s receipt of ``event``, in a thread under the lock; None if the lifecycle moved."""
         async with self._context.lifecycle_lock:
-            if not await self._ownership.ensure():
+            if not await self.ownership.ensure():
                 log.warning("a lifecycle request is left to the lifecycle owner: this worker no longer is")
                 return None
             try:
@@ -160,7 +161,7 @@ class LifecycleAgents:
         on_loop = _OnLoop(asyncio.get_running_loop())
         ledger, passes = self._ledger_and_passes()
         processor = ErasureProcessor(
-            self._storage,
+            self.storage,
             KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
             ledger=ledger,
@@ -187,7 +188,7 @@ class LifecycleAgents:
         """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts."""
         ledger, passes = self._ledger_and_passes()
         processor = RightsProcessor(
-            self._storage,
+            self.storage,
             KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
             ledger=ledger,
@@ -226,15 +227,15 @@ class LifecycleAgents:
         if not self._context.owns_lifecycle():
             return
         async with self._context.lifecycle_lock:
-            if not await self._ownership.ensure():
+            if not await self.ownership.ensure():
                 return
             now = datetime.now(UTC)
             try:
                 report = await asyncio.to_thread(
-                    apply_retention, self._storage, now, self._settings.lifecycle.retention_days
+                    apply_retention, self.storage, now, self._settings.lifecycle.retention_days
                 )
                 purged = await asyncio.to_thread(
-                    purge_dpo_records, self._storage, self._settings.lifecycle.dpo_record_days, now
+                    purge_dpo_records, self.storage, self._settings.lifecycle.dpo_record_days, now
                 )
             except OwnershipLostError as exc:
                 log.warning("retention stopped: %s", exc)
@@ -248,9 +249,9 @@ class LifecycleAgents:
             REQUEST_REGISTER.forget()
             return
         try:
-            REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self._storage))
+            REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self.storage))
         finally:  # a register that cannot be read must not stop the chains from being verified
-            await asyncio.to_thread(CHAIN_HEALTH.check, self._storage)
+            await asyncio.to_thread(CHAIN_HEALTH.check, self.storage)
 
 
 class _OnLoop:

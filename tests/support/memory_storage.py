@@ -57,7 +57,7 @@ class MemoryStorage:
             for folder in self._folders_of(relative_path):
                 self._folders[folder].discard(relative_path)
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         return 0  # a publish here is one assignment: nothing is ever left half-written
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:

@@ -159,7 +159,7 @@ def _listed_help_lines(group: click.Group, path: list[str]) -> list[str]:
 def test_every_command_reads_whole_in_the_help_listings() -> None:
     lines = _listed_help_lines(cli, [])
     # the commands, and the keys, requests, audit and store subcommands
-    assert len(lines) == 16 + 3 + 4 + 1 + 1
+    assert len(lines) == 17 + 3 + 4 + 1 + 1
     for line in lines:
         description = line.split(None, 1)[1]
         assert description.endswith(".") and not description.endswith("..."), line

@@ -138,4 +138,4 @@ def test_the_configuration_tables_are_generated_from_the_settings() -> None:
         "docs/configuration.md's tables differ from pipeline/config/settings.py: run `make docs-config`"
     )
     variables = {variable for group in Settings.groups().values() for variable in group.variables().values()}
-    assert len(variables) == 53 and all(name.startswith("CDRPIPE_") for name in variables)
+    assert len(variables) == 56 and all(name.startswith("CDRPIPE_") for name in variables)
