@@ -204,10 +204,10 @@ class ErasureProcessor:
             storage.sweep_temporaries(area)
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
         pseudonyms = subject.pseudonyms
-        # One reading of the store serves both passes and the verification: the second pass and
-        # the verification re-list it and read only what changed since (what the first pass
-        # rewrote, what was published meanwhile).
-        first_read = survey(storage, progress=self._progress)
+        # One reading of the store serves both passes and the verification: the first pass takes
+        # its own rewrites into it and publishes each date's base once, after them; the second
+        # pass and the verification re-list the store and read only what others changed since.
+        first_read = survey(storage, progress=self._progress, save_manifests=False)
         first, found = rewrite_subject_files(storage, pseudonyms, request.mode, requested_at, read=first_read)
         skip_strays(storage, found.strays, f"erasure {request.request_id}", self._clock())
         self._passes.sleep(self._passes.settle_seconds)

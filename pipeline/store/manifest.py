@@ -49,6 +49,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,9 +80,11 @@ _FORMAT_KEY = b"cdrpipe.manifest.format"
 _SEGMENTS_KEY = b"cdrpipe.manifest.segments"
 
 
-@dataclass(frozen=True, slots=True)
-class CoveredRange:
-    """Offsets ``first`` up to ``end`` (exclusive; None when unknown) of ``topic``/``partition``."""
+class CoveredRange(NamedTuple):
+    """Offsets ``first`` up to ``end`` (exclusive; None when unknown) of ``topic``/``partition``.
+
+    A tuple: a base holds one per file, and decoding a base makes them all.
+    """
 
     topic: str
     partition: int
@@ -223,6 +226,12 @@ base, not one per file (a search decodes the bases of every date)."""
 def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]) -> bytes:
     names = sorted(entries)
     rows = [entries[name] for name in names]
+    # A store has a handful of distinct key sets (one per key in use, a few mixed): each is
+    # ordered once, not once per file.
+    ordered: dict[frozenset[KeyRef], list[KeyRef]] = {}
+    for entry in rows:
+        if entry.keys not in ordered:
+            ordered[entry.keys] = sorted_refs(entry.keys)
     table = pa.table(
         {
             "name": names,
@@ -230,8 +239,8 @@ def _encode_base(entries: Mapping[str, FileEntry], segments: Mapping[str, Stamp]
             "modified_ns": [entry.stamp.modified_ns for entry in rows],
             "tag": [entry.stamp.tag for entry in rows],
             "rows": [entry.rows for entry in rows],
-            "key_ids": [[key.key_id for key in sorted_refs(entry.keys)] for entry in rows],
-            "fingerprints": [[key.fingerprint for key in sorted_refs(entry.keys)] for entry in rows],
+            "key_ids": [[key.key_id for key in ordered[entry.keys]] for entry in rows],
+            "fingerprints": [[key.fingerprint for key in ordered[entry.keys]] for entry in rows],
             "subjects": [entry.subjects for entry in rows],
         },
         schema=_BASE_SCHEMA.with_metadata(
@@ -275,7 +284,7 @@ def _decode_base(data: bytes) -> tuple[dict[str, FileEntry], dict[str, Stamp]]:
             rows,
             keys,
             subjects,
-            tuple(CoveredRange(*item) for item in ranges),
+            tuple(map(CoveredRange._make, ranges)),
         )
     segments = {
         path: Stamp(size, modified, tag)

@@ -45,17 +45,43 @@ def partition_dir(call_date: date, area: str = DATASET) -> str:
     return f"{area}/{partition_name(call_date)}"
 
 
-def parse_data_path(path: str) -> DataFilePath | None:
-    """The parts of a data file's path ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
-    parts = path.split("/")
-    if len(parts) != 3 or parts[0] not in AREAS or not parts[2].endswith(SUFFIX):
-        return None
-    if not parts[1].startswith(_PARTITION_PREFIX):
+def _partition_of(directory: str) -> tuple[str, date] | None:
+    """The area and call date of a partition directory ``<area>/call_date=YYYY-MM-DD``, else None."""
+    area, slash, partition = directory.partition("/")
+    if not slash or area not in AREAS or "/" in partition or not partition.startswith(_PARTITION_PREFIX):
         return None
     try:
-        return DataFilePath(parts[0], date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX)), parts[2])
+        return area, date.fromisoformat(partition.removeprefix(_PARTITION_PREFIX))
     except ValueError:
         return None
+
+
+def parse_data_path(path: str) -> DataFilePath | None:
+    """The parts of a data file's path ``<area>/call_date=YYYY-MM-DD/<name>.parquet``, else None."""
+    return DataPathParser()(path)
+
+
+class DataPathParser:
+    """:func:`parse_data_path` that parses each partition directory once.
+
+    A listing holds hundreds of files per directory and a search parses every one; the
+    directories parsed are kept for the life of the parser (one listing's, at most a few
+    thousand), so use one per listing, not one per process.
+    """
+
+    def __init__(self) -> None:
+        self._partitions: dict[str, tuple[str, date] | None] = {}
+
+    def __call__(self, path: str) -> DataFilePath | None:
+        """The parts of the data file's path ``path``, else None (as :func:`parse_data_path`)."""
+        directory, _, name = path.rpartition("/")
+        if not name.endswith(SUFFIX):
+            return None
+        try:
+            partition = self._partitions[directory]
+        except KeyError:
+            partition = self._partitions[directory] = _partition_of(directory)
+        return None if partition is None else DataFilePath(partition[0], partition[1], name)
 
 
 def partition_date(path: str) -> date | None:

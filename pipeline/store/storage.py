@@ -37,22 +37,22 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import pyarrow as pa
 
 from pipeline.store.errors import storage_error
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
+class Stamp(NamedTuple):
     """What a listing says of a file: its size and modification time, which together tag its version.
 
     Locally the time has nanoseconds; on S3 it is the object's last-modified time
     (whole seconds), and ``tag`` is the object's ETag, which changes with its content.
+    A tuple, not a frozen dataclass: a search makes one per file listed, twice per
+    erasure, and a tuple is made in half the time.
     """
 
     size: int
@@ -310,7 +310,8 @@ def _files(root: Path, relative_dir: str) -> list[tuple[str, os.stat_result]]:
             continue
         if stat.S_ISREG(status.st_mode):
             files.append((path, status))
-    return sorted(files, key=lambda file: file[0])
+    files.sort()  # by path: paths are unique, so no two statuses are ever compared
+    return files
 
 
 def _walk(root: Path, relative_dir: str) -> Iterator[tuple[str, os.DirEntry[str]]]:

@@ -66,16 +66,22 @@ class Probe:
 
     def __init__(self, pseudonyms: Iterable[str]) -> None:
         self._pseudonyms = list(dict.fromkeys(pseudonyms))
-        self._masks: dict[int, list[tuple[tuple[int, int], ...]]] = {}
+        self._masks: dict[int, list[int]] = {}
 
-    def _masks_for(self, size: int) -> list[tuple[tuple[int, int], ...]]:
-        """Per pseudonym, the (byte, bit mask) pairs of its positions in a bit set of ``size`` bytes."""
+    def _masks_for(self, size: int) -> list[int]:
+        """Per pseudonym, its positions in a bit set of ``size`` bytes as one integer mask.
+
+        Bit ``p`` of a bit set is bit ``p & 7`` of byte ``p >> 3``, which is bit ``p`` of the
+        bit set read as a little-endian integer: one AND tests all four positions at once.
+        """
         masks = self._masks.get(size)
         if masks is None:
             masks = []
             for pseudonym in self._pseudonyms:
-                positions = _positions([pseudonym], size * 8)
-                masks.append(tuple((position >> 3, 1 << (position & 7)) for position in positions))
+                mask = 0
+                for position in _positions([pseudonym], size * 8):
+                    mask |= 1 << position
+                masks.append(mask)
             self._masks[size] = masks
         return masks
 
@@ -83,4 +89,5 @@ class Probe:
         """False only if the file whose index is ``bitset`` certainly holds none of the pseudonyms."""
         if not bitset:
             return True  # not an index this module built: it rules nothing out
-        return any(all(bitset[byte] & bit for byte, bit in pairs) for pairs in self._masks_for(len(bitset)))
+        value = int.from_bytes(bitset, "little")
+        return any(value & mask == mask for mask in self._masks_for(len(bitset)))

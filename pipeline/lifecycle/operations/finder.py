@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from pipeline.keys.fingerprint import KeyRef
@@ -42,7 +42,7 @@ from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.numbers.text import redact_numbers
 from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store import manifest, subject_index
-from pipeline.store.naming import AREAS, MANIFEST_DIR, parse_data_path, parse_manifest_segment
+from pipeline.store.naming import AREAS, MANIFEST_DIR, DataFilePath, DataPathParser, parse_manifest_segment
 from pipeline.store.storage import Stamp, Storage
 
 log = logging.getLogger(__name__)
@@ -61,29 +61,33 @@ class DataFiles:
 
 def _listing(
     storage: Storage, modified_since: datetime | None, areas: tuple[str, ...]
-) -> tuple[dict[str, Stamp], list[str]]:
-    """The data files of ``areas`` (modified at or after ``modified_since``), stamped, and the strays."""
+) -> tuple[dict[str, Stamp], dict[str, DataFilePath], list[str]]:
+    """The data files of ``areas`` (modified at or after ``modified_since``), parsed, and the strays."""
     since_ns = None if modified_since is None else int(modified_since.timestamp() * 1e9)
     stamps: dict[str, Stamp] = {}
+    parsed: dict[str, DataFilePath] = {}
     strays: list[str] = []
+    parse = DataPathParser()
     for area in areas:
         for path, stamp in storage.list_stamped(area).items():
             if since_ns is not None and stamp.modified_ns < since_ns:
                 continue
-            if parse_data_path(path) is not None:
+            parts = parse(path)
+            if parts is not None:
                 stamps[path] = stamp
+                parsed[path] = parts
             else:
                 # A stray's name is anybody's choice and goes into logs, audit entries and
                 # receipts: a phone number in it is replaced like in any log line.
                 strays.append(redact_numbers(path))
-    return stamps, strays
+    return stamps, parsed, strays
 
 
 def list_data_files(
     storage: Storage, modified_since: datetime | None = None, areas: tuple[str, ...] = AREAS
 ) -> DataFiles:
     """Every published data file of ``areas`` (modified at or after ``modified_since``), and the strays."""
-    stamps, strays = _listing(storage, modified_since, areas)
+    stamps, _, strays = _listing(storage, modified_since, areas)
     return DataFiles(list(stamps), strays)
 
 
@@ -123,7 +127,11 @@ class Search:
         return frozenset().union(*self.keys.values())
 
 
-@dataclass(frozen=True, slots=True)
+Group = tuple[str, date]
+"""An area and a call date: what one manifest describes."""
+
+
+@dataclass(slots=True)
 class Survey:
     """One reading of the store: every data file listed, and what its manifest entry or footer says.
 
@@ -131,6 +139,8 @@ class Survey:
     manifest entry described); ``files_read`` the files whose entry it had to
     take anew (``footers_read`` plus the ones found in a manifest), the rest
     being the unchanged files of the ``previous`` survey it was refreshed from.
+    A request's writers keep its survey current with :meth:`record`, so the
+    next survey refreshed from it reads only what others changed.
     """
 
     areas: tuple[str, ...]
@@ -140,6 +150,12 @@ class Survey:
     unreadable: list[str]
     footers_read: int
     files_read: int
+    names: dict[Group, dict[str, str]] = field(default_factory=dict)
+    """Per area and date, the path of each file listed by name."""
+    manifests: dict[Group, manifest.DateManifest] = field(default_factory=dict)
+    """Per area and date, its manifest as this survey (or one it was refreshed from) read it."""
+    unsaved: set[Group] = field(default_factory=set)
+    """The dates whose bases do not hold what this survey knows (:meth:`record` publishes them)."""
 
     def search(self, pseudonyms: Iterable[str], modified_since: datetime | None = None) -> Search:
         """The files that may hold ``pseudonyms`` (modified at or after ``modified_since``), and key ids."""
@@ -160,6 +176,51 @@ class Survey:
             path for path in self.unreadable if since_ns is None or self.stamps[path].modified_ns >= since_ns
         ]
         return Search(found, keys, self.strays, unreadable)
+
+    def record(self, storage: Storage, changed: Iterable[str] = ()) -> None:
+        """Take in the data files just written or deleted, and publish the bases this survey is ahead of.
+
+        Each file of ``changed`` is taken from the store, not from what its writer
+        says: stamped, then read through its footer (the stamp taken first, so the
+        entry never describes a later version), or left out if the store no longer
+        has it. The bases of the dates of ``changed`` and of every date in
+        :attr:`unsaved` are then published from this survey's entries, without
+        reading them again (a survey lists every file of its areas, so it knows
+        each date whole).
+        """
+        parse = DataPathParser()
+        touched = set(self.unsaved)
+        stamps: dict[str, Stamp] = {}
+        for path in dict.fromkeys(changed):
+            parts = parse(path)
+            if parts is None or parts.area not in self.areas:
+                continue
+            group = (parts.area, parts.call_date)
+            touched.add(group)
+            self.entries.pop(path, None)
+            if path in self.unreadable:
+                self.unreadable.remove(path)
+            stamp = storage.stamp(path)
+            if stamp is None:
+                self.stamps.pop(path, None)
+                self.names.get(group, {}).pop(parts.name, None)
+                continue
+            stamps[path] = self.stamps[path] = stamp
+            self.names.setdefault(group, {})[parts.name] = path
+        self.unreadable.extend(_read_footers(storage, stamps, self.entries, NO_PROGRESS))
+        for path in stamps:
+            if path not in self.entries and path not in self.unreadable:
+                del self.stamps[path]  # gone again meanwhile
+                parts = parse(path)
+                assert parts is not None
+                self.names[(parts.area, parts.call_date)].pop(parts.name, None)
+        for group in sorted(touched):
+            files = self.names.get(group, {})
+            entries = {name: self.entries[path] for name, path in files.items() if path in self.entries}
+            known = self.manifests.setdefault(group, manifest.DateManifest())
+            manifest.save(storage, *group, entries, folded=known.folded, closed=known.closed)
+            known.closed = []  # deleted with that publish
+        self.unsaved.clear()
 
     def without(self, storage: Storage, deleted: Iterable[str]) -> Survey:
         """This survey less the files since ``deleted`` that the store no longer has.
@@ -191,51 +252,84 @@ def survey(
     segments) and, without a fresh entry there, read through their footer, 8 at
     a time. The entries found anew go into the bases of their dates, the closed
     segments folded are deleted and entries of files no longer listed are
-    dropped, so the next reading of a quiet date opens one base and no footer
-    (``save_manifests=False`` leaves the manifests alone, for readers outside the lifecycle path).
+    dropped, so the next reading of a quiet date opens one base and no footer.
+    With ``save_manifests=False`` nothing is published: the dates the survey is
+    ahead of stay in :attr:`Survey.unsaved` until its :meth:`Survey.record`.
+    Readers outside the lifecycle path never call it; a writer calls it once
+    after its rewrites, so each date's base is published once per pass.
     """
     if previous is not None and previous.areas != areas:
         previous = None
     # Segments are listed before the data files: every entry they hold then describes a file
     # published before the data listing, which that listing shows.
     segments = _segments_by_date(storage, areas)
-    stamps, strays = _listing(storage, None, areas)
+    stamps, parsed, strays = _listing(storage, None, areas)
     progress.start(len(stamps))
     entries: dict[str, manifest.FileEntry] = {}
-    by_date: dict[tuple[str, date], list[tuple[str, str]]] = {}
+    names: dict[Group, dict[str, str]] = {}
+    anew: dict[Group, list[tuple[str, str]]] = {}
     for path, stamp in stamps.items():
+        parts = parsed[path]
+        group = (parts.area, parts.call_date)
+        names.setdefault(group, {})[parts.name] = path
         known = previous.entries.get(path) if previous is not None else None
         if known is not None and known.fresh(stamp):
             entries[path] = known
         else:
-            parsed = parse_data_path(path)
-            assert parsed is not None  # the listing holds data files only
-            by_date.setdefault((parsed.area, parsed.call_date), []).append((path, parsed.name))
+            anew.setdefault(group, []).append((path, parts.name))
     progress.advance(len(entries))
-    manifests = {group: manifest.load_date(storage, *group, segments.get(group, {})) for group in by_date}
+    loaded = {group: manifest.load_date(storage, *group, segments.get(group, {})) for group in anew}
     to_read: list[str] = []
-    for group, files in by_date.items():
+    for group, files in anew.items():
         for path, name in files:
-            entry = manifests[group].entry(name, stamps[path])
+            entry = loaded[group].entry(name, stamps[path])
             if entry is None:
                 to_read.append(path)
             else:
                 entries[path] = entry
                 progress.advance()
     unreadable = _read_footers(storage, {path: stamps[path] for path in to_read}, entries, progress)
-    if save_manifests:
-        _refresh_manifests(storage, stamps, by_date, manifests, entries)
     for path in [path for path in stamps if path not in entries and path not in unreadable]:
         del stamps[path]  # vanished while it was read
-    return Survey(
+        parts = parsed[path]
+        del names[(parts.area, parts.call_date)][parts.name]
+    read = Survey(
         areas,
         stamps,
         entries,
         strays,
         unreadable,
         footers_read=len(to_read),
-        files_read=sum(len(files) for files in by_date.values()),
+        files_read=sum(len(files) for files in anew.values()),
+        names=names,
+        manifests={**(previous.manifests if previous is not None else {}), **loaded},
+        unsaved=(previous.unsaved - loaded.keys() if previous is not None else set())
+        | {group for group, known in loaded.items() if _base_behind(known, names.get(group, {}), entries)},
     )
+    if save_manifests:
+        read.record(storage)
+    return read
+
+
+def _base_behind(
+    known: manifest.DateManifest, files: dict[str, str], entries: dict[str, manifest.FileEntry]
+) -> bool:
+    """True if the base of ``known`` does not hold exactly the entries of ``files`` (name to path).
+
+    Only the dates with a file taken anew are checked: the other dates' bases already hold their files.
+    """
+    if known.segments_read:
+        return True
+    held = 0
+    for name, path in files.items():
+        entry = entries.get(path)
+        if entry is None:
+            continue  # unreadable: no base holds it
+        in_base = known.base.get(name)
+        if entry is not in_base and entry != in_base:
+            return True
+        held += 1
+    return held != len(known.base)
 
 
 def _segments_by_date(storage: Storage, areas: tuple[str, ...]) -> dict[tuple[str, date], dict[str, Stamp]]:
@@ -286,27 +380,3 @@ def search(
     """The files of ``areas`` that may hold ``pseudonyms``, and their keys: from manifests, else footers."""
     found = survey(storage, areas, progress=progress, save_manifests=save_manifests)
     return found.search(pseudonyms, modified_since)
-
-
-def _refresh_manifests(
-    storage: Storage,
-    stamps: dict[str, Stamp],
-    by_date: dict[tuple[str, date], list[tuple[str, str]]],
-    manifests: dict[tuple[str, date], manifest.DateManifest],
-    entries: dict[str, manifest.FileEntry],
-) -> None:
-    """Publish the bases of the dates whose files were taken anew: the entries of every file listed.
-
-    Only the dates with a file taken anew are written: the other dates' bases
-    already hold their files.
-    """
-    listed: dict[tuple[str, date], dict[str, manifest.FileEntry]] = {}
-    for path in stamps:
-        parsed = parse_data_path(path)
-        if parsed is not None and (parsed.area, parsed.call_date) in by_date and path in entries:
-            listed.setdefault((parsed.area, parsed.call_date), {})[parsed.name] = entries[path]
-    for group in by_date:
-        known = manifests[group]
-        updated = listed.get(group, {})
-        if updated != known.base or known.segments_read:
-            manifest.save(storage, *group, updated, folded=known.folded, closed=known.closed)

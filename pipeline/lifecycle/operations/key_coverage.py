@@ -86,22 +86,41 @@ def key_coverage(files: Mapping[str, frozenset[KeyRef]], searched: frozenset[Key
     not_searched: list[UnsearchedFile] = []
     by_id_only: set[str] = set()
     ids_by_id_only: set[str] = set()
-    for path, keys in sorted(files.items()):
-        for key in sorted_refs(keys):
-            known = fingerprints.get(key.key_id)
-            if known is None or (
-                key.fingerprint is not None and None not in known and key.fingerprint not in known
-            ):
-                not_searched.append(UnsearchedFile(path, key))
-            elif key.fingerprint is None or key.fingerprint not in known:
-                by_id_only.add(path)
-                ids_by_id_only.add(key.key_id)
+    # A store holds a handful of distinct key sets: each is judged once, not once per file.
+    verdicts: dict[frozenset[KeyRef], tuple[list[KeyRef], set[str]]] = {}
+    for path, keys in files.items():
+        verdict = verdicts.get(keys)
+        if verdict is None:
+            verdict = verdicts[keys] = _judged(keys, fingerprints)
+        unsearched, by_id = verdict
+        not_searched.extend(UnsearchedFile(path, key) for key in unsearched)
+        if by_id:
+            by_id_only.add(path)
+            ids_by_id_only.update(by_id)
+    not_searched.sort(key=lambda item: (item.path, item.key.key_id, item.key.fingerprint or ""))
     return KeyCoverage(
-        frozenset().union(*files.values()),
+        frozenset().union(*verdicts),
         tuple(not_searched),
         frozenset(by_id_only),
         frozenset(ids_by_id_only),
     )
+
+
+def _judged(
+    keys: frozenset[KeyRef], fingerprints: Mapping[str, set[str | None]]
+) -> tuple[list[KeyRef], set[str]]:
+    """The keys of ``keys`` not searched (in :func:`sorted_refs` order) and the ids searched by id only."""
+    unsearched: list[KeyRef] = []
+    by_id: set[str] = set()
+    for key in sorted_refs(keys):
+        known = fingerprints.get(key.key_id)
+        if known is None or (
+            key.fingerprint is not None and None not in known and key.fingerprint not in known
+        ):
+            unsearched.append(key)
+        elif key.fingerprint is None or key.fingerprint not in known:
+            by_id.add(key.key_id)
+    return unsearched, by_id
 
 
 def _described(keys: frozenset[KeyRef]) -> str:

@@ -4,7 +4,7 @@ Contract: :func:`rewrite_file` leaves either the old file or the complete new
 one (the storage publishes atomically): a file that loses rows is replaced
 under the same name, a file that loses all rows is deleted, a file without
 the subject's rows is left untouched; :func:`rewrite_subject_files` brings
-the store manifest up to date for the files it changed, and searches the
+the survey it searched and the store manifest up to date for the files it changed, and searches the
 :class:`~pipeline.lifecycle.operations.finder.Survey` it is given (one reading
 of the store shared by the passes of a request) or a new one.
 :func:`verify_erasure` takes the subject index of every file of the store
@@ -35,7 +35,6 @@ from pipeline.lifecycle.operations.key_coverage import KeyCoverage, key_coverage
 from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.lifecycle.requests.receipts import FileNotSearched, ReceiptVerification
 from pipeline.lifecycle.rows import SUBJECT_COLUMNS, erase_rows, subject_row_mask
-from pipeline.store import manifest
 from pipeline.store.merge import read_file
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
@@ -153,16 +152,14 @@ def rewrite_subject_files(
     """Find the files that may hold the subject (modified since ``modified_since``) and rewrite each.
 
     The files are found in the survey ``read`` if given (taken by the caller, maybe for several passes),
-    else in a new survey of the store.
+    else in a new survey of the store. That survey then takes in the files rewritten and publishes
+    the bases of their dates and of the dates it was ahead of (:meth:`Survey.record`), so a later
+    survey refreshed from it reads them from neither a base nor a footer.
     """
-    found = (read or survey(storage)).search(pseudonyms, modified_since)
+    current = read or survey(storage)
+    found = current.search(pseudonyms, modified_since)
     results = [rewrite_file(storage, path, pseudonyms, mode, requested_at) for path in found.candidates]
-    changed = [result for result in results if result.rows_affected]
-    manifest.record(
-        storage,
-        written=[result.path for result in changed if not result.deleted],
-        deleted=[result.path for result in changed if result.deleted],
-    )
+    current.record(storage, [result.path for result in results if result.rows_affected])
     return results, found
 
 

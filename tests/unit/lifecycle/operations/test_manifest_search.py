@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.export import subject_rows
-from pipeline.lifecycle.operations.finder import search
+from pipeline.lifecycle.operations.finder import search, survey
 from pipeline.lifecycle.operations.quarantine import move_subject_rows
 from pipeline.lifecycle.operations.restriction import Ledger, Passes, take_out_of_use
 from pipeline.lifecycle.operations.retention import apply_retention
@@ -20,6 +20,7 @@ from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store import manifest
 from pipeline.store.naming import DATASET, QUARANTINE, manifest_path
+from pipeline.store.storage import Stamp
 from tests.support.counting_storage import CountingStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
 
@@ -172,3 +173,77 @@ def test_an_erasure_receipt_says_how_many_files_it_opened_and_how_long_it_took(t
     again = processor.handle(json.dumps({**document, "request_id": "r-2"}).encode())
     # The manifest describes every file, and no index can hold the subject any more: nothing is opened.
     assert again.passed and again.files_read == 0 and storage.opened == []
+
+
+class _ManifestCountingStorage(CountingStorage):
+    """Also counts the manifest bases read and published."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.bases_read: list[str] = []
+        self.bases_published: list[str] = []
+
+    def read(self, relative_path: str) -> bytes | None:
+        if relative_path.startswith("_cdrpipe/manifest/"):
+            self.bases_read.append(relative_path)
+        return super().read(relative_path)
+
+    def publish(self, relative_path: str, data: bytes) -> Stamp:
+        if relative_path.startswith("_cdrpipe/manifest/"):
+            self.bases_published.append(relative_path)
+        return super().publish(relative_path, data)
+
+
+def test_a_survey_that_defers_its_bases_publishes_them_once_when_its_writer_records(tmp_path: Path) -> None:
+    sample_store(tmp_path)
+    storage = _ManifestCountingStorage(tmp_path)
+    read = survey(storage, save_manifests=False)
+    assert read.unsaved == {(DATASET, DAY)} and storage.bases_published == []
+    assert manifest.load(storage, DATASET, DAY) == {}
+    results, _ = rewrite_subject_files(storage, _pseudonyms(), "delete", datetime.now(UTC), read=read)
+    assert sum(result.rows_affected for result in results) == 2
+    assert storage.bases_published == [manifest_path(DATASET, DAY)] and read.unsaved == set()
+    # The survey took the rewrite in from the store: t+0+0 rewritten, t+1+0 deleted.
+    assert read.entries[SUBJECT_FILES[0]].stamp == storage.stamp(SUBJECT_FILES[0])
+    assert SUBJECT_FILES[1] not in read.stamps and SUBJECT_FILES[1] not in read.entries
+    assert sorted(manifest.load(storage, DATASET, DAY)) == ["t+0+0.parquet", "t+2+0.parquet"]
+    storage.opened.clear()
+    storage.bases_read.clear()
+    again = survey(storage, previous=read)
+    assert again.footers_read == 0 and storage.opened == [] and storage.bases_read == []
+
+
+def test_a_file_changed_after_the_request_recorded_it_is_read_again(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    pseudonyms = _pseudonyms()
+    read = survey(storage)
+    rewrite_subject_files(storage, pseudonyms, "delete", datetime.now(UTC), read=read)
+    # Another writer (a replay merge) gives the rewritten file a row of the subject again, behind
+    # the survey and the manifest the erasure just published.
+    storage.publish(
+        SUBJECT_FILES[0], parquet_file(KEYS.keys[1], [("h", "0475000111", NOON), ("i", "0475999888", NOON)])
+    )
+    storage.opened.clear()
+    again = survey(storage, previous=read)
+    assert again.search(pseudonyms).candidates == [SUBJECT_FILES[0]]
+    assert storage.opened == [SUBJECT_FILES[0]]
+
+
+def test_an_erasure_with_manifests_reads_and_publishes_each_base_once(tmp_path: Path) -> None:
+    sample_store(tmp_path)
+    storage = _ManifestCountingStorage(tmp_path)
+    search(storage, _pseudonyms())
+    storage.bases_read.clear()
+    storage.bases_published.clear()
+    view = SubjectLedger()
+    processor = ErasureProcessor(
+        storage, lambda: KEYS, CLASSIFIER, ledger=Ledger(view, view.add),
+        passes=Passes(0, lambda _: None), residual_copies=list,
+    )  # fmt: skip
+    receipt = processor.handle(
+        json.dumps({"request_id": "r-1", "subject": SUBJECT, "requested_at": NOON}).encode()
+    )
+    assert receipt.passed and receipt.rows_removed == 2
+    base = manifest_path(DATASET, DAY)
+    assert storage.bases_read.count(base) == 1 and storage.bases_published.count(base) == 1
+    assert sorted(manifest.load(storage, DATASET, DAY)) == ["t+0+0.parquet", "t+2+0.parquet"]
