@@ -44,7 +44,8 @@ In one run it measures, on local disk, after removing manifests and DPO records:
 
 ``BENCH_YEAR_PARTS`` (``requests,queries,retention,s3,compaction``) chooses the parts,
 ``BENCH_YEAR_QUERIES`` (``day,day_one_file,month,year,pseudonym``) the query scopes,
-``BENCH_YEAR_TARGET_ROWS`` the compaction's target size;
+``BENCH_YEAR_TARGET_ROWS`` the compaction's target size, ``BENCH_YEAR_INGEST_S`` and
+``BENCH_YEAR_INGEST_PACE`` (seconds between batches) the ingest measured beside it;
 ``BENCH_YEAR_PROFILE=1`` profiles one erasure with manifests.
 
 Results go to ``benchmarks/results/year.json``; ``benchmarks/year.md`` holds a run's numbers.
