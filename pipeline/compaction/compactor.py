@@ -375,9 +375,20 @@ def _read_input(storage: Storage, file: _Listed) -> StoredFile | str | None:
     if data is None:
         return None
     try:
-        return decode(data)
+        stored = decode(data)
     except (OSError, ValueError) as exc:  # pyarrow's "not a Parquet file" errors are ValueErrors
         return str(exc)
+    table = stored.table
+    if table.schema.equals(CDR_SCHEMA):
+        return stored
+    # Another writer's file: cast it when it has exactly the store's columns (a lost not-null flag,
+    # say), but never drop or invent a column, which would lose or fake data in the merged file.
+    if table.schema.names != CDR_SCHEMA.names:
+        return "its columns are not the store's columns"
+    try:
+        return StoredFile(table.cast(CDR_SCHEMA), stored.keys)
+    except (ValueError, TypeError, NotImplementedError):  # pyarrow's ArrowInvalid, ArrowTypeError, ...
+        return "its column types cannot be cast to the store's"
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -352,3 +355,52 @@ def test_an_orphaned_temporary_file_of_a_compacted_date_is_removed_and_a_young_o
         Policy(1000, 600),
     )
     assert not orphan.exists() and young.exists()
+
+
+def _rewrite_one_file(tmp_path: Path, change: Callable[[pa.Table], pa.Table]) -> Path:
+    """The first small file of the first date, rewritten by another writer as ``change`` makes it."""
+    path = sorted((tmp_path / "cdr" / "call_date=2026-11-01").glob("*.parquet"))[0]
+    parquet = pq.ParquetFile(path)
+    table = change(parquet.read())
+    pq.write_table(table.replace_schema_metadata(parquet.schema_arrow.metadata), path)
+    return path
+
+
+def test_a_file_that_lost_a_not_null_flag_is_cast_and_compacted(tmp_path: Path) -> None:
+    pipeline = _filled(tmp_path)
+    before = stored_ids(pipeline.storage)
+
+    def lose_not_null(table: pa.Table) -> pa.Table:
+        field = table.schema.field("cdr_id")
+        return table.cast(table.schema.set(table.schema.get_field_index("cdr_id"), field.with_nullable(True)))
+
+    _rewrite_one_file(tmp_path, lose_not_null)
+    reports = compact_store(
+        pipeline.storage, pipeline.ledger, pipeline.offsets.committed_offsets, later(), POLICY
+    )
+    assert {report.call_date for report in reports} == {"2026-11-01", "2026-11-02"}
+    assert stored_ids(pipeline.storage) == before
+
+
+def test_a_file_with_a_column_the_store_does_not_know_keeps_its_date_uncompacted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Merging it would drop the column: the date stays as it is, every row and column kept."""
+    pipeline = _filled(tmp_path)
+    before = stored_ids(pipeline.storage)
+    odd = _rewrite_one_file(
+        tmp_path, lambda table: table.append_column("queue_wait_s", pa.array([1.5] * len(table)))
+    )
+    with caplog.at_level(logging.WARNING):
+        reports = compact_store(
+            pipeline.storage, pipeline.ledger, pipeline.offsets.committed_offsets, later(), POLICY
+        )
+    assert {report.call_date for report in reports} == {"2026-11-02"}
+    assert odd.exists() and "queue_wait_s" in pq.read_schema(odd).names
+    ids = [
+        cdr_id
+        for path in tmp_path.glob("*/*/*.parquet")
+        for cdr_id in pq.read_table(path, columns=["cdr_id"]).column("cdr_id").to_pylist()
+    ]
+    assert sorted(ids) == before
+    assert any("not the store's columns" in record.getMessage() for record in caplog.records)
