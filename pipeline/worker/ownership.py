@@ -3,8 +3,8 @@
 Contract of :class:`LifecycleOwnership` (all of it on the worker's event
 loop, under the lifecycle lock, except :meth:`~LifecycleOwnership.guard`):
 
-* :meth:`~LifecycleOwnership.ensure` is awaited before each request and
-  retention run. While the worker holds the lifecycle partition and has no
+* :meth:`~LifecycleOwnership.ensure` is awaited before each request,
+  retention and compaction run; concurrent calls take one claim between them. While the worker holds the lifecycle partition and has no
   claim, it claims the next epoch of the store's fence
   (:mod:`pipeline.store.fence`); when the previous owner did not hand over,
   it waits ``grace_s`` first, so a write that owner had already begun has
@@ -42,9 +42,16 @@ class LifecycleOwnership:
         self._holds_partition = holds_partition
         self._claim: Claim | None = None
         self._lost = False
+        # The agents, retention and compaction all ask: callers that arrive while a claim is being
+        # taken wait for it, or one worker would take two epochs and fence itself out with the second.
+        self._claiming = asyncio.Lock()
 
     async def ensure(self) -> bool:
         """Claim the lifecycle if this worker holds its partition and has no claim; whether it may write."""
+        async with self._claiming:
+            return await self._ensure()
+
+    async def _ensure(self) -> bool:
         if self._claim is not None:
             return True  # whether it still holds is checked at each write, where it matters
         if self._lost or not self._holds_partition():

@@ -81,3 +81,20 @@ def test_a_new_owner_after_one_that_did_not_hand_over_waits_the_grace(
         patch.setattr(asyncio, "sleep", sleep)
         assert asyncio.run(new.ensure())
     assert waited == [0.01] and "the previous owner did not hand over" in caplog.text
+
+
+def test_the_agents_and_timers_asking_at_once_take_one_claim_and_may_all_write(tmp_path: Path) -> None:
+    """The erasure agent, the subject-rights agent and the compaction timer after a restart."""
+    storage = LocalStorage(tmp_path)
+    asyncio.run(_ownership(storage, "killed", _Partition()).ensure())  # an owner killed: not released
+    ownership = _ownership(storage, "restarted", _Partition())
+
+    async def ask_at_once() -> list[bool]:
+        return list(await asyncio.gather(*(ownership.ensure() for _ in range(3))))
+
+    assert asyncio.run(ask_at_once()) == [True, True, True]
+    ownership.guard()  # this worker's own claim is the newest: it may write
+    assert sorted(storage.list("_cdrpipe/lifecycle-owner")) == [
+        "_cdrpipe/lifecycle-owner/000000000001.json",
+        "_cdrpipe/lifecycle-owner/000000000002.json",
+    ]
