@@ -4,8 +4,9 @@ Contract of :class:`LifecycleOwnership` (all of it on the worker's event
 loop, under the lifecycle lock, except :meth:`~LifecycleOwnership.guard`):
 
 * :meth:`~LifecycleOwnership.ensure` is awaited before each request,
-  retention and compaction run; concurrent calls take one claim between them. While the worker holds the lifecycle partition and has no
-  claim, it claims the next epoch of the store's fence
+  retention and compaction run; concurrent calls take one claim between
+  them. While the worker holds the lifecycle partition and has no claim, it
+  claims the next epoch of the store's fence
   (:mod:`pipeline.store.fence`); when the previous owner did not hand over,
   it waits ``grace_s`` first, so a write that owner had already begun has
   landed. It answers False when the worker may not write: it does not hold
