@@ -51,7 +51,9 @@ def _send(context: DpoContext, request: SubjectRequest, wait_s: float) -> None:
         raise RequestRefusedError(checked.reason)
     settings = context.settings
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
-    receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
+    receipt = asyncio.run(
+        request_and_wait(settings, topics, request.request_id, payload, keyring=context.keys(), wait_s=wait_s)
+    )
     echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
     if receipt is not None and receipt.get("status") != "completed":
         raise SystemExit(1)

@@ -22,6 +22,7 @@ from pipeline.cli.group import DpoContext, cli, dpo_context
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
+from pipeline.keys.keyring import Keyring
 from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.operations.export import (
     ExportFormat,
@@ -166,7 +167,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )
-    receipt = asyncio.run(_request_erasure(settings, request, wait_s))
+    receipt = asyncio.run(_request_erasure(settings, request, context.keys(), wait_s))
     echo_receipt(
         receipt, f"erasure request {request.request_id} published to {settings.topics.erasure_topic}", wait_s
     )
@@ -177,7 +178,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
 
 
 async def _request_erasure(
-    settings: Settings, request: ErasureRequest, wait_s: float
+    settings: Settings, request: ErasureRequest, keyring: Keyring, wait_s: float
 ) -> dict[str, object] | None:
     payload = msgspec.json.encode(request)
     return await request_and_wait(
@@ -185,7 +186,8 @@ async def _request_erasure(
         (settings.topics.erasure_topic, settings.topics.receipts_topic),
         request.request_id,
         payload,
-        wait_s,
+        keyring=keyring,
+        wait_s=wait_s,
     )
 
 

@@ -4,6 +4,11 @@ Contract of :meth:`ErasureProcessor.handle` (synchronous; the worker calls it
 in one thread hand-off per request, tests call it directly with injected
 storage, clock, ledger and passes, the same as the rights processor's):
 
+0. A message whose MAC does not hold under the keyring (:mod:`pipeline.lifecycle.requests.signing`) is
+   not read: its receipt is ``rejected`` with the reason ``unauthenticated`` and names the id it
+   claims (one that holds no number), or a new ``unidentified-<uuid>``. Nothing is registered,
+   stored, audited or changed; the refusal is counted and logged. A keyring that cannot be
+   loaded rejects every message the same way, with the reason naming the file and the fix.
 1. A payload that is not a valid request, or whose subject cannot be searched
    for (an invalid number, a short code, a malformed pseudonym), gets a
    receipt with ``status: "rejected"`` and a reason that quotes no input
@@ -53,11 +58,12 @@ is processed again after restart.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from pipeline import __version__
-from pipeline.errors import KeyringError, RequestRefusedError
+from pipeline.errors import KeyringError
 from pipeline.keys.keyring import Keyring
 from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
@@ -65,13 +71,18 @@ from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.finder import skip_strays
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
-from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
-from pipeline.lifecycle.requests.ids import check_request_id
+from pipeline.lifecycle.requests.erasure_request import (
+    ErasureRequest,
+    InvalidRequest,
+    claimed_request_id,
+    decode_request,
+)
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     WorkDone,
 )
+from pipeline.lifecycle.requests.signing import UNAUTHENTICATED, verified_message
 from pipeline.lifecycle.subject import (
     Subject,
     SubjectError,
@@ -121,11 +132,15 @@ class ErasureProcessor:
     def handle(self, payload: bytes | None, key: bytes | None = None) -> Receipt:
         """Carry out the request in one message of the erasure topic, or reject it; return its receipt."""
         started = self._clock()
-        request = decode_request(payload or b"", self._classifier)
+        try:
+            checked = verified_message(payload, self._keyring(), "request", "the erasure request topic")
+        except KeyringError as exc:  # nothing can be checked, so nothing is done, and nothing filed
+            return self._unread(payload, key, f"the worker cannot use its keyring: {exc}")
+        if checked is None:
+            return self._unread(payload, key, UNAUTHENTICATED)
+        request = decode_request(checked, self._classifier)
         if isinstance(request, InvalidRequest):
-            request_id = request.request_id
-            if request_id.startswith("unidentified-") and key:
-                request_id = self._usable_key(key) or request_id
+            request_id = claimed_request_id(checked, key, self._classifier) or request.request_id
             return self._reject(request_id, request.reason)
         return self._desk.guard(
             request.request_id,
@@ -143,12 +158,6 @@ class ErasureProcessor:
         if request.subject_kind == "agent":
             return subject_from_agent(request.subject, self._keyring(), tenant)
         return subject_from_number(request.subject, self._keyring(), self._classifier, tenant)
-
-    def _usable_key(self, key: bytes) -> str | None:
-        try:
-            return check_request_id(key.decode("utf-8", "replace"), self._classifier)
-        except RequestRefusedError:
-            return None
 
     def _process(self, request: ErasureRequest, started: datetime) -> Receipt:
         earlier = self._desk.earlier(request.request_id)
@@ -259,6 +268,23 @@ class ErasureProcessor:
             started_at=started,
             finished_at=self._clock(),
             work_done=done,
+            pipeline_version=__version__,
+        )
+
+    def _unread(self, payload: bytes | None, key: bytes | None, reason: str) -> Receipt:
+        """The receipt of a message that was not read (its MAC does not hold, or cannot be checked).
+
+        Nothing is registered, stored or audited: a forger could otherwise fill the register or
+        take a genuine request's id before it arrives.
+        """
+        claimed = claimed_request_id(payload, key, self._classifier) or f"unidentified-{uuid.uuid4()}"
+        log.warning("erasure request %s rejected unread: %s", claimed, reason, extra={"request_id": claimed})
+        return Receipt(
+            summary=f"rejected: {reason}",
+            request_id=claimed,
+            status="rejected",
+            reason=reason,
+            finished_at=self._clock(),
             pipeline_version=__version__,
         )
 

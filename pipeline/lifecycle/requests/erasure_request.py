@@ -89,7 +89,19 @@ def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-re
 
 def _request_id_of(payload: bytes, classifier: NumberClassifier) -> str:
     """The request id of an invalid request if it has a usable one, else a new unique id."""
+    return claimed_request_id(payload, None, classifier) or f"unidentified-{uuid.uuid4()}"
+
+
+def claimed_request_id(payload: bytes | None, key: bytes | None, classifier: NumberClassifier) -> str | None:
+    """The request id a message claims (its ``request_id``, else its Kafka key) if it is usable, or None.
+
+    Nothing is proved by it: it names the receipt of a message that is rejected unread.
+    """
     try:
-        return check_request_id(_REQUEST_ID.decode(payload).request_id, classifier)
+        return check_request_id(_REQUEST_ID.decode(payload or b"").request_id, classifier)
     except (msgspec.DecodeError, RequestRefusedError):
-        return f"unidentified-{uuid.uuid4()}"
+        pass
+    try:
+        return check_request_id(key.decode("utf-8", "replace"), classifier) if key else None
+    except RequestRefusedError:
+        return None

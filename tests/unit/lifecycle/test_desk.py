@@ -28,6 +28,7 @@ from pipeline.lifecycle.requests.receipts import (
     ResidualCopy,
     SubjectReceipt,
     encode_receipt,
+    receipt_message,
     receipt_path,
 )
 from pipeline.lifecycle.requests.register import REGISTER_DIR, load_request
@@ -38,6 +39,7 @@ from pipeline.store.storage import Storage
 from tests.support.helpers import REPO
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file
 from tests.support.memory_storage import MemoryStorage
+from tests.support.signed import signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DAY = "2026-11-01T10:00:00+00:00"
@@ -80,13 +82,13 @@ class _Worker:
 
     def erase(self, request_id: str, subject: str = SUBJECT, **fields: object) -> Receipt:
         document = {"request_id": request_id, "subject": subject, "requested_at": NOW.isoformat(), **fields}
-        return self.erasures.handle(json.dumps(document).encode(), request_id.encode())
+        return self.erasures.handle(signed(document, KEYS), request_id.encode())
 
     def ask(self, request_id: str, kind: str, **fields: object) -> SubjectReceipt:
         document = {"request_id": request_id, "kind": kind, "requested_at": NOW.isoformat(), **fields}
         if kind != "rectification":
             document.setdefault("subject", SUBJECT)
-        return self.rights.handle(json.dumps(document).encode(), request_id.encode())
+        return self.rights.handle(signed(document, KEYS), request_id.encode())
 
 
 def _store(storage: MemoryStorage | None = None) -> MemoryStorage:
@@ -107,6 +109,9 @@ def _valid(receipt: AnyReceipt) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(encode_receipt(receipt))
     schema = SCHEMAS["subject" if isinstance(receipt, SubjectReceipt) else "erasure"]
     jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    published = json.loads(receipt_message(receipt, b"the request", KEYS.active))  # as the topic has it
+    jsonschema.validate(published, schema, format_checker=jsonschema.FormatChecker())
+    assert next(iter(published)) == "summary" and {"answers", "signing_key_id", "mac"} <= set(published)
     assert next(iter(document)) == "summary" and "\n" not in document["summary"] and document["summary"]
     return document
 
@@ -131,12 +136,12 @@ def test_receipts_of_every_kind_and_status_match_their_schemas_and_agree_on_name
         worker.ask("lift-2", "lift"),  # nothing in force: kept, and it closes the entry as rejected
         worker.ask("rect-2", "rectification", cdr_id="1732530102.42#3", party="callee"),
         worker.ask("r-bad", "restriction", subject="112"),
-        worker.rights.handle(b"not json", b"r-json"),
-        worker.rights.handle(b"[]"),
+        worker.rights.handle(signed({"request_id": "r-json"}, KEYS)),
+        worker.rights.handle(b"[]"),  # unsigned: rejected unread
         worker.ask("era-1", "restriction"),  # an erasure's id
         worker.erase("res-1"),  # a restriction's id
         worker.erase("e-bad", "+3247"),
-        worker.erasures.handle(b"{", b"e-json"),
+        worker.erasures.handle(b"{", b"e-json"),  # unsigned: rejected unread, keyed as sent
     ]
     for receipt in completed:
         document = _valid(receipt)

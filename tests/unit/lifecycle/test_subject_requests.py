@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -29,6 +28,7 @@ from pipeline.numbers.resolution import resolve_number
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.samples import call_at, canonical_decode
+from tests.support.signed import signed
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 DAY = "2026-11-01T10:00:00+00:00"
@@ -164,8 +164,8 @@ def test_an_extension_subject_is_per_tenant_and_a_subscriber_is_global(env: dict
 def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[ErasureRequest] = []
 
-    async def capture(settings: object, request: ErasureRequest, wait_s: float) -> None:
-        del settings, wait_s
+    async def capture(settings: object, request: ErasureRequest, keyring: object, wait_s: float) -> None:
+        del settings, keyring, wait_s
         sent.append(request)
 
     monkeypatch.setattr(cli_module, "_request_erasure", capture)
@@ -196,7 +196,7 @@ def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, 
     at = datetime(2026, 11, 2, tzinfo=UTC)
     request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=at)
     assert processor.subject_of(request) == subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")
-    receipt = processor.handle(msgspec.json.encode(request))
+    receipt = processor.handle(signed(request, keyring))
     assert receipt.status == "completed" and receipt.passed and receipt.rows_removed == 1
     remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a"))
     assert remaining is not None and sorted(remaining.column("cdr_id").to_pylist()) == ["a1", "a2"]
