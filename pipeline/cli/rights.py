@@ -1,10 +1,12 @@
 """``cdrpipe rectify``, ``restrict``, ``unrestrict``, ``object``, ``withdraw-objection``.
 
 Contract: each command checks its request as the worker will (a request the
-worker would reject is refused here with exit status 2), publishes it to the
-subject request topic and, with ``--wait``, prints the receipt as JSON (its
-one-line ``summary`` first): exit status 0 when the request was carried out,
-1 when it was rejected, failed, or no receipt came in time.
+worker would reject is refused here with exit status 2), signs it with the
+keyring and publishes it to the subject request topic; a ``--number`` goes as
+the subject's pseudonyms under every key of the keyring, so the topic holds no
+number. With ``--wait``, it prints the receipt as JSON (its one-line
+``summary`` first): exit status 0 when the request was carried out, 1 when it
+was rejected, failed, or no receipt came in time.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import DpoContext, dpo_context
 from pipeline.config.settings import load_settings
 from pipeline.errors import RequestRefusedError
+from pipeline.lifecycle.requests.erasure_request import SubjectPseudonym
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.lifecycle.subject import subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.worker.assembly import build_classifier
 
@@ -42,6 +45,14 @@ REQUEST_ID_OPTION = click.option(
 WAIT_OPTION = click.option(
     "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
 )
+
+
+def request_pseudonyms(subject: Subject, tenant: str | None = None) -> list[SubjectPseudonym]:
+    """What a request carries of a subject the CLI resolved: its pseudonyms (at ``tenant``), no number."""
+    return [
+        SubjectPseudonym(key_id=pair.key_id, pseudonym=pair.pseudonym, tenant=tenant)
+        for pair in subject.pairs
+    ]
 
 
 def _send(context: DpoContext, request: SubjectRequest, wait_s: float) -> None:
@@ -122,14 +133,15 @@ def _send_about(
     context = dpo_context(reads_store=False)
     if pseudonym is not None:
         subject_from_pseudonym(pseudonym)
-    else:
-        subject_from_number(str(number), context.keys(), build_classifier(context.settings))
+        named: dict[str, Any] = {"subject": pseudonym, "subject_kind": "pseudonym"}
+    else:  # the number stays here: the request carries its pseudonyms under every key
+        subject = subject_from_number(str(number), context.keys(), build_classifier(context.settings))
+        named = {"subject_kind": "pseudonyms", "pseudonyms": request_pseudonyms(subject)}
     request = SubjectRequest(
         request_id=request_id or new_request_id(),
         kind=kind,
         requested_at=datetime.now(UTC),
-        subject=number if number is not None else pseudonym,
-        subject_kind="number" if number is not None else "pseudonym",
+        **named,
         **fields,
     )
     _send(context, request, wait_s)

@@ -19,7 +19,7 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import DpoContext, cli, dpo_context
-from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
+from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt, request_pseudonyms
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
 from pipeline.keys.keyring import Keyring
@@ -68,7 +68,7 @@ def _subject_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @dataclass(frozen=True, slots=True)
 class _NamedSubject:
-    """The subject of the options: its kind, the value a request carries, its tenant and pseudonyms."""
+    """The subject of the options: its kind, the value it was named by, its tenant and pseudonyms."""
 
     kind: SubjectKind
     value: str
@@ -147,8 +147,9 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     """Publish a GDPR erasure request for one subject to the erasure request topic.
 
     A --number is shown as the E.164 number and region (or extension and
-    tenant) it resolves to, on the terminal only; the request carries that
-    resolved form, so every worker reads it the same way.
+    tenant) it resolves to, on the terminal only; the request carries the
+    pseudonyms of that resolved form under every key of the keyring (never
+    the number), signed with the keyring, so every worker reads it the same way.
 
     With --wait it prints the receipt and exits 1 if the request was rejected
     or its verification failed.
@@ -159,11 +160,12 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     context = dpo_context(reads_store=False)
     settings = context.settings
     named = _subject(context, subject_options)  # validated before anything is sent
+    by_pseudonym = named.kind == "pseudonym"  # a pseudonym as given: its key is not known
     request = ErasureRequest(
         request_id=request_id or new_request_id(),
-        subject=named.value,
-        subject_kind=named.kind,
-        tenant=named.tenant,
+        subject=named.value if by_pseudonym else None,
+        subject_kind=named.kind if by_pseudonym else "pseudonyms",
+        pseudonyms=None if by_pseudonym else request_pseudonyms(named.subject, named.tenant),
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )

@@ -50,7 +50,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    what had been done; it is audited and noted on the register, not kept, so a re-delivery
    carries the erasure out again.
 
-The raw number is used only to compute pseudonyms; it is in no output.
+A request names its subject by the pseudonyms the CLI computed (``subject_kind``
+``pseudonyms``: the topic holds no number), or by a number, agent id or
+pseudonym (``subject``). A raw number is used only to compute pseudonyms; it is
+in no output.
 A crash at any point leaves old or new files (never partial ones); the request
 is processed again after restart.
 """
@@ -89,6 +92,7 @@ from pipeline.lifecycle.subject import (
     subject_from_agent,
     subject_from_number,
     subject_from_pseudonym,
+    subject_from_pseudonyms,
 )
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.naming import AREAS
@@ -151,6 +155,9 @@ class ErasureProcessor:
 
     def subject_of(self, request: ErasureRequest) -> Subject:
         """The pseudonyms the request is about, under every key of the keyring as it is now."""
+        if request.pseudonyms is not None:
+            return subject_from_pseudonyms((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
+        assert request.subject is not None  # checked by decode_request
         if request.subject_kind == "pseudonym":
             return subject_from_pseudonym(request.subject)
         # A source mapped to a tenant (CDRPIPE_TENANTS) names that tenant, as the rows were written.
@@ -193,11 +200,13 @@ class ErasureProcessor:
     def _erase(
         self, storage: Storage, ledger: Ledger, request: ErasureRequest, subject: Subject, started: datetime
     ) -> Receipt:
+        tenants = sorted({pair.tenant for pair in request.pseudonyms or () if pair.tenant})
         log.info(
-            "erasure %s started: %d pseudonyms under keys %s",
+            "erasure %s started: %d pseudonyms under keys %s%s",
             request.request_id,
             len(subject.pseudonyms),
             ",".join(subject.key_ids) or "(given pseudonym)",
+            f" at tenants {','.join(tenants)}" if tenants else "",
             extra={"request_id": request.request_id, "key_ids": ",".join(subject.key_ids)},
         )
         requested_at = request.requested_at.astimezone(UTC)

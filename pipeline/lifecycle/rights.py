@@ -62,7 +62,12 @@ from pipeline.lifecycle.requests.erasure_request import claimed_request_id
 from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone
 from pipeline.lifecycle.requests.signing import UNAUTHENTICATED, verified_message
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
+from pipeline.lifecycle.subject import (
+    Subject,
+    subject_from_number,
+    subject_from_pseudonym,
+    subject_from_pseudonyms,
+)
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.storage import Storage
 
@@ -147,6 +152,8 @@ class RightsProcessor:
         """The pseudonyms of the request's subject under every key of the keyring as it is now."""
         if request.kind == "rectification":
             return None  # a rectification names a call, not a subject
+        if request.pseudonyms is not None:
+            return subject_from_pseudonyms((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
         assert request.subject is not None  # checked by parse_request
         if request.subject_kind == "pseudonym":
             return subject_from_pseudonym(request.subject)

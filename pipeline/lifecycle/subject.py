@@ -6,7 +6,9 @@ domain), so rows written before and after a key rotation are all found.
 :func:`subject_from_agent` does the same for a contact-centre agent id (agent
 domain). Extensions and agent ids are only unique within their tenant
 (pseudonym scheme 2), so they need one; a subscriber number is the same
-person at every tenant and takes none. :func:`subject_from_pseudonym` takes
+person at every tenant and takes none. :func:`subject_from_pseudonyms` takes the
+``(key id, pseudonym)`` pairs a request carries (the CLI computed them from a
+number or an agent id, so the request holds neither). :func:`subject_from_pseudonym` takes
 a pseudonym as given: its key is unknown and it can only match rows of the
 key it was computed with. None of them keeps the raw number; every refusal
 is a :class:`SubjectError` whose message holds no input value.
@@ -99,6 +101,24 @@ def subject_from_agent(agent_id: str, keyring: Keyring, tenant: str | None = Non
     if not tenant:
         raise SubjectError("an agent id is only unique within its tenant, which the request must name")
     return _under_every_key(keyring, Domain.AGENT, value, tenant)
+
+
+def subject_from_pseudonyms(pairs: Iterable[tuple[str, str]]) -> Subject:
+    """The subject named by ``(key id, pseudonym)`` pairs its sender computed (the CLI, from a number).
+
+    A rotation the sender had not seen leaves keys without a pseudonym: the verification of what
+    is done with the subject names the files under those keys.
+    """
+    checked = []
+    for key_id, pseudonym in pairs:
+        if not key_id or not key_id.isalnum():
+            raise SubjectError("a pseudonym's key id is a non-empty alphanumeric string")
+        if not _PSEUDONYM.fullmatch(pseudonym):
+            raise SubjectError("a pseudonym is 32 lowercase hexadecimal characters")
+        checked.append(KeyedPseudonym(key_id, pseudonym))
+    if not checked:
+        raise SubjectError("the request names no pseudonym of its subject")
+    return Subject(tuple(dict.fromkeys(checked)))
 
 
 def subject_from_pseudonym(pseudonym: str) -> Subject:

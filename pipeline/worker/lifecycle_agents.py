@@ -73,10 +73,11 @@ class LifecycleAgents:
         self._residual = (
             *((topic, "raw CDRs") for topic in settings.topics.raw_topics),
             (settings.topics.dlq_topic, "rejected raw CDRs"),
-            (settings.topics.erasure_topic, "erasure requests with the subject's number"),
+            # cdrpipe's CLI sends pseudonyms; a request signed by another tool may carry a number
+            (settings.topics.erasure_topic, "erasure requests with the subject's pseudonyms (or number)"),
             (
                 settings.topics.subject_requests_topic,
-                "restriction and objection requests with the subject's number",
+                "restriction and objection requests with the subject's pseudonyms (or number)",
             ),
         )
 

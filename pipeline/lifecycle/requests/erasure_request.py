@@ -22,7 +22,9 @@ from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
-SubjectKind = Literal["number", "pseudonym", "agent"]
+SubjectKind = Literal["number", "pseudonym", "agent", "pseudonyms"]
+MAX_SUBJECT_PSEUDONYMS = 4096
+"""The most pseudonyms one request names (every key of a keyring at every tenant of a subject)."""
 _SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
 _MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
 
@@ -31,12 +33,29 @@ Mode = Literal["delete", "redact"]
 the subject's side."""
 
 
-class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
-    """A message of the erasure request topic (``schemas/erasure-request.schema.json``)."""
+class SubjectPseudonym(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One of the pseudonyms a request names its subject by: computed by the sender under keyring key
+    ``key_id`` (at ``tenant`` for an extension or an agent), so the request carries no number."""
+
+    key_id: str
+    pseudonym: str
+    tenant: str | None = None
+
+
+SubjectPseudonyms = Annotated[list[SubjectPseudonym], msgspec.Meta(max_length=MAX_SUBJECT_PSEUDONYMS)]
+
+
+class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A message of the erasure request topic (``schemas/erasure-request.schema.json``).
+
+    ``subject_kind`` ``pseudonyms`` names the subject by ``pseudonyms`` (what ``cdrpipe erase``
+    sends: no number on the topic); the other kinds by ``subject``.
+    """
 
     request_id: Annotated[str, msgspec.Meta(min_length=1)]
-    subject: str
+    subject: str | None = None
     subject_kind: SubjectKind = "number"
+    pseudonyms: SubjectPseudonyms | None = None
     tenant: str | None = None
     requested_at: Annotated[datetime, msgspec.Meta(tz=True)]
     mode: Mode = "delete"
@@ -70,6 +89,12 @@ def decode_request(payload: bytes, classifier: NumberClassifier) -> ErasureReque
         # The id names the receipt, the audit entry and the ledger key: one that is or holds a
         # phone number (or cannot be a file name) is refused under an id of its own.
         return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
+    named_by_pseudonyms = request.subject_kind == "pseudonyms"
+    if named_by_pseudonyms != (request.pseudonyms is not None) or named_by_pseudonyms == (
+        request.subject is not None
+    ):
+        reason = "a request names its subject by pseudonyms (subject_kind pseudonyms) or by subject, not both"
+        return InvalidRequest(request.request_id, reason)
     return request
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.cli.rights import request_pseudonyms
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import init_keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -32,7 +33,14 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, rights_processor, sample_store
+from tests.support.lifecycle_store import (
+    CLASSIFIER,
+    KEYS,
+    SUBJECT,
+    parquet_file,
+    rights_processor,
+    sample_store,
+)
 from tests.support.samples import call_at, canonical_decode
 from tests.support.signed import signed
 
@@ -189,7 +197,15 @@ def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
         party="caller",
         call_date=date(2026, 11, 1),
     )
-    _check(json.loads(msgspec.json.encode(request)), "subject-request.schema.json")
+    _check(json.loads(signed(request, KEYS)), "subject-request.schema.json")
+    by_pseudonyms = SubjectRequest(
+        request_id="r-6",
+        kind="restriction",
+        requested_at=NOW,
+        subject_kind="pseudonyms",
+        pseudonyms=request_pseudonyms(subject_from_number(SUBJECT, KEYS, CLASSIFIER)),
+    )
+    _check(json.loads(signed(by_pseudonyms, KEYS)), "subject-request.schema.json")
     _check(_answer(processor, msgspec.json.encode(request)), "subject-receipt.schema.json")
     _check(_answer(processor, b"[]"), "subject-receipt.schema.json")
     try:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -161,7 +162,9 @@ def test_an_extension_subject_is_per_tenant_and_a_subscriber_is_global(env: dict
 
 
 @pytest.mark.usefixtures("env")
-def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_erase_sends_the_pseudonyms_of_the_resolved_number_never_the_number(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent: list[ErasureRequest] = []
 
     async def capture(settings: object, request: ErasureRequest, keyring: object, wait_s: float) -> None:
@@ -176,10 +179,20 @@ def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.Monk
     assert national.exit_code == 0 and "subject: +46812345678 (region SE" in national.output
     extension = runner.invoke(cli, ["erase", "--number", "1001", "--tenant", "pbx-b"])
     assert extension.exit_code == 0, extension.output
-    assert [(request.subject, request.tenant) for request in sent] == [
-        ("+46812345678", None),
-        ("1001", "pbx-b"),
+    keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))
+    expected = [
+        (subject_from_number("+46812345678", keyring, CLASSIFIER), None),
+        (subject_from_number("1001", keyring, CLASSIFIER, "pbx-b"), "pbx-b"),
     ]
+    for request, (subject, tenant) in zip(sent, expected, strict=True):
+        assert (request.subject, request.subject_kind, request.tenant) == (None, "pseudonyms", None)
+        assert request.pseudonyms is not None
+        assert {(pair.key_id, pair.pseudonym) for pair in request.pseudonyms} == {
+            (pair.key_id, pair.pseudonym) for pair in subject.pairs
+        }
+        assert {pair.tenant for pair in request.pseudonyms} == {tenant}
+        payload = msgspec.json.encode(request)
+        assert b"812345678" not in payload and b"1001" not in payload
 
 
 def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, str]) -> None:
