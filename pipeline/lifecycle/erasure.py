@@ -288,9 +288,12 @@ class ErasureProcessor:
         """
         claimed = claimed_request_id(payload, key, self._classifier) or f"unidentified-{uuid.uuid4()}"
         log.warning("erasure request %s rejected unread: %s", claimed, reason, extra={"request_id": claimed})
+        return self._rejection(claimed, reason)
+
+    def _rejection(self, request_id: str, reason: str) -> Receipt:
         return Receipt(
             summary=f"rejected: {reason}",
-            request_id=claimed,
+            request_id=request_id,
             status="rejected",
             reason=reason,
             finished_at=self._clock(),
@@ -299,14 +302,7 @@ class ErasureProcessor:
 
     def _reject(self, request_id: str, reason: str, *, answers_register: bool = True) -> Receipt:
         """The receipt of a request that cannot be carried out, audited but not kept."""
-        receipt = Receipt(
-            summary=f"rejected: {reason}",
-            request_id=request_id,
-            status="rejected",
-            reason=reason,
-            finished_at=self._clock(),
-            pipeline_version=__version__,
-        )
+        receipt = self._rejection(request_id, reason)
         log.warning("erasure request %s rejected: %s", request_id, reason, extra={"request_id": request_id})
         # audited but not kept as the request id's receipt: a corrected request may reuse the id
         self._desk.file(receipt, "erasure-rejected", keep=False, answers_register=answers_register)

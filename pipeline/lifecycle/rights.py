@@ -315,16 +315,7 @@ class RightsProcessor:
         answers_register: bool = True,
     ) -> SubjectReceipt:
         """The receipt of a message that cannot be carried out as sent: audited, noted, not kept."""
-        receipt = SubjectReceipt(
-            summary=f"rejected: {reason}",
-            request_id=request_id,
-            kind=kind,
-            status="rejected",
-            reason=reason,
-            started_at=started,
-            finished_at=self._clock(),
-            pipeline_version=__version__,
-        )
+        receipt = self._rejection(request_id, kind, reason, started)
         audit_kind = kind or "unknown-request"  # a message too malformed to name its kind
         self._desk.file(receipt, audit_kind, keep=False, answers_register=answers_register)
         log.info("%s request %s rejected", audit_kind, request_id or "(no usable id)")
@@ -340,10 +331,15 @@ class RightsProcessor:
         """
         claimed = claimed_request_id(payload, key, self._classifier)
         log.warning("subject request %s rejected unread: %s", claimed or "(no usable id)", reason)
+        return self._rejection(claimed, None, reason, started)
+
+    def _rejection(
+        self, request_id: str | None, kind: RequestKind | None, reason: str, started: datetime
+    ) -> SubjectReceipt:
         return SubjectReceipt(
             summary=f"rejected: {reason}",
-            request_id=claimed,
-            kind=None,
+            request_id=request_id,
+            kind=kind,
             status="rejected",
             reason=reason,
             started_at=started,

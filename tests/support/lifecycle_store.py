@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.rights import RightsProcessor
@@ -61,5 +62,18 @@ def rights_processor(
         CLASSIFIER,
         ledger=Ledger(view, write),
         passes=Passes(0, lambda _: None),
+        clock=lambda: now,
+    )
+
+
+def erasure_processor(storage: LocalStorage, written: list[LedgerEntry], now: datetime) -> ErasureProcessor:
+    """An erasure processor over ``storage`` under :data:`KEYS`; its ledger writes go to ``written``."""
+    return ErasureProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(SubjectLedger(), written.append),
+        passes=Passes(0, lambda _: None),
+        residual_copies=list,
         clock=lambda: now,
     )

@@ -22,7 +22,6 @@ from pipeline.kafka.ledger_reader import LedgerReader
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger, encode_entry
-from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.audit import AUDIT_DIR
 from pipeline.lifecycle.requests.receipts import Receipt, receipt_message
 from pipeline.lifecycle.requests.register import REGISTER_DIR
@@ -30,7 +29,14 @@ from pipeline.lifecycle.requests.signing import message_digest, sign_message
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.observability.metrics import REGISTRY
 from pipeline.store.storage import LocalStorage
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, rights_processor, sample_store
+from tests.support.lifecycle_store import (
+    CLASSIFIER,
+    KEYS,
+    SUBJECT,
+    erasure_processor,
+    rights_processor,
+    sample_store,
+)
 from tests.support.signed import signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -49,15 +55,7 @@ def _tree(storage: LocalStorage) -> dict[str, bytes | None]:
 
 
 def _erasures(storage: LocalStorage, written: list[LedgerEntry]) -> ErasureProcessor:
-    return ErasureProcessor(
-        storage,
-        lambda: KEYS,
-        CLASSIFIER,
-        ledger=Ledger(SubjectLedger(), written.append),
-        passes=Passes(0, lambda _: None),
-        residual_copies=list,
-        clock=lambda: NOW,
-    )
+    return erasure_processor(storage, written, NOW)
 
 
 ERASURE = {"request_id": "era-1", "subject": SUBJECT, "requested_at": NOW.isoformat()}

@@ -11,27 +11,25 @@ from pipeline.cli.rights import request_pseudonyms
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.requests.subject_request import SubjectRequest
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store.storage import LocalStorage
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, rights_processor, sample_store
+from tests.support.lifecycle_store import (
+    CLASSIFIER,
+    KEYS,
+    SUBJECT,
+    erasure_processor,
+    rights_processor,
+    sample_store,
+)
 from tests.support.signed import signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def _erasures(storage: LocalStorage, written: list[LedgerEntry]) -> ErasureProcessor:
-    return ErasureProcessor(
-        storage,
-        lambda: KEYS,
-        CLASSIFIER,
-        ledger=Ledger(SubjectLedger(), written.append),
-        passes=Passes(0, lambda _: None),
-        residual_copies=list,
-        clock=lambda: NOW,
-    )
+    return erasure_processor(storage, written, NOW)
 
 
 def _by_pseudonyms(keyring: Keyring = KEYS, request_id: str = "era-1") -> ErasureRequest:
