@@ -19,7 +19,6 @@ Run: ``make bench-lifecycle`` or ``python -m benchmarks.lifecycle_store``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -49,7 +48,7 @@ from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.lifecycle.requests.signing import sign_message
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
-from pipeline.store.parquet import encode
+from pipeline.store.parquet import decode, encode
 from pipeline.store.schema import CDR_SCHEMA
 from pipeline.store.storage import LocalStorage, Storage
 
@@ -144,7 +143,7 @@ def build_store(storage: LocalStorage, keyring: Keyring, days: int, files_per_da
                 key_id=key.key_id,
             )
             path = f"cdr/call_date={day.isoformat()}/cdr.raw+{file_index}+{offset:020d}.parquet"
-            storage.publish(path, encode(table))
+            storage.publish(path, encode(table, [key.ref]))
             written_at = datetime(day.year, day.month, day.day, 23, 59, tzinfo=UTC).timestamp()
             os.utime(storage.root / path, (written_at, written_at))
     return subject_rows_written
@@ -156,9 +155,9 @@ def rewrite_all(storage: Storage) -> int:
     for path in data_files(storage):
         data = storage.read(path)
         assert data is not None
-        table = pq.read_table(io.BytesIO(data))
-        storage.publish(path, encode(table))
-        rows += table.num_rows
+        stored = decode(data)
+        storage.publish(path, encode(stored.table, stored.keys))
+        rows += stored.table.num_rows
     return rows
 
 

@@ -67,7 +67,7 @@ class RecordJob:
         if not len(self._rows):
             return
         path = self._out_dir / f"part-{self._files:05d}.parquet"
-        path.write_bytes(encode(build_rows(self._rows, self._parties)))
+        path.write_bytes(encode(build_rows(self._rows, self._parties), [self._parties.key_ref]))
         self._files += 1
         self._rows = []
 

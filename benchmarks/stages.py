@@ -84,7 +84,7 @@ def measure(count: int) -> dict[str, float]:
         count, lambda: [build_rows(cdrs[start : start + CHUNK], parties) for start in range(0, count, CHUNK)]
     )
     table = build_rows(cdrs, parties)
-    results["encode_parquet"] = _best_us_per_item(count, lambda: encode(table))
+    results["encode_parquet"] = _best_us_per_item(count, lambda: encode(table, [parties.key_ref]))
     records = [RawRecord("bench", 0, offset, payload) for offset, payload in enumerate(payloads)]
 
     def ingest(with_parties: PartyPseudonymizer) -> None:
@@ -93,7 +93,7 @@ def measure(count: int) -> dict[str, float]:
         for start in range(0, count, CHUNK):
             ingestor.add_batch(records[start : start + CHUNK])
         for pending in ingestor.take(("bench", 0)).files:
-            encode(pending.table)
+            encode(pending.table, pending.keys)
 
     results["ingest_known"] = _best_us_per_item(count, lambda: ingest(parties))
     results["ingest_cold"] = _best_us_per_item(

@@ -30,7 +30,15 @@ In one run it measures, on local disk, after removing manifests and DPO records:
   (34,560 files) in a separate store;
 * DuckDB and Polars: calls per queue over one day, one month and the year, one
   pseudonym's calls over the year, and the one-day query on that day's rows
-  written as one file (``day_one_file``: what compaction would give the analyst).
+  written as one file (``day_one_file``: what compaction would give the analyst);
+* on S3 (a moto server whose access log counts the requests by kind): the first
+  ``BENCH_YEAR_S3_DAYS`` dates, then the same dates with twice the files, reading
+  every footer, the erasure cold and with manifests, export and restriction;
+* after compaction, when ``pipeline.compaction.compact_store`` exists: the same
+  requests and queries on a compacted copy, and rewriting all of it.
+
+``BENCH_YEAR_PARTS`` (``requests,queries,retention,s3,compaction``) chooses the parts;
+``BENCH_YEAR_PROFILE=1`` profiles one erasure with manifests.
 
 Results go to ``benchmarks/results/year.json``; ``benchmarks/year.md`` holds a run's numbers.
 Run: ``make bench-year`` or ``python -m benchmarks.year``.
@@ -38,11 +46,17 @@ Run: ``make bench-year`` or ``python -m benchmarks.year``.
 
 from __future__ import annotations
 
+import cProfile
 import io
 import json
 import os
+import pstats
 import random
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +64,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
 import duckdb
 import phonenumbers
 import polars as pl
@@ -61,18 +76,27 @@ from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import Domain, PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
-from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.export import subject_rows, write_export
+from pipeline.lifecycle.ledger import SubjectLedger
+from pipeline.lifecycle.operations.export import subject_rows
 from pipeline.lifecycle.operations.finder import data_files, search
-from pipeline.lifecycle.operations.restriction import Ledger, Passes, put_back_in_use, take_out_of_use
+from pipeline.lifecycle.operations.restriction import (
+    HoldOutcome,
+    Ledger,
+    Passes,
+    put_back_in_use,
+    take_out_of_use,
+)
 from pipeline.lifecycle.operations.retention import apply_retention
-from pipeline.lifecycle.requests.erasure_request import ErasureRequest
+from pipeline.lifecycle.requests import chain
+from pipeline.lifecycle.requests.receipts import Receipt
 from pipeline.lifecycle.subject import Subject, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.record import CanonicalCdr, validate
+from pipeline.store import subject_index
 from pipeline.store.naming import file_path, partition_dir
-from pipeline.store.parquet import encode
-from pipeline.store.storage import LocalStorage
+from pipeline.store.object_storage import open_storage
+from pipeline.store.parquet import decode, encode
+from pipeline.store.storage import LocalStorage, Storage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOPIC = "cdr.raw"
@@ -136,7 +160,7 @@ def _cdrs(rng: random.Random, day: date, rows: int, subject_row: int | None) -> 
 
 def _encoded(rng: random.Random, key: Key, day: date, rows: int, subject_row: int | None = None) -> bytes:
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(key), 4096)
-    return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties))
+    return encode(build_rows(_cdrs(rng, day, rows, subject_row), parties), [key.ref])
 
 
 def _write(root: Path, path: str, data: bytes, written_at: float) -> None:
@@ -202,76 +226,78 @@ def footers_once(storage: LocalStorage) -> int:
 class SubjectFiles:
     """The subject's files as built, to put back after a request changed them."""
 
-    def __init__(self, storage: LocalStorage, subject: Subject) -> None:
-        self._root = storage.root
-        self._saved: dict[str, tuple[bytes, float]] = {}
-        for path in search(storage, subject.pseudonyms).candidates:
-            self._saved[path] = ((self._root / path).read_bytes(), (self._root / path).stat().st_mtime)
+    def __init__(self, storage: Storage, subject: Subject) -> None:
+        self._storage = storage
+        self._saved = {path: storage.read(path) for path in search(storage, subject.pseudonyms).candidates}
 
     def restore(self) -> None:
-        for path, (data, mtime) in self._saved.items():
-            _write(self._root, path, data, mtime)
-        shutil.rmtree(self._root / "restricted", ignore_errors=True)
+        for path, data in self._saved.items():
+            assert data is not None
+            self._storage.publish(path, data)
+        for path in self._storage.list("restricted"):
+            self._storage.delete(path)
 
 
-def _requests(storage: LocalStorage, subject: Subject, saved: SubjectFiles, built: int) -> dict[str, float]:
+def _erase(storage: Storage, built: int) -> Receipt:
+    """One subject's erasure through the erasure processor (both passes, no settle wait)."""
+    view = SubjectLedger()
+    processor = ErasureProcessor(
+        storage,
+        lambda: KEYRING,
+        CLASSIFIER,
+        ledger=Ledger(view, view.add),
+        passes=Passes(0, lambda _: None),
+        residual_copies=list,
+    )
+    document = {"request_id": f"bench-{time.time_ns()}", "subject": SUBJECT,
+                "requested_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    receipt = processor.handle(json.dumps(document).encode())
+    assert receipt.passed and receipt.rows_removed == built, receipt
+    return receipt
+
+
+def _requests(storage: Storage, subject: Subject, saved: SubjectFiles, built: int) -> dict[str, float]:
     """Seconds of one subject's erasure (cold, then with manifests), export, restriction and lift."""
     timings = Timings()
-
-    def erase() -> None:
-        entries: list[LedgerEntry] = []
-        processor = ErasureProcessor(
-            storage,
-            lambda: KEYRING,
-            CLASSIFIER,
-            write_ledger=entries.append,
-            settle_seconds=0,
-            residual_copies=list,
-        )
-        request = ErasureRequest(
-            request_id=f"bench-{time.time_ns()}", subject=SUBJECT, requested_at=datetime.now(UTC)
-        )
-        receipt = processor.process(request)
-        assert receipt.passed and receipt.rows_removed == built, receipt
-
-    timings["erase_cold_s"], _ = _timed(erase)
+    timings["erase_cold_s"], receipt = _timed(lambda: _erase(storage, built))
+    timings["erase_cold_files_read"] = float(receipt.files_read or 0)
     saved.restore()
-    timings["erase_s"], _ = _timed(erase)
+    if os.environ.get("BENCH_YEAR_PROFILE"):
+        profile = cProfile.Profile()
+        profile.runcall(lambda: _erase(storage, built))
+        saved.restore()
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(30)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "year-erase-profile.txt").write_text(text.getvalue())
+    timings["erase_s"], receipt = _timed(lambda: _erase(storage, built))
+    timings["erase_files_read"] = float(receipt.files_read or 0)
     saved.restore()
-
-    export_path = storage.root.parent / "export.parquet"
 
     def export() -> int:
         table = subject_rows(storage, subject)
         assert table is not None
-        write_export(table, export_path, "parquet")
         return int(table.num_rows)
 
     timings["export_s"], exported = _timed(export)
     assert exported == built
-    export_path.unlink()
 
     view = SubjectLedger()
-    written: list[LedgerEntry] = []
-
-    def write(entry: LedgerEntry) -> None:
-        written.append(entry)
-        view.add(entry)
-
-    ledger, passes, now = Ledger(view, write), Passes(0, lambda _: None), datetime.now(UTC)
+    ledger, passes, now = Ledger(view, view.add), Passes(0, lambda _: None), datetime.now(UTC)
     timings["restrict_s"], restricted = _timed(
         lambda: take_out_of_use(
             storage, ledger, request_id="bench-restrict", subject=subject, requested_at=now,
             existing="quarantine", action="restrict", passes=passes,
         )
     )  # fmt: skip
-    assert restricted["rows_moved"] == built and restricted["verification"]["passed"], restricted
+    assert restricted.rows_moved == built and restricted.verification is not None
+    assert restricted.verification.passed, restricted
     timings["lift_s"], lifted = _timed(
         lambda: put_back_in_use(
             storage, ledger, subject=subject, requested_at=datetime.now(UTC), ending="restrict", passes=passes
         )
     )
-    assert isinstance(lifted, dict) and lifted["rows_moved"] == built, lifted
+    assert isinstance(lifted, HoldOutcome) and lifted.rows_moved == built, lifted
     saved.restore()
     return timings
 
@@ -294,8 +320,10 @@ def _queries(root: Path, day: date, pseudonym: str) -> dict[str, float]:
     """Seconds of the analysts' queries over ``day``, its month, the year and one pseudonym."""
     compacted = root.parent / "compacted-day.parquet"
     day_files = sorted(Path(root, partition_dir(day)).glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(io.BytesIO(path.read_bytes())) for path in day_files)
-    compacted.write_bytes(encode(table.combine_chunks().sort_by("start_time")))
+    stored = [decode(path.read_bytes()) for path in day_files]
+    table = pa.concat_tables(file.table for file in stored)
+    keys = frozenset().union(*(file.keys for file in stored))
+    compacted.write_bytes(encode(table.combine_chunks().sort_by("start_time"), keys))
     scopes: dict[str, str] = {
         "day": f"{root}/{partition_dir(day)}/*.parquet",
         "day_one_file": str(compacted),
@@ -333,9 +361,168 @@ def retention_of_a_day(scratch: Path) -> float:
     return seconds
 
 
+def compact_year(storage: Storage) -> dict[str, Any] | None:
+    """Compact every call date of the store with the project's compaction, or None if it has none yet.
+
+    The hook the "after compaction" measurements wait for: once ``pipeline.compaction`` provides
+    ``compact_store(storage) -> dict`` (what it did, by date), this compacts the synthetic year.
+    """
+    try:
+        # Imported here: the compaction is another part of the project, merged after this benchmark.
+        from pipeline.compaction import compact_store  # noqa: PLC0415
+    except ImportError:
+        return None
+    done: dict[str, Any] = compact_store(storage)
+    return done
+
+
+def rewrite_whole_store(storage: Storage) -> int:
+    """Read and rewrite every data file (the copy-on-write cost of touching all of it); files rewritten."""
+    paths = data_files(storage)
+    for path in paths:
+        data = storage.read(path)
+        assert data is not None
+        stored = decode(data)
+        storage.publish(path, encode(stored.table, stored.keys))
+    return len(paths)
+
+
+class MotoServer:
+    """A moto S3 server on loopback whose access log counts the requests it answered, by kind."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._log_path = log_path
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._log = log_path.open("wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log, stderr=self._log,
+        )  # fmt: skip
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": self.endpoint}  # fmt: skip
+        os.environ.update({name: value for name, value in self.env.items() if name != "AWS_ENDPOINT_URL"})
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                                   aws_access_key_id="bench", aws_secret_access_key="bench")  # fmt: skip
+
+    def requests(self) -> dict[str, int]:
+        """The requests answered so far, by kind (LIST is a GET with ``list-type``)."""
+        counts = {"LIST": 0, "GET": 0, "HEAD": 0, "PUT": 0, "DELETE": 0, "POST": 0}
+        self._log.flush()
+        for line in self._log_path.read_text(errors="replace").splitlines():
+            # werkzeug colours some lines (206, 404...): the method is matched without the quote
+            found = re.search(r"(GET|PUT|HEAD|DELETE|POST) (\S+) HTTP/", line)
+            if found:
+                kind = "LIST" if found[1] == "GET" and "list-type" in found[2] else found[1]
+                counts[kind] += 1
+        return counts
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+        self._log.close()
+
+
+def _requests_of(server: MotoServer, function: Callable[[], T]) -> tuple[float, dict[str, int], T]:
+    before = server.requests()
+    seconds, result = _timed(function)
+    after = server.requests()
+    return (
+        seconds,
+        {kind: after[kind] - before[kind] for kind in after if after[kind] != before[kind]},
+        result,
+    )
+
+
+def s3_measurements(root: Path, counts: dict[str, int], days: int, scratch: Path) -> dict[str, Any]:
+    """Requests and seconds of the subject requests on moto S3: ``days`` dates, then twice their files.
+
+    The second store has the same dates and the same subject files plus one copy of every other file
+    (twice the files per date): what an erasure asks of S3 should grow with the dates and the
+    subject's files, not with the files in the store.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    server = MotoServer(scratch / "moto.log")
+    report: dict[str, Any] = {"s3_days": days}
+    try:
+        first_day = date.fromordinal(counts["first_day_ordinal"])
+        subject = subject_from_number(SUBJECT, KEYRING, CLASSIFIER)
+        local = LocalStorage(root)
+        probe = subject_index.Probe(subject.pseudonyms)
+        for doubled in (False, True):
+            bucket = f"year-{int(doubled)}"
+            server.client.create_bucket(Bucket=bucket)
+            uploads: list[tuple[str, bytes]] = []
+            for number in range(days):
+                for path in local.list(partition_dir(first_day + timedelta(days=number))):
+                    data = (root / path).read_bytes()
+                    uploads.append((path, data))
+                    footer = pq.read_metadata(io.BytesIO(data)).metadata or {}
+                    index = footer.get(subject_index.METADATA_KEY)
+                    if doubled and index is not None and not probe.might_hold(subject_index.decode(index)):
+                        uploads.append((path.replace(".parquet", "9.parquet"), data))
+            with ThreadPoolExecutor(16) as uploaders:
+                list(uploaders.map(lambda item, bucket=bucket: server.client.put_object(
+                    Bucket=bucket, Key=f"store/{item[0]}", Body=item[1]), uploads))  # fmt: skip
+            storage = open_storage(f"s3://{bucket}/store", server.env)
+            name = "s3_doubled" if doubled else "s3"
+            table = subject_rows(storage, subject)
+            built = 0 if table is None else table.num_rows
+            saved = SubjectFiles(storage, subject)
+            for leftover in storage.list("_cdrpipe"):
+                storage.delete(leftover)
+            report[f"{name}_files"] = len(uploads)
+            report[f"{name}_footers_once_s"], report[f"{name}_footers_once_requests"], _ = _requests_of(
+                server, lambda storage=storage: footers_once(storage)
+            )
+            for step in ("erase_cold", "erase"):
+                seconds, asked, _ = _requests_of(
+                    server, lambda storage=storage, built=built: _erase(storage, built)
+                )
+                report[f"{name}_{step}_s"], report[f"{name}_{step}_requests"] = seconds, asked
+                saved.restore()
+            seconds, asked, _ = _requests_of(server, lambda storage=storage: subject_rows(storage, subject))
+            report[f"{name}_export_s"], report[f"{name}_export_requests"] = seconds, asked
+            view = SubjectLedger()
+            ledger, passes = Ledger(view, view.add), Passes(0, lambda _: None)
+
+            def restrict(
+                storage: Storage = storage, ledger: Ledger = ledger, passes: Passes = passes
+            ) -> None:
+                take_out_of_use(
+                    storage, ledger, request_id="bench-restrict", subject=subject,
+                    requested_at=datetime.now(UTC),
+                    existing="quarantine", action="restrict", passes=passes,
+                )  # fmt: skip
+
+            seconds, asked, _ = _requests_of(server, restrict)
+            report[f"{name}_restrict_s"], report[f"{name}_restrict_requests"] = seconds, asked
+            saved.restore()
+            for key, value in report.items():
+                if key.startswith(name):
+                    print(f"  {key:32} {value}", flush=True)
+    finally:
+        server.close()
+    return report
+
+
+def _parts() -> set[str]:
+    return set(os.environ.get("BENCH_YEAR_PARTS", "requests,queries,retention,s3,compaction").split(","))
+
+
 def main() -> None:
     scale = _setting("BENCH_YEAR_SCALE", 100)
     days = _setting("BENCH_YEAR_DAYS", 365)
+    parts = _parts()
+    chain.seal_with(lambda: KEYRING)  # the register and audit entries of the requests are sealed
     base = Path(os.environ.get("BENCH_YEAR_DIR", "data/bench-year")).resolve()
     root = base / f"scale-{scale}-days-{days}"
     build_s, counts = _timed(lambda: build_year(root, days, scale))
@@ -349,29 +536,66 @@ def main() -> None:
     )
     report: dict[str, Any] = {"scale": scale, "days": days, "files": files, "files_per_date": files / days}
     report.update({name: counts[name] for name in ("late_files", "rows", "subject_rows")})
-    report["footers_once_s"], rows = _timed(lambda: footers_once(storage))
-    print(f"  {'footers_once_s':32} {report['footers_once_s']:10.3f}", flush=True)
-    assert rows == counts["rows"], (rows, counts["rows"])
-    saved = SubjectFiles(storage, subject_from_number(SUBJECT, KEYRING, CLASSIFIER))
-    shutil.rmtree(root / "_cdrpipe")  # that search wrote manifests: the first erasure runs without
-    report.update(
-        _requests(storage, subject_from_number(SUBJECT, KEYRING, CLASSIFIER), saved, counts["subject_rows"])
-    )
+    subject = subject_from_number(SUBJECT, KEYRING, CLASSIFIER)
+    if "requests" in parts:
+        report["footers_once_s"], rows = _timed(lambda: footers_once(storage))
+        print(f"  {'footers_once_s':32} {report['footers_once_s']:10.3f}", flush=True)
+        assert rows == counts["rows"], (rows, counts["rows"])
+        saved = SubjectFiles(storage, subject)
+        shutil.rmtree(root / "_cdrpipe")  # that search wrote manifests: the first erasure runs without
+        report.update(_requests(storage, subject, saved, counts["subject_rows"]))
+        report["erase_over_footers"] = round(report["erase_s"] / report["footers_once_s"], 3)
+        report["erase_cold_over_footers"] = round(report["erase_cold_s"] / report["footers_once_s"], 3)
     pseudonym = Pseudonymizer(KEYRING.keys[1]).pseudonym(Domain.SUBSCRIBER, SUBJECT)
     middle = date.fromordinal(counts["first_day_ordinal"] + days * 3 // 4)
-    report.update(_queries(root, middle, pseudonym))
-    report["retention_day_files"] = CUTS_PER_DAY * PARTITIONS
-    report["retention_day_s"] = retention_of_a_day(base / "retention-day")
+    if "queries" in parts:
+        report.update(_queries(root, middle, pseudonym))
+        report["duckdb_day_over_one_file"] = round(
+            report["duckdb_day_s"] / report["duckdb_day_one_file_s"], 1
+        )
+    if "retention" in parts:
+        report["retention_day_files"] = CUTS_PER_DAY * PARTITIONS
+        report["retention_day_s"] = retention_of_a_day(base / "retention-day")
+    if "s3" in parts:
+        report.update(s3_measurements(root, counts, _setting("BENCH_YEAR_S3_DAYS", 20), base / "s3"))
     shutil.rmtree(root / "_cdrpipe", ignore_errors=True)
+    if "compaction" in parts:
+        report.update(_after_compaction(root, base, counts, middle, pseudonym))
 
     report = {name: round(value, 3) if isinstance(value, float) else value for name, value in report.items()}
-    report["erase_over_footers"] = round(report["erase_s"] / report["footers_once_s"], 3)
-    report["erase_cold_over_footers"] = round(report["erase_cold_s"] / report["footers_once_s"], 3)
-    report["duckdb_day_over_one_file"] = round(report["duckdb_day_s"] / report["duckdb_day_one_file_s"], 1)
     for name, value in report.items():
         print(f"{name:34} {value}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "year.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _after_compaction(
+    root: Path, base: Path, counts: dict[str, int], middle: date, pseudonym: str
+) -> dict[str, Any]:
+    """The same measurements on a compacted copy of the year, when the project can compact."""
+    compacted = base / f"{root.name}-compacted"
+    shutil.rmtree(compacted, ignore_errors=True)
+    shutil.copytree(root, compacted)
+    storage = LocalStorage(compacted)
+    seconds, done = _timed(lambda: compact_year(storage))
+    if done is None:
+        shutil.rmtree(compacted)
+        print("  compaction: not in this version (pipeline.compaction.compact_store); skipped")
+        return {"compaction": "not built"}
+    report: dict[str, Any] = {"compact_s": seconds, "compacted_files": len(data_files(storage))}
+    subject = subject_from_number(SUBJECT, KEYRING, CLASSIFIER)
+    saved = SubjectFiles(storage, subject)
+    after = _requests(storage, subject, saved, counts["subject_rows"])
+    report.update({f"compacted_{name}": value for name, value in after.items()})
+    report.update(
+        {f"compacted_{name}": value for name, value in _queries(compacted, middle, pseudonym).items()}
+    )
+    report["rewrite_whole_compacted_store_s"], _ = _timed(lambda: rewrite_whole_store(storage))
+    report["compacted_erase_over_rewrite"] = round(
+        report["compacted_erase_s"] / report["rewrite_whole_compacted_store_s"], 4
+    )
+    shutil.rmtree(compacted)
+    return report
 
 
 if __name__ == "__main__":

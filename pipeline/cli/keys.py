@@ -1,4 +1,12 @@
-"""``cdrpipe keys``: create, rotate and list the keyring's keys (never their secrets)."""
+"""``cdrpipe keys``: create, rotate and list the keyring's keys (never their secrets).
+
+``init`` and ``rotate`` ask the store (``CDRPIPE_STORE``) which keys it knows
+(:mod:`pipeline.lifecycle.operations.store_keys`) and never give a new key the
+id or the fingerprint of one of them: the keyring may be a restored backup
+that lacks its newest keys. Both then record the keyring's keys in the store's
+key register. A local store that does not exist yet knows no key and gets no
+register (its first files record their keys).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,10 @@ import click
 
 from pipeline.cli.group import cli, current_settings, dpo_context
 from pipeline.keys import keyring
+from pipeline.keys.fingerprint import KeyRef
+from pipeline.lifecycle.operations.store_keys import conflicts, known_keys, register_keys
+from pipeline.store.object_storage import open_storage
+from pipeline.store.storage import Storage
 
 
 @cli.group(short_help="Manage the keyring: init, rotate, list.")
@@ -17,6 +29,24 @@ def keys() -> None:
 
 def _keyring_path(path: Path | None) -> Path:
     return path if path is not None else current_settings().numbers.keyring
+
+
+def _store() -> Storage | None:
+    """The configured store, or None when it is a local directory that does not exist yet."""
+    settings = current_settings(warn_exposed=False)
+    root = settings.store.root
+    if not root.startswith("s3://") and not Path(root).is_dir():
+        return None
+    return open_storage(root, group_read=settings.store.group_read)
+
+
+def _known(storage: Storage | None) -> frozenset[KeyRef]:
+    return known_keys(storage) if storage is not None else frozenset()
+
+
+def _register(storage: Storage | None, ring: keyring.Keyring) -> None:
+    if storage is not None:
+        register_keys(storage, ring)
 
 
 _KEYRING_OPTION = click.option(
@@ -36,18 +66,33 @@ def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
     if if_missing and path.exists():
         click.echo(f"keyring {path} exists; left as it is")
         return
-    created = keyring.init_keyring(path)
-    click.echo(f"created keyring {path} with active key {created.active_id}")
+    storage = _store()
+    created = keyring.init_keyring(path, _known(storage))
+    _register(storage, created)
+    click.echo(f"created keyring {path} with active key {created.active.ref.describe()}")
 
 
 @keys.command("rotate", short_help="Add a new active key; old keys stay.")
 @_KEYRING_OPTION
 def keys_rotate(keyring_path: Path | None) -> None:
-    """Add a new active key; old keys stay for erasure and export of older rows."""
+    """Add a new active key; old keys stay for erasure and export of older rows.
+
+    The new key's id follows every key id the store knows, not only the keyring's.
+    """
     path = _keyring_path(keyring_path)
-    rotated = keyring.rotate_keyring(path)
+    storage = _store()
+    known = _known(storage)
+    for other in conflicts(keyring.load_keyring(path), known):
+        click.echo(
+            f"cdrpipe: warning: the store knows a key {other.describe()} that is not the keyring's "
+            f"{other.key_id}: its rows cannot be erased or exported with this keyring, and erasures "
+            "fail on them by name; restore the keyring backup that holds it",
+            err=True,
+        )
+    rotated = keyring.rotate_keyring(path, known)
+    _register(storage, rotated)
     click.echo(
-        f"keyring {path}: active key is now {rotated.active_id}; "
+        f"keyring {path}: active key is now {rotated.active.ref.describe()}; "
         "running workers with this file switch to it within seconds"
     )
 
@@ -55,8 +100,11 @@ def keys_rotate(keyring_path: Path | None) -> None:
 @keys.command("list", short_help="List key ids and creation times.")
 @_KEYRING_OPTION
 def keys_list(keyring_path: Path | None) -> None:
-    """List key ids and creation times (never secrets)."""
+    """List key ids, fingerprints and creation times (never secrets)."""
     loaded = dpo_context(reads_store=False, keyring_path=keyring_path).keys()
     for key in loaded.keys:
         marker = "*" if key.key_id == loaded.active_id else " "
-        click.echo(f"{marker} {key.key_id}\tcreated {key.created_at}\t{len(key.secret)} bytes")
+        click.echo(
+            f"{marker} {key.key_id}\tfingerprint {key.fingerprint}\tcreated {key.created_at}\t"
+            f"{len(key.secret)} bytes"
+        )

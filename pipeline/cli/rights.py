@@ -1,18 +1,20 @@
 """``cdrpipe rectify``, ``restrict``, ``unrestrict``, ``object``, ``withdraw-objection``.
 
 Contract: each command checks its request as the worker will (a request the
-worker would reject is refused here with exit status 2), signs it with the
-keyring and publishes it to the subject request topic; a ``--number`` goes as
-the subject's pseudonyms under every key of the keyring, so the topic holds no
-number. With ``--wait``, it prints the receipt as JSON (its one-line
-``summary`` first): exit status 0 when the request was carried out, 1 when it
-was rejected, failed, or no receipt came in time.
+worker would reject is refused here with exit status 2; the subject of a
+restriction, lift, objection or withdrawal is named as for an erasure, by
+:mod:`pipeline.cli.naming`, and the request carries its pseudonyms, never the
+number), signs it with the keyring, publishes it to the subject request topic
+and, with ``--wait``, prints the receipt as JSON (its
+one-line ``summary`` first): exit status 0 when the request was carried out,
+1 when it was rejected, failed, or no receipt came in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,12 +23,11 @@ import msgspec
 
 from pipeline.cli.client import request_and_wait
 from pipeline.cli.group import DpoContext, dpo_context
+from pipeline.cli.naming import named_subject, subject_options
 from pipeline.config.settings import load_settings
 from pipeline.errors import RequestRefusedError
-from pipeline.lifecycle.requests.erasure_request import SubjectPseudonym
 from pipeline.lifecycle.requests.ids import check_request_id, new_request_id
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.lifecycle.subject import Subject, subject_from_number, subject_from_pseudonym
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.worker.assembly import build_classifier
 
@@ -45,14 +46,6 @@ REQUEST_ID_OPTION = click.option(
 WAIT_OPTION = click.option(
     "--wait", "wait_s", default=0.0, help="Wait up to this many seconds and print the receipt as JSON."
 )
-
-
-def request_pseudonyms(subject: Subject, tenant: str | None = None) -> list[SubjectPseudonym]:
-    """What a request carries of a subject the CLI resolved: its pseudonyms (at ``tenant``), no number."""
-    return [
-        SubjectPseudonym(key_id=pair.key_id, pseudonym=pair.pseudonym, tenant=tenant)
-        for pair in subject.pairs
-    ]
 
 
 def _send(context: DpoContext, request: SubjectRequest, wait_s: float) -> None:
@@ -115,65 +108,41 @@ def rectify_command(
     )
 
 
-_NUMBER = click.option("--number", help="The subject's phone number or extension, in any spelling.")
-_PSEUDONYM = click.option("--pseudonym", help="The subject as a pseudonym (32 hex characters) instead.")
-
-
-def _send_about(
-    kind: RequestKind,
-    number: str | None,
-    pseudonym: str | None,
-    request_id: str | None,
-    wait_s: float,
-    **fields: Any,
-) -> None:
-    """Send a request about the subject given as a number or a pseudonym, checked before it is sent."""
-    if (number is None) == (pseudonym is None):
-        raise click.UsageError("give exactly one of --number or --pseudonym")
+def _send_about(kind: RequestKind, subject_options: Mapping[str, Any], request_id: str | None, wait_s: float,
+                **fields: Any) -> None:  # fmt: skip
+    """Send a request about the subject the options name (:mod:`pipeline.cli.naming`), checked first."""
     context = dpo_context(reads_store=False)
-    if pseudonym is not None:
-        subject_from_pseudonym(pseudonym)
-        named: dict[str, Any] = {"subject": pseudonym, "subject_kind": "pseudonym"}
-    else:  # the number stays here: the request carries its pseudonyms under every key
-        subject = subject_from_number(str(number), context.keys(), build_classifier(context.settings))
-        named = {"subject_kind": "pseudonyms", "pseudonyms": request_pseudonyms(subject)}
+    named = named_subject(context, subject_options)  # the resolution line, before anything is sent
     request = SubjectRequest(
         request_id=request_id or new_request_id(),
         kind=kind,
         requested_at=datetime.now(UTC),
-        **named,
+        **named.carried(),
         **fields,
     )
     _send(context, request, wait_s)
 
 
 @click.command("restrict", short_help="Restrict a subject's processing (art. 18).")
-@_NUMBER
-@_PSEUDONYM
+@subject_options
 @REQUEST_ID_OPTION
 @WAIT_OPTION
-def restrict_command(
-    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
-) -> None:
+def restrict_command(*, request_id: str | None, wait_s: float, **subject: Any) -> None:
     """Restrict a subject (art. 18): move their rows to the quarantine; later records go there too."""
-    _send_about("restriction", number, pseudonym, request_id, wait_s)
+    _send_about("restriction", subject, request_id, wait_s)
 
 
 @click.command("unrestrict", short_help="Lift a subject's restriction.")
-@_NUMBER
-@_PSEUDONYM
+@subject_options
 @REQUEST_ID_OPTION
 @WAIT_OPTION
-def unrestrict_command(
-    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
-) -> None:
+def unrestrict_command(*, request_id: str | None, wait_s: float, **subject: Any) -> None:
     """Lift a subject's restriction: their rows go back into the dataset, later records too."""
-    _send_about("lift", number, pseudonym, request_id, wait_s)
+    _send_about("lift", subject, request_id, wait_s)
 
 
 @click.command("object", short_help="Record a subject's objection (art. 21).")
-@_NUMBER
-@_PSEUDONYM
+@subject_options
 @click.option(
     "--existing",
     type=click.Choice(["quarantine", "erase"]),
@@ -182,24 +151,19 @@ def unrestrict_command(
 )
 @REQUEST_ID_OPTION
 @WAIT_OPTION
-def object_command(
-    number: str | None, pseudonym: str | None, existing: str, request_id: str | None, wait_s: float
-) -> None:
+def object_command(*, existing: str, request_id: str | None, wait_s: float, **subject: Any) -> None:
     """Record an objection (art. 21): later records are dropped; stored ones quarantined or erased."""
     chosen = "erase" if existing == "erase" else "quarantine"
-    _send_about("objection", number, pseudonym, request_id, wait_s, existing=chosen)
+    _send_about("objection", subject, request_id, wait_s, existing=chosen)
 
 
 @click.command("withdraw-objection", short_help="Withdraw a subject's objection.")
-@_NUMBER
-@_PSEUDONYM
+@subject_options
 @REQUEST_ID_OPTION
 @WAIT_OPTION
-def withdraw_objection_command(
-    number: str | None, pseudonym: str | None, request_id: str | None, wait_s: float
-) -> None:
+def withdraw_objection_command(*, request_id: str | None, wait_s: float, **subject: Any) -> None:
     """Withdraw a subject's objection: later records are stored again; quarantined rows come back."""
-    _send_about("withdrawal", number, pseudonym, request_id, wait_s)
+    _send_about("withdrawal", subject, request_id, wait_s)
 
 
 COMMANDS = [rectify_command, restrict_command, unrestrict_command, object_command, withdraw_objection_command]

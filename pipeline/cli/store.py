@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from pipeline.cli.group import cli, dpo_context
+from pipeline.cli.progress import terminal_progress
 from pipeline.config.settings import Settings
 from pipeline.kafka.connection import check_login, kafka_connection
 from pipeline.kafka.ledger_reader import LedgerReader
@@ -32,7 +32,8 @@ def retention_command(dry_run: bool) -> None:
     settings = dpo_context(reads_store=True).settings
     storage = open_storage(settings.store.root, group_read=settings.store.group_read)
     now = datetime.now(UTC)
-    report = apply_retention(storage, now, settings.lifecycle.retention_days, dry_run)
+    with terminal_progress("retention") as progress:
+        report = apply_retention(storage, now, settings.lifecycle.retention_days, dry_run, progress)
     verb = "would delete" if dry_run else "deleted"
     for call_date, paths in sorted(report.partitions.items()):
         click.echo(f"{verb} call_date={call_date.isoformat()} ({len(paths)} files)")
@@ -56,9 +57,9 @@ def reapply_erasures_command() -> None:
     ledger = SubjectLedger()
     asyncio.run(_read_ledger(settings, ledger, keyring))
     entries = ledger.entries()
-    with click.progressbar(length=len(entries), label="re-applying erasures", file=sys.stderr) as bar:
-        storage = open_storage(settings.store.root, group_read=settings.store.group_read)
-        report = reapply_ledger(storage, entries, progress=bar.update)
+    storage = open_storage(settings.store.root, group_read=settings.store.group_read)
+    with terminal_progress("re-apply") as progress:
+        report = reapply_ledger(storage, entries, progress=progress)
     click.echo(
         f"{report.requests} erasures re-applied: {len(report.files_rewritten)} files rewritten, "
         f"{len(report.files_deleted)} deleted, {report.rows_affected} rows affected, "

@@ -145,6 +145,14 @@ class KafkaSecuritySettings(SettingsGroup):
                 f"CDRPIPE_KAFKA_SECURITY_PROTOCOL={protocol} needs CDRPIPE_KAFKA_SASL_MECHANISM: "
                 "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
             )
+        if protocol == "SASL_PLAINTEXT" and mechanism in ("PLAIN", "OAUTHBEARER"):
+            # SCRAM never sends the password; PLAIN sends it and OAUTHBEARER its bearer token as
+            # they are, which over a listener without TLS anyone on the path can read and replay.
+            raise ConfigError(
+                f"CDRPIPE_KAFKA_SASL_MECHANISM={mechanism} over SASL_PLAINTEXT sends the "
+                f"{'password' if mechanism == 'PLAIN' else 'token'} in clear text: "
+                "set CDRPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or use SCRAM-SHA-512)"
+            )
         if mechanism == "OAUTHBEARER":
             if self.kafka_sasl_username is not None or self.kafka_sasl_password_file is not None:
                 raise ConfigError(

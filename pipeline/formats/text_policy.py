@@ -12,7 +12,8 @@ least as wide as the classifier). The policies are listed per column in
 Fields: ``direction`` and ``disposition`` are enumerations the decoders
 already enforce; caller, callee, connected and agent are pseudonymised and
 never kept as text; ``cdr_id``, ``source``, ``queue``, ``hangup_cause`` and
-``currency`` are checked here.
+``currency`` are checked here. :func:`system_name_problem` applies the
+``source`` rule to the tenant a request names.
 """
 
 from __future__ import annotations
@@ -121,6 +122,16 @@ def _checked(field: str, value: str) -> tuple[str | None, str]:
     if POLICIES[field].on_number == "replace":
         return None, IN_KEPT_TEXTS.redact(value)
     return f"{field} holds a phone number", value
+
+
+def system_name_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot name a system as a record's ``source`` does (None if it can), said of ``what``.
+
+    A request's tenant is such a name (a source, or the tenant ``CDRPIPE_TENANTS`` maps sources to),
+    so it is checked by the rule the stored sources passed, and may then be quoted in a receipt.
+    """
+    problem, _ = _checked("source", value)
+    return None if problem is None else what + problem.removeprefix("source")
 
 
 def _shape_problem(field: str, value: str) -> str | None:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.ingest.records import RawRecord
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.sink.batch import PartitionFlush, PendingFile, TopicPartitionKey
 from pipeline.store.naming import file_path
 
@@ -39,6 +40,8 @@ class PartitionBatch:
     tables: list[pa.Table] = field(default_factory=list)
     offsets: list[pa.Array] = field(default_factory=list)
     translations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    keys: set[KeyRef] = field(default_factory=set)
+    """The keys the batch's rows were pseudonymised under (a rotation mid-batch adds one)."""
 
 
 @dataclass(slots=True)
@@ -134,7 +137,15 @@ class PartitionBatches:
             for call_date in sorted(pc.unique(dates).to_pylist()):
                 mask = pc.equal(dates, pa.scalar(call_date, pa.date32()))
                 path = file_path(call_date, topic, partition, batch.first_offset)
-                files.append(PendingFile(path, table.filter(mask), offsets.filter(mask), batch.translations))
+                files.append(
+                    PendingFile(
+                        path,
+                        table.filter(mask),
+                        offsets.filter(mask),
+                        frozenset(batch.keys),
+                        batch.translations,
+                    )
+                )
         return PartitionFlush(topic, partition, batch.first_offset, tuple(files), batch.next_offset)
 
     def rewind(

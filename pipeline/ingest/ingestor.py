@@ -123,6 +123,7 @@ class Ingestor(PartitionBatches):
         table, offsets = self._rows(chunk.cdrs, chunk.records, letters)
         table, offsets = self._drop_expired(table, offsets)
         if table.num_rows:
+            chunk.batch.keys.add(self._parties.key_ref)
             chunk.batch.tables.append(table)
             chunk.batch.offsets.append(offsets)
             chunk.batch.rows += table.num_rows

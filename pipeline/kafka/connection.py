@@ -201,6 +201,22 @@ def _token_provider(reference: str | None) -> AbstractTokenProvider:
     return provider
 
 
+async def _first_token(provider: AbstractTokenProvider) -> None:
+    """Ask ``provider`` for a token once, so a provider that cannot make one stops the start with one line.
+
+    Only this start-time check is wrapped: at run time aiokafka sees the provider's own failures
+    and retries the refresh as it does for any login. The message names the failure's type only,
+    since a provider's error text may quote credentials.
+    """
+    try:
+        await provider.token()
+    except Exception as exc:  # any failure of third-party credential code
+        raise ConfigError(
+            f"the OAUTHBEARER token provider could not make a token ({type(exc).__name__}): check what "
+            "the factory in CDRPIPE_KAFKA_SASL_OAUTH_PROVIDER needs (its environment, its credentials)"
+        ) from None
+
+
 async def check_login(connection: KafkaConnection) -> None:
     """Connect, log in and ask for metadata on the first bootstrap broker; a refusal is one ConfigError line.
 
@@ -212,6 +228,8 @@ async def check_login(connection: KafkaConnection) -> None:
     except (OSError, TimeoutError):
         return
     writer.close()
+    if connection.token_provider is not None:
+        await _first_token(connection.token_provider)
     options = {key: value for key, value in connection.options().items() if key != "bootstrap_servers"}
     where, login = f"the broker at {host}:{port}", connection.login()
     other_protocol = (

@@ -3,13 +3,17 @@
 File format (``schemas/keyring.schema.json``)::
 
     {"format": 1, "active": "k2",
-     "keys": [{"id": "k1", "secret": "<base64, >= 32 bytes>", "created_at": "<RFC 3339>"}, ...]}
+     "keys": [{"id": "k1", "secret": "<base64, >= 32 bytes>", "created_at": "<RFC 3339>",
+               "fingerprint": "<32 hex>"}, ...]}
 
 Contract: :func:`load_keyring` returns a validated :class:`Keyring` or raises
 :class:`~pipeline.errors.KeyringError` naming the file and the fix, whatever
 the file holds. It refuses a file that is not the worker user's own, is
 readable or writable by others, lies in a directory others can write to, or
-holds a secret that is short or visibly not random. Messages never contain
+holds a secret that is short or visibly not random. A key's fingerprint
+(:mod:`pipeline.keys.fingerprint`) is always computed from its secret; the
+file's copy (written for people and backups to compare) is optional, and one
+that does not match its secret is refused. Messages never contain
 secret bytes. Writers create files with mode 0600 atomically; a symlinked
 keyring is updated at its target, so every link to it sees the new keys.
 """
@@ -24,11 +28,13 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import KeyringError
+from pipeline.keys.fingerprint import KeyRef, fingerprint
 
 MIN_SECRET_BYTES = 32
 MIN_DISTINCT_SECRET_BYTES = 16
@@ -56,6 +62,16 @@ class Key:
 
     def __repr__(self) -> str:
         return f"Key(key_id={self.key_id!r}, created_at={self.created_at!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the secret (computed, never read from a file)."""
+        return fingerprint(self.secret)
+
+    @property
+    def ref(self) -> KeyRef:
+        """The key as stored data names it: id and fingerprint."""
+        return KeyRef(self.key_id, self.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +212,10 @@ def _parse(path: Path, document: object) -> Keyring:
     ids = [key.key_id for key in keys]
     if len(set(ids)) != len(ids):
         raise KeyringError(f"keyring {path} lists a key id twice: each key id must be unique")
+    if len({key.fingerprint for key in keys}) != len(keys):
+        raise KeyringError(
+            f"keyring {path} lists one secret under two key ids: each key needs its own secret"
+        )
     active = document.get("active")
     if not isinstance(active, str) or active not in ids:
         raise KeyringError(
@@ -229,7 +249,14 @@ def _parse_key(path: Path, index: int, entry: object) -> Key:
             f"keyring {path}: key {key_id} secret is not random ({problem}): "
             "let `cdrpipe keys rotate` generate one"
         )
-    return Key(key_id=key_id, secret=secret_bytes, created_at=created_at)
+    key = Key(key_id=key_id, secret=secret_bytes, created_at=created_at)
+    recorded = entry.get("fingerprint")
+    if recorded is not None and recorded != key.fingerprint:
+        raise KeyringError(
+            f"keyring {path}: key {key_id} has a fingerprint that does not match its secret: "
+            "the file was edited or pieced together from two backups; restore it from one backup"
+        )
+    return key
 
 
 def _not_random(secret: bytes) -> str | None:
@@ -312,14 +339,24 @@ def _text_in(secret: bytes) -> str | None:
     return secret.decode("latin-1") if asciiish >= 0.9 * len(secret) else None
 
 
-def new_key(existing: tuple[Key, ...]) -> Key:
-    """A fresh random key whose id follows the existing ones (``k1``, ``k2``, ...)."""
-    numbers = [int(key.key_id[1:]) for key in existing if key.key_id[1:].isdigit()]
-    return Key(
-        key_id=f"k{max(numbers, default=0) + 1}",
-        secret=secrets.token_bytes(MIN_SECRET_BYTES),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+def new_key(existing: tuple[Key, ...], known: Iterable[KeyRef] = ()) -> Key:
+    """A fresh random key whose id follows the existing ones and the ``known`` ones (``k1``, ``k2``, ...).
+
+    ``known`` are the keys the store has seen (its files, its key register): the keyring may have
+    been restored from a backup that lacks some of them, and a new key must never take the id or
+    the fingerprint of one, or rows under the old key would look searched under the new one.
+    """
+    taken = [*(key.ref for key in existing), *known]
+    numbers = [int(ref.key_id[1:]) for ref in taken if ref.key_id[1:].isdigit()]
+    fingerprints = {ref.fingerprint for ref in taken}
+    while True:
+        key = Key(
+            key_id=f"k{max(numbers, default=0) + 1}",
+            secret=secrets.token_bytes(MIN_SECRET_BYTES),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        if key.fingerprint not in fingerprints:  # 2^-128 for random secrets; checked anyway
+            return key
 
 
 def write_keyring(path: Path, keyring: Keyring) -> None:
@@ -332,6 +369,7 @@ def write_keyring(path: Path, keyring: Keyring) -> None:
                 "id": key.key_id,
                 "secret": base64.b64encode(key.secret).decode("ascii"),
                 "created_at": key.created_at,
+                "fingerprint": key.fingerprint,
             }
             for key in keyring.keys
         ],
@@ -366,20 +404,20 @@ def _make_private_dirs(directory: Path) -> None:
         os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask, never widened by it
 
 
-def init_keyring(path: Path) -> Keyring:
-    """Create a keyring with one active key; refuses to overwrite an existing file."""
+def init_keyring(path: Path, known: Iterable[KeyRef] = ()) -> Keyring:
+    """Create a keyring with one active key (none of ``known``, see :func:`new_key`); never overwrites."""
     if path.exists():
         raise KeyringError(f"keyring {path} already exists: use `cdrpipe keys rotate` to add a key")
-    key = new_key(())
+    key = new_key((), known)
     keyring = Keyring(active_id=key.key_id, keys=(key,))
     write_keyring(path, keyring)
     return keyring
 
 
-def rotate_keyring(path: Path) -> Keyring:
-    """Add a new active key to the keyring at ``path``, keeping the old ones."""
+def rotate_keyring(path: Path, known: Iterable[KeyRef] = ()) -> Keyring:
+    """Add a new active key (none of ``known``, see :func:`new_key`) to the keyring at ``path``."""
     current = load_keyring(path)
-    key = new_key(current.keys)
+    key = new_key(current.keys, known)
     rotated = Keyring(active_id=key.key_id, keys=(*current.keys, key))
     write_keyring(path, rotated)
     return rotated

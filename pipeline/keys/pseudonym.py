@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.keys.keyring import Key
 from pipeline.numbers.dialled import dialled_key
 from pipeline.numbers.msisdn import NumberClassifier, NumberKind
@@ -73,6 +74,7 @@ class Pseudonymizer:
 
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
+        self.key_ref: KeyRef = key.ref
         self._secret = key.secret
         self._states: dict[tuple[Domain, str | None], hmac.HMAC] = {}
 
@@ -134,6 +136,8 @@ class PartyPseudonymizer:
         self._pseudonymizer = pseudonymizer
         self._tenants = dict(tenants or {})
         self.key_id = pseudonymizer.key_id
+        self.key_ref: KeyRef = pseudonymizer.key_ref
+        """The key the rows are written under, as their file's footer records it."""
         self._of_dialled = functools.lru_cache(maxsize=cache_size)(self._party_of_dialled)
         self._in_tenant = functools.lru_cache(maxsize=cache_size)(self._columns_in_tenant)
         self.agent = functools.lru_cache(maxsize=cache_size)(self._agent)
@@ -199,3 +203,18 @@ class _TenantScoped:
 def tenant_for(name: str, tenants: Mapping[str, str]) -> str:
     """The tenant a source or tenant ``name`` stands for: ``tenants[name]`` for a mapped source."""
     return tenants.get(name, name)
+
+
+def tenants_under(name: str, tenants: Mapping[str, str]) -> tuple[str, ...]:
+    """Every tenant whose pseudonyms the extensions and agents of ``name`` (a source or tenant) may carry.
+
+    First the tenant ``name`` stands for now (:func:`tenant_for`), then, sorted, ``name`` itself
+    and every source mapped to that tenant: a source was its own tenant until ``tenants`` mapped
+    it, and its rows written before keep pseudonyms derived within the source's name. The
+    mapping declares the sources one customer's extensions, so their earlier rows are the
+    same people's. A mapping that was changed or removed leaves no trace here: rows written
+    under a tenant nobody maps to any more are named by that tenant's own name.
+    """
+    current = tenant_for(name, tenants)
+    earlier = {name, *(source for source, tenant in tenants.items() if tenant == current)} - {current}
+    return (current, *sorted(earlier))

@@ -31,6 +31,7 @@ checked ids, counts and fixed words, so the register never refuses them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +68,7 @@ class _Changes:
     ledger_entries: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    opened: set[str] = field(default_factory=set)
 
     def any(self) -> bool:
         return bool(self.ledger_entries or self.written or self.deleted)
@@ -86,19 +88,26 @@ class _RecordingStorage:
         self._storage = storage
         self._changes = changes
 
-    def publish(self, relative_path: str, data: bytes) -> None:
-        self._storage.publish(relative_path, data)
+    def publish(self, relative_path: str, data: bytes) -> Stamp | None:
+        stamp = self._storage.publish(relative_path, data)
         if not relative_path.startswith(PAPERWORK):
             self._changes.written.append(relative_path)
+        return stamp
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         return self._storage.create_exclusive(relative_path, data)
 
     def read(self, relative_path: str) -> bytes | None:
+        self._note_opened(relative_path)
         return self._storage.read(relative_path)
 
     def open_input(self, relative_path: str) -> pa.NativeFile:
+        self._note_opened(relative_path)
         return self._storage.open_input(relative_path)
+
+    def _note_opened(self, relative_path: str) -> None:
+        if not relative_path.startswith(PAPERWORK):
+            self._changes.opened.add(relative_path)
 
     def delete(self, relative_path: str) -> None:
         self._storage.delete(relative_path)
@@ -161,18 +170,22 @@ class Desk:
     ) -> R:
         """Run ``work`` and return its receipt, or ``failed``'s with the work done if it broke part-way.
 
-        The receipt is not filed: the processor files it, kept or not.
+        The receipt is not filed: the processor files it, kept or not. It records how
+        many data files the work opened and how long it took (``files_read``, ``seconds``).
         """
         changes = _Changes()
+        began = time.monotonic()
 
         def write(entry: LedgerEntry) -> None:
             self._ledger.write(entry)
             changes.ledger_entries.append(entry.key)
 
         try:
-            return work(_RecordingStorage(self._storage, changes), Ledger(self._ledger.view, write))
+            receipt = work(_RecordingStorage(self._storage, changes), Ledger(self._ledger.view, write))
         except Exception as exc:  # the request still gets a receipt saying what broke and what was done
-            return self._failed(request_id, exc, changes, failed)
+            receipt = self._failed(request_id, exc, changes, failed)
+        seconds = round(time.monotonic() - began, 3)
+        return msgspec.structs.replace(receipt, files_read=len(changes.opened), seconds=seconds)
 
     def guard(
         self, request_id: str, attempt: Callable[[], R], failed: Callable[[str, WorkDone], R], audit_kind: str

@@ -30,8 +30,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    searched). The subject's pseudonyms under every key are recorded in the
    ledger (so every worker drops them before publishing, under later keys
    too) and the write is acknowledged.
-4. Files holding the subject are found through their footers' subject index
-   and rewritten copy-on-write (emptied files are deleted). Files under
+4. Files holding the subject are found through their subject index (from the
+   store manifest, else the footer) and rewritten copy-on-write (emptied files
+   are deleted). One survey of the store serves both passes and the
+   verification: the later ones re-list the store and read only what changed. Files under
    ``cdr/`` outside ``call_date=`` directories are skipped and audited.
 5. After the passes' ``settle_seconds`` (longer than a flush period) the
    files modified since the first pass began (less :data:`CLOCK_MARGIN`) are
@@ -39,8 +41,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    pass.
 6. Verification (:func:`~pipeline.lifecycle.operations.rewriter.verify_erasure`) decodes
    the pseudonym columns of every touched file and every file the index
-   cannot rule out, and fails, naming them, when files carry keys the
-   subject's pseudonyms were not computed under. The receipt opens with a
+   cannot rule out, and fails, naming each file and key, when files carry
+   keys (id and fingerprint) the subject's pseudonyms were not computed
+   under: a key id reused for another secret is another key. The receipt
+   lists the keys searched with their fingerprints. The receipt opens with a
    one-line summary, says in words what was checked, is stored under
    ``_cdrpipe/receipts/<request id>.json``, appended to the audit log and
    closes the register entry when its verification passed (a failed one
@@ -68,12 +72,11 @@ from datetime import UTC, datetime, timedelta
 from pipeline import __version__
 from pipeline.errors import KeyringError
 from pipeline.keys.keyring import Keyring
-from pipeline.keys.pseudonym import tenant_for
 from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
-from pipeline.lifecycle.operations.finder import skip_strays
+from pipeline.lifecycle.operations.finder import skip_strays, survey
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_key_ids, verify_erasure
+from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
 from pipeline.lifecycle.requests.erasure_request import (
     ErasureRequest,
     InvalidRequest,
@@ -84,17 +87,12 @@ from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     WorkDone,
+    receipt_keys,
 )
 from pipeline.lifecycle.requests.signing import UNAUTHENTICATED, verified_message
-from pipeline.lifecycle.subject import (
-    Subject,
-    SubjectError,
-    subject_from_agent,
-    subject_from_number,
-    subject_from_pseudonym,
-    subject_from_pseudonyms,
-)
+from pipeline.lifecycle.subject import RequestSubjects, Subject, SubjectError
 from pipeline.numbers.msisdn import NumberClassifier
+from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store.naming import AREAS
 from pipeline.store.storage import Storage
 
@@ -123,10 +121,11 @@ class ErasureProcessor:
         residual_copies: Callable[[], list[ResidualCopy]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tenants: Mapping[str, str] | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
-        self._tenants = dict(tenants or {})
+        self._progress = progress
         self._storage = storage
-        self._keyring = keyring
+        self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
         self._passes = passes
         self._residual = residual_copies
@@ -137,7 +136,9 @@ class ErasureProcessor:
         """Carry out the request in one message of the erasure topic, or reject it; return its receipt."""
         started = self._clock()
         try:
-            checked = verified_message(payload, self._keyring(), "request", "the erasure request topic")
+            checked = verified_message(
+                payload, self._subjects.keyring(), "request", "the erasure request topic"
+            )
         except KeyringError as exc:  # nothing can be checked, so nothing is done, and nothing filed
             return self._unread(payload, key, f"the worker cannot use its keyring: {exc}")
         if checked is None:
@@ -154,17 +155,17 @@ class ErasureProcessor:
         )
 
     def subject_of(self, request: ErasureRequest) -> Subject:
-        """The pseudonyms the request is about, under every key of the keyring as it is now."""
+        """The pseudonyms the request is about, under every key of the keyring as it is now.
+
+        An extension or agent is searched within every tenant its rows may carry: the one its
+        tenant or source stands for now, and the sources mapped to it, as they were before.
+        A request the CLI sent names the pseudonyms it computed that way (no number).
+        """
         if request.pseudonyms is not None:
-            return subject_from_pseudonyms((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
+            pairs = ((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
+            return self._subjects.of_pseudonyms(pairs, request.tenant)
         assert request.subject is not None  # checked by decode_request
-        if request.subject_kind == "pseudonym":
-            return subject_from_pseudonym(request.subject)
-        # A source mapped to a tenant (CDRPIPE_TENANTS) names that tenant, as the rows were written.
-        tenant = tenant_for(request.tenant, self._tenants) if request.tenant else None
-        if request.subject_kind == "agent":
-            return subject_from_agent(request.subject, self._keyring(), tenant)
-        return subject_from_number(request.subject, self._keyring(), self._classifier, tenant)
+        return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
     def _process(self, request: ErasureRequest, started: datetime) -> Receipt:
         earlier = self._desk.earlier(request.request_id)
@@ -200,19 +201,18 @@ class ErasureProcessor:
     def _erase(
         self, storage: Storage, ledger: Ledger, request: ErasureRequest, subject: Subject, started: datetime
     ) -> Receipt:
-        tenants = sorted({pair.tenant for pair in request.pseudonyms or () if pair.tenant})
         log.info(
-            "erasure %s started: %d pseudonyms under keys %s%s",
+            "erasure %s started: %d pseudonyms under keys %s",
             request.request_id,
             len(subject.pseudonyms),
             ",".join(subject.key_ids) or "(given pseudonym)",
-            f" at tenants {','.join(tenants)}" if tenants else "",
             extra={"request_id": request.request_id, "key_ids": ",".join(subject.key_ids)},
         )
         requested_at = request.requested_at.astimezone(UTC)
         entry = LedgerEntry(
             request_id=request.request_id,
             subject=list(subject.pairs),
+            key_fingerprints=subject.key_fingerprints,
             requested_at=requested_at,
             mode=request.mode,
         )
@@ -223,19 +223,25 @@ class ErasureProcessor:
             storage.sweep_temporaries(area)
         first_pass_began = datetime.now(UTC)  # compared with file times, so never an injected clock
         pseudonyms = subject.pseudonyms
-        first, found = rewrite_subject_files(storage, pseudonyms, request.mode, requested_at)
+        # One reading of the store serves both passes and the verification: the second pass and
+        # the verification re-list it and read only what changed since (what the first pass
+        # rewrote, what was published meanwhile).
+        first_read = survey(storage, progress=self._progress)
+        first, found = rewrite_subject_files(storage, pseudonyms, request.mode, requested_at, read=first_read)
         skip_strays(storage, found.strays, f"erasure {request.request_id}", self._clock())
         self._passes.sleep(self._passes.settle_seconds)
+        second_read = survey(storage, previous=first_read, progress=self._progress)
         second, _ = rewrite_subject_files(
-            storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN
+            storage, pseudonyms, request.mode, requested_at, first_pass_began - CLOCK_MARGIN, read=second_read
         )
         results = first + second
         verification = verify_erasure(
             storage,
             pseudonyms,
-            searched_key_ids(subject.key_ids, results),
+            searched_keys(subject.keys, results),
             requested_at,
             (result.path for result in results),
+            read=second_read.without(storage, (result.path for result in second if result.deleted)),
         )
         affected = [result for result in results if result.rows_affected]
         rows = sum(result.rows_affected for result in affected)
@@ -251,6 +257,8 @@ class ErasureProcessor:
             mode=request.mode,
             requested_at=requested_at,
             key_ids=list(subject.key_ids),
+            keys=receipt_keys(subject.keys),
+            tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(pseudonyms),
             subject_digest=subject.digest(subject.key_ids or None),
             files_rewritten=sorted({result.path for result in affected if not result.deleted}),

@@ -11,7 +11,9 @@ subject never reach the store again. Entries hold pseudonyms, never numbers.
 Design, and why it holds under key rotation:
 
 * An entry holds the subject as ``(key_id, pseudonym)`` pairs under every key
-  the erasure knew (:class:`KeyedPseudonym`). No number is stored anywhere.
+  the erasure knew (:class:`KeyedPseudonym`), and those keys' fingerprints
+  (``key_fingerprints``), so that re-applying it after a restore can tell a
+  file under another secret of the same key id. No number is stored anywhere.
 * A record pseudonymised after the request under a newer key ``k2`` has no
   pseudonym in the entry. The ingest side therefore also computes each
   party's pseudonym under every other key of its keyring (old keys stay in
@@ -57,7 +59,8 @@ a lift or withdrawal moves back only the others.
 Entries written before ``rectify`` existed have none of its fields and decode
 unchanged (the fields default to None).
 Entries written before key ids were recorded (a bare ``pseudonyms`` list) are
-still read, as pairs with an unknown key id.
+still read, as pairs with an unknown key id; entries written before
+fingerprints were recorded name their keys by id only.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.keys.fingerprint import KeyRef
 from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.lifecycle.rows import (
     SUBJECT_COLUMNS,
@@ -117,6 +121,8 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
     """``rectify``: the call."""
     party: Party | None = None
     """``rectify``: the party whose attribution is removed."""
+    key_fingerprints: dict[str, str] | None = None
+    """The fingerprint of each key id of ``subject`` (None in entries older than fingerprints)."""
 
     @property
     def key(self) -> str:
@@ -135,6 +141,15 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
         if self.pseudonyms or any(pair.key_id == UNKNOWN_KEY for pair in self.subject):
             return None
         return frozenset(pair.key_id for pair in self.subject)
+
+    def keys(self) -> frozenset[KeyRef]:
+        """The keys of the subject's pseudonyms (without fingerprint where the entry records none)."""
+        fingerprints = self.key_fingerprints or {}
+        return frozenset(
+            KeyRef(pair.key_id, fingerprints.get(pair.key_id))
+            for pair in self.subject
+            if pair.key_id != UNKNOWN_KEY
+        )
 
     def subject_pseudonyms(self) -> frozenset[str]:
         """Every pseudonym of the entry's subject."""

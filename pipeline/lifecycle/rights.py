@@ -30,7 +30,8 @@ ledger, passes and clock as the erasure processor's, and the same paperwork,
    receipt saying what failed and what had been done; it is audited and
    noted, not kept, so a re-delivery carries the request out again.
 
-Receipts and audit entries hold request ids, counts, paths, key ids and
+Receipts and audit entries hold request ids, counts, paths, key ids, the
+tenants searched (checked at the door by the rule of a stored source) and
 verification results, never a number or a pseudonym.
 """
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -59,15 +60,10 @@ from pipeline.lifecycle.operations.restriction import (
     take_out_of_use,
 )
 from pipeline.lifecycle.requests.erasure_request import claimed_request_id
-from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone
+from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone, receipt_keys
 from pipeline.lifecycle.requests.signing import UNAUTHENTICATED, verified_message
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
-from pipeline.lifecycle.subject import (
-    Subject,
-    subject_from_number,
-    subject_from_pseudonym,
-    subject_from_pseudonyms,
-)
+from pipeline.lifecycle.subject import RequestSubjects, Subject
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.storage import Storage
 
@@ -88,8 +84,9 @@ class RightsProcessor:
         ledger: Ledger,
         passes: Passes,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tenants: Mapping[str, str] | None = None,
     ) -> None:
-        self._keyring = keyring
+        self._subjects = RequestSubjects(keyring, classifier, dict(tenants or {}))
         self._classifier = classifier
         self._passes = passes
         self._clock = clock
@@ -99,7 +96,9 @@ class RightsProcessor:
         """Carry out the request in one message (its key the fallback id) or reject it; its receipt."""
         started = self._clock()
         try:
-            checked = verified_message(payload, self._keyring(), "request", "the subject request topic")
+            checked = verified_message(
+                payload, self._subjects.keyring(), "request", "the subject request topic"
+            )
         except KeyringError as exc:  # nothing can be checked, so nothing is done, and nothing filed
             return self._unread(payload, key, f"the worker cannot use its keyring: {exc}", started)
         if checked is None:
@@ -149,15 +148,18 @@ class RightsProcessor:
         return receipt
 
     def _subject(self, request: SubjectRequest) -> Subject | None:
-        """The pseudonyms of the request's subject under every key of the keyring as it is now."""
+        """The pseudonyms of the request's subject under every key of the keyring as it is now.
+
+        Found as an erasure finds them (:meth:`~pipeline.lifecycle.subject.RequestSubjects.of`):
+        an extension or agent within every tenant its rows may carry.
+        """
         if request.kind == "rectification":
             return None  # a rectification names a call, not a subject
         if request.pseudonyms is not None:
-            return subject_from_pseudonyms((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
+            pairs = ((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
+            return self._subjects.of_pseudonyms(pairs, request.tenant)
         assert request.subject is not None  # checked by parse_request
-        if request.subject_kind == "pseudonym":
-            return subject_from_pseudonym(request.subject)
-        return subject_from_number(request.subject, self._keyring(), self._classifier)
+        return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
     def _carry_out(
         self,
@@ -201,6 +203,8 @@ class RightsProcessor:
         return msgspec.structs.replace(
             self._receipt(request, subject, started, _hold_summary(request, done)),
             key_ids=list(subject.key_ids),
+            keys=receipt_keys(subject.keys),
+            tenants_searched=list(subject.tenants_searched) or None,
             pseudonyms_searched=len(subject.pseudonyms),
             existing=done.existing,
             rows_moved=done.rows_moved,

@@ -2,7 +2,8 @@
 
 Contract: :func:`resolve_number` classifies a subject's number the way the
 store did (a subject is a person: short digits are an extension, never a
-service number) in ``region``, and lists every other valid E.164 reading of
+service number) in ``region`` (:func:`resolve_with`: in the region of a
+classifier the caller already has), and lists every other valid E.164 reading of
 the same digits. A national-looking number without ``+`` or an international
 prefix can also be an international number whose ``+`` was left out
 (``468123456``: Belgian mobile +32 468 12 34 56, or Swedish +46 8 123 456);
@@ -43,7 +44,11 @@ def describe(party: PartyNumber) -> str:
 
 def resolve_number(raw: str, region: str, extension_digits: tuple[int, int]) -> Resolution:
     """Classify ``raw`` in ``region`` and find its other valid E.164 readings."""
-    classifier = NumberClassifier(region, extension_digits)
+    return resolve_with(raw, NumberClassifier(region, extension_digits))
+
+
+def resolve_with(raw: str, classifier: NumberClassifier) -> Resolution:
+    """Classify ``raw`` with ``classifier`` (its region) and find its other valid E.164 readings."""
     party = classifier.classify(raw)
     digits = dialled_key(raw)
     if party.kind is not NumberKind.E164 or digits.startswith("+"):

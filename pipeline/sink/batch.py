@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from pipeline.keys.fingerprint import KeyRef
+
 TopicPartitionKey = tuple[str, int]
 """A Kafka partition: (topic, partition)."""
 
 
 @dataclass(frozen=True, slots=True)
 class PendingFile:
-    """A file to publish: its path, its rows, each row's source offset, and the rows' translations.
+    """A file to publish: its path, its rows, each row's source offset, the keys the rows were
+    pseudonymised under (recorded in the file's footer), and the rows' translations.
 
     ``translations`` maps each pseudonym of the rows to the same party's pseudonyms
     under the keyring's other keys (see :mod:`pipeline.lifecycle.ledger`).
@@ -22,6 +25,7 @@ class PendingFile:
     path: str
     table: pa.Table
     offsets: pa.Array
+    keys: frozenset[KeyRef]
     translations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property

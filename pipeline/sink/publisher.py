@@ -14,7 +14,10 @@ Contract:
   batch's first offset: the batch's own end if this call recorded it.
 * :meth:`BatchPublisher.publish` passes each file's rows and their
   pseudonyms' translations through the row filter (the erasure ledger),
-  then publishes every file of the batch, retrying failed writes with exponential backoff, and raises
+  then publishes every file of the batch, retrying failed writes with exponential backoff, adds
+  each file to its date's store manifest (a segment of this publisher's own:
+  :class:`~pipeline.store.manifest.SegmentWriter`, so workers publishing into one
+  date never overwrite each other's entries), and raises
   :class:`~pipeline.store.storage.StorageError` if they keep failing; the
   caller must then not commit the batch's offsets. Rows that cannot be
   encoded raise :class:`UnstorableRowsError` before anything is written: the
@@ -35,6 +38,7 @@ from typing import TypeVar
 import pyarrow as pa
 
 from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
+from pipeline.store import manifest
 from pipeline.store.errors import StorageError
 from pipeline.store.merge import merge_into
 from pipeline.store.naming import QUARANTINE, in_area
@@ -97,6 +101,7 @@ class BatchPublisher:
         self._on_storage_failure = on_storage_failure
         self._row_filter = row_filter
         self._retry = storage_retrying(attempts, first_backoff_s, sleep, log)
+        self._segments = manifest.SegmentWriter(storage)
 
     def claim(self, flush: PartitionFlush) -> int:
         """Record the batch's range unless one is recorded; return the recorded end offset."""
@@ -133,11 +138,19 @@ class BatchPublisher:
                 mirror = in_area(pending.path, QUARANTINE)
                 self._guarded(
                     pending,
-                    partial(self._retrying, partial(merge_into, self.storage, mirror, routed.quarantined)),
+                    partial(
+                        self._retrying,
+                        partial(merge_into, self.storage, mirror, routed.quarantined, pending.keys),
+                    ),
                 )
             if data is not None:
-                self._retrying(partial(self.storage.publish, pending.path, data))
+                stamp = self._retrying(partial(self.storage.publish, pending.path, data))
                 written += len(data)
+                if stamp is not None:
+                    covered = manifest.CoveredRange(
+                        flush.topic, flush.partition, flush.first_offset, flush.commit_offset
+                    )
+                    self._segments.add(pending.path, manifest.encoded_entry(data, stamp, covered))
             else:
                 # The ledger left no row: no file either (a replay may find one, or the
                 # temporary file of a publish cut short, holding rows that must go).
@@ -152,7 +165,7 @@ class BatchPublisher:
 
         def route_and_encode() -> tuple[Routed, bytes | None]:
             routed = self._row_filter(pending.table, pending.translations)
-            return routed, encode(routed.kept) if routed.kept.num_rows else None
+            return routed, encode(routed.kept, pending.keys) if routed.kept.num_rows else None
 
         return self._guarded(pending, route_and_encode)
 

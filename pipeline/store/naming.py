@@ -59,8 +59,24 @@ def partition_date(path: str) -> date | None:
 
 
 def manifest_path(area: str, call_date: date) -> str:
-    """The store-relative path of the manifest of ``call_date`` in ``area``."""
-    return f"{MANIFEST_DIR}/{area}/{partition_name(call_date)}.json"
+    """The store-relative path of the manifest of ``call_date`` in ``area`` (its base, a Parquet file)."""
+    return f"{MANIFEST_DIR}/{area}/{partition_name(call_date)}{SUFFIX}"
+
+
+def manifest_segment_dir(area: str, call_date: date) -> str:
+    """The directory of the segments writers add to the manifest of ``call_date`` in ``area``."""
+    return f"{MANIFEST_DIR}/{area}/{partition_name(call_date)}"
+
+
+def parse_manifest_segment(path: str) -> tuple[str, date] | None:
+    """The area and call date of a segment at ``<manifest dir>/<area>/call_date=D/<name>.json``, else None."""
+    parts = path.removeprefix(f"{MANIFEST_DIR}/").split("/")
+    if len(parts) != 3 or parts[0] not in AREAS or not parts[2].endswith(".json"):
+        return None
+    try:
+        return parts[0], date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX))
+    except ValueError:
+        return None
 
 
 def file_path(call_date: date, topic: str, partition: int, first_offset: int) -> str:

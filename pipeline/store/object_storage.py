@@ -1,7 +1,10 @@
 """Objects of an S3-compatible store, through ``pyarrow.fs``, and the choice of storage for a location.
 
 Contract: as :class:`~pipeline.store.storage.Storage`; every object is written by
-one PUT of its complete content, so there are no temporary objects. An
+one PUT of its complete content, so there are no temporary objects. Stamps
+carry the object's ETag (from the PUT's answer, the listing, or a HEAD), so a
+manifest entry is matched to its object's content, not to a time of whole
+seconds. An
 exclusive create is a conditional PUT (``If-None-Match: *``) through boto3, as
 ``pyarrow.fs`` cannot send one: the store itself refuses to overwrite, so two
 writers cannot both create one name. :meth:`ObjectStorage.default_encryption`
@@ -11,6 +14,7 @@ reads the bucket's default encryption (``GetBucketEncryption``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -41,17 +45,22 @@ class ObjectStorage:
     def _path(self, relative_path: str) -> str:
         return f"{self._base}/{relative_path}"
 
-    def publish(self, relative_path: str, data: bytes) -> None:
+    def _key(self, relative_path: str) -> str:
+        return self._path(relative_path).split("/", 1)[1]
+
+    def publish(self, relative_path: str, data: bytes) -> Stamp:
+        # One PutObject through boto3: its answer carries the ETag of exactly this version.
         try:
-            with self._fs.open_output_stream(self._path(relative_path)) as stream:
-                stream.write(data)
-        except OSError as exc:
+            answer = self._client.put_object(Bucket=self._bucket, Key=self._key(relative_path), Body=data)
+        except (ClientError, BotoCoreError) as exc:
             raise storage_error(f"publishing {relative_path}", exc) from exc
+        return Stamp(len(data), time.time_ns(), str(answer["ETag"]))
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
-        key = self._path(relative_path).split("/", 1)[1]
         try:
-            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, IfNoneMatch="*")
+            self._client.put_object(
+                Bucket=self._bucket, Key=self._key(relative_path), Body=data, IfNoneMatch="*"
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _EXISTS_CODES:
                 return False
@@ -116,7 +125,23 @@ class ObjectStorage:
         ]
 
     def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
-        return {path: Stamp(info.size or 0, info.mtime_ns or 0) for path, info in self._files(relative_dir)}
+        # ListObjectsV2 through boto3: unlike pyarrow's listing it reports each object's ETag.
+        prefix = self._key(relative_dir).rstrip("/") + "/"
+        stamps: dict[str, Stamp] = {}
+        base = self._key("")
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            ):
+                for item in page.get("Contents", ()):
+                    key = str(item["Key"])
+                    if key.endswith("/") or key.rsplit("/", 1)[-1].startswith("."):
+                        continue
+                    modified = int(item["LastModified"].timestamp()) * 1_000_000_000
+                    stamps[key.removeprefix(base)] = Stamp(int(item["Size"]), modified, str(item["ETag"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(f"listing {relative_dir}", exc) from exc
+        return dict(sorted(stamps.items()))
 
     def _files(self, relative_dir: str) -> Sequence[tuple[str, pafs.FileInfo]]:
         """The objects under ``relative_dir`` not named ``.*``, sorted by store-relative path."""
@@ -134,16 +159,20 @@ class ObjectStorage:
 
     def stamp(self, relative_path: str) -> Stamp | None:
         try:
-            info = self._fs.get_file_info(self._path(relative_path))
-        except OSError as exc:
+            answer = self._client.head_object(Bucket=self._bucket, Key=self._key(relative_path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                return None
             raise storage_error(f"reading the size of {relative_path}", exc) from exc
-        if info.type != pafs.FileType.File:
-            return None
-        return Stamp(info.size or 0, info.mtime_ns or 0)
+        except BotoCoreError as exc:
+            raise storage_error(f"reading the size of {relative_path}", exc) from exc
+        modified = int(answer["LastModified"].timestamp()) * 1_000_000_000
+        return Stamp(int(answer["ContentLength"]), modified, str(answer["ETag"]))
 
 
 _EXISTS_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 """What S3 answers a conditional PUT of an existing key (412), or one racing another (409)."""
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_ENCRYPTION = "ServerSideEncryptionConfigurationNotFoundError"
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled"})
 
@@ -171,6 +200,14 @@ def open_storage(location: str, env: dict[str, str] | None = None, group_read: b
         scheme, _, host = endpoint.partition("://")
         options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
         options["force_virtual_addressing"] = False
+    if variables.get("AWS_ACCESS_KEY_ID") and variables.get("AWS_SECRET_ACCESS_KEY"):
+        # The same credentials for both clients: objects are now written through boto3, and a
+        # pyarrow reader without them would be refused the objects boto3 wrote.
+        options.update(
+            access_key=variables["AWS_ACCESS_KEY_ID"],
+            secret_key=variables["AWS_SECRET_ACCESS_KEY"],
+            session_token=variables.get("AWS_SESSION_TOKEN"),
+        )
     filesystem = pafs.S3FileSystem(**options)
     # the credentials of ``env`` if it has any, else boto3's standard chain (IRSA, EKS Pod Identity...)
     session = boto3.session.Session(

@@ -52,18 +52,36 @@ class Stamp:
     """What a listing says of a file: its size and modification time, which together tag its version.
 
     Locally the time has nanoseconds; on S3 it is the object's last-modified time
-    (whole seconds: a replacement within the same second is told apart by its size).
+    (whole seconds), and ``tag`` is the object's ETag, which changes with its content.
     """
 
     size: int
     modified_ns: int
+    tag: str | None = None
+
+    def same_version(self, other: Stamp) -> bool:
+        """True if both stamps describe the same version of a file.
+
+        With both tags known, the tags decide (an S3 ETag changes with the content; a
+        time with whole seconds could not tell two writes of one second apart);
+        otherwise size and modification time.
+        """
+        if self.tag is not None and other.tag is not None:
+            return self.tag == other.tag and self.size == other.size
+        return self.size == other.size and self.modified_ns == other.modified_ns
 
 
 class Storage(Protocol):
     """A store of files addressed by store-relative paths (``/``-separated)."""
 
-    def publish(self, relative_path: str, data: bytes) -> None:
-        """Atomically create or replace ``relative_path`` with ``data``."""
+    def publish(self, relative_path: str, data: bytes) -> Stamp | None:
+        """Atomically create or replace ``relative_path`` with ``data``.
+
+        Returns the :class:`Stamp` of the version this call published, when the
+        store tells it without another request that could see a later version
+        (locally the temporary file's status before the rename, on S3 the PUT's
+        ETag); None when it cannot.
+        """
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         """Create ``relative_path`` with ``data`` unless it exists; True if this call created it."""
@@ -110,12 +128,15 @@ class LocalStorage:
     def describe(self) -> str:
         return str(self.root.resolve())
 
-    def publish(self, relative_path: str, data: bytes) -> None:
+    def publish(self, relative_path: str, data: bytes) -> Stamp:
         target = self.root / relative_path
         try:
             make_dirs(target.parent, self.dir_mode)
             temp = self._write_temporary(target, data)
             try:
+                # The rename keeps the inode, so this is the published version's stamp; taken
+                # after the publish it could be that of a file another writer put there since.
+                status = temp.stat()
                 os.replace(temp, target)
             except BaseException:
                 temp.unlink(missing_ok=True)
@@ -123,6 +144,7 @@ class LocalStorage:
             _fsync_directory(target.parent)
         except OSError as exc:
             raise storage_error(f"publishing {relative_path}", exc) from exc
+        return Stamp(status.st_size, status.st_mtime_ns)
 
     def create_exclusive(self, relative_path: str, data: bytes) -> bool:
         target = self.root / relative_path

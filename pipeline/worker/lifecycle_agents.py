@@ -160,6 +160,7 @@ class LifecycleAgents:
             build_classifier(self._settings),
             ledger=ledger,
             passes=passes,
+            tenants=dict(self._settings.numbers.tenants),
         )
         await self._context.ledger_loaded.wait()  # a lift or withdrawal looks its entries up in the ledger
         async for event in stream.events():

@@ -7,8 +7,11 @@ from typing import Any
 
 import msgspec
 
+from pipeline.cli.naming import NamedSubject
 from pipeline.keys.keyring import Keyring
+from pipeline.lifecycle.requests.erasure_request import SubjectPseudonym
 from pipeline.lifecycle.requests.signing import sign_message
+from pipeline.lifecycle.subject import Subject
 
 
 def signed(message: bytes | dict[str, Any] | msgspec.Struct, keyring: Keyring) -> bytes:
@@ -20,3 +23,10 @@ def signed(message: bytes | dict[str, Any] | msgspec.Struct, keyring: Keyring) -
     else:
         payload = message
     return sign_message(payload, keyring.active)
+
+
+def pseudonyms_of(subject: Subject) -> list[SubjectPseudonym]:
+    """What the CLI sends of ``subject`` (a number's, resolved): its pseudonyms under every key."""
+    carried = NamedSubject("number", "(resolved)", None, subject).carried()
+    pseudonyms: list[SubjectPseudonym] = carried["pseudonyms"]
+    return pseudonyms

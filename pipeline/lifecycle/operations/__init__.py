@@ -1,2 +1,2 @@
-"""Operations on the store: finding a subject's files and rows, rewriting, quarantine, export,
-rectification, retention and re-apply."""
+"""Operations on the store: finding a subject's files and rows, judging the keys they were written
+under, rewriting, quarantine, export, rectification, retention, re-apply and the keys the store knows."""

@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -44,6 +43,7 @@ from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
+from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store.naming import QUARANTINE, partition_date
 from pipeline.store.storage import Storage
 
@@ -55,9 +55,7 @@ class UnreadableFilesError(RequestRefusedError):
     """Data files that cannot be read, so an export would be incomplete."""
 
 
-def subject_rows(
-    storage: Storage, subject: Subject, progress: Callable[[int], None] | None = None
-) -> pa.Table | None:
+def subject_rows(storage: Storage, subject: Subject, progress: Progress = NO_PROGRESS) -> pa.Table | None:
     """The subject's rows across the store with a ``call_date`` column, or None if there are none."""
     tables = []
     found = search(storage, subject.pseudonyms, progress)
@@ -66,7 +64,9 @@ def subject_rows(
             f"cannot read {len(found.unreadable)} data files ({', '.join(found.unreadable)}), so the export "
             "would be incomplete: restore them from backup or remove them"
         )
+    progress.start(len(found.candidates), "reading the subject's files")
     for path in found.candidates:
+        progress.advance()
         data = storage.read(path)
         if data is None:
             continue

@@ -42,11 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.lifecycle.ledger import HOLDS, SubjectLedger
-from pipeline.lifecycle.operations.finder import search
+from pipeline.lifecycle.operations.finder import Survey, survey
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.store import manifest
-from pipeline.store.merge import merge_into, read_table
+from pipeline.store.merge import merge_into, read_file, read_table
 from pipeline.store.naming import AREAS, DATASET, QUARANTINE, in_area
 from pipeline.store.parquet import encode
 from pipeline.store.storage import Storage
@@ -75,17 +75,33 @@ class MoveResult:
         return self.rows_left == 0
 
 
-def move_subject_rows(storage: Storage, pseudonyms: frozenset[str], source: str, target: str) -> MoveResult:
-    """Move every row of the subject from the ``source`` area to the ``target`` area."""
-    if source not in AREAS or target not in AREAS or source == target:
-        raise ValueError(f"a move goes between two of the areas {AREAS}")
-    candidates = search(storage, pseudonyms, areas=(source,)).candidates
-    moved, written, deleted = _move(
-        storage, candidates, lambda table: subject_row_mask(table, pseudonyms, END_OF_TIME), target
+def move_subject_rows(
+    storage: Storage, pseudonyms: frozenset[str], source: str, target: str, read: Survey | None = None
+) -> MoveResult:
+    """Move every row of the subject from the ``source`` area to the ``target`` area.
+
+    The candidates come from ``read`` (a survey of ``source``) if given, else a new survey;
+    the re-read after the move refreshes that survey (it reads only the files that changed).
+    """
+    before = read if read is not None else survey(storage, (source,))
+    moved, written, deleted = move_candidates(
+        storage, before.search(pseudonyms).candidates, pseudonyms, source, target
     )
-    after = search(storage, pseudonyms, areas=(source,)).candidates
+    after = survey(storage, (source,), previous=before).search(pseudonyms).candidates
     left = sum(count_subject_rows(storage, path, pseudonyms, END_OF_TIME) for path in after)
     return MoveResult(moved, written, deleted, len(after), left)
+
+
+def move_candidates(
+    storage: Storage, candidates: Iterable[str], pseudonyms: frozenset[str], source: str, target: str
+) -> tuple[int, list[str], list[str]]:
+    """Move the subject's rows of ``candidates`` (files of ``source``) to ``target`` (steps 1, 2, 3).
+
+    Returns the rows moved, the files written and the files deleted.
+    """
+    if source not in AREAS or target not in AREAS or source == target:
+        raise ValueError(f"a move goes between two of the areas {AREAS}")
+    return _move(storage, candidates, lambda table: subject_row_mask(table, pseudonyms, END_OF_TIME), target)
 
 
 def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[str]) -> MoveResult:
@@ -112,7 +128,7 @@ def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[
 
 def _readable(storage: Storage) -> list[str]:
     """The quarantine's files whose footer can be read (the caller reports the others)."""
-    return sorted(search(storage, (), areas=(QUARANTINE,)).key_ids)
+    return sorted(survey(storage, (QUARANTINE,)).entries)
 
 
 def _count(mask: pa.Array) -> int:
@@ -125,19 +141,20 @@ def _move(
     """Move the rows ``select`` picks in each file of ``paths`` to its mirror in ``target`` (steps 1, 2)."""
     moved, written, deleted = 0, [], []
     for path in paths:
-        table = read_table(storage, path)
-        if table is None:
+        stored = read_file(storage, path)
+        if stored is None:
             continue
+        table = stored.table
         mask = select(table)
         moving = table.filter(mask)
         if moving.num_rows == 0:
             continue  # a false positive of the subject index, or nothing to release
         destination = in_area(path, target)
-        if merge_into(storage, destination, moving):
+        if merge_into(storage, destination, moving, stored.keys):
             written.append(destination)
         staying = table.filter(pc.invert(mask))
         if staying.num_rows:
-            storage.publish(path, encode(staying))
+            storage.publish(path, encode(staying, stored.keys))
             written.append(path)
         else:
             storage.delete(path)

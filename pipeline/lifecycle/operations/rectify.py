@@ -26,7 +26,6 @@ as found, not as redacted again, and no entry is written).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -39,9 +38,9 @@ from pipeline.lifecycle.operations.finder import data_files, search
 from pipeline.lifecycle.operations.restriction import Ledger
 from pipeline.lifecycle.rows import Party, call_mask, call_party_masks, redact_parties
 from pipeline.store import manifest
-from pipeline.store.merge import read_table
+from pipeline.store.merge import read_file, read_table
 from pipeline.store.naming import partition_date
-from pipeline.store.parquet import encode
+from pipeline.store.parquet import StoredFile, encode
 from pipeline.store.storage import Storage
 
 
@@ -117,17 +116,17 @@ def rectify_call(
             sources.update(ids.column("source").cast(pa.string()).filter(mask).to_pylist())
     if len(sources) > 1:
         return Rectification(0, 0, [], searched, 0, 0, False, unreadable, sources=len(sources))
-    pending: list[tuple[str, pa.Table, dict[str, pa.Array]]] = []
+    pending: list[tuple[str, StoredFile, dict[str, pa.Array]]] = []
     pairs: set[KeyedPseudonym] = set()
     for path in holding:
-        data = storage.read(path)
-        if data is None:
+        stored = read_file(storage, path)
+        if stored is None:
             continue
-        table = pq.read_table(io.BytesIO(data))
+        table = stored.table
         found += pc.sum(pc.cast(call_mask(table, cdr_id, source), pa.int64())).as_py() or 0
         masks = call_party_masks(table, cdr_id, source, party)
         if masks:  # the connected party is only ever redacted with the party itself
-            pending.append((path, table, masks))
+            pending.append((path, stored, masks))
             pairs |= _redacted_pairs(table, masks[party], party)
     if record is not None and pairs:
         # Recorded before any file changes: a replay published meanwhile is redacted as well.
@@ -144,8 +143,8 @@ def rectify_call(
             )
         )
     roles: set[str] = set()
-    for path, table, masks in pending:
-        storage.publish(path, encode(redact_parties(table, masks)))
+    for path, stored, masks in pending:
+        storage.publish(path, encode(redact_parties(stored.table, masks), stored.keys))
         redacted += pc.sum(pc.cast(masks[party], pa.int64())).as_py() or 0
         roles.update(masks)
         rewritten.append(path)
@@ -190,12 +189,12 @@ def reapply_rectification(storage: Storage, entry: LedgerEntry) -> list[str]:
     pseudonyms = entry.subject_pseudonyms()
     rewritten = []
     for path in search(storage, pseudonyms).candidates:
-        table = read_table(storage, path)
-        if table is None:
+        stored = read_file(storage, path)
+        if stored is None:
             continue
-        masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, pseudonyms)
+        masks = call_party_masks(stored.table, entry.cdr_id, entry.source, entry.party, pseudonyms)
         if masks:
-            storage.publish(path, encode(redact_parties(table, masks)))
+            storage.publish(path, encode(redact_parties(stored.table, masks), stored.keys))
             rewritten.append(path)
     manifest.record(storage, written=rewritten)
     return rewritten

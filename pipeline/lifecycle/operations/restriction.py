@@ -34,13 +34,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from pipeline.lifecycle.ledger import HOLDS, UNKNOWN_KEY, KeyedPseudonym, LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.finder import search
-from pipeline.lifecycle.operations.quarantine import END_OF_TIME, move_subject_rows, release_unheld
+from pipeline.keys.fingerprint import KeyRef
+from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
+from pipeline.lifecycle.operations.finder import survey
+from pipeline.lifecycle.operations.key_coverage import key_coverage
+from pipeline.lifecycle.operations.quarantine import END_OF_TIME, move_candidates, release_unheld
 from pipeline.lifecycle.operations.rewriter import (
     count_subject_rows,
+    not_searched_files,
     rewrite_subject_files,
-    searched_key_ids,
+    searched_keys,
     verify_erasure,
 )
 from pipeline.lifecycle.requests.receipts import ReceiptVerification
@@ -111,24 +114,29 @@ def _rows_in(
 def _move_twice(
     storage: Storage,
     pseudonyms: frozenset[str],
-    key_ids: frozenset[str],
+    keys: frozenset[KeyRef],
     areas: tuple[str, str],
     passes: Passes,
 ) -> HoldOutcome:
     """Move twice, then check both areas, every file of the source area read and every key searched.
 
-    A subject given as a pseudonym (or a restriction older than a key) has no
-    pseudonym under some key: rows under that key cannot be found, so the
-    verification fails and names the key instead of claiming the move is complete.
+    A subject given as a pseudonym (or a restriction older than a key, or a key id
+    reused for another secret) has no pseudonym under some file's key: rows under
+    that key cannot be found, so the verification fails and names the files and
+    keys instead of claiming the move is complete.
     """
     source, target = areas
-    first = move_subject_rows(storage, pseudonyms, source, target)
+    # One reading of the source area: the second pass re-lists it and reads what changed, and the
+    # check takes the second pass's reading (the files it changed are decoded anyway).
+    first_read = survey(storage, (source,))
+    first = move_candidates(storage, first_read.search(pseudonyms).candidates, pseudonyms, source, target)
     passes.sleep(passes.settle_seconds)
-    second = move_subject_rows(storage, pseudonyms, source, target)
-    moved = first.rows_moved + second.rows_moved
-    written = sorted({*first.files_written, *second.files_written})
-    footers = search(storage, pseudonyms, areas=(source,))
-    unsearched = sorted(footers.all_key_ids() - key_ids)
+    second_read = survey(storage, (source,), previous=first_read)
+    second = move_candidates(storage, second_read.search(pseudonyms).candidates, pseudonyms, source, target)
+    moved = first[0] + second[0]
+    written = sorted({*first[1], *second[1]})
+    footers = second_read.without(storage, second[2]).search(pseudonyms)
+    coverage = key_coverage(footers.keys, keys)
     left_behind = [path for path in written if path.startswith(f"{source}/")]
     remaining, source_decoded, source_unreadable = _rows_in(
         storage, [*footers.candidates, *left_behind], pseudonyms
@@ -138,17 +146,16 @@ def _move_twice(
     )
     unreadable = sorted({*footers.unreadable, *source_unreadable, *target_unreadable})
     checked = source_decoded + target_decoded
-    in_store = len(footers.key_ids) + len(footers.unreadable)
+    in_store = len(footers.keys) + len(footers.unreadable)
     text = (
-        f"Read the footer of all {in_store} data files in {source}/ and decoded the subject columns of "
+        f"Checked the subject index of all {in_store} data files in {source}/ (from the store manifest, "
+        f"or the file's footer where the manifest did not describe it) and decoded the subject columns of "
         f"{source_decoded} files there (every file the move rewrote and every file whose subject index "
         f"could not rule the subject out): {remaining} rows of the subject remain. Decoded the "
         f"{target_decoded} files in {target}/ the rows moved to: they hold {arrived} rows of the subject "
         f"({moved} moved)."
-    )
-    failures = _move_failures(moved, checked, arrived, target, unreadable)
-    if unsearched:
-        failures += f" FAILED: rows under keys {', '.join(unsearched)} could not be searched."
+    ) + coverage.caveat()
+    failures = _move_failures(moved, checked, arrived, target, unreadable) + coverage.failure(keys)
     verification = ReceiptVerification(
         passed=remaining == 0 and not failures,
         checked=text + failures,
@@ -156,13 +163,16 @@ def _move_twice(
         files_checked=checked,
         rows_remaining=remaining,
         files_unreadable=unreadable,
-        key_ids_in_store=sorted(footers.all_key_ids()),
-        key_ids_not_searched=unsearched,
+        key_ids_in_store=sorted({key.key_id for key in footers.all_keys()}),
+        key_ids_not_searched=coverage.key_ids_not_searched,
+        files_not_searched=not_searched_files(coverage),
+        files_searched_by_key_id_only=len(coverage.by_id_only),
+        key_ids_searched_by_id_only=sorted(coverage.ids_by_id_only),
     )
     return HoldOutcome(
         rows_moved=moved,
         files_written=written,
-        files_deleted=sorted({*first.files_deleted, *second.files_deleted}),
+        files_deleted=sorted({*first[2], *second[2]}),
         passes=2,
         verification=verification,
     )
@@ -178,7 +188,7 @@ def _release_twice(
     first = release_unheld(storage, view, pseudonyms)
     passes.sleep(passes.settle_seconds)
     second = release_unheld(storage, view, pseudonyms)
-    footers = search(storage, (), areas=(QUARANTINE,))
+    footers = survey(storage, (QUARANTINE,)).search(())
     moved = first.rows_moved + second.rows_moved
     written = sorted({*first.files_written, *second.files_written})
     arrived, decoded, target_unreadable = _all_rows_in(
@@ -196,7 +206,7 @@ def _release_twice(
     verification = ReceiptVerification(
         passed=second.verified and not failures,
         checked=text + failures,
-        files_in_store=len(footers.key_ids) + len(footers.unreadable),
+        files_in_store=len(footers.keys) + len(footers.unreadable),
         files_checked=checked,
         rows_remaining=second.rows_left,
         files_unreadable=unreadable,
@@ -240,13 +250,16 @@ def _move_failures(moved: int, checked: int, arrived: int, target: str, unreadab
 
 
 def _erase_twice(storage: Storage, subject: Subject, requested_at: datetime, passes: Passes) -> HoldOutcome:
-    first, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at)
+    first_read = survey(storage)
+    first, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at, read=first_read)
     passes.sleep(passes.settle_seconds)
-    second, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at)
+    second_read = survey(storage, previous=first_read)
+    second, _ = rewrite_subject_files(storage, subject.pseudonyms, "delete", requested_at, read=second_read)
     results = [result for result in first + second if result.rows_affected]
-    searched = searched_key_ids(subject.key_ids, results)
+    searched = searched_keys(subject.keys, results)
     touched = [result.path for result in first + second]
-    verification = verify_erasure(storage, subject.pseudonyms, searched, requested_at, touched)
+    after = second_read.without(storage, (result.path for result in second if result.deleted))
+    verification = verify_erasure(storage, subject.pseudonyms, searched, requested_at, touched, read=after)
     return HoldOutcome(
         existing="erase",
         rows_removed=sum(result.rows_affected for result in results),
@@ -269,14 +282,26 @@ def take_out_of_use(
     passes: Passes,
 ) -> HoldOutcome:
     """Record the restriction or objection in the ledger, then quarantine or erase the stored rows."""
-    pairs = list(subject.pairs)
-    ledger.write(LedgerEntry(request_id=request_id, requested_at=requested_at, action=action, subject=pairs))
+    pairs, fingerprints = list(subject.pairs), subject.key_fingerprints
+    ledger.write(
+        LedgerEntry(
+            request_id=request_id,
+            requested_at=requested_at,
+            action=action,
+            subject=pairs,
+            key_fingerprints=fingerprints,
+        )
+    )
     if existing == "erase":
         # ':' never occurs in a request id (request_ids.check_request_id): no erasure can reuse it
         erase_id = f"{request_id}:objection-erase"
-        ledger.write(LedgerEntry(request_id=erase_id, requested_at=requested_at, subject=pairs))
+        ledger.write(
+            LedgerEntry(
+                request_id=erase_id, requested_at=requested_at, subject=pairs, key_fingerprints=fingerprints
+            )
+        )
         return _erase_twice(storage, subject, requested_at, passes)
-    moved = _move_twice(storage, subject.pseudonyms, _keys(subject.pairs), (DATASET, QUARANTINE), passes)
+    moved = _move_twice(storage, subject.pseudonyms, subject.keys, (DATASET, QUARANTINE), passes)
     return replace(moved, existing=existing)
 
 
@@ -305,7 +330,3 @@ def put_back_in_use(
 
 def _holds_of(view: SubjectLedger, pseudonyms: frozenset[str]) -> list[LedgerEntry]:
     return [entry for action in HOLDS for entry in view.in_force(action, pseudonyms)]
-
-
-def _keys(pairs: Iterable[KeyedPseudonym]) -> frozenset[str]:
-    return frozenset(pair.key_id for pair in pairs if pair.key_id != UNKNOWN_KEY)

@@ -3,7 +3,8 @@
 Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
 older than ``today - retention_days``; :func:`apply_retention` deletes their
 files and their manifests (unless ``dry_run``) and writes one audit entry per
-deleted partition.
+deleted partition, with the files the run listed and the seconds it had taken
+when the partition was gone. It reads no footer.
 Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
 warning and an audit entry; they never stop retention.
 :func:`horizon` is the same rule for a single record at ingest: a record
@@ -13,6 +14,7 @@ DPO records past their period: audit entries, receipts and closed requests.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -20,6 +22,7 @@ from pipeline.lifecycle.operations.finder import list_data_files, skip_strays
 from pipeline.lifecycle.requests.audit import append_audit, purge_audit
 from pipeline.lifecycle.requests.receipts import purge_receipts
 from pipeline.lifecycle.requests.register import purge_requests
+from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.record import retention_horizon
 from pipeline.store import manifest
 from pipeline.store.naming import AREAS, partition_date
@@ -40,9 +43,14 @@ class RetentionReport:
 
 
 def apply_retention(
-    storage: Storage, now: datetime, retention_days: int, dry_run: bool = False
+    storage: Storage,
+    now: datetime,
+    retention_days: int,
+    dry_run: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> RetentionReport:
     """Delete (or list, with ``dry_run``) every partition past the retention period."""
+    began = time.monotonic()
     oldest_kept = retention_horizon(now.date(), retention_days)
     expired: dict[date, list[str]] = {}
     listed = list_data_files(storage)
@@ -54,10 +62,13 @@ def apply_retention(
         for area in AREAS:  # what publishes killed mid-write left behind, expired or not
             storage.sweep_temporaries(area)
         skip_strays(storage, listed.strays, "retention", now)
+        progress.start(sum(len(paths) for paths in expired.values()), "deleting expired files")
         for call_date, paths in sorted(expired.items()):
             for path in paths:
                 storage.delete(path)
-            manifest.record(storage, deleted=paths)
+                progress.advance()
+            for area in AREAS:
+                manifest.forget_date(storage, area, call_date)
             append_audit(
                 storage,
                 "retention",
@@ -65,6 +76,8 @@ def apply_retention(
                     "call_date": call_date.isoformat(),
                     "files_deleted": paths,
                     "retention_days": retention_days,
+                    "files_listed": len(listed.paths),
+                    "seconds": round(time.monotonic() - began, 3),
                 },
                 now,
             )

@@ -2,7 +2,8 @@
 
 Contract: :func:`decode_request` returns an :class:`ErasureRequest` that
 matches ``schemas/erasure-request.schema.json`` (a ``requested_at`` without a
-UTC offset does not), or an :class:`InvalidRequest` with the request id (a new
+UTC offset does not, nor a tenant that could not be a record's source), or
+an :class:`InvalidRequest` with the request id (a new
 ``unidentified-<uuid>`` when the message has no usable one) and a reason that
 names where the message breaks the schema but never quotes its values: any
 producer may put a phone number in any field. It never raises.
@@ -19,10 +20,13 @@ from typing import Annotated, Literal
 import msgspec
 
 from pipeline.errors import RequestRefusedError
+from pipeline.formats.text_policy import system_name_problem
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
 SubjectKind = Literal["number", "pseudonym", "agent", "pseudonyms"]
+"""How a request names its subject: a number or extension, a contact-centre agent id, a pseudonym,
+or (what the CLI sends) the pseudonyms it computed from one of them."""
 MAX_SUBJECT_PSEUDONYMS = 4096
 """The most pseudonyms one request names (every key of a keyring at every tenant of a subject)."""
 _SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
@@ -33,13 +37,13 @@ Mode = Literal["delete", "redact"]
 the subject's side."""
 
 
-class SubjectPseudonym(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """One of the pseudonyms a request names its subject by: computed by the sender under keyring key
-    ``key_id`` (at ``tenant`` for an extension or an agent), so the request carries no number."""
+class SubjectPseudonym(msgspec.Struct, kw_only=True, frozen=True):
+    """One of the pseudonyms a request names its subject by, computed by the sender under keyring key
+    ``key_id`` (an extension's or agent's within every tenant of the request's ``tenant``), so the
+    request carries no number."""
 
     key_id: str
     pseudonym: str
-    tenant: str | None = None
 
 
 SubjectPseudonyms = Annotated[list[SubjectPseudonym], msgspec.Meta(max_length=MAX_SUBJECT_PSEUDONYMS)]
@@ -89,13 +93,31 @@ def decode_request(payload: bytes, classifier: NumberClassifier) -> ErasureReque
         # The id names the receipt, the audit entry and the ledger key: one that is or holds a
         # phone number (or cannot be a file name) is refused under an id of its own.
         return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
-    named_by_pseudonyms = request.subject_kind == "pseudonyms"
-    if named_by_pseudonyms != (request.pseudonyms is not None) or named_by_pseudonyms == (
-        request.subject is not None
-    ):
-        reason = "a request names its subject by pseudonyms (subject_kind pseudonyms) or by subject, not both"
-        return InvalidRequest(request.request_id, reason)
+    problem = tenant_problem(request.tenant) or naming_problem(
+        request.subject_kind, request.subject, request.pseudonyms
+    )
+    if problem is not None:
+        return InvalidRequest(request.request_id, problem)
     return request
+
+
+def tenant_problem(tenant: str | None) -> str | None:
+    """Why a request's tenant is not usable (None if it is absent or usable); it never quotes the tenant.
+
+    The receipt lists the tenants searched, so a tenant must pass the rule of a stored source.
+    """
+    return None if tenant is None else system_name_problem(tenant, "the tenant")
+
+
+def naming_problem(
+    kind: SubjectKind, subject: str | None, pseudonyms: list[SubjectPseudonym] | None
+) -> str | None:
+    """Why a request does not name its subject one way (by ``subject``, or by ``pseudonyms`` with
+    ``subject_kind`` ``pseudonyms``), or None."""
+    by_pseudonyms = kind == "pseudonyms"
+    if by_pseudonyms != (pseudonyms is not None) or (by_pseudonyms and subject is not None):
+        return "a request names its subject by pseudonyms (subject_kind pseudonyms) or by subject, not both"
+    return None
 
 
 def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:

@@ -4,9 +4,10 @@ Contract: :class:`Receipt` is ``schemas/erasure-receipt.schema.json`` as a
 type and :class:`SubjectReceipt` is ``schemas/subject-receipt.schema.json``;
 both open with a one-line ``summary`` a DPO can read, use the same names for
 the same things (``status``, ``rows_*``, ``files_*``, ``verification`` with
-``checked`` in words, ``work_done`` when a request failed part-way) and hold
-request ids, counts, paths, key ids and plain-language text, never a number
-or a pseudonym. On the receipts topic a receipt is :func:`receipt_message`: it
+``checked`` in words, ``work_done`` when a request failed part-way,
+``tenants_searched`` for an extension or agent) and hold request ids, counts,
+paths, key ids, tenant names and plain-language text, never a number or a
+pseudonym. On the receipts topic a receipt is :func:`receipt_message`: it
 carries ``answers`` (the digest of the request message it answers) and is
 signed (:mod:`pipeline.lifecycle.requests.signing`). A receipt is written once (``_cdrpipe/receipts/<request
 id>.json``, see :func:`receipt_path`) and never rewritten;
@@ -17,11 +18,13 @@ id>.json``, see :func:`receipt_path`) and never rewritten;
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
 
+from pipeline.keys.fingerprint import KeyRef, sorted_refs
 from pipeline.keys.keyring import Key
 from pipeline.lifecycle.requests import skipped
 from pipeline.lifecycle.requests.erasure_request import Mode
@@ -49,6 +52,26 @@ class ResidualCopy(msgspec.Struct, kw_only=True, frozen=True):
     retention_source: Literal["broker", "settings"]
 
 
+class ReceiptKey(msgspec.Struct, kw_only=True, frozen=True):
+    """A key as a receipt names it: its id and its fingerprint (None: recorded by id only)."""
+
+    key_id: str
+    fingerprint: str | None
+
+
+def receipt_keys(keys: Iterable[KeyRef]) -> list[ReceiptKey]:
+    """``keys`` as receipts list them (by id)."""
+    return [ReceiptKey(key_id=key.key_id, fingerprint=key.fingerprint) for key in sorted_refs(keys)]
+
+
+class FileNotSearched(msgspec.Struct, kw_only=True, frozen=True):
+    """A data file with rows under a key the subject was not searched under (it may hold the subject)."""
+
+    path: str
+    key_id: str
+    fingerprint: str | None
+
+
 class ReceiptVerification(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """What was re-read after the request changed the store, and whether it passed.
 
@@ -56,6 +79,10 @@ class ReceiptVerification(msgspec.Struct, kw_only=True, frozen=True, omit_defaul
     changed rows and decoded no file has checked nothing and does not pass.
     The key id lists are those of the files read (erasures and moves; a
     rectification names a call, not a subject, so it has none).
+    ``files_not_searched`` names every file under a key (id and fingerprint)
+    the subject was not searched under, which fails the verification;
+    ``files_searched_by_key_id_only`` counts the files whose key could only be
+    matched by id (no fingerprint recorded), under ``key_ids_searched_by_id_only``.
     """
 
     passed: bool
@@ -66,6 +93,9 @@ class ReceiptVerification(msgspec.Struct, kw_only=True, frozen=True, omit_defaul
     files_unreadable: list[str]
     key_ids_in_store: list[str] | None = None
     key_ids_not_searched: list[str] | None = None
+    files_not_searched: list[FileNotSearched] | None = None
+    files_searched_by_key_id_only: int | None = None
+    key_ids_searched_by_id_only: list[str] | None = None
 
 
 class WorkDone(msgspec.Struct, kw_only=True, frozen=True):
@@ -96,6 +126,10 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     requested_at: datetime | None = None
     started_at: datetime | None = None
     key_ids: list[str] | None = None
+    keys: list[ReceiptKey] | None = None
+    """The keys of ``key_ids`` with their fingerprints."""
+    tenants_searched: list[str] | None = None
+    """An extension or agent: the tenants whose pseudonyms were searched (a subscriber has none)."""
     pseudonyms_searched: int | None = None
     subject_digest: str | None = None
     """A digest of the subject's pseudonyms: a re-delivered request matches it, a reused id does not."""
@@ -108,6 +142,10 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     verification: ReceiptVerification | None = None
     residual_copies: list[ResidualCopy] | None = None
     work_done: WorkDone | None = None
+    files_read: int | None = None
+    """Data files the work opened, footers or rows, each counted once (store manifests spare the rest)."""
+    seconds: float | None = None
+    """How long the work on the store took."""
     answers: str | None = None
     """On the receipts topic: the SHA-256 of the request message this receipt answers."""
 
@@ -150,9 +188,17 @@ class SubjectReceipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     parties_redacted: list[str] | None = None
     """A rectification: the roles redacted (the party, and ``connected`` when it was the same person)."""
     key_ids: list[str] | None = None
+    keys: list[ReceiptKey] | None = None
+    """The keys of ``key_ids`` with their fingerprints."""
+    tenants_searched: list[str] | None = None
+    """An extension or agent: the tenants whose pseudonyms were searched (a subscriber has none)."""
     pseudonyms_searched: int | None = None
     verification: ReceiptVerification | None = None
     work_done: WorkDone | None = None
+    files_read: int | None = None
+    """Data files the work opened, footers or rows, each counted once (store manifests spare the rest)."""
+    seconds: float | None = None
+    """How long the work on the store took."""
     answers: str | None = None
     """On the receipts topic: the SHA-256 of the request message this receipt answers."""
 

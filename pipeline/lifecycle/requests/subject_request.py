@@ -18,7 +18,13 @@ from typing import Literal
 import msgspec
 
 from pipeline.errors import RequestRefusedError
-from pipeline.lifecycle.requests.erasure_request import SubjectPseudonyms, schema_problem
+from pipeline.lifecycle.requests.erasure_request import (
+    SubjectKind,
+    SubjectPseudonyms,
+    naming_problem,
+    schema_problem,
+    tenant_problem,
+)
 from pipeline.lifecycle.requests.ids import check_call_id, check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
@@ -33,9 +39,10 @@ class SubjectRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     kind: RequestKind
     requested_at: datetime
     subject: str | None = None
-    subject_kind: Literal["number", "pseudonym", "pseudonyms"] = "number"
+    subject_kind: SubjectKind = "number"
     pseudonyms: SubjectPseudonyms | None = None
     """``subject_kind`` ``pseudonyms``: the subject's pseudonyms (what the CLI sends: no number)."""
+    tenant: str | None = None
     existing: Literal["quarantine", "erase"] | None = None
     cdr_id: str | None = None
     party: Literal["caller", "callee"] | None = None
@@ -93,11 +100,13 @@ def _problem(request: SubjectRequest, classifier: NumberClassifier) -> str | Non
         return str(exc)
     if request.requested_at.tzinfo is None:
         return "requested_at needs a UTC offset"
-    by_pseudonyms = request.subject_kind == "pseudonyms"
-    if by_pseudonyms != (request.pseudonyms is not None) or (by_pseudonyms and request.subject is not None):
-        return "a request names its subject by pseudonyms (subject_kind pseudonyms) or by subject, not both"
     if request.kind in _NEEDS_SUBJECT and not (request.subject or request.pseudonyms):
         return f"a {request.kind} request names its subject"
+    problem = tenant_problem(request.tenant) or naming_problem(
+        request.subject_kind, request.subject, request.pseudonyms
+    )
+    if problem is not None:
+        return problem
     if request.kind == "objection" and request.existing is None:
         return "an objection says what happens to existing rows: existing is quarantine or erase"
     if request.kind == "rectification":

@@ -175,7 +175,7 @@ def test_export_by_agent_skips_stray_files_and_needs_exactly_one_subject(tmp_pat
         [canonical_decode(canonical_bytes(cdr_id=i, agent=agent)) for i, agent in calls], parties
     )
     storage = LocalStorage(tmp_path / "store")
-    storage.publish("cdr/call_date=2026-03-29/t+0+0.parquet", encode(rows))
+    storage.publish("cdr/call_date=2026-03-29/t+0+0.parquet", encode(rows, [key.ref]))
     storage.publish("cdr/README.txt", b"left here by someone")
     env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
     out = tmp_path / "agent.jsonl"

@@ -28,7 +28,9 @@ def export(tmp_path: Path, keyring_path: Path) -> Iterator[tuple[Path, Run]]:
     key = load_keyring(keyring_path).active
     parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(key), 8)
     rows = build_rows([canonical_decode(canonical_bytes(cdr_id="a1", agent="agent-42"))], parties)
-    LocalStorage(tmp_path / "store").publish("cdr/call_date=2026-03-29/t+0+0.parquet", encode(rows))
+    LocalStorage(tmp_path / "store").publish(
+        "cdr/call_date=2026-03-29/t+0+0.parquet", encode(rows, [key.ref])
+    )
     env = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
     previous = os.umask(0o022)
 

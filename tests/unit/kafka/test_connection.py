@@ -109,8 +109,11 @@ def test_plaintext_is_the_default_and_faust_gets_no_credentials() -> None:
     assert connection.faust_credentials() is None
 
 
-@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
-@pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [("SASL_SSL", "PLAIN"), ("SASL_SSL", "SCRAM-SHA-256"), ("SASL_SSL", "SCRAM-SHA-512"),
+     ("SASL_PLAINTEXT", "SCRAM-SHA-256"), ("SASL_PLAINTEXT", "SCRAM-SHA-512")],
+)  # fmt: skip
 def test_sasl_with_a_password_file(password_file: Path, protocol: str, mechanism: str) -> None:
     connection = kafka_connection(load_settings(sasl_env(password_file, mechanism.lower(), protocol)))
     options = connection.options()
@@ -272,6 +275,20 @@ def test_the_password_is_in_no_repr_log_or_error(
              repr(connection.faust_credentials()), settings.model_dump_json()]  # fmt: skip
     logging.getLogger("cdrpipe.test").info("settings %s connection %r", settings, connection)
     assert all(PASSWORD not in text for text in [*shown, caplog.text])
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "OAUTHBEARER"])
+def test_a_password_or_token_in_clear_text_is_refused(password_file: Path, mechanism: str) -> None:
+    env = sasl_env(password_file, mechanism, "SASL_PLAINTEXT")
+    if mechanism == "OAUTHBEARER":
+        env = {
+            key: value for key, value in env.items() if "SASL_USERNAME" not in key and "PASSWORD" not in key
+        }
+        env["CDRPIPE_KAFKA_SASL_OAUTH_PROVIDER"] = f"{__name__}:static_token"
+    with pytest.raises(
+        ConfigError, match=rf"^CDRPIPE_KAFKA_SASL_MECHANISM={mechanism} over SASL_PLAINTEXT sends"
+    ):
+        load_settings(env)
 
 
 def test_a_connection_is_a_value(password_file: Path) -> None:

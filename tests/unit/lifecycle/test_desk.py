@@ -12,9 +12,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
-import jsonschema
 import pytest
 
 from pipeline.lifecycle.erasure import ErasureProcessor
@@ -27,8 +25,6 @@ from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     SubjectReceipt,
-    encode_receipt,
-    receipt_message,
     receipt_path,
 )
 from pipeline.lifecycle.requests.register import REGISTER_DIR, load_request
@@ -36,18 +32,13 @@ from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store.errors import StorageError
 from pipeline.store.storage import Storage
-from tests.support.helpers import REPO
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file
+from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, valid_receipt
 from tests.support.memory_storage import MemoryStorage
 from tests.support.signed import signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DAY = "2026-11-01T10:00:00+00:00"
 OTHER = "+32475999888"
-SCHEMAS = {
-    kind: json.loads((REPO / "schemas" / f"{kind}-receipt.schema.json").read_text())
-    for kind in ("erasure", "subject")
-}
 RESIDUAL = [
     ResidualCopy(topic="cdr.raw", holds="raw CDRs", retention_days=7.0, retention_source="broker"),
     ResidualCopy(topic="cdr.dlq", holds="rejected raw CDRs", retention_days=7.0, retention_source="broker"),
@@ -104,18 +95,6 @@ def _store(storage: MemoryStorage | None = None) -> MemoryStorage:
     return storage
 
 
-def _valid(receipt: AnyReceipt) -> dict[str, Any]:
-    """The receipt as published, checked against its topic's schema; its summary comes first."""
-    document: dict[str, Any] = json.loads(encode_receipt(receipt))
-    schema = SCHEMAS["subject" if isinstance(receipt, SubjectReceipt) else "erasure"]
-    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
-    published = json.loads(receipt_message(receipt, b"the request", KEYS.active))  # as the topic has it
-    jsonschema.validate(published, schema, format_checker=jsonschema.FormatChecker())
-    assert next(iter(published)) == "summary" and {"answers", "signing_key_id", "mac"} <= set(published)
-    assert next(iter(document)) == "summary" and "\n" not in document["summary"] and document["summary"]
-    return document
-
-
 def _closed(storage: Storage, request_id: str) -> bool:
     record = load_request(storage, request_id)
     return record is not None and record.status != "open"
@@ -144,18 +123,18 @@ def test_receipts_of_every_kind_and_status_match_their_schemas_and_agree_on_name
         worker.erasures.handle(b"{", b"e-json"),  # unsigned: rejected unread, keyed as sent
     ]
     for receipt in completed:
-        document = _valid(receipt)
+        document = valid_receipt(receipt)
         assert receipt.status == "completed" and receipt.passed, document
         assert document["verification"]["checked"] and document["verification"]["files_checked"] >= 0
     for receipt in rejected:
-        document = _valid(receipt)
+        document = valid_receipt(receipt)
         assert receipt.status == "rejected" and document["summary"] == f"rejected: {receipt.reason}"
-    erased = _valid(completed[-1])
+    erased = valid_receipt(completed[-1])
     assert erased["summary"] == (
         "erased 1 rows in 1 files; verification passed; raw copies remain in cdr.raw and cdr.dlq "
         "for up to 7 days"
     )
-    restricted = _valid(completed[0])
+    restricted = valid_receipt(completed[0])
     assert restricted["summary"].startswith("restricted: later records are quarantined; 2 rows moved")
     shared = {"summary", "request_id", "status", "finished_at", "verification", "pipeline_version"}
     assert shared <= set(erased) and shared <= set(restricted)
@@ -198,7 +177,7 @@ def test_a_request_that_breaks_part_way_gets_a_failed_receipt_and_a_re_run_compl
         return worker.ask("case-1", kind, **({"existing": "quarantine"} if kind == "objection" else {}))
 
     failed = send()
-    document = _valid(failed)
+    document = valid_receipt(failed)
     assert failed.status == "failed" and failed.work_done is not None
     assert failed.reason is not None and failed.reason.startswith("StorageError: ")
     assert "0475000111" not in json.dumps(document)  # the exception's text is scrubbed
@@ -213,7 +192,7 @@ def test_a_request_that_breaks_part_way_gets_a_failed_receipt_and_a_re_run_compl
     assert [entry["status"] for entry in read_audit(storage)] == ["failed"]
     storage.broken = False  # the operator frees the disk; the request is delivered again
     done = send()
-    assert done.status == "completed" and done.passed and _closed(storage, "case-1"), _valid(done)
+    assert done.status == "completed" and done.passed and _closed(storage, "case-1"), valid_receipt(done)
 
 
 def test_a_re_delivered_request_gets_its_receipt_again_and_closes_the_entry_left_open() -> None:
@@ -255,7 +234,7 @@ def test_a_store_that_cannot_be_read_still_gets_every_request_a_failed_receipt()
 
     worker = _Worker(_store(_Unreadable()))
     for receipt in (worker.erase("era-5"), worker.ask("res-5", "restriction")):
-        _valid(receipt)
+        valid_receipt(receipt)
         assert receipt.status == "failed" and (receipt.reason or "").startswith("StorageError: reading")
         assert receipt.work_done is not None and receipt.work_done.ledger_entries == []
     assert worker.written == [], "nothing was done"
@@ -276,7 +255,8 @@ def test_a_request_id_means_one_request() -> None:
     era = worker.erase("E-1", OTHER)
     reused += [worker.ask("E-1", "restriction", subject=OTHER), worker.erase("E-1", OTHER, mode="redact")]
     for receipt in reused:
-        _valid(receipt)  # on its own topic's schema: a subject request's rejection is a subject receipt
+        # on its own topic's schema: a subject request's rejection is a subject receipt
+        valid_receipt(receipt)
         assert receipt.status == "rejected" and "already used" in (receipt.reason or ""), receipt
     assert isinstance(reused[-2], SubjectReceipt) and isinstance(reused[3], Receipt)
     assert [entry.request_id for entry in worker.written] == ["A-1", "O-1", "E-1"], "nothing else was done"

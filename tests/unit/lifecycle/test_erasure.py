@@ -238,7 +238,7 @@ class _Harness:
             canonical_decode(call_at(DAY, cdr_id=i, caller=caller, agent=agent)) for i, caller, agent in calls
         ]
         path = f"cdr/call_date=2026-11-01/{name}.parquet"
-        self.storage.publish(path, encode(build_rows(cdrs, parties)))
+        self.storage.publish(path, encode(build_rows(cdrs, parties), [parties.key_ref]))
         return path
 
     def erase(
@@ -551,7 +551,9 @@ def test_an_extension_named_by_a_mapped_source_is_erased_at_its_tenant(tmp_path:
     harness = _Harness(tmp_path, lambda: ONLY_K1, tenants={"east.acme": "acme"})
     parties = PartyPseudonymizer(CLASSIFIER, Pseudonymizer(K1), 64, tenants={"east.acme": "acme"})
     cdrs = [canonical_decode(call_at(DAY, cdr_id="c1", caller="1001", source="east.acme"))]
-    harness.storage.publish("cdr/call_date=2026-11-01/x.parquet", encode(build_rows(cdrs, parties)))
+    harness.storage.publish(
+        "cdr/call_date=2026-11-01/x.parquet", encode(build_rows(cdrs, parties), [parties.key_ref])
+    )
     receipt = harness.erase("1001", tenant="east.acme")
     assert receipt.passed and receipt.rows_removed == 1
     assert harness.storage.list("cdr") == [], "the file held only the subject's call: it is deleted"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli.rights import request_pseudonyms
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
@@ -23,7 +22,7 @@ from tests.support.lifecycle_store import (
     rights_processor,
     sample_store,
 )
-from tests.support.signed import signed
+from tests.support.signed import pseudonyms_of, signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -37,7 +36,7 @@ def _by_pseudonyms(keyring: Keyring = KEYS, request_id: str = "era-1") -> Erasur
     return ErasureRequest(
         request_id=request_id,
         subject_kind="pseudonyms",
-        pseudonyms=request_pseudonyms(subject),
+        pseudonyms=pseudonyms_of(subject),
         requested_at=NOW,
     )
 
@@ -88,7 +87,7 @@ def test_a_malformed_pseudonym_list_is_rejected_and_erases_nothing(
 def test_a_restriction_and_its_lift_by_pseudonyms(tmp_path: Path) -> None:
     storage, view, written = sample_store(tmp_path), SubjectLedger(), []
     processor = rights_processor(storage, view, written, NOW)
-    pseudonyms = request_pseudonyms(subject_from_number(SUBJECT, KEYS, CLASSIFIER))
+    pseudonyms = pseudonyms_of(subject_from_number(SUBJECT, KEYS, CLASSIFIER))
 
     def ask(request_id: str, kind: str) -> SubjectRequest:
         return SubjectRequest(

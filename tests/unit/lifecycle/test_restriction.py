@@ -104,7 +104,9 @@ def test_a_move_cut_short_after_its_first_publish_finishes_exactly_once(tmp_path
     source = "cdr/call_date=2026-11-01/t+0+0.parquet"
     table = pq.read_table(tmp_path / source)
     subject_row = table.filter(pc.equal(table.column("cdr_id"), "a"))
-    assert merge_into(storage, "restricted/call_date=2026-11-01/t+0+0.parquet", subject_row)  # the crash
+    assert merge_into(
+        storage, "restricted/call_date=2026-11-01/t+0+0.parquet", subject_row, [KEYS.keys[0].ref]
+    )  # the crash
     assert _ids(tmp_path, "restricted") == ["a"] and "a" in _ids(tmp_path, "cdr")  # in both places
     move_subject_rows(storage, pseudonyms, "cdr", "restricted")
     assert _ids(tmp_path, "cdr") == ["b", "d"] and _ids(tmp_path, "restricted") == ["a", "c"]
@@ -371,7 +373,9 @@ def _calls(key: Key, calls: list[tuple[str, str, str]], connected: dict[str, str
 
 def _shared_store(tmp_path: Path) -> LocalStorage:
     storage = LocalStorage(tmp_path)
-    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(_calls(KEYS.active, CALLS)))
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+0+0.parquet", encode(_calls(KEYS.active, CALLS), [KEYS.active.ref])
+    )
     return storage
 
 

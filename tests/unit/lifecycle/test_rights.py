@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.cli.rights import request_pseudonyms
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import init_keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
@@ -42,7 +41,7 @@ from tests.support.lifecycle_store import (
     sample_store,
 )
 from tests.support.samples import call_at, canonical_decode
-from tests.support.signed import signed
+from tests.support.signed import pseudonyms_of, signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
@@ -203,7 +202,7 @@ def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
         kind="restriction",
         requested_at=NOW,
         subject_kind="pseudonyms",
-        pseudonyms=request_pseudonyms(subject_from_number(SUBJECT, KEYS, CLASSIFIER)),
+        pseudonyms=pseudonyms_of(subject_from_number(SUBJECT, KEYS, CLASSIFIER)),
     )
     _check(json.loads(signed(by_pseudonyms, KEYS)), "subject-request.schema.json")
     _check(_answer(processor, msgspec.json.encode(request)), "subject-receipt.schema.json")
@@ -238,7 +237,7 @@ def test_the_commands_refuse_bad_requests_before_sending_anything(
     )  # nothing listens: a send would fail differently
     runner = CliRunner()
     cases = [
-        (["restrict"], "give exactly one of --number or --pseudonym"),
+        (["restrict"], "give exactly one of --number, --agent or --pseudonym"),
         (["object", "--number", "112", "--existing", "erase"], "only unique within its tenant"),
         (["unrestrict", "--pseudonym", "xyz"], "a pseudonym is 32 hexadecimal characters"),
         (["rectify", "--cdr-id", "c-1", "--party", "caller", "--request-id", "0475123456"], "phone number"),
@@ -262,7 +261,9 @@ def test_a_call_id_shared_by_two_sources_is_rectified_only_where_the_source_is_n
         canonical_decode(call_at("2026-11-01T10:00:00+00:00", cdr_id="call-0001", source=source))
         for source in ("pbx-a", "pbx-b")
     ]
-    storage.publish("cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(calls, parties)))
+    storage.publish(
+        "cdr/call_date=2026-11-01/t+0+0.parquet", encode(build_rows(calls, parties), [parties.key_ref])
+    )
     processor = _processor(storage)
     ambiguous = _answer(processor, _request(kind="rectification", cdr_id="call-0001", party="caller"))
     assert ambiguous["status"] == "rejected" and "2 sources" in ambiguous["reason"]
@@ -305,7 +306,7 @@ def _call_rows(key_index: int = 1) -> pa.Table:
 
 def _rectifying(tmp_path: Path) -> tuple[LocalStorage, SubjectLedger, list[LedgerEntry], RightsProcessor]:
     storage = LocalStorage(tmp_path)
-    storage.publish(CALL_FILE, encode(_call_rows()))
+    storage.publish(CALL_FILE, encode(_call_rows(), [KEYS.active.ref]))
     view, written = SubjectLedger(), []
     return storage, view, written, rights_processor(storage, view, written, NOW)
 

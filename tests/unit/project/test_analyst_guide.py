@@ -46,7 +46,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     storage = LocalStorage(root)
     for call_date, calls in by_date.items():
         rows = build_rows(calls, parties)
-        storage.publish(f"cdr/call_date={call_date}/cdr.raw+0+0.parquet", encode(rows))
+        storage.publish(f"cdr/call_date={call_date}/cdr.raw+0+0.parquet", encode(rows, [parties.key_ref]))
     return root
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -14,9 +14,10 @@ from pipeline.keys.keyring import Key
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.errors import StorageError
-from pipeline.store.object_storage import ObjectStorage
+from pipeline.store.object_storage import open_storage
 from pipeline.store.parquet import encode
-from pipeline.store.storage import LocalStorage, Storage
+from pipeline.store.storage import LocalStorage, Stamp, Storage
+from tests.support.s3_support import BUCKET, CREDENTIALS, moto_server, s3_store_env
 from tests.support.samples import canonical_bytes
 from tests.support.samples import canonical_decode as decode
 
@@ -42,8 +43,11 @@ def test_failed_publish_leaves_neither_final_nor_temporary_file(
     assert list((tmp_path / "cdr" / "x").iterdir()) == []
 
 
+KEY = Key("k1", b"k" * 32, "t")
+
+
 def _table():
-    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(Key("k1", b"k" * 32, "t")), 8)
+    parties = PartyPseudonymizer(NumberClassifier("BE", (2, 5)), Pseudonymizer(KEY), 8)
     return build_rows([decode(canonical_bytes(cdr_id=f"id-{index}")) for index in range(50)], parties)
 
 
@@ -66,7 +70,7 @@ def test_publish_and_delete_never_list_their_directory(
 
 
 def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> None:
-    data = encode(_table())
+    data = encode(_table(), [KEY.ref])
     metadata = pq.ParquetFile(io.BytesIO(data)).metadata
     row_group = metadata.row_group(0)
     columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
@@ -81,27 +85,43 @@ def test_parquet_is_zstd_with_bloom_filters_and_no_pseudonym_statistics() -> Non
     assert pq.read_table(io.BytesIO(data)).num_rows == 50
 
 
-@pytest.mark.parametrize("kind", ["local", "pyarrow.fs"])
-def test_stamps_tell_a_replaced_or_deleted_file_from_the_one_listed(tmp_path: Path, kind: str) -> None:
-    storage: Storage = (
-        LocalStorage(tmp_path)
-        if kind == "local"
-        else ObjectStorage(pafs.LocalFileSystem(), None, str(tmp_path), "test")  # no exclusive creates here
-    )
-    for day in ("2026-01-01", "2026-01-02"):  # an object store has no folders to create
-        (tmp_path / "cdr" / f"call_date={day}").mkdir(parents=True)
-    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
-    storage.publish("cdr/call_date=2026-01-02/t+0+9.parquet", b"other")
-    (tmp_path / "cdr/call_date=2026-01-01/.t+0+0.parquet.0123abcd.tmp").write_bytes(b"orphan")
-    listed = storage.list_stamped("cdr")
-    assert list(listed) == storage.list("cdr")
-    before = listed["cdr/call_date=2026-01-01/t+0+0.parquet"]
-    assert before == storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") and before.size == 5
-    storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"replaced")
-    assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") != before
-    storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
-    assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") is None
-    assert storage.list_stamped("restricted") == {}
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_stamps_tell_a_replaced_or_deleted_file_from_the_one_listed(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with contextlib.ExitStack() as stack:
+        if kind == "local":
+            storage: Storage = LocalStorage(tmp_path)
+        else:
+            # No credentials in the process environment: both of the store's clients take the given ones.
+            for name in CREDENTIALS:
+                monkeypatch.delenv(name, raising=False)
+            storage = open_storage(f"s3://{BUCKET}/store", s3_store_env(stack.enter_context(moto_server())))
+        published = storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"first")
+        storage.publish("cdr/call_date=2026-01-02/t+0+9.parquet", b"other")
+        if kind == "local":
+            (tmp_path / "cdr/call_date=2026-01-01/.t+0+0.parquet.0123abcd.tmp").write_bytes(b"orphan")
+        listed = storage.list_stamped("cdr")
+        assert list(listed) == storage.list("cdr")
+        before = listed["cdr/call_date=2026-01-01/t+0+0.parquet"]
+        assert before == storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") and before.size == 5
+        # The stamp a publish returns is the version the listing reports (on S3: the same ETag).
+        assert published is not None and published.same_version(before)
+        assert (before.tag is not None) == (kind == "s3")
+        replaced = storage.publish("cdr/call_date=2026-01-01/t+0+0.parquet", b"replaced")
+        after = storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet")
+        assert after is not None and not after.same_version(before)
+        assert replaced is not None and replaced.same_version(after)
+        storage.delete("cdr/call_date=2026-01-01/t+0+0.parquet")
+        assert storage.stamp("cdr/call_date=2026-01-01/t+0+0.parquet") is None
+        assert storage.list_stamped("restricted") == {}
+
+
+def test_an_s3_stamp_with_the_same_size_and_second_is_told_apart_by_its_tag() -> None:
+    first, second = Stamp(5, 1_000_000_000, '"aaa"'), Stamp(5, 1_000_000_000, '"bbb"')
+    assert not first.same_version(second)
+    assert first.same_version(Stamp(5, 2_000_000_000, '"aaa"'))
+    assert Stamp(5, 7).same_version(Stamp(5, 7)) and not Stamp(5, 7).same_version(Stamp(5, 8))
 
 
 def test_a_store_at_the_working_directory_lists_store_relative_paths(

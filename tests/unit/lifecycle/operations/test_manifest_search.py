@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.lifecycle.erasure import ErasureProcessor
+from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.export import subject_rows
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.operations.quarantine import move_subject_rows
+from pipeline.lifecycle.operations.restriction import Ledger, Passes, take_out_of_use
 from pipeline.lifecycle.operations.retention import apply_retention
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store import manifest
 from pipeline.store.naming import DATASET, QUARANTINE, manifest_path
-from pipeline.store.storage import LocalStorage
+from tests.support.counting_storage import CountingStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+from tests.support.signed import signed
 
 DAY = date(2026, 11, 1)
 DAY_DIR = "cdr/call_date=2026-11-01"
 SUBJECT_FILES = [f"{DAY_DIR}/t+0+0.parquet", f"{DAY_DIR}/t+1+0.parquet"]
 NOON = "2026-11-01T12:00:00+00:00"
-
-
-class CountingStorage(LocalStorage):
-    """A local store that counts the data files opened for reading (footer reads)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.opened: list[str] = []
-
-    def open_input(self, relative_path: str) -> pa.NativeFile:
-        self.opened.append(relative_path)
-        return super().open_input(relative_path)
 
 
 def _store(tmp_path: Path) -> CountingStorage:
@@ -107,9 +98,9 @@ def test_an_entry_of_a_file_that_is_gone_is_never_used_and_is_dropped(tmp_path: 
 def test_a_manifest_entry_without_a_subject_index_makes_its_file_a_candidate(tmp_path: Path) -> None:
     storage = _store(tmp_path)
     search(storage, _pseudonyms())
-    document = json.loads(storage.read(manifest_path(DATASET, DAY)) or b"")
-    document["files"]["t+2+0.parquet"]["subjects"] = None
-    storage.publish(manifest_path(DATASET, DAY), json.dumps(document).encode())
+    entries = manifest.load(storage, DATASET, DAY)
+    entries["t+2+0.parquet"] = dataclasses.replace(entries["t+2+0.parquet"], subjects=None)
+    manifest.save(storage, DATASET, DAY, entries)
     assert search(storage, _pseudonyms()).candidates == [*SUBJECT_FILES, f"{DAY_DIR}/t+2+0.parquet"]
 
 
@@ -148,3 +139,36 @@ def test_retention_deletes_the_manifests_of_the_dates_it_expires(tmp_path: Path)
     report = apply_retention(storage, datetime(2027, 11, 1, tzinfo=UTC), retention_days=30)
     assert report.files == 3
     assert storage.read(manifest_path(DATASET, DAY)) is None
+
+
+def test_a_restriction_reads_each_footer_once_across_its_passes_and_its_check(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    view = SubjectLedger()
+    subject = subject_from_number(SUBJECT, KEYS, CLASSIFIER)
+    outcome = take_out_of_use(
+        storage, Ledger(view, view.add), request_id="r-1", subject=subject, requested_at=datetime.now(UTC),
+        existing="quarantine", action="restrict", passes=Passes(0, lambda _: None),
+    )  # fmt: skip
+    assert outcome.rows_moved == 2 and outcome.verification is not None and outcome.verification.passed
+    # t+2+0 holds only someone else: its footer is read once (five times before the passes shared
+    # one survey); the moved files are read again only because the move rewrote them.
+    assert storage.opened.count(f"{DAY_DIR}/t+2+0.parquet") == 1
+
+
+def test_an_erasure_receipt_says_how_many_files_it_opened_and_how_long_it_took(tmp_path: Path) -> None:
+    storage = _store(tmp_path)
+    view = SubjectLedger()
+    processor = ErasureProcessor(
+        storage, lambda: KEYS, CLASSIFIER, ledger=Ledger(view, view.add),
+        passes=Passes(0, lambda _: None), residual_copies=list,
+    )  # fmt: skip
+    document = {"request_id": "r-1", "subject": SUBJECT, "requested_at": NOON}
+    receipt = processor.handle(signed(document, KEYS))
+    assert receipt.passed and receipt.rows_removed == 2
+    # three footers, and the two files holding the subject read, rewritten (t+1+0 deleted) and checked
+    assert receipt.files_read == 3 and receipt.seconds is not None and receipt.seconds >= 0
+    assert storage.opened.count(f"{DAY_DIR}/t+2+0.parquet") == 1
+    storage.opened.clear()
+    again = processor.handle(signed({**document, "request_id": "r-2"}, KEYS))
+    # The manifest describes every file, and no index can hold the subject any more: nothing is opened.
+    assert again.passed and again.files_read == 0 and storage.opened == []

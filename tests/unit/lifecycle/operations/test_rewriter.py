@@ -26,10 +26,9 @@ def test_rewrite_removes_rows_deletes_emptied_files_and_verifies(tmp_path: Path)
     assert remaining.column("cdr_id").to_pylist() == ["b"]
     assert not (tmp_path / "cdr/call_date=2026-11-01/t+1+0.parquet").exists()
     touched = [result.path for result in results]
-    keys = frozenset(subject.key_ids)
-    verification = verify_erasure(storage, subject.pseudonyms, keys, requested_at, touched)
+    verification = verify_erasure(storage, subject.pseudonyms, subject.keys, requested_at, touched)
     assert verification.passed and (verification.files_in_store, verification.files_checked) == (2, 1)
-    assert verification.key_ids_in_store == {"k1", "k2"}
+    assert verification.coverage.keys_in_store == {key.ref for key in KEYS.keys}
     assert search(storage, subject.pseudonyms).candidates == []
 
 
