@@ -275,7 +275,7 @@ def _requests(storage: Storage, subject: Subject, saved: SubjectFiles, built: in
     saved.restore()
 
     def export() -> int:
-        table = subject_rows(storage, subject)
+        table = subject_rows(storage, subject).table
         assert table is not None
         return int(table.num_rows)
 
@@ -474,7 +474,7 @@ def s3_measurements(root: Path, counts: dict[str, int], days: int, scratch: Path
                     Bucket=bucket, Key=f"store/{item[0]}", Body=item[1]), uploads))  # fmt: skip
             storage = open_storage(f"s3://{bucket}/store", server.env)
             name = "s3_doubled" if doubled else "s3"
-            table = subject_rows(storage, subject)
+            table = subject_rows(storage, subject).table
             built = 0 if table is None else table.num_rows
             saved = SubjectFiles(storage, subject)
             for leftover in storage.list("_cdrpipe"):

@@ -3,21 +3,28 @@
 ``init`` and ``rotate`` ask the store (``CDRPIPE_STORE``) which keys it knows
 (:mod:`pipeline.lifecycle.operations.store_keys`) and never give a new key the
 id or the fingerprint of one of them: the keyring may be a restored backup
-that lacks its newest keys. Both then record the keyring's keys in the store's
-key register. A local store that does not exist yet knows no key and gets no
-register (its first files record their keys).
+that lacks its newest keys. Both record the new key in the store's key register
+before they write the keyring, and refuse it when a rotation running at the same
+moment took its id; then they record the keyring's other keys too. For
+``init``, a local store that does not exist yet knows no key and gets no
+register (its first files record their keys). ``rotate`` refuses, in one line,
+a local store that does not exist or is no directory: a keyring to rotate has a
+store, and one not found (the wrong working directory for the default
+``./data/store``, a volume not mounted) could not say which ids are taken.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from pipeline.cli.group import cli, current_settings, dpo_context
+from pipeline.errors import ConfigError
 from pipeline.keys import keyring
 from pipeline.keys.fingerprint import KeyRef
-from pipeline.lifecycle.operations.store_keys import conflicts, known_keys, register_keys
+from pipeline.lifecycle.operations.store_keys import claim_key, conflicts, known_keys, register_keys
 from pipeline.store.object_storage import open_storage
 from pipeline.store.storage import Storage
 
@@ -31,11 +38,17 @@ def _keyring_path(path: Path | None) -> Path:
     return path if path is not None else current_settings().numbers.keyring
 
 
-def _store() -> Storage | None:
-    """The configured store, or None when it is a local directory that does not exist yet."""
+def _store(*, required: bool = False) -> Storage | None:
+    """The configured store, or None when it is a local directory that does not exist yet
+    (:class:`ConfigError` instead when it is ``required``)."""
     settings = current_settings(warn_exposed=False)
     root = settings.store.root
     if not root.startswith("s3://") and not Path(root).is_dir():
+        if required:
+            raise ConfigError(
+                f"store {root} is not a directory, so the key ids it knows cannot be checked and the new "
+                "key could take one of them: run where the store is (set CDRPIPE_STORE)"
+            )
         return None
     return open_storage(root, group_read=settings.store.group_read)
 
@@ -47,6 +60,13 @@ def _known(storage: Storage | None) -> frozenset[KeyRef]:
 def _register(storage: Storage | None, ring: keyring.Keyring) -> None:
     if storage is not None:
         register_keys(storage, ring)
+
+
+def _claim(storage: Storage | None) -> Callable[[keyring.Key], None]:
+    """Record a new key in the store's register before the keyring holds it (see ``claim_key``)."""
+    if storage is None:
+        return keyring.no_claim  # no store yet: its first files will record the key
+    return lambda key: claim_key(storage, key)
 
 
 _KEYRING_OPTION = click.option(
@@ -67,7 +87,7 @@ def keys_init(keyring_path: Path | None, if_missing: bool) -> None:
         click.echo(f"keyring {path} exists; left as it is")
         return
     storage = _store()
-    created = keyring.init_keyring(path, _known(storage))
+    created = keyring.init_keyring(path, _known(storage), _claim(storage))
     _register(storage, created)
     click.echo(f"created keyring {path} with active key {created.active.ref.describe()}")
 
@@ -80,7 +100,7 @@ def keys_rotate(keyring_path: Path | None) -> None:
     The new key's id follows every key id the store knows, not only the keyring's.
     """
     path = _keyring_path(keyring_path)
-    storage = _store()
+    storage = _store(required=True)
     known = _known(storage)
     for other in conflicts(keyring.load_keyring(path), known):
         click.echo(
@@ -89,7 +109,7 @@ def keys_rotate(keyring_path: Path | None) -> None:
             "fail on them by name; restore the keyring backup that holds it",
             err=True,
         )
-    rotated = keyring.rotate_keyring(path, known)
+    rotated = keyring.rotate_keyring(path, known, _claim(storage))
     _register(storage, rotated)
     click.echo(
         f"keyring {path}: active key is now {rotated.active.ref.describe()}; "

@@ -13,15 +13,22 @@ read:
   settles which; only a subscriber number or an extension is a subject;
 * an extension or ``--agent`` needs ``--tenant`` (a source, or its
   ``CDRPIPE_TENANTS`` tenant), and is searched within every tenant its rows
-  may carry (:func:`~pipeline.keys.pseudonym.tenants_under`);
+  may carry (:func:`~pipeline.keys.pseudonym.tenants_under`); a ``--tenant``
+  that could not be a record's source is refused without being quoted or
+  shown;
 * the resolution line (``subject: +32468123456 (region BE, MOBILE)``, or the
   extension or agent with its tenant and the tenants searched) goes to
-  standard error, the terminal only: never a log line, a request or a receipt.
+  standard error, never a log line, a request or a receipt; when standard
+  error is not a terminal (:func:`on_terminal`: redirected to a file, or a
+  job's collected output) it and the ambiguity refusal name the kind, region
+  and line type of each reading, never the number, extension or agent id.
 
 What a request carries (:meth:`NamedSubject.carried`) is the subject's
-pseudonyms under every key of the keyring and the tenant as ``CDRPIPE_TENANTS``
-maps it, or a pseudonym as given: never the number, the extension or the agent
-id, so the request topics hold none. Refusals are
+pseudonyms under every key of the keyring, each with the tenant it was computed
+within, and the tenant as given (a source or a tenant: the worker maps it with
+its own ``CDRPIPE_TENANTS``, and refuses the request if the pseudonyms miss a
+tenant its mapping says the rows may carry), or a pseudonym as given: never the
+number, the extension or the agent id, so the request topics hold none. Refusals are
 ``click.UsageError`` (exit status 2, one line).
 """
 
@@ -36,8 +43,7 @@ import click
 from pipeline.cli.group import DpoContext
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
-from pipeline.keys.pseudonym import tenant_for
-from pipeline.lifecycle.requests.erasure_request import SubjectKind, SubjectPseudonym
+from pipeline.lifecycle.requests.erasure_request import SubjectKind, SubjectPseudonym, tenant_problem
 from pipeline.lifecycle.subject import Subject, subject_from_agent, subject_from_party, subject_from_pseudonym
 from pipeline.numbers.msisdn import NumberKind, PartyNumber
 from pipeline.numbers.resolution import describe, resolve_number
@@ -71,8 +77,8 @@ class NamedSubject:
     """The subject of the options: its kind, what a request carries, its tenant, and its pseudonyms.
 
     ``value`` is the resolved form (E.164 number, extension, agent id, lower-case pseudonym);
-    ``tenant`` the tenant an extension or agent belongs to now (None for the others); ``subject``
-    the pseudonyms under every key, within every tenant of ``subject.tenants_searched``.
+    ``tenant`` the source or tenant an extension or agent was named with (None for the others);
+    ``subject`` the pseudonyms under every key, within every tenant of ``subject.tenants_searched``.
     """
 
     kind: SubjectKind
@@ -81,12 +87,15 @@ class NamedSubject:
     subject: Subject
 
     def carried(self) -> dict[str, Any]:
-        """The fields a request names the subject by: its pseudonyms under every key of the keyring
-        (so the request topic holds no number), or a pseudonym as given (its key is not known)."""
+        """The fields a request names the subject by: its pseudonyms under every key of the keyring,
+        each with the tenant it was computed within, and the tenant as given (so the request topic
+        holds no number), or a pseudonym as given (its key is not known)."""
         if self.kind == "pseudonym":
             return {"subject": self.value, "subject_kind": "pseudonym"}
+        tenants = self.subject.pair_tenants or (None,) * len(self.subject.pairs)
         pseudonyms = [
-            SubjectPseudonym(key_id=pair.key_id, pseudonym=pair.pseudonym) for pair in self.subject.pairs
+            SubjectPseudonym(key_id=pair.key_id, pseudonym=pair.pseudonym, tenant=tenant)
+            for pair, tenant in zip(self.subject.pairs, tenants, strict=True)
         ]
         return {"subject_kind": "pseudonyms", "pseudonyms": pseudonyms, "tenant": self.tenant}
 
@@ -105,8 +114,7 @@ def named_subject(context: DpoContext, options: Mapping[str, Any]) -> NamedSubje
     kind, value = chosen[0]
     assert value is not None
     tenants = dict(settings.numbers.tenants)
-    # a source mapped by CDRPIPE_TENANTS names its tenant, as the worker writes the rows
-    tenant = tenant_for(options["tenant"], tenants) if options["tenant"] else None
+    tenant = _given_tenant(options["tenant"])
     if kind == "pseudonym":
         subject = subject_from_pseudonym(value)
         return NamedSubject("pseudonym", subject.pairs[0].pseudonym, None, subject)
@@ -116,13 +124,43 @@ def named_subject(context: DpoContext, options: Mapping[str, Any]) -> NamedSubje
                 f"an agent id is only unique within its tenant: give --tenant {_TENANT_HINT}"
             )
         subject = subject_from_agent(value, context.keys(), tenant, tenants)
-        _echo_subject(f"agent {value.strip()}", subject)
+        _echo_subject(f"agent {value.strip()}" if on_terminal() else "an agent id", subject)
         return NamedSubject("agent", value.strip(), tenant, subject)
     party = _resolved_party(settings, value, options["region"], tenant, yes=options["yes"])
     scope = tenant if party.kind is NumberKind.EXTENSION else None
     subject = subject_from_party(party, context.keys(), scope, tenants)
-    _echo_subject(describe(party), subject)
+    _echo_subject(_described(party), subject)
     return NamedSubject("number", str(party.value), scope, subject)
+
+
+def on_terminal() -> bool:
+    """Whether standard error is a terminal: only there is the subject's number shown."""
+    return click.get_text_stream("stderr").isatty()
+
+
+def _described(party: PartyNumber) -> str:
+    """The reading of a ``--number``: in full on a terminal, else without its digits."""
+    if on_terminal():
+        return describe(party)
+    if party.kind is NumberKind.EXTENSION:
+        return "an extension"
+    return f"a {party.line_type} number of region {party.region}"
+
+
+def _given_tenant(given: str | None) -> str | None:
+    """The ``--tenant`` as given, stripped, or a one-line refusal that does not quote it.
+
+    Sent as given rather than as the DPO's ``CDRPIPE_TENANTS`` maps it: the worker maps a source
+    with its own, and searching a source's name finds everything its tenant's name does and
+    also the rows of a worker that does not map the source (yet, or any more).
+    """
+    if given is None:
+        return None
+    tenant = given.strip()
+    problem = tenant_problem(tenant)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--tenant")
+    return tenant
 
 
 def _resolved_party(
@@ -138,9 +176,9 @@ def _resolved_party(
     if party.kind not in (NumberKind.E164, NumberKind.EXTENSION):
         raise click.UsageError(f"--number is not a subscriber number or extension (it is {party.kind.value})")
     if resolution.ambiguous and not yes:
-        others = "; ".join(describe(other) for other in resolution.alternatives)
+        others = "; ".join(_described(other) for other in resolution.alternatives)
         raise click.UsageError(
-            f"--number is ambiguous: as a national number of {chosen_region} it is {resolution.describe()}; "
+            f"--number is ambiguous: as a national number of {chosen_region} it is {_described(party)}; "
             f"as an international number without its + it is {others}. Give it with + or 00, "
             "or its country with --region, or confirm the national reading with --yes"
         )
@@ -150,10 +188,11 @@ def _resolved_party(
 
 
 def _echo_subject(described: str, subject: Subject) -> None:
-    """The resolution line, on the terminal only (standard error): never a log line."""
+    """The resolution line, on standard error (the number only on a terminal): never a log line."""
     searched = subject.tenants_searched
     where = f" at tenant {searched[0]}" if searched else ""
     if len(searched) > 1:
         # a source's rows from before CDRPIPE_TENANTS mapped it carry the source's own tenant
         where += f" (searched within tenants {', '.join(searched)}: rows from before the mapping too)"
-    click.echo(f"subject: {described}{where}", err=True)
+    hidden = "" if on_terminal() else " (the subject is shown on a terminal only)"
+    click.echo(f"subject: {described}{where}{hidden}", err=True)

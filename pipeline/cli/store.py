@@ -1,8 +1,9 @@
-"""``cdrpipe retention``, ``reapply-erasures`` and ``store fix-permissions``: work on the store itself."""
+"""``cdrpipe retention``, ``compact``, ``reapply-erasures``, ``store fix-permissions``: work on the store."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 
 from pipeline.cli.group import cli, dpo_context
 from pipeline.cli.progress import terminal_progress
+from pipeline.compaction import requests
 from pipeline.config.settings import Settings
 from pipeline.kafka.connection import check_login, kafka_connection
 from pipeline.kafka.ledger_reader import LedgerReader
@@ -43,6 +45,50 @@ def retention_command(dry_run: bool) -> None:
         click.echo(f"purged {purged} DPO records (audit days, receipts, closed requests) past their period")
 
 
+ANSWER_POLL_S = 0.5
+
+
+@cli.command("compact", short_help="Ask the worker to compact the store now.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds to wait for the lifecycle owner's answer.",
+)
+def compact_command(wait_s: float) -> None:
+    """Ask the lifecycle owner (a running worker) to compact every call date now; print what it did.
+
+    A pass takes the committed, settled small files of each call date (unmodified for
+    CDRPIPE_COMPACT_QUIET_S) into files of up to CDRPIPE_COMPACT_TARGET_ROWS rows, applies
+    the ledger on the way out and removes copies of re-sent CDRs. The worker also does this
+    every CDRPIPE_COMPACT_INTERVAL_S.
+    """
+    settings = dpo_context(reads_store=True).settings
+    storage = open_storage(settings.store.root, group_read=settings.store.group_read)
+    request_id = requests.ask(storage, datetime.now(UTC))
+    deadline = time.monotonic() + wait_s
+    reports = requests.answer_of(storage, request_id)
+    while reports is None and time.monotonic() < deadline:
+        time.sleep(ANSWER_POLL_S)
+        reports = requests.answer_of(storage, request_id)
+    if reports is None:
+        requests.withdraw(storage, request_id)
+        raise click.ClickException(
+            f"no lifecycle owner answered within {wait_s:g} s: is a worker running against this store? "
+            "(the worker compacts on its own timer too)"
+        )
+    for report in reports:
+        click.echo(report.describe())
+    files_in, files_out = sum(r.files_replaced for r in reports), sum(r.files_written for r in reports)
+    duplicates = sum(report.duplicates_removed for report in reports)
+    click.echo(
+        f"compacted {len(reports)} call dates: {files_in} files replaced by {files_out}, "
+        f"{duplicates} duplicates removed"
+    )
+
+
 @cli.command("reapply-erasures", short_help="Apply the ledger's erasures to the store again.")
 def reapply_erasures_command() -> None:
     """Apply every erasure in the ledger topic to the store again (after restoring a backup).
@@ -74,6 +120,12 @@ def reapply_erasures_command() -> None:
         click.echo(f"{report.rectifications} rectified calls redacted again")
     if report.rows_released:
         click.echo(f"{report.rows_released} quarantined rows no hold in force covers moved back into cdr/")
+    for item in report.files_not_searched:
+        click.echo(
+            f"FAILED: {item.path} holds rows under key {item.key.describe()}, which a re-applied request "
+            "was not computed under: its subject's rows there were not found",
+            err=True,
+        )
     if not report.verification_passed:
         raise SystemExit(1)
 

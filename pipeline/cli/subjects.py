@@ -145,9 +145,10 @@ def export_command(
     for stray in listed.strays:
         click.echo(f"skipped {stray}: not in a call_date=YYYY-MM-DD/ directory", err=True)
     with terminal_progress("export") as progress:
-        table = subject_rows(storage, subject, progress=progress)
+        found = subject_rows(storage, subject, progress=progress)
+    table = found.table
     if table is None:
-        outcome = "no rows for this subject"
+        outcome = "no rows for this subject" if found.complete else "no rows found under the keys searched"
     else:
         chosen: ExportFormat = (
             "csv" if export_format == "csv" else "parquet" if export_format == "parquet" else "jsonl"
@@ -156,6 +157,13 @@ def export_command(
         write_export(copy, out, chosen, force)
         kind = "full controller-internal" if full else "minimised"
         outcome = f"exported {copy.num_rows} rows ({export_format}, {kind})"
-    if request_id is not None:  # composed from the checked id and counts: never refused by the register
-        record_answer(storage, request_id, datetime.now(UTC), outcome, closes=True)
+    if found.coverage is not None and found.coverage.caveat():
+        click.echo(found.coverage.caveat().strip(), err=True)
+    if request_id is not None:  # composed from the checked id, paths, key ids and counts
+        # an incomplete export does not answer the request: it stays open, with the export noted
+        note = "; ".join(filter(None, (outcome, found.incomplete(fingerprints=False))))
+        record_answer(storage, request_id, datetime.now(UTC), note, closes=found.complete)
     click.echo(outcome if table is None else f"{outcome} to {out}")
+    if not found.complete:
+        click.echo(found.incomplete(fingerprints=True), err=True)
+        raise SystemExit(1)

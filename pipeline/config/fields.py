@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BeforeValidator
 
+from pipeline.numbers.text import IN_KEPT_TEXTS
 from pipeline.observability.log_scrub import scrub
 
 N = TypeVar("N")
@@ -109,11 +110,31 @@ def _topic_formats(value: str) -> tuple[tuple[str, str], ...]:
 
 
 def _tenants(value: str) -> tuple[tuple[str, str], ...]:
-    """``source=tenant`` pairs: the sources of one customer that share extensions and agents."""
+    """``source=tenant`` pairs: the sources of one customer that share extensions and agents.
+
+    No name holds a phone number, as no stored ``source`` does (receipts list the tenants searched). A
+    tenant that is also a source mapped to another tenant is refused (the source's earlier
+    extensions and the tenant's would share pseudonyms), and so are two tenants that differ
+    only in case (one customer split in two by a typing slip).
+    """
     pairs = _pairs(value, "source=tenant pairs, e.g. pbx-a1=acme,pbx-a2=acme")
     if len({source for source, _ in pairs}) != len(pairs):
         raise ValueError("a source is mapped to two tenants: map each source once")
-    return tuple((identifier(source), identifier(tenant)) for source, tenant in pairs)
+    for name in {name for pair in pairs for name in pair}:
+        identifier(name)
+        if IN_KEPT_TEXTS.contains(name):  # the detector a record's source is checked with
+            raise ValueError("a name holds a phone number")
+    mapping = dict(pairs)
+    for source, tenant in pairs:
+        if mapping.get(tenant, tenant) != tenant:
+            raise ValueError(
+                f"tenant {tenant} of {source} is also a source mapped to {mapping[tenant]}: "
+                "map every source of one customer to the same tenant"
+            )
+    tenants = {tenant for _, tenant in pairs}
+    if len({tenant.casefold() for tenant in tenants}) != len(tenants):
+        raise ValueError("two tenants differ only in case: spell each tenant one way")
+    return tuple(pairs)
 
 
 def _time_zone(value: str) -> str:

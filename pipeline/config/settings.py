@@ -59,6 +59,13 @@ class KafkaSettings(SettingsGroup):
     session_timeout_s: PositiveFloat = Field(
         10.0, description="Consumer group session timeout: how soon a dead worker's partitions move"
     )
+    rebalance_timeout_s: PositiveFloat = Field(
+        60.0,
+        description=(
+            "How long a worker may take to hand the lifecycle topics over at a rebalance (a request in "
+            "flight included) before the group moves them without it"
+        ),
+    )
     fetch_partition_bytes: PositiveInt = Field(
         1 << 20,
         description="Most bytes one fetch returns per raw partition (Kafka's `max.partition.fetch.bytes`)",
@@ -396,7 +403,7 @@ def _settle_default(value: object) -> str:
 
 
 class LifecycleSettings(SettingsGroup):
-    """Retention, and the pace of erasures and of the retention timer."""
+    """Retention, compaction, the pace of erasures and timers, and the lifecycle owner's hand-over."""
 
     retention_days: PositiveInt = Field(
         365,
@@ -408,6 +415,24 @@ class LifecycleSettings(SettingsGroup):
     retention_interval_s: PositiveFloat = Field(3600.0, description="How often the retention timer runs")
     erasure_settle_s: Annotated[OptionalPositiveFloat, Spelling(_settle_default)] = Field(
         None, description="Pause before an erasure's second pass"
+    )
+    owner_grace_s: PositiveFloat = Field(
+        30.0,
+        description=(
+            "How long a new lifecycle owner waits before its first write when the previous owner did not "
+            "hand over (killed, or removed from the group at work); longer than any one store write"
+        ),
+    )
+    compact_interval_s: PositiveFloat = Field(
+        600.0, description="How often the lifecycle owner compacts the call dates with settled small files"
+    )
+    compact_quiet_s: PositiveFloat = Field(
+        300.0,
+        description="How long an ingest file stays unmodified (its batch committed) before it is compacted",
+    )
+    compact_target_rows: PositiveInt = Field(
+        500_000,
+        description="Rows per compacted file at most (files of a date are cut to even sizes below it)",
     )
 
 

@@ -6,6 +6,8 @@ so it never joins the group or disturbs its assignment.
 Contract: :func:`ingest_lag` returns the number of records in the raw topics
 that the ingest group has not committed yet (0 when the store holds everything
 published so far). Partitions without a committed offset count from 0.
+:func:`committed_offsets` returns the group's committed offset of every raw
+partition that has one (compaction never goes beyond them).
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ async def ingest_lag(settings: Settings) -> int:
         return lag
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(settings: Settings, connection: KafkaConnection) -> dict[tuple[str, int], int]:
+    """The ingest group's committed offset of each raw partition that has one."""
+    admin = connection.admin()
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(ingest_group(settings))
+    finally:
+        await admin.close()
+    raw = set(settings.topics.raw_topics)
+    return {
+        (tp.topic, tp.partition): meta.offset
+        for tp, meta in offsets.items()
+        if tp.topic in raw and meta.offset >= 0
+    }
 
 
 async def wait_for_ingest(settings: Settings, timeout_s: float, poll_s: float = 0.5) -> int:

@@ -43,6 +43,15 @@ class KeyRef:
     key_id: str
     fingerprint: str | None
 
+    def may_be(self, other: KeyRef) -> bool:
+        """Whether ``other`` may be this key: the same id, and the same fingerprint where both record one.
+
+        Keys recorded by id only (before fingerprints were recorded) are told apart by id alone.
+        """
+        if self.key_id != other.key_id:
+            return False
+        return self.fingerprint is None or other.fingerprint is None or self.fingerprint == other.fingerprint
+
     def describe(self) -> str:
         """The key in words, for receipts and messages: ``k3 (fingerprint 1f0c…)``."""
         if self.fingerprint is None:

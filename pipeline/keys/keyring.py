@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ MIN_TEXT_SECRET_GUESSES_LOG10 = 38.5
 printable with a probability near 1e-14); it must then be worth 2^128 guesses by zxcvbn's estimate,
 which knows words, names, dates, keyboard walks, sequences and repeats. Phone numbers are few
 enough to enumerate, so a guessable key gives every pseudonym away."""
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 MAX_SYMLINK_HOPS = 40
@@ -347,7 +348,8 @@ def new_key(existing: tuple[Key, ...], known: Iterable[KeyRef] = ()) -> Key:
     the fingerprint of one, or rows under the old key would look searched under the new one.
     """
     taken = [*(key.ref for key in existing), *known]
-    numbers = [int(ref.key_id[1:]) for ref in taken if ref.key_id[1:].isdigit()]
+    # ASCII digits only: an id such as "k²" is alphanumeric, yet int() cannot read its digit
+    numbers = [int(ref.key_id[1:]) for ref in taken if _ASCII_DIGITS.fullmatch(ref.key_id[1:])]
     fingerprints = {ref.fingerprint for ref in taken}
     while True:
         key = Key(
@@ -404,20 +406,36 @@ def _make_private_dirs(directory: Path) -> None:
         os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask, never widened by it
 
 
-def init_keyring(path: Path, known: Iterable[KeyRef] = ()) -> Keyring:
-    """Create a keyring with one active key (none of ``known``, see :func:`new_key`); never overwrites."""
+def no_claim(key: Key) -> None:
+    """Keep no record of a new key anywhere but the keyring (a keyring without a store)."""
+
+
+def init_keyring(
+    path: Path, known: Iterable[KeyRef] = (), claim: Callable[[Key], None] = no_claim
+) -> Keyring:
+    """Create a keyring with one active key (none of ``known``, see :func:`new_key`); never overwrites.
+
+    ``claim`` records the new key before the file is written, and may refuse it by raising.
+    """
     if path.exists():
         raise KeyringError(f"keyring {path} already exists: use `cdrpipe keys rotate` to add a key")
     key = new_key((), known)
+    claim(key)
     keyring = Keyring(active_id=key.key_id, keys=(key,))
     write_keyring(path, keyring)
     return keyring
 
 
-def rotate_keyring(path: Path, known: Iterable[KeyRef] = ()) -> Keyring:
-    """Add a new active key (none of ``known``, see :func:`new_key`) to the keyring at ``path``."""
+def rotate_keyring(
+    path: Path, known: Iterable[KeyRef] = (), claim: Callable[[Key], None] = no_claim
+) -> Keyring:
+    """Add a new active key (none of ``known``, see :func:`new_key`) to the keyring at ``path``.
+
+    ``claim`` records the new key before the file is written, and may refuse it by raising.
+    """
     current = load_keyring(path)
     key = new_key(current.keys, known)
+    claim(key)
     rotated = Keyring(active_id=key.key_id, keys=(*current.keys, key))
     write_keyring(path, rotated)
     return rotated

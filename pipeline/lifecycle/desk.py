@@ -21,6 +21,10 @@ the serial lifecycle path):
   which is another request's entry. Each step is tried on its own and none
   raises: a receipt is always returned, and a register entry that cannot be
   answered is logged, then noted with the reason if the note can be written.
+* The one exception that passes through all of these is
+  :class:`~pipeline.store.fence.OwnershipLostError`: the worker lost the
+  lifecycle to another, which carries the request out and answers it; this
+  one writes nothing more and sends no receipt.
 * :meth:`Desk.reissue` answers the register entry of a re-delivered request
   that an earlier run left open, so re-running a request closes it.
 
@@ -53,7 +57,8 @@ from pipeline.lifecycle.requests.receipts import (
 )
 from pipeline.lifecycle.requests.register import Kind, load_request, record_answer, register_received
 from pipeline.observability.log_scrub import scrub
-from pipeline.store.storage import Stamp, Storage
+from pipeline.store.fence import OwnershipLostError
+from pipeline.store.storage import ForwardingStorage, Stamp, Storage
 
 log = logging.getLogger(__name__)
 
@@ -81,53 +86,35 @@ class _Changes:
         )
 
 
-class _RecordingStorage:
+class _RecordingStorage(ForwardingStorage):
     """A :class:`~pipeline.store.storage.Storage` that notes which data files a request changed."""
 
     def __init__(self, storage: Storage, changes: _Changes) -> None:
-        self._storage = storage
+        super().__init__(storage)
         self._changes = changes
 
     def publish(self, relative_path: str, data: bytes) -> Stamp | None:
-        stamp = self._storage.publish(relative_path, data)
+        stamp = super().publish(relative_path, data)
         if not relative_path.startswith(PAPERWORK):
             self._changes.written.append(relative_path)
         return stamp
 
-    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
-        return self._storage.create_exclusive(relative_path, data)
-
     def read(self, relative_path: str) -> bytes | None:
         self._note_opened(relative_path)
-        return self._storage.read(relative_path)
+        return super().read(relative_path)
 
     def open_input(self, relative_path: str) -> pa.NativeFile:
         self._note_opened(relative_path)
-        return self._storage.open_input(relative_path)
+        return super().open_input(relative_path)
 
     def _note_opened(self, relative_path: str) -> None:
         if not relative_path.startswith(PAPERWORK):
             self._changes.opened.add(relative_path)
 
     def delete(self, relative_path: str) -> None:
-        self._storage.delete(relative_path)
+        super().delete(relative_path)
         if not relative_path.startswith(PAPERWORK):
             self._changes.deleted.append(relative_path)
-
-    def sweep_temporaries(self, relative_dir: str) -> int:
-        return self._storage.sweep_temporaries(relative_dir)
-
-    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
-        return self._storage.list(relative_dir, modified_since)
-
-    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
-        return self._storage.list_stamped(relative_dir)
-
-    def stamp(self, relative_path: str) -> Stamp | None:
-        return self._storage.stamp(relative_path)
-
-    def describe(self) -> str:
-        return self._storage.describe()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +169,8 @@ class Desk:
 
         try:
             receipt = work(_RecordingStorage(self._storage, changes), Ledger(self._ledger.view, write))
+        except OwnershipLostError:
+            raise  # another worker owns the request now: it answers it, not this one
         except Exception as exc:  # the request still gets a receipt saying what broke and what was done
             receipt = self._failed(request_id, exc, changes, failed)
         seconds = round(time.monotonic() - began, 3)
@@ -197,6 +186,8 @@ class Desk:
         """
         try:
             return attempt()
+        except OwnershipLostError:
+            raise
         except Exception as exc:  # a store that cannot be read: the receipt still comes, and says so
             receipt = self._failed(request_id, exc, _Changes(), failed)
             self.file(receipt, audit_kind, keep=False)
@@ -267,6 +258,8 @@ class Desk:
     def _attempt(request_id: str | None, step: str, action: Callable[[], object]) -> bool:
         try:
             action()
+        except OwnershipLostError:
+            raise  # no receipt of a request another worker has taken over: it sends its own
         except Exception:  # the receipt still goes out; the log says which step failed
             log.exception("request %s: %s failed", request_id, step, extra={"request_id": request_id})
             return False

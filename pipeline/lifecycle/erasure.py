@@ -162,8 +162,8 @@ class ErasureProcessor:
         A request the CLI sent names the pseudonyms it computed that way (no number).
         """
         if request.pseudonyms is not None:
-            pairs = ((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
-            return self._subjects.of_pseudonyms(pairs, request.tenant)
+            named = ((pair.key_id, pair.pseudonym, pair.tenant) for pair in request.pseudonyms)
+            return self._subjects.of_pseudonyms(named, request.tenant)
         assert request.subject is not None  # checked by decode_request
         return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
@@ -325,9 +325,17 @@ class ErasureProcessor:
             return None
         if not isinstance(stored, Receipt):
             return self._reused(request_id, f"by a {stored.kind} request")
-        # Compared under the keys of the first delivery: a rotation since changes nothing.
+        # Compared under the keys and within the tenants of the first delivery: a rotation or a
+        # CDRPIPE_TENANTS change since changes nothing.
         first_keys = stored.key_ids if stored.key_ids is not None else subject.key_ids
-        if stored.subject_digest not in (None, subject.digest(first_keys or None)):
+        first = (
+            subject  # named by pseudonyms: the request fixes them, whatever the mapping now
+            if request.subject is None
+            else self._subjects.as_first_searched(
+                subject, request.subject_kind, request.subject, request.tenant, stored.tenants_searched
+            )
+        )
+        if stored.subject_digest not in (None, first.digest(first_keys or None)):
             return self._reused(request_id, "for another subject")
         if stored.mode not in (None, request.mode):
             return self._reused(request_id, f"for an erasure in {stored.mode} mode")

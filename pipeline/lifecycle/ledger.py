@@ -25,6 +25,10 @@ Design, and why it holds under key rotation:
   one combined index ``pseudonym -> request ids`` (a dict), and only then
   applies the few matching entries to the rows they match. A batch costs
   O(rows + distinct pseudonyms), whatever the number of entries.
+* The same map carries a record's pseudonyms within the sources
+  ``CDRPIPE_TENANTS`` maps to its tenant: an entry made before a source was
+  mapped holds its extensions and agents within the source's own name, and a
+  later record of theirs is pseudonymised within the tenant.
 * It holds when the entry is known before the record arrives (the record's
   translation under the entry's key matches), when the entry arrives while
   the record is buffered (the match is made at publish time; the entry holds
@@ -241,66 +245,97 @@ class SubjectLedger:
         """Every restriction and objection in force."""
         return [entry for entry in self._entries.values() if entry.action in HOLDS]
 
-    def held_rows(self, table: pa.Table) -> pa.Array:
-        """True for the rows of ``table`` that a restriction or objection in force still covers.
+    def held_rows(self, table: pa.Table, keys: frozenset[KeyRef]) -> pa.Array:
+        """True for the rows of ``table`` (a file written under ``keys``, as its footer records them)
+        that a restriction or objection in force still covers.
 
         A row is covered when any party is the subject of a hold, and also when it was
         pseudonymised under a key some hold has no pseudonym under: that hold's subject
         may be any party of the row, and the store has no translation to rule it out
-        (ingest has one; the rows it quarantined under that key are such rows). The keys
-        of a subject are those of all its holds (holds that share a pseudonym), so
-        restricting the subject again under the current keyring clears the doubt. A hold
-        given as a pseudonym (unknown key) covers the rows holding that pseudonym only.
+        (ingest has one; the rows it quarantined under that key are such rows). A key is
+        its id and fingerprint: a hold with a pseudonym under one ``k3`` has none under
+        another secret that carries the name. The keys of a subject are those of all its
+        holds (holds that share a pseudonym), so restricting the subject again under the
+        current keyring clears the doubt. A hold given as a pseudonym (unknown key) covers
+        the rows holding that pseudonym only.
         """
         held = frozenset().union(*(entry.subject_pseudonyms() for entry in self.holds()))
         mask = subject_row_mask(table, held, _END_OF_TIME)
         key_ids = table.column("key_id").cast(pa.string())
-        unseen = self.holds_blind_to(frozenset(pc.unique(key_ids).drop_null().to_pylist()))
+        in_rows = frozenset(pc.unique(key_ids).drop_null().to_pylist())
+        unseen = self.holds_blind_to(frozenset(key for key in keys if key.key_id in in_rows))
         if unseen:
-            in_unseen = pc.is_in(key_ids, value_set=pa.array(sorted(unseen), pa.string()))
+            unseen_ids = sorted({key.key_id for key in unseen})
+            in_unseen = pc.is_in(key_ids, value_set=pa.array(unseen_ids, pa.string()))
             mask = pc.or_(mask, pc.fill_null(in_unseen, False))
         return mask
 
-    def holds_blind_to(self, key_ids: frozenset[str]) -> dict[str, frozenset[str]]:
-        """Each of ``key_ids`` that some hold in force has no pseudonym under, with those holds' request ids.
+    def holds_blind_to(self, keys: frozenset[KeyRef]) -> dict[KeyRef, frozenset[str]]:
+        """Each of ``keys`` that some hold in force has no pseudonym under, with those holds' request ids.
 
         A hold's keys are those of every hold of its subject (the holds sharing a pseudonym
         with it); a hold with a pseudonym of unknown key is blind to no key (see :meth:`held_rows`).
+        A hold sees a key when one of those keys has its id and its fingerprint; where either
+        side recorded no fingerprint (written before fingerprints were), the id decides, as
+        in a verification's key coverage.
         """
-        blind: dict[str, frozenset[str]] = {}
+        blind: dict[KeyRef, frozenset[str]] = {}
         for entry in self.holds():
-            own = entry.key_ids()
-            if own is None or key_ids <= own:
+            if entry.key_ids() is None:
                 continue
-            related = (
-                other.key_ids()
+            related = [
+                other.keys()
                 for action in HOLDS
                 for other in self.in_force(action, entry.subject_pseudonyms())
-            )
-            for key_id in key_ids - own.union(*(keys for keys in related if keys is not None)):
-                blind[key_id] = blind.get(key_id, frozenset()) | {entry.request_id}
+                if other.key_ids() is not None
+            ]
+            seen = entry.keys().union(*related)
+            for key in keys:
+                if not any(key.may_be(own) for own in seen):
+                    blind[key] = blind.get(key, frozenset()) | {entry.request_id}
         return blind
 
     def route(self, table: pa.Table, translations: Translations | None = None) -> Routed:
         """Apply every entry: rectifications first (the wrong attribution redacted), then objections
         (their rows dropped and counted), then erasures, then restrictions (their rows quarantined)."""
         matched = self.matches(table, translations or {})
-        for entry, values in matched:
-            if entry.action == "rectify" and entry.cdr_id and entry.party:
-                masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, values)
-                table = redact_parties(table, masks)
+        table = _rectified(table, matched)
         suppressed = frozenset().union(*(values for entry, values in matched if entry.action == "suppress"))
         dropped = 0
         if suppressed:
             mask = subject_row_mask(table, suppressed, _END_OF_TIME)
             dropped = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
             table = table.filter(pc.invert(mask))
-        for entry, values in matched:
-            if entry.action == "erase":
-                table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+        table = _erased(table, matched)
         restricted = frozenset().union(*(values for entry, values in matched if entry.action == "restrict"))
         if not restricted:
             return Routed(table, None, dropped)
         mask = subject_row_mask(table, restricted, _END_OF_TIME)
         quarantined = table.filter(mask)
         return Routed(table.filter(pc.invert(mask)), quarantined if quarantined.num_rows else None, dropped)
+
+    def scrub(self, table: pa.Table) -> pa.Table:
+        """Apply the rectifications and erasures only: for rows that stay where a hold put them.
+
+        The quarantine's rows are there because a restriction or objection holds them; only a
+        lift or withdrawal moves them, but an erasure or rectification applies to them as anywhere.
+        """
+        matched = self.matches(table, {})
+        return _erased(_rectified(table, matched), matched)
+
+
+def _rectified(table: pa.Table, matched: list[tuple[LedgerEntry, frozenset[str]]]) -> pa.Table:
+    """``table`` with the wrong attributions of the matched rectifications redacted."""
+    for entry, values in matched:
+        if entry.action == "rectify" and entry.cdr_id and entry.party:
+            masks = call_party_masks(table, entry.cdr_id, entry.source, entry.party, values)
+            table = redact_parties(table, masks)
+    return table
+
+
+def _erased(table: pa.Table, matched: list[tuple[LedgerEntry, frozenset[str]]]) -> pa.Table:
+    """``table`` without (or with redacted) rows of the matched erasures, up to each one's request."""
+    for entry, values in matched:
+        if entry.action == "erase":
+            table, _ = erase_rows(table, values, entry.mode, entry.requested_at)
+    return table

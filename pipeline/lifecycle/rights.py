@@ -130,8 +130,10 @@ class RightsProcessor:
         if stored is not None:
             if not isinstance(stored, SubjectReceipt):
                 return self._reused(request, "by an erasure", started)
+            # under the keys and within the tenants of the first delivery, as an erasure's
             first_keys = stored.key_ids if stored.key_ids is not None else ()
-            if stored.kind != request.kind or stored.request_digest != _digest(request, subject, first_keys):
+            first = self._first_searched(request, subject, stored.tenants_searched)
+            if stored.kind != request.kind or stored.request_digest != _digest(request, first, first_keys):
                 return self._reused(
                     request, f"by a {stored.kind} request with another subject or details", started
                 )
@@ -156,10 +158,20 @@ class RightsProcessor:
         if request.kind == "rectification":
             return None  # a rectification names a call, not a subject
         if request.pseudonyms is not None:
-            pairs = ((pair.key_id, pair.pseudonym) for pair in request.pseudonyms)
-            return self._subjects.of_pseudonyms(pairs, request.tenant)
+            named = ((pair.key_id, pair.pseudonym, pair.tenant) for pair in request.pseudonyms)
+            return self._subjects.of_pseudonyms(named, request.tenant)
         assert request.subject is not None  # checked by parse_request
         return self._subjects.of(request.subject_kind, request.subject, request.tenant)
+
+    def _first_searched(
+        self, request: SubjectRequest, subject: Subject | None, searched: list[str] | None
+    ) -> Subject | None:
+        """The request's subject within the tenants a first delivery ``searched`` (see RequestSubjects)."""
+        if subject is None or request.subject is None:
+            return subject  # a rectification names a call
+        return self._subjects.as_first_searched(
+            subject, request.subject_kind, request.subject, request.tenant, searched
+        )
 
     def _carry_out(
         self,

@@ -56,6 +56,8 @@ class Subject:
     """The tenants the pseudonyms were computed within (an extension or agent); empty otherwise."""
     keys: frozenset[KeyRef] = frozenset()
     """The keys of the pairs' key ids, with fingerprints (empty for a given pseudonym)."""
+    pair_tenants: tuple[str | None, ...] = ()
+    """The tenant each pair was computed within, in the order of ``pairs`` (empty when not known)."""
 
     @property
     def pseudonyms(self) -> frozenset[str]:
@@ -96,7 +98,8 @@ def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenants: tupl
         for pseudonymizer in pseudonymizers
         for tenant in scopes
     )
-    return Subject(pairs, tenants, frozenset(key.ref for key in keyring.keys))
+    pair_tenants = tuple(tenant for _ in pseudonymizers for tenant in scopes) if tenants else ()
+    return Subject(pairs, tenants, frozenset(key.ref for key in keyring.keys), pair_tenants)
 
 
 def subject_from_number(
@@ -111,9 +114,18 @@ def subject_from_number(
 
 
 def subject_from_party(
-    party: PartyNumber, keyring: Keyring, tenant: str | None = None, tenants: Mapping[str, str] | None = None
+    party: PartyNumber,
+    keyring: Keyring,
+    tenant: str | None = None,
+    tenants: Mapping[str, str] | None = None,
+    *,
+    within: tuple[str, ...] = (),
 ) -> Subject:
-    """The subject of a classified number; an extension needs its ``tenant`` (a source or a tenant)."""
+    """The subject of a classified number; an extension needs its ``tenant`` (a source or a tenant).
+
+    An extension is searched within ``within`` when given, else within every tenant ``tenant``'s
+    rows may carry under ``tenants``.
+    """
     domain = _DOMAIN_OF_KIND.get(party.kind)
     if domain is None or party.value is None:
         raise SubjectError(f"the subject is not a subscriber number or extension (it is {party.kind.value})")
@@ -121,19 +133,24 @@ def subject_from_party(
         return _under_every_key(keyring, domain, party.value)
     if not tenant:
         raise SubjectError("an extension is only unique within its tenant, which the request must name")
-    return _under_every_key(keyring, domain, party.value, tenants_under(tenant, tenants or {}))
+    return _under_every_key(keyring, domain, party.value, within or tenants_under(tenant, tenants or {}))
 
 
 def subject_from_agent(
-    agent_id: str, keyring: Keyring, tenant: str | None = None, tenants: Mapping[str, str] | None = None
+    agent_id: str,
+    keyring: Keyring,
+    tenant: str | None = None,
+    tenants: Mapping[str, str] | None = None,
+    *,
+    within: tuple[str, ...] = (),
 ) -> Subject:
-    """The subject of a contact-centre agent id (as the CDRs carry it) at ``tenant``."""
+    """The subject of a contact-centre agent id (as the CDRs carry it) at ``tenant`` (or ``within``)."""
     value = agent_id.strip()
     if not value:
         raise SubjectError("the agent id is empty")
     if not tenant:
         raise SubjectError("an agent id is only unique within its tenant, which the request must name")
-    return _under_every_key(keyring, Domain.AGENT, value, tenants_under(tenant, tenants or {}))
+    return _under_every_key(keyring, Domain.AGENT, value, within or tenants_under(tenant, tenants or {}))
 
 
 def subject_from_pseudonyms(
@@ -179,14 +196,31 @@ class RequestSubjects:
     classifier: NumberClassifier
     tenants: Mapping[str, str]
 
-    def of_pseudonyms(self, pairs: Iterable[tuple[str, str]], tenant: str | None) -> Subject:
-        """The subject a request names by the pseudonyms its sender computed (no number in it), an
-        extension's or agent's within every tenant ``tenant`` may carry, as :meth:`of` searches."""
-        searched = tenants_under(tenant, self.tenants) if tenant else ()
-        return subject_from_pseudonyms(pairs, self.keyring(), searched)
+    def of_pseudonyms(self, pairs: Iterable[tuple[str, str, str | None]], tenant: str | None) -> Subject:
+        """The subject a request names by the pseudonyms its sender computed (no number in it).
 
-    def of(self, kind: SubjectKind, value: str, tenant: str | None) -> Subject:
-        """The subject a request names, as the worker searches for it.
+        An extension's or agent's pseudonyms must cover every tenant ``tenant`` may carry by this
+        worker's ``CDRPIPE_TENANTS`` (:func:`~pipeline.keys.pseudonym.tenants_under`): a sender whose
+        mapping differs would leave rows unsearched, so its request is refused, naming the tenants;
+        pseudonyms of tenants this worker does not read ``tenant`` as are left out.
+        """
+        triples = list(pairs)
+        covered = {name for _, _, name in triples if name}
+        expected = tenants_under(tenant, self.tenants) if tenant else ()
+        missing = [name for name in expected if name not in covered]
+        if missing:
+            raise SubjectError(
+                f"the request's pseudonyms miss tenants {', '.join(missing)}, which this worker's "
+                "CDRPIPE_TENANTS says the rows may carry: send it with the workers' CDRPIPE_TENANTS"
+            )
+        # Only the pseudonyms of tenants this worker reads the request's tenant as: another tenant's
+        # extension 1001 may be somebody else here, however the sender's mapping reads it.
+        named = [(key_id, pseudonym) for key_id, pseudonym, within in triples if within in (*expected, None)]
+        return subject_from_pseudonyms(named, self.keyring(), expected)
+
+    def of(self, kind: SubjectKind, value: str, tenant: str | None, within: tuple[str, ...] = ()) -> Subject:
+        """The subject a request names, as the worker searches for it (an extension or agent
+        within ``within`` when given, else within every tenant its rows may carry).
 
         A number is read in the classifier's region. Digits that read as one person there and
         as another as an international number without its ``+`` are refused: the request must
@@ -196,11 +230,25 @@ class RequestSubjects:
         if kind == "pseudonym":
             return subject_from_pseudonym(value)
         if kind == "agent":
-            return subject_from_agent(value, self.keyring(), tenant, self.tenants)
+            return subject_from_agent(value, self.keyring(), tenant, self.tenants, within=within)
         resolution = resolve_with(value, self.classifier)
         if resolution.ambiguous:
             raise SubjectError(
                 "the number is ambiguous: read nationally it is one subscriber, read as an international "
                 "number without its + another; send it in E.164 form (with +)"
             )
-        return subject_from_party(resolution.party, self.keyring(), tenant, self.tenants)
+        return subject_from_party(resolution.party, self.keyring(), tenant, self.tenants, within=within)
+
+    def as_first_searched(
+        self, subject: Subject, kind: SubjectKind, value: str, tenant: str | None, searched: list[str] | None
+    ) -> Subject:
+        """``subject`` (the request's, :meth:`of`) as the first delivery of the request searched it.
+
+        ``searched`` is the ``tenants_searched`` of that delivery's receipt. A request delivered
+        again to a worker whose ``CDRPIPE_TENANTS`` changed in between is the same request: it is
+        compared within the tenants the first delivery searched, when it named one of them (a
+        request naming another tenant is about somebody else, and stays ``subject``).
+        """
+        if not searched or tuple(searched) == subject.tenants_searched or tenant not in searched:
+            return subject
+        return self.of(kind, value, tenant, tuple(searched))

@@ -34,6 +34,11 @@ RECORDS_SUPPRESSED = Counter(
     "Rows dropped before publishing: their subject objected (art. 21)",
     registry=REGISTRY,
 )
+RECORDS_ALREADY_COMPACTED = Counter(
+    "cdrpipe_records_already_compacted",
+    "Rows of a replayed batch not published: their offsets are covered by a compacted file",
+    registry=REGISTRY,
+)
 FILES_PUBLISHED = Counter("cdrpipe_files_published", "Parquet files published", registry=REGISTRY)
 BYTES_PUBLISHED = Counter("cdrpipe_bytes_published", "Bytes of Parquet published", registry=REGISTRY)
 PUBLISH_SECONDS = Histogram(
@@ -98,6 +103,18 @@ LIFECYCLE_MESSAGES_REFUSED = Counter(
 )
 RETENTION_PARTITIONS_DELETED = Counter(
     "cdrpipe_retention_partitions_deleted", "call_date partitions deleted by retention", registry=REGISTRY
+)
+
+COMPACTION_DUPLICATES_REMOVED = Counter(
+    "cdrpipe_compaction_duplicates_removed",
+    "Copies of a CDR its producer sent more than once, removed by compaction",
+    registry=REGISTRY,
+)
+COMPACTION_FILES_REPLACED = Counter(
+    "cdrpipe_compaction_files_replaced", "Small files deleted once compacted", registry=REGISTRY
+)
+COMPACTION_FILES_WRITTEN = Counter(
+    "cdrpipe_compaction_files_written", "Compacted files written", registry=REGISTRY
 )
 
 

@@ -33,6 +33,7 @@ from pipeline.observability.metrics import (
     FILES_PUBLISHED,
     HEALTH,
     PUBLISH_SECONDS,
+    RECORDS_ALREADY_COMPACTED,
     RECORDS_QUARANTINED,
     RECORDS_SUPPRESSED,
     RECORDS_WRITTEN,
@@ -144,11 +145,13 @@ class BatchCommitter:
             return Replay(key, flush.first_offset, flush.commit_offset, exc.offsets)
         # thousands separators: the log scrubber replaces plain runs of 7+ digits (pipeline.numbers.text)
         log.info(
-            "published %d files (%s rows, %s quarantined, %s suppressed, %s bytes) for %s[%d] offsets %s..%s",
+            "published %d files (%s rows, %s quarantined, %s suppressed, %s already compacted, %s bytes) "
+            "for %s[%d] offsets %s..%s",
             len(flush.files),
             f"{published.rows:,}",
             f"{published.quarantined:,}",
             f"{published.suppressed:,}",
+            f"{published.covered:,}",
             f"{published.bytes_written:,}",
             flush.topic,
             flush.partition,
@@ -161,6 +164,7 @@ class BatchCommitter:
                 "bytes": published.bytes_written,
                 "quarantined": published.quarantined,
                 "suppressed": published.suppressed,
+                "already_compacted": published.covered,
             },
         )
         if not self._offsets.commit(key, flush.commit_offset):
@@ -175,6 +179,7 @@ class BatchCommitter:
         RECORDS_WRITTEN.inc(published.rows)
         RECORDS_QUARANTINED.inc(published.quarantined)
         RECORDS_SUPPRESSED.inc(published.suppressed)
+        RECORDS_ALREADY_COMPACTED.inc(published.covered)
         FILES_PUBLISHED.inc(len(flush.files))
         BYTES_PUBLISHED.inc(published.bytes_written)
         PUBLISH_SECONDS.observe(time.perf_counter() - began)

@@ -12,7 +12,9 @@ Contract:
 
 * :meth:`BatchPublisher.claim` returns the end offset recorded for the
   batch's first offset: the batch's own end if this call recorded it.
-* :meth:`BatchPublisher.publish` passes each file's rows and their
+* :meth:`BatchPublisher.publish` leaves out the rows whose offsets the
+  compaction of their call date covers (:mod:`pipeline.store.coverage`:
+  they are in a compacted file already), passes each file's other rows and their
   pseudonyms' translations through the row filter (the erasure ledger),
   then publishes every file of the batch, retrying failed writes with exponential backoff, adds
   each file to its date's store manifest (a segment of this publisher's own:
@@ -36,12 +38,13 @@ from functools import partial
 from typing import TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.sink.batch import PartitionFlush, PendingFile, Routed
-from pipeline.store import manifest
+from pipeline.store import coverage, manifest
 from pipeline.store.errors import StorageError
 from pipeline.store.merge import merge_into
-from pipeline.store.naming import QUARANTINE, in_area
+from pipeline.store.naming import QUARANTINE, in_area, partition_date
 from pipeline.store.parquet import encode
 from pipeline.store.retry import storage_retrying
 from pipeline.store.storage import Storage
@@ -61,12 +64,14 @@ def intent_path(topic: str, partition: int, first_offset: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """What publishing a batch wrote: bytes and rows in the dataset, rows quarantined, rows suppressed."""
+    """What publishing a batch wrote: bytes and rows in the dataset, rows quarantined, rows suppressed,
+    and rows left out because a compacted file holds them already."""
 
     bytes_written: int
     rows: int
     quarantined: int
     suppressed: int
+    covered: int = 0
 
 
 class UnstorableRowsError(Exception):
@@ -131,7 +136,8 @@ class BatchPublisher:
         file whose rows cannot be stored publishes nothing of the batch
         (:class:`UnstorableRowsError`).
         """
-        prepared = [(pending, self._prepare(pending)) for pending in flush.files]
+        uncovered, already_compacted = self._uncovered(flush)
+        prepared = [(pending, self._prepare(pending)) for pending in uncovered]
         written = rows = quarantined = suppressed = 0
         for pending, (routed, data) in prepared:
             if routed.quarantined is not None:
@@ -158,7 +164,39 @@ class BatchPublisher:
             rows += routed.kept.num_rows
             quarantined += routed.quarantined.num_rows if routed.quarantined is not None else 0
             suppressed += routed.suppressed
-        return Published(written, rows, quarantined, suppressed)
+        return Published(written, rows, quarantined, suppressed, already_compacted)
+
+    def _uncovered(self, flush: PartitionFlush) -> tuple[list[PendingFile], int]:
+        """The batch's files without the rows compaction covers, and how many rows were left out.
+
+        A file whose every row is covered is left out whole: neither published nor deleted
+        (a file of that name still in the store is one compaction is replacing, or one it kept).
+        """
+        files, covered = [], 0
+        for pending in flush.files:
+            call_date = partition_date(pending.path)
+            if call_date is None:
+                files.append(pending)
+                continue
+            recorded = self._retrying(partial(coverage.load, self.storage, call_date))
+            mask = recorded.covered(flush.topic, flush.partition, pending.offsets)
+            count = int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+            if count == 0:
+                files.append(pending)
+                continue
+            covered += count
+            if count < pending.rows:
+                keep = pc.invert(mask)
+                files.append(
+                    PendingFile(
+                        pending.path,
+                        pending.table.filter(keep),
+                        pending.offsets.filter(keep),
+                        pending.keys,
+                        pending.translations,
+                    )
+                )
+        return files, covered
 
     def _prepare(self, pending: PendingFile) -> tuple[Routed, bytes | None]:
         """Where the ledger sends the file's rows, and the Parquet bytes of those it keeps."""

@@ -2,7 +2,9 @@
 
 Deterministic object names: a replay of the same offsets produces the same names.
 ``cdr/call_date=YYYY-MM-DD/<topic>+<partition>+<first offset, 20 digits>.parquet``; a quarantined
-row lives under the same name with ``restricted/`` in place of ``cdr/``.
+row lives under the same name with ``restricted/`` in place of ``cdr/``. Compaction replaces a
+date's files with ``compacted~<pass id>~<index>.parquet``: ``~`` never occurs in a Kafka topic
+name, so no ingest file can take a compacted file's name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ AREAS = (DATASET, QUARANTINE)
 """Every area that holds data files; lifecycle operations (erasure, export, retention) cover all."""
 SUFFIX = ".parquet"
 _PARTITION_PREFIX = "call_date="
+COMPACTED_PREFIX = "compacted~"
+"""The start of the name of a file written by compaction (:mod:`pipeline.compaction`)."""
+COMPACTION_DIR = "_cdrpipe/compaction"
+"""Compaction's own records: per call date, the offsets it covered, and the journal of a pass."""
 MANIFEST_DIR = "_cdrpipe/manifest"
 """Per area and call date, what the store knows of its data files (:mod:`pipeline.store.manifest`)."""
 
@@ -75,6 +81,56 @@ def parse_manifest_segment(path: str) -> tuple[str, date] | None:
         return None
     try:
         return parts[0], date.fromisoformat(parts[1].removeprefix(_PARTITION_PREFIX))
+    except ValueError:
+        return None
+
+
+class BatchOrigin(NamedTuple):
+    """Where an ingest file's rows come from: the batch of ``topic``/``partition`` at ``first_offset``."""
+
+    topic: str
+    partition: int
+    first_offset: int
+
+
+def batch_origin(name: str) -> BatchOrigin | None:
+    """The batch a file's name (``<topic>+<partition>+<first offset>.<extension>``) comes from, else None.
+
+    Ingest files (``.parquet``) and intents (``.json``) are named so.
+    """
+    parts = name.rsplit(".", 1)[0].rsplit("+", 2)
+    if "." not in name or len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return BatchOrigin(parts[0], int(parts[1]), int(parts[2]))
+
+
+def compacted_name(pass_id: str, index: int) -> str:
+    """The name of the ``index``-th file a compaction pass writes into a partition directory."""
+    return f"{COMPACTED_PREFIX}{pass_id}~{index:03d}{SUFFIX}"
+
+
+def is_compacted(name: str) -> bool:
+    """Whether a data file's name is one compaction wrote."""
+    return name.startswith(COMPACTED_PREFIX)
+
+
+def coverage_path(call_date: date) -> str:
+    """Where the offsets covered by the compaction of ``call_date`` are recorded."""
+    return f"{COMPACTION_DIR}/covered/{partition_name(call_date)}.json"
+
+
+def journal_path(call_date: date) -> str:
+    """Where the pass compacting ``call_date`` records what it replaces, until it is finished."""
+    return f"{COMPACTION_DIR}/journal/{partition_name(call_date)}.json"
+
+
+def journal_date(path: str) -> date | None:
+    """The call date of a journal at :func:`journal_path`, else None."""
+    name = path.rsplit("/", 1)[-1].removesuffix(".json")
+    if not path.startswith(f"{COMPACTION_DIR}/journal/") or not name.startswith(_PARTITION_PREFIX):
+        return None
+    try:
+        return date.fromisoformat(name.removeprefix(_PARTITION_PREFIX))
     except ValueError:
         return None
 

@@ -106,7 +106,7 @@ class ObjectStorage:
         except OSError as exc:
             raise storage_error(f"opening {relative_path}", exc) from exc
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         return 0  # an object is written by one PUT: there are no temporary objects
 
     def delete(self, relative_path: str) -> None:

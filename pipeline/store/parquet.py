@@ -91,11 +91,11 @@ def _key_ids(table: pa.Table) -> frozenset[str]:
     return frozenset(value for value in pc.unique(table.column("key_id")).to_pylist() if value)
 
 
-def encode(table: pa.Table, keys: Iterable[KeyRef]) -> bytes:
+def encode(table: pa.Table, keys: Iterable[KeyRef], metadata: Mapping[bytes, bytes] | None = None) -> bytes:
     """The complete Parquet file of ``table`` (rows written under ``keys``) as bytes, index in the footer.
 
     The index goes into the Parquet footer's key-value metadata only, not into
-    the embedded Arrow schema, so a footer read parses it once.
+    the embedded Arrow schema, so a footer read parses it once; so does ``metadata``.
     """
     key_ids = _key_ids(table)
     recorded = sorted_refs(key for key in keys if key.key_id in key_ids)
@@ -122,6 +122,7 @@ def encode(table: pa.Table, keys: Iterable[KeyRef]) -> bytes:
                 KEYS_METADATA_KEY: json.dumps(
                     [{"id": key.key_id, "fingerprint": key.fingerprint} for key in recorded]
                 ).encode(),
+                **(metadata or {}),
             }
         )
     return bytes(sink.getvalue().to_pybytes())

@@ -95,10 +95,12 @@ class Storage(Protocol):
     def delete(self, relative_path: str) -> None:
         """Remove ``relative_path`` if it exists."""
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         """Remove the temporary files of publishes cut short under ``relative_dir``; return how many.
 
-        A publish in flight whose temporary file is removed fails and is retried.
+        A publish in flight whose temporary file is removed fails and is retried; with
+        ``older_than``, only temporary files last modified before it are removed (a publish
+        takes milliseconds, so an old one is an orphan and no publish in flight fails).
         """
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
@@ -116,6 +118,43 @@ class Storage(Protocol):
 
     def describe(self) -> str:
         """A human-readable location, for logs (no credentials)."""
+
+
+class ForwardingStorage:
+    """A :class:`Storage` that passes every call on to another; wrappers override what they add to."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def publish(self, relative_path: str, data: bytes) -> Stamp | None:
+        return self._storage.publish(relative_path, data)
+
+    def create_exclusive(self, relative_path: str, data: bytes) -> bool:
+        return self._storage.create_exclusive(relative_path, data)
+
+    def read(self, relative_path: str) -> bytes | None:
+        return self._storage.read(relative_path)
+
+    def open_input(self, relative_path: str) -> pa.NativeFile:
+        return self._storage.open_input(relative_path)
+
+    def delete(self, relative_path: str) -> None:
+        self._storage.delete(relative_path)
+
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
+        return self._storage.sweep_temporaries(relative_dir, older_than)
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        return self._storage.list(relative_dir, modified_since)
+
+    def list_stamped(self, relative_dir: str) -> dict[str, Stamp]:
+        return self._storage.list_stamped(relative_dir)
+
+    def stamp(self, relative_path: str) -> Stamp | None:
+        return self._storage.stamp(relative_path)
+
+    def describe(self) -> str:
+        return self._storage.describe()
 
 
 class LocalStorage:
@@ -199,13 +238,20 @@ class LocalStorage:
         except OSError as exc:
             raise storage_error(f"deleting {relative_path}", exc) from exc
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         removed = 0
+        before = float("inf") if older_than is None else older_than.timestamp()
         try:
             for path, entry in _walk(self.root, relative_dir):
-                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
-                    (self.root / path).unlink(missing_ok=True)
-                    removed += 1
+                if not (entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file()):
+                    continue
+                try:
+                    if entry.stat().st_mtime >= before:
+                        continue
+                except FileNotFoundError:
+                    continue
+                (self.root / path).unlink(missing_ok=True)
+                removed += 1
         except OSError as exc:
             raise storage_error(f"sweeping {relative_dir}", exc) from exc
         return removed

@@ -13,7 +13,8 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   its new active key.
 * The lifecycle path (:mod:`pipeline.worker.lifecycle_agents`) is the erasure and
   subject-request agents on single-partition topics plus the retention
-  timer, under one lock, in the worker that owns those topics.
+  and compaction timers (:mod:`pipeline.worker.compaction_timer`), under one
+  lock, in the worker that owns those topics.
 * ``/metrics`` (Prometheus) and ``/health`` are served by Faust's web server, bound to
   ``CDRPIPE_WEB_HOST``; Faust's own views (``/router/``, ``/table/``, stats, graph) are off:
   only its index page (``{"status": "OK"}``) remains besides ours.
@@ -60,6 +61,7 @@ from pipeline.store.object_storage import EncryptionUnreadableError, ObjectStora
 from pipeline.store.permissions import exposed
 from pipeline.store.storage import LocalStorage, Storage
 from pipeline.worker.assembly import build_ingestor, build_keys
+from pipeline.worker.compaction_timer import CompactionTimer
 from pipeline.worker.context import LifecycleTopics, WorkerContext
 from pipeline.worker.dpo_records import CHAIN_HEALTH
 from pipeline.worker.ingest_service import IngestService
@@ -90,6 +92,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topics.topic_replication or 1,
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
+        broker_rebalance_timeout=settings.kafka.rebalance_timeout_s,
         logging_config=logging_config() if settings.runtime.log_format == "json" else None,
         env={},
     )
@@ -100,7 +103,9 @@ def create_app(settings: Settings) -> faust.App:
     topics = LifecycleTopics.declare(app, settings)
     context = WorkerContext(settings, connection, app, storage, topics, keyring)
     app.service(_ingest_service(context))
-    LifecycleAgents(context).add_to_app()
+    lifecycle = LifecycleAgents(context)
+    lifecycle.add_to_app()
+    CompactionTimer(context, lifecycle.storage, lifecycle.ownership.ensure).add_to_app()
     app.page("/metrics")(_metrics)
     app.page("/health")(_health)
     return app

@@ -1,31 +1,37 @@
 """The lifecycle path of a worker: erasure and subject-request agents, retention and register timers.
 
-Contract of :class:`LifecycleAgents`: every request on the lifecycle topics
-gets a receipt (rejected and failed ones too), published keyed by its request
-id, signed, and naming the digest of the request message it answers
-(:func:`~pipeline.lifecycle.requests.receipts.receipt_message`). Both
-processors have the same entry point (message bytes and key in, typed receipt
-out), get the same ledger, passes and clock, and each request crosses one
-thread hand-off, under the worker's lifecycle lock; the register and the
-receipt's paperwork happen inside it. The processors' ledger writes and broker
-questions come back to the event loop. Retention and the register metrics act
-only in the worker that owns the lifecycle topics; the register timer also
-verifies the audit trail and the register. Within :data:`LEDGER_GUARD_S` of a
-refused ledger message published under a genuine entry's key, the lifecycle
-owner writes that entry again. No timer's failure stops the worker
-(:func:`~pipeline.worker.dpo_records.guarded`).
+Contract of :class:`LifecycleAgents`: every request on the lifecycle topics gets
+a receipt (rejected and failed ones too), published keyed by its request id,
+signed, and naming the digest of the request message it answers
+(:func:`~pipeline.lifecycle.requests.receipts.receipt_message`). Both processors
+have the same entry point (message bytes and key in, typed receipt out), get the
+same ledger, passes and clock, and each request crosses one thread hand-off,
+under the worker's lifecycle lock; the register and the receipt's paperwork
+happen inside it. The processors' ledger writes and broker questions come back
+to the event loop. Every store write of the lifecycle path passes the owner's
+fence (:mod:`pipeline.worker.ownership`): a worker that lost the lifecycle to
+another stops at its next write, sends no receipt and leaves the request to the
+new owner. Retention and the register metrics act only in the worker that owns
+the lifecycle topics; the register timer also verifies the audit trail and the
+register. No timer's failure stops the worker
+(:func:`~pipeline.worker.dpo_records.guarded`). Within :data:`LEDGER_GUARD_S` of
+a refused ledger message published under a genuine entry's key, the lifecycle
+owner writes that entry again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import faust
+from faust.types import TP
 
 from pipeline.kafka.topics import (
     durability,
@@ -52,15 +58,18 @@ from pipeline.observability.metrics import (
     RETENTION_PARTITIONS_DELETED,
     SUBJECT_REQUESTS,
 )
+from pipeline.store.fence import FencedStorage, OwnerFence, OwnershipLostError
 from pipeline.worker.assembly import build_classifier
 from pipeline.worker.context import WorkerContext
 from pipeline.worker.dpo_records import CHAIN_HEALTH, guarded
+from pipeline.worker.ownership import LifecycleOwnership
 
 log = logging.getLogger(__name__)
 BROKER_CALL_S = 30.0
 REGISTER_READ_S = 60.0
 LEDGER_GUARD_S = 5.0
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class LifecycleAgents:
@@ -69,7 +78,12 @@ class LifecycleAgents:
     def __init__(self, context: WorkerContext) -> None:
         self._context = context
         self._settings = settings = context.settings
-        self._storage = context.storage
+        owner = f"{socket.gethostname()} pid {os.getpid()}"
+        self.ownership = LifecycleOwnership(
+            OwnerFence(context.storage, owner), settings.lifecycle.owner_grace_s, context.owns_lifecycle
+        )
+        self.storage = FencedStorage(context.storage, self.ownership.guard)
+        """The store as every lifecycle write of this worker sees it: through the owner's fence."""
         self._residual = (
             *((topic, "raw CDRs") for topic in settings.topics.raw_topics),
             (settings.topics.dlq_topic, "rejected raw CDRs"),
@@ -88,6 +102,8 @@ class LifecycleAgents:
         app.agent(topics.erasure_requests, name="pipeline.app.erasures")(self.erasures)
         app.agent(topics.subject_requests, name="pipeline.app.subject_rights")(self.subject_rights)
         app.task(self.check_topics)
+        # mode types its handlers as a union of callables that mypy matches no coroutine method to
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.timer(interval=settings.lifecycle.retention_interval_s, name="pipeline.app.retention")(
             guarded("retention", self.retention)
         )
@@ -97,6 +113,28 @@ class LifecycleAgents:
         app.timer(interval=LEDGER_GUARD_S, name="pipeline.app.ledger_guard")(
             guarded("ledger_guard", self.rewrite_overshadowed)
         )
+
+    async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Faust waited for the request in flight: release the lifecycle claim if its partition goes."""
+        del sender, signal, kwargs
+        revoked: set[TP] = args[0]  # Faust's signal: sent with the revoked partitions
+        if any(tp.topic == self._settings.topics.erasure_topic for tp in revoked):
+            async with self._context.lifecycle_lock:
+                await self.ownership.revoked()
+
+    async def _handle(
+        self, handle: Callable[[bytes, bytes | None], R], event: faust.EventT[bytes]
+    ) -> R | None:
+        """``handle``'s receipt of ``event``, in a thread under the lock; None if the lifecycle moved."""
+        async with self._context.lifecycle_lock:
+            if not await self.ownership.ensure():
+                log.warning("a lifecycle request is left to the lifecycle owner: this worker no longer is")
+                return None
+            try:
+                return await asyncio.to_thread(handle, event.value, event.key)
+            except OwnershipLostError as exc:
+                log.warning("%s; the request is left to the new lifecycle owner, which answers it", exc)
+                return None
 
     async def residual_copies(self) -> list[ResidualCopy]:
         """The topics that still hold raw data, with the retention the broker applies to each."""
@@ -132,7 +170,7 @@ class LifecycleAgents:
         on_loop = _OnLoop(asyncio.get_running_loop())
         ledger, passes = self._ledger_and_passes()
         processor = ErasureProcessor(
-            self._storage,
+            self.storage,
             KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
             ledger=ledger,
@@ -143,8 +181,9 @@ class LifecycleAgents:
         async for event in stream.events():
             ERASURES_RECEIVED.inc()
             began = time.perf_counter()
-            async with self._context.lifecycle_lock:
-                receipt = await asyncio.to_thread(processor.handle, event.value, event.key)
+            receipt = await self._handle(processor.handle, event)
+            if receipt is None:
+                continue
             ERASURE_SECONDS.observe(time.perf_counter() - began)
             outcome = "passed" if receipt.passed else "failed" if receipt.status != "rejected" else "rejected"
             ERASURES_COMPLETED.labels(verification=outcome).inc()
@@ -155,7 +194,7 @@ class LifecycleAgents:
         """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts."""
         ledger, passes = self._ledger_and_passes()
         processor = RightsProcessor(
-            self._storage,
+            self.storage,
             KeyringFile(self._settings.numbers.keyring).current,
             build_classifier(self._settings),
             ledger=ledger,
@@ -164,8 +203,9 @@ class LifecycleAgents:
         )
         await self._context.ledger_loaded.wait()  # a lift or withdrawal looks its entries up in the ledger
         async for event in stream.events():
-            async with self._context.lifecycle_lock:
-                receipt = await asyncio.to_thread(processor.handle, event.value, event.key)
+            receipt = await self._handle(processor.handle, event)
+            if receipt is None:
+                continue
             SUBJECT_REQUESTS.labels(kind=receipt.kind or "unknown", status=receipt.status).inc()
             key = receipt.request_id.encode() if receipt.request_id else None
             message = receipt_message(receipt, event.value, self._context.keyring().active)
@@ -194,13 +234,19 @@ class LifecycleAgents:
         if not self._context.owns_lifecycle():
             return
         async with self._context.lifecycle_lock:
+            if not await self.ownership.ensure():
+                return
             now = datetime.now(UTC)
-            report = await asyncio.to_thread(
-                apply_retention, self._storage, now, self._settings.lifecycle.retention_days
-            )
-            purged = await asyncio.to_thread(
-                purge_dpo_records, self._storage, self._settings.lifecycle.dpo_record_days, now
-            )
+            try:
+                report = await asyncio.to_thread(
+                    apply_retention, self.storage, now, self._settings.lifecycle.retention_days
+                )
+                purged = await asyncio.to_thread(
+                    purge_dpo_records, self.storage, self._settings.lifecycle.dpo_record_days, now
+                )
+            except OwnershipLostError as exc:
+                log.warning("retention stopped: %s", exc)
+                return
         RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
         log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
 
@@ -230,9 +276,9 @@ class LifecycleAgents:
             REQUEST_REGISTER.forget()
             return
         try:
-            REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self._storage))
+            REQUEST_REGISTER.update(await asyncio.to_thread(load_register, self.storage))
         finally:  # a register that cannot be read must not stop the chains from being verified
-            await asyncio.to_thread(CHAIN_HEALTH.check, self._storage)
+            await asyncio.to_thread(CHAIN_HEALTH.check, self.storage)
 
 
 class _OnLoop:

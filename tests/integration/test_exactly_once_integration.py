@@ -10,47 +10,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
-import pyarrow.parquet as pq
 import pytest
 
-from tests.support.helpers import REPO, WorkerProcess, free_port, publish_demo, wait_stored
+from tests.support.helpers import (
+    REPO,
+    WorkerProcess,
+    assert_exactly_once,
+    fast_env,
+    free_port,
+    publish_demo,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _fast_env(worker_env: dict[str, str]) -> dict[str, str]:
-    return {
-        **worker_env,
-        "CDRPIPE_FLUSH_ROWS": "4000",
-        "CDRPIPE_FLUSH_SECONDS": "0.5",
-        "CDRPIPE_SESSION_TIMEOUT_S": "6",
-    }
-
-
-def assert_exactly_once(store: Path, expected_ids: set[str]) -> None:
-    """Every expected cdr_id once, nothing else; every file readable; no temporary file visible."""
-    files = sorted(store.glob("cdr/call_date=*/*"))
-    hidden = [path.name for path in files if path.name.startswith(".") or not path.name.endswith(".parquet")]
-    assert not hidden, f"temporary or foreign files visible: {hidden[:5]}"
-    for path in files:
-        pq.read_metadata(path)
-    counts = duckdb.sql(
-        f"SELECT count(*), count(DISTINCT cdr_id) FROM read_parquet('{store}/cdr/*/*.parquet')"
-    ).fetchall()[0]
-    stored = {
-        row[0] for row in duckdb.sql(f"SELECT cdr_id FROM read_parquet('{store}/cdr/*/*.parquet')").fetchall()
-    }
-    lost, extra = len(expected_ids - stored), len(stored - expected_ids)
-    assert (lost, extra, counts[0] - counts[1]) == (0, 0, 0), (
-        f"lost={lost} unexpected={extra} duplicates={counts[0] - counts[1]}"
-    )
 
 
 def test_kill_9_during_ingest_loses_and_duplicates_nothing(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _fast_env(worker_env)
+    env = fast_env(worker_env)
     expected = publish_demo(env, 100_000, seed=1)
     rng = random.Random(8)
     kills = 0
@@ -74,7 +52,7 @@ def test_kill_9_during_ingest_loses_and_duplicates_nothing(
 def test_rebalance_with_a_worker_stopped_and_started_repeatedly(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _fast_env(worker_env)
+    env = fast_env(worker_env)
     expected = publish_demo(env, 60_000, seed=2)
     steady = WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / "steady.log")
     steady.start()
@@ -93,7 +71,7 @@ def test_rebalance_with_a_worker_stopped_and_started_repeatedly(
 def test_a_stale_worker_resumed_after_its_session_expired_writes_no_duplicate(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _fast_env(worker_env)
+    env = fast_env(worker_env)
     first_half = publish_demo(env, 30_000, seed=3)
     stale = WorkerProcess(env, tmp_path / "stale.log").start()
     other = WorkerProcess({**env, "CDRPIPE_WEB_PORT": str(free_port())}, tmp_path / "other.log")
@@ -122,7 +100,7 @@ def test_broker_restart_mid_ingest_recovers_by_itself(
     tmp_path: Path,
 ) -> None:
     bootstrap, launcher_env = kafka_restartable
-    env = _fast_env(worker_env_on(bootstrap))
+    env = fast_env(worker_env_on(bootstrap))
     expected = publish_demo(env, 40_000, seed=5)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:

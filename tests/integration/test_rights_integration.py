@@ -24,7 +24,7 @@ from pipeline.lifecycle.requests.audit import read_audit
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.storage import LocalStorage
-from tests.support.broker_requests import NOW, SPELLINGS, SUBJECT, lifecycle_env, run_cli, send_cdrs, traffic
+from tests.support.broker_requests import NOW, SPELLINGS, SUBJECT, rights_env, run_cli, send_cdrs, traffic
 from tests.support.helpers import (
     REPO,
     WorkerProcess,
@@ -35,15 +35,6 @@ from tests.support.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _rights_env(worker_env: dict[str, str]) -> dict[str, str]:
-    run = worker_env["CDRPIPE_APP_ID"]
-    return {
-        **lifecycle_env(worker_env),
-        "CDRPIPE_SUBJECT_REQUESTS_TOPIC": f"cdr.subject.requests.{run}",
-        "CDRPIPE_SUBJECT_RECEIPTS_TOPIC": f"cdr.subject.receipts.{run}",
-    }
 
 
 def _rectify(env: dict[str, str], cdr_id: str, request_id: str) -> subprocess.CompletedProcess[str]:
@@ -72,7 +63,7 @@ def _publish_raw(env: dict[str, str], key: str, payload: bytes, wait_s: float) -
 
 
 def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_path: Path) -> None:
-    env = _rights_env(worker_env)
+    env = rights_env(worker_env)
     cdrs, subject_rows = traffic(400, seed=91, subject_every=10)
     wrong = next(cdr for cdr in cdrs if cdr.caller in SPELLINGS)
     lift_without_subject = {
@@ -181,7 +172,7 @@ def _of_subject(
 
 
 def test_restrict_during_ingest_rotate_then_lift(worker_env: dict[str, str], tmp_path: Path) -> None:
-    env = _rights_env(worker_env)
+    env = rights_env(worker_env)
     store = env["CDRPIPE_STORE"]
     before, _ = traffic(2_000, seed=101, subject_every=50)
     during, _ = traffic(3_000, seed=102, subject_every=30)
@@ -263,7 +254,7 @@ def _suppressed(env: dict[str, str]) -> float:
 
 
 def test_objection_with_erasure_then_withdrawal(worker_env: dict[str, str], tmp_path: Path) -> None:
-    env = _rights_env(worker_env)
+    env = rights_env(worker_env)
     store = env["CDRPIPE_STORE"]
     first, _ = traffic(1_000, seed=111, subject_every=20)
     later, later_subject = traffic(600, seed=112, subject_every=15, start=NOW + timedelta(hours=1))
@@ -323,7 +314,7 @@ def test_objection_with_erasure_then_withdrawal(worker_env: dict[str, str], tmp_
 
 
 def test_erasure_and_retention_inside_the_quarantine(worker_env: dict[str, str], tmp_path: Path) -> None:
-    env = _rights_env(worker_env)
+    env = rights_env(worker_env)
     store = env["CDRPIPE_STORE"]
     cdrs, subject_rows = traffic(800, seed=121, subject_every=20)
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
@@ -354,7 +345,7 @@ def test_erasure_and_retention_inside_the_quarantine(worker_env: dict[str, str],
 def test_with_two_workers_subject_requests_run_where_erasures_run(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = _rights_env(worker_env)
+    env = rights_env(worker_env)
     cdrs, _ = traffic(2_000, seed=131, subject_every=25)
     wrong = next(cdr for cdr in cdrs if cdr.caller in SPELLINGS)
     workers = start_workers(env, tmp_path, 2)

@@ -81,6 +81,16 @@ def lifecycle_env(worker_env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def rights_env(worker_env: dict[str, str]) -> dict[str, str]:
+    """:func:`lifecycle_env` with the subject request topics of this run too."""
+    run = worker_env["CDRPIPE_APP_ID"]
+    return {
+        **lifecycle_env(worker_env),
+        "CDRPIPE_SUBJECT_REQUESTS_TOPIC": f"cdr.subject.requests.{run}",
+        "CDRPIPE_SUBJECT_RECEIPTS_TOPIC": f"cdr.subject.receipts.{run}",
+    }
+
+
 SECURITY = ("CDRPIPE_BROKER", "CDRPIPE_KAFKA_")
 
 
@@ -94,10 +104,7 @@ def secure_envs(
 ) -> dict[str, dict[str, str]]:
     """Worker, DPO and producer environments sharing one store, keyring and set of topics."""
     bootstrap = secure_kafka["worker"]["CDRPIPE_BROKER"].removeprefix("kafka://")
-    base = lifecycle_env(worker_env_on(bootstrap))
-    run = base["CDRPIPE_APP_ID"]
-    base["CDRPIPE_SUBJECT_REQUESTS_TOPIC"] = f"cdr.subject.requests.{run}"
-    base["CDRPIPE_SUBJECT_RECEIPTS_TOPIC"] = f"cdr.subject.receipts.{run}"
+    base = rights_env(worker_env_on(bootstrap))
     return {user: as_principal(settings, base) for user, settings in secure_kafka.items()}
 
 

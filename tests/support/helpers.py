@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import duckdb
 import phonenumbers
+import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.cli import demo
@@ -72,15 +74,16 @@ def free_port() -> int:
 class WorkerProcess:
     """`cdrpipe worker` as a child process, with its output captured to a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "pipeline") -> None:
         self.env = env
         self.log_path = log_path
+        self.module = module  # run as ``python -m <module> worker``: the cdrpipe command, or a test's own
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", self.module, "worker", "--loglevel", "info"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -207,3 +210,32 @@ def publish_demo(env: dict[str, str], count: int, seed: int) -> set[str]:
     bootstrap = broker_address(env)
     asyncio.run(publish(bootstrap, env["CDRPIPE_RAW_TOPICS"], (demo.encode(cdr) for cdr in cdrs)))
     return {cdr.cdr_id for cdr in cdrs}
+
+
+def fast_env(worker_env: dict[str, str]) -> dict[str, str]:
+    """``worker_env`` with batches cut fast and a short session: kills and rebalances happen mid-batch."""
+    return {
+        **worker_env,
+        "CDRPIPE_FLUSH_ROWS": "4000",
+        "CDRPIPE_FLUSH_SECONDS": "0.5",
+        "CDRPIPE_SESSION_TIMEOUT_S": "6",
+    }
+
+
+def assert_exactly_once(store: Path, expected_ids: set[str]) -> None:
+    """Every expected cdr_id once, nothing else; every file readable; no temporary file visible."""
+    files = sorted(store.glob("cdr/call_date=*/*"))
+    hidden = [path.name for path in files if path.name.startswith(".") or not path.name.endswith(".parquet")]
+    assert not hidden, f"temporary or foreign files visible: {hidden[:5]}"
+    for path in files:
+        pq.read_metadata(path)
+    counts = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT cdr_id) FROM read_parquet('{store}/cdr/*/*.parquet')"
+    ).fetchall()[0]
+    stored = {
+        row[0] for row in duckdb.sql(f"SELECT cdr_id FROM read_parquet('{store}/cdr/*/*.parquet')").fetchall()
+    }
+    lost, extra = len(expected_ids - stored), len(stored - expected_ids)
+    assert (lost, extra, counts[0] - counts[1]) == (0, 0, 0), (
+        f"lost={lost} unexpected={extra} duplicates={counts[0] - counts[1]}"
+    )

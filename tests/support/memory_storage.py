@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime
 
 import pyarrow as pa
 
 from pipeline.store.storage import Stamp
+
+_STORES = itertools.count(1)
 
 
 class MemoryStorage:
@@ -18,6 +21,9 @@ class MemoryStorage:
     """
 
     def __init__(self) -> None:
+        # Each store its own location: the sealed chains remember their tail per location, and
+        # stores sharing one name would take each other's tail for theirs (and list every time).
+        self._location = f"memory store {next(_STORES)}"
         self._files: dict[str, tuple[bytes, float]] = {}
         self._folders: dict[str, set[str]] = {}
 
@@ -51,7 +57,7 @@ class MemoryStorage:
             for folder in self._folders_of(relative_path):
                 self._folders[folder].discard(relative_path)
 
-    def sweep_temporaries(self, relative_dir: str) -> int:
+    def sweep_temporaries(self, relative_dir: str, older_than: datetime | None = None) -> int:
         return 0  # a publish here is one assignment: nothing is ever left half-written
 
     def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
@@ -67,4 +73,4 @@ class MemoryStorage:
         return Stamp(len(stored[0]), int(stored[1] * 1e9)) if stored is not None else None
 
     def describe(self) -> str:
-        return "memory"
+        return self._location

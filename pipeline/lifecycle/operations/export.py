@@ -8,7 +8,13 @@ reports them with :func:`~pipeline.lifecycle.operations.finder.skip_strays`). Ro
 quarantine (a restriction or objection took them out of use) are exported
 too, with ``restricted`` true; the dataset's rows have it false. If a data
 file cannot be read, it raises :class:`UnreadableFilesError` naming it rather
-than return an export that may be incomplete.
+than return an export that may be incomplete. The rows come with the key
+coverage of the store's files (:mod:`~pipeline.lifecycle.operations.key_coverage`)
+for a subject computed from a keyring: rows under a key (id and fingerprint)
+the subject's pseudonyms were not computed under cannot be found, so the
+export names those files (:attr:`SubjectRows.complete` is False) instead of
+passing for complete. A subject given as a pseudonym has no known key and gets
+no coverage: it matches only rows of the key it was computed with.
 :func:`minimise` turns the rows into the copy a data subject receives (GDPR
 art. 15(4): the copy must not adversely affect the rights of others): the
 subject's own side and the call facts stay; every other party's pseudonym
@@ -31,6 +37,7 @@ import json
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -41,6 +48,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import RequestRefusedError
 from pipeline.lifecycle.operations.finder import search
+from pipeline.lifecycle.operations.key_coverage import KeyCoverage, key_coverage
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.lifecycle.subject import Subject
 from pipeline.observability.progress import NO_PROGRESS, Progress
@@ -55,8 +63,40 @@ class UnreadableFilesError(RequestRefusedError):
     """Data files that cannot be read, so an export would be incomplete."""
 
 
-def subject_rows(storage: Storage, subject: Subject, progress: Progress = NO_PROGRESS) -> pa.Table | None:
-    """The subject's rows across the store with a ``call_date`` column, or None if there are none."""
+@dataclass(frozen=True, slots=True)
+class SubjectRows:
+    """The subject's rows (None when none were found) and what the search could cover."""
+
+    table: pa.Table | None
+    coverage: KeyCoverage | None
+    """The keys of the store's files against the subject's keys; None for a given pseudonym."""
+
+    @property
+    def complete(self) -> bool:
+        """False when some file holds rows under a key the subject was not searched under."""
+        return self.coverage is None or not self.coverage.not_searched
+
+    def incomplete(self, *, fingerprints: bool) -> str:
+        """The ``INCOMPLETE:`` sentence naming the files not searched ("" when complete).
+
+        Without ``fingerprints`` the keys are named by id only: the register holds
+        nothing shaped like a pseudonym, and a fingerprint is 32 hex characters too.
+        """
+        if self.coverage is None or not self.coverage.not_searched:
+            return ""
+        files = "; ".join(
+            f"{item.path} under key {item.key.describe() if fingerprints else item.key.key_id}"
+            for item in self.coverage.not_searched
+        )
+        return (
+            f"INCOMPLETE: {len(self.coverage.not_searched)} data files hold rows under keys this keyring "
+            f"could not search ({files}): any rows of the subject there are not in the export; load the "
+            "keyring that holds those keys and export again"
+        )
+
+
+def subject_rows(storage: Storage, subject: Subject, progress: Progress = NO_PROGRESS) -> SubjectRows:
+    """The subject's rows across the store with a ``call_date`` column, and the key coverage."""
     tables = []
     found = search(storage, subject.pseudonyms, progress)
     if found.unreadable:
@@ -81,7 +121,9 @@ def subject_rows(storage: Storage, subject: Subject, progress: Progress = NO_PRO
                     "call_date", pa.array([call_date] * table.num_rows, pa.date32())
                 ).append_column("restricted", pa.array([restricted] * table.num_rows, pa.bool_()))
             )
-    return pa.concat_tables(tables).sort_by([("start_time", "ascending")]) if tables else None
+    rows = pa.concat_tables(tables).sort_by([("start_time", "ascending")]) if tables else None
+    coverage = key_coverage(found.keys, subject.keys) if subject.keys else None
+    return SubjectRows(rows, coverage)
 
 
 def _plain(field: pa.Field) -> pa.Field:

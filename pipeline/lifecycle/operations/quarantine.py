@@ -46,9 +46,9 @@ from pipeline.lifecycle.operations.finder import Survey, survey
 from pipeline.lifecycle.operations.rewriter import count_subject_rows
 from pipeline.lifecycle.rows import subject_row_mask
 from pipeline.store import manifest
-from pipeline.store.merge import merge_into, read_file, read_table
+from pipeline.store.merge import merge_into, read_file
 from pipeline.store.naming import AREAS, DATASET, QUARANTINE, in_area
-from pipeline.store.parquet import encode
+from pipeline.store.parquet import StoredFile, encode
 from pipeline.store.storage import Storage
 
 END_OF_TIME = datetime.max.replace(tzinfo=UTC)
@@ -101,27 +101,34 @@ def move_candidates(
     """
     if source not in AREAS or target not in AREAS or source == target:
         raise ValueError(f"a move goes between two of the areas {AREAS}")
-    return _move(storage, candidates, lambda table: subject_row_mask(table, pseudonyms, END_OF_TIME), target)
+    return _move(
+        storage, candidates, lambda stored: subject_row_mask(stored.table, pseudonyms, END_OF_TIME), target
+    )
 
 
 def release_unheld(storage: Storage, view: SubjectLedger, pseudonyms: frozenset[str]) -> MoveResult:
     """Move every quarantined row no hold of ``view`` covers to the dataset; count the subject's kept rows."""
     moved, written, deleted = _move(
-        storage, _readable(storage), lambda table: pc.invert(view.held_rows(table)), DATASET
+        storage,
+        _readable(storage),
+        lambda stored: pc.invert(view.held_rows(stored.table, stored.keys)),
+        DATASET,
     )
     left = kept = 0
     kept_by: set[str] = set()
     checked = _readable(storage)
     for path in checked:
-        table = read_table(storage, path)
-        if table is None:
+        stored = read_file(storage, path)
+        if stored is None:
             continue
-        held = view.held_rows(table)
+        table = stored.table
+        held = view.held_rows(table, stored.keys)
         left += _count(pc.invert(held))
         own = table.filter(pc.and_(held, subject_row_mask(table, pseudonyms, END_OF_TIME)))
         kept += own.num_rows
         kept_by.update(entry.request_id for entry, _ in view.matches(own, {}) if entry.action in HOLDS)
-        own_keys = frozenset(pc.unique(own.column("key_id").cast(pa.string())).to_pylist())
+        own_ids = frozenset(pc.unique(own.column("key_id").cast(pa.string())).to_pylist())
+        own_keys = frozenset(key for key in stored.keys if key.key_id in own_ids)
         kept_by.update(*view.holds_blind_to(own_keys).values())
     return MoveResult(moved, written, deleted, len(checked), left, kept, tuple(sorted(kept_by)))
 
@@ -136,7 +143,7 @@ def _count(mask: pa.Array) -> int:
 
 
 def _move(
-    storage: Storage, paths: Iterable[str], select: Callable[[pa.Table], pa.Array], target: str
+    storage: Storage, paths: Iterable[str], select: Callable[[StoredFile], pa.Array], target: str
 ) -> tuple[int, list[str], list[str]]:
     """Move the rows ``select`` picks in each file of ``paths`` to its mirror in ``target`` (steps 1, 2)."""
     moved, written, deleted = 0, [], []
@@ -145,7 +152,7 @@ def _move(
         if stored is None:
             continue
         table = stored.table
-        mask = select(table)
+        mask = select(stored)
         moving = table.filter(mask)
         if moving.num_rows == 0:
             continue  # a false positive of the subject index, or nothing to release

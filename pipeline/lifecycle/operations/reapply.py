@@ -9,8 +9,11 @@ to the quarantine (a backup taken before the restriction holds them in
 ``cdr/``); last, moves back into the dataset every quarantined row that no
 restriction or objection in force covers (a backup taken before a lift or
 withdrawal holds them in ``restricted/``, and the ``ended`` entry names no
-subject: the ledger's holds in force say what may stay). It appends one
-``ledger-reapply`` audit entry with the request ids, files rewritten, rows
+subject: the ledger's holds in force say what may stay). Its verification
+fails, and names the files, when an erasure's or a hold's pseudonyms were not
+computed under the key (id and fingerprint) of a data file that may hold the
+subject's rows: the dataset's files for a hold, the store's for an erasure.
+It appends one ``ledger-reapply`` audit entry with the request ids, files rewritten, rows
 affected and the verification result. Applying it to a store that already
 reflects every entry changes no file; the audit entry also says how many footers
 were read (the rest came from the store manifest) and how long it took. It must not
@@ -26,10 +29,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.lifecycle.ledger import HOLDS, LedgerEntry, SubjectLedger
-from pipeline.lifecycle.operations.finder import skip_strays, survey
+from pipeline.lifecycle.operations.finder import Survey, skip_strays, survey
+from pipeline.lifecycle.operations.key_coverage import UnsearchedFile, key_coverage
 from pipeline.lifecycle.operations.quarantine import move_subject_rows, release_unheld
 from pipeline.lifecycle.operations.rectify import reapply_rectification
-from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
+from pipeline.lifecycle.operations.rewriter import (
+    Verification,
+    rewrite_subject_files,
+    searched_keys,
+    verify_erasure,
+)
 from pipeline.lifecycle.requests.audit import append_audit
 from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.store.naming import DATASET, QUARANTINE
@@ -52,6 +61,8 @@ class ReapplyReport:
     """Rectified calls redacted again."""
     rows_released: int = 0
     """Quarantined rows no hold in force covers, moved back into the dataset."""
+    files_not_searched: tuple[UnsearchedFile, ...] = ()
+    """Files under a key an erasure's or a hold's pseudonyms were not computed under (failing)."""
 
 
 def reapply_ledger(
@@ -71,6 +82,7 @@ def reapply_ledger(
     affected = 0
     passed = True
     strays: list[str] = []
+    verifications: list[Verification] = []
     view = SubjectLedger()
     for entry in entries:
         view.add(entry)
@@ -93,9 +105,7 @@ def reapply_ledger(
         touched = [result.path for result in results]
         read = survey(storage, previous=read)
         footers += read.footers_read
-        passed = (
-            passed and verify_erasure(storage, pseudonyms, searched, requested_at, touched, read=read).passed
-        )
+        verifications.append(verify_erasure(storage, pseudonyms, searched, requested_at, touched, read=read))
         progress.advance()
     for entry in rectified:  # before the holds: a wrongly attributed call is not the subject's to hold
         rewritten.update(reapply_rectification(storage, entry))
@@ -111,6 +121,11 @@ def reapply_ledger(
         deleted.update(moved.files_deleted)
         passed = passed and moved.verified
         progress.advance()
+    # every file under a key an erasure or a hold could not search, which fails the verification
+    not_searched = {
+        *(item for verification in verifications for item in verification.coverage.not_searched),
+        *(item for entry in holds for item in _dataset_files_not_searched(dataset, entry)),
+    }
     released = release_unheld(storage, view, frozenset())
     rewritten.update(released.files_written)
     deleted.difference_update(released.files_written)  # a mirror deleted by a move may be written again
@@ -122,11 +137,14 @@ def reapply_ledger(
         sorted(rewritten - deleted),
         sorted(deleted),
         affected,
-        passed,
+        passed and all(verification.passed for verification in verifications) and not not_searched,
         len(holds),
         quarantined,
         len(rectified),
         released.rows_moved,
+        tuple(
+            sorted(not_searched, key=lambda item: (item.path, item.key.key_id, item.key.fingerprint or ""))
+        ),
     )
     append_audit(
         storage,
@@ -139,9 +157,23 @@ def reapply_ledger(
             "files_deleted": report.files_deleted,
             "rows_affected": report.rows_affected,
             "verification_passed": report.verification_passed,
+            "files_not_searched": [
+                {"path": item.path, "key_id": item.key.key_id} for item in report.files_not_searched
+            ],
             "footers_read": footers,
             "seconds": round(time.monotonic() - began, 3),
         },
         now(),
     )
     return report
+
+
+def _dataset_files_not_searched(dataset: Survey, hold: LedgerEntry) -> tuple[UnsearchedFile, ...]:
+    """The files of the ``dataset`` survey under keys the ``hold``'s pseudonyms were not computed under.
+
+    The subject's rows there cannot be found, so they may still be in use. A hold given as a
+    pseudonym names no key: its own receipt said what it could not search, and it is not judged here.
+    """
+    if hold.key_ids() is None:
+        return ()
+    return key_coverage(dataset.search(()).keys, hold.keys()).not_searched

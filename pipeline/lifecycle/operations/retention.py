@@ -2,7 +2,7 @@
 
 Contract: :func:`expired_dates` lists the ``call_date`` partitions strictly
 older than ``today - retention_days``; :func:`apply_retention` deletes their
-files and their manifests (unless ``dry_run``) and writes one audit entry per
+files, their manifests and their compaction coverage (unless ``dry_run``) and writes one audit entry per
 deleted partition, with the files the run listed and the seconds it had taken
 when the partition was gone. It reads no footer.
 Files under ``cdr/`` outside ``call_date=YYYY-MM-DD/`` are skipped with a
@@ -24,7 +24,7 @@ from pipeline.lifecycle.requests.receipts import purge_receipts
 from pipeline.lifecycle.requests.register import purge_requests
 from pipeline.observability.progress import NO_PROGRESS, Progress
 from pipeline.record import retention_horizon
-from pipeline.store import manifest
+from pipeline.store import coverage, manifest
 from pipeline.store.naming import AREAS, partition_date
 from pipeline.store.storage import Storage
 
@@ -69,6 +69,7 @@ def apply_retention(
                 progress.advance()
             for area in AREAS:
                 manifest.forget_date(storage, area, call_date)
+            coverage.forget(storage, call_date)  # no record of the date can be published again
             append_audit(
                 storage,
                 "retention",

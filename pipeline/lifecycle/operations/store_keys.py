@@ -18,6 +18,8 @@ Contract:
   a key is known even before it wrote a row. The register is read from the
   names alone (one listing); a name that is not ``<id>.<fingerprint>.json``
   is skipped and reported.
+* :func:`claim_key` records a new key before a keyring holds it, and refuses
+  it when a concurrent rotation gave its id to another secret.
 * :func:`conflicts` names the keys the store knows under an id of the
   keyring but another fingerprint: rows under them were written with a
   secret this keyring does not hold (a restored backup rotated by an older
@@ -29,8 +31,9 @@ from __future__ import annotations
 import json
 import re
 
+from pipeline.errors import KeyringError
 from pipeline.keys.fingerprint import KeyRef, sorted_refs
-from pipeline.keys.keyring import Keyring
+from pipeline.keys.keyring import Key, Keyring
 from pipeline.lifecycle.operations.finder import search
 from pipeline.lifecycle.requests import skipped
 from pipeline.store.storage import Storage
@@ -59,13 +62,34 @@ def registered_keys(storage: Storage) -> frozenset[KeyRef]:
 
 def register_keys(storage: Storage, keyring: Keyring) -> list[str]:
     """Record every key of ``keyring`` in the store's key register; the ids newly recorded."""
-    added = []
-    for key in keyring.keys:
-        entry = {"key_id": key.key_id, "fingerprint": key.fingerprint, "created_at": key.created_at}
-        path = f"{KEY_REGISTER_DIR}/{key.key_id}.{key.fingerprint}.json"
-        if storage.create_exclusive(path, json.dumps(entry).encode()):
-            added.append(key.key_id)
-    return added
+    return [key.key_id for key in keyring.keys if _register(storage, key)]
+
+
+def _register(storage: Storage, key: Key) -> bool:
+    """Record ``key`` in the register; False if it was already there."""
+    entry = {"key_id": key.key_id, "fingerprint": key.fingerprint, "created_at": key.created_at}
+    path = f"{KEY_REGISTER_DIR}/{key.key_id}.{key.fingerprint}.json"
+    return storage.create_exclusive(path, json.dumps(entry).encode())
+
+
+def claim_key(storage: Storage, key: Key) -> None:
+    """Record a new ``key`` in the register before any keyring holds it, and refuse it
+    (:class:`~pipeline.errors.KeyringError`) when another secret took its id meanwhile.
+
+    Two rotations that asked the store at the same moment chose the same id. Each records
+    its key before it looks, so the later of the two sees the other's and gives up (both may,
+    and then neither wrote a keyring); a refused key stays in the register, unused, and its
+    id is never handed out again. On S3, whose creates are a check and a PUT, two claims
+    within milliseconds may both pass.
+    """
+    _register(storage, key)
+    if any(
+        ref.key_id == key.key_id and ref.fingerprint != key.fingerprint for ref in registered_keys(storage)
+    ):
+        raise KeyringError(
+            f"another rotation took key id {key.key_id} for another secret at the same time; "
+            "nothing was written: run the command again (once) to take the next id"
+        )
 
 
 def conflicts(keyring: Keyring, known: frozenset[KeyRef]) -> list[KeyRef]:

@@ -33,6 +33,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -70,6 +71,7 @@ def sealing_keyring() -> Keyring:
     return _keyring_source()
 
 
+@functools.lru_cache(maxsize=16)  # every entry sealed or verified needs it: derived once per key
 def chain_key(key: Key) -> bytes:
     """The MAC key of the chains under keyring key ``key``."""
     return _CHAIN_MACS.derive(key)

@@ -37,13 +37,13 @@ Mode = Literal["delete", "redact"]
 the subject's side."""
 
 
-class SubjectPseudonym(msgspec.Struct, kw_only=True, frozen=True):
+class SubjectPseudonym(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """One of the pseudonyms a request names its subject by, computed by the sender under keyring key
-    ``key_id`` (an extension's or agent's within every tenant of the request's ``tenant``), so the
-    request carries no number."""
+    ``key_id`` (an extension's or agent's within ``tenant``), so the request carries no number."""
 
     key_id: str
     pseudonym: str
+    tenant: str | None = None
 
 
 SubjectPseudonyms = Annotated[list[SubjectPseudonym], msgspec.Meta(max_length=MAX_SUBJECT_PSEUDONYMS)]
@@ -113,11 +113,11 @@ def naming_problem(
     kind: SubjectKind, subject: str | None, pseudonyms: list[SubjectPseudonym] | None
 ) -> str | None:
     """Why a request does not name its subject one way (by ``subject``, or by ``pseudonyms`` with
-    ``subject_kind`` ``pseudonyms``), or None."""
+    ``subject_kind`` ``pseudonyms``), or None; the pseudonyms' tenants pass :func:`tenant_problem`."""
     by_pseudonyms = kind == "pseudonyms"
     if by_pseudonyms != (pseudonyms is not None) or (by_pseudonyms and subject is not None):
         return "a request names its subject by pseudonyms (subject_kind pseudonyms) or by subject, not both"
-    return None
+    return next(filter(None, (tenant_problem(pair.tenant) for pair in pseudonyms or ())), None)
 
 
 def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:

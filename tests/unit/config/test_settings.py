@@ -62,6 +62,29 @@ def test_tenants_map_sources_to_a_tenant() -> None:
     for broken in ("pbx-a1", "pbx-a1=acme,pbx-a1=other", "pbx a=acme"):
         with pytest.raises(ConfigError, match="CDRPIPE_TENANTS"):
             load_settings({"CDRPIPE_TENANTS": broken})
+    # a source may join another's tenant by its name (pbx-a2 now shares pbx-a1's extensions)
+    assert load_settings({"CDRPIPE_TENANTS": "pbx-a2=pbx-a1"}).numbers.tenants == (("pbx-a2", "pbx-a1"),)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "problem"),
+    [
+        # receipts list the tenants searched: a tenant must pass the rule of a stored source
+        ("pbx-a1=32475000111", "phone number"),
+        ("32475000111=acme", "phone number"),
+        # acme is a tenant and a source mapped elsewhere: pbx-a1's and acme's extensions would mix
+        ("pbx-a1=acme,acme=beta", "is also a source mapped to"),
+        # one customer split in two by a capital letter: a search of acme would miss pbx-a2's rows
+        ("pbx-a1=acme,pbx-a2=Acme", "differ only in case"),
+    ],
+)
+def test_a_tenant_mapping_that_would_mix_or_split_customers_or_list_a_number_is_refused(
+    mapping: str, problem: str
+) -> None:
+    # The attacker review: these mappings were accepted.
+    with pytest.raises(ConfigError, match=problem) as raised:
+        load_settings({"CDRPIPE_TENANTS": mapping})
+    assert "475" not in str(raised.value)
 
 
 def test_a_bad_value_gets_one_line_with_the_problem_and_the_default() -> None:
@@ -115,4 +138,4 @@ def test_the_configuration_tables_are_generated_from_the_settings() -> None:
         "docs/configuration.md's tables differ from pipeline/config/settings.py: run `make docs-config`"
     )
     variables = {variable for group in Settings.groups().values() for variable in group.variables().values()}
-    assert len(variables) == 51 and all(name.startswith("CDRPIPE_") for name in variables)
+    assert len(variables) == 56 and all(name.startswith("CDRPIPE_") for name in variables)

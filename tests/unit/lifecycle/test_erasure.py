@@ -416,7 +416,7 @@ def test_an_agent_is_erased_or_redacted_and_exported(tmp_path: Path) -> None:
     harness.put("a", K1, [("a1", OTHER, "agent-42"), ("a2", OTHER, "agent-7")])
     harness.put("b", K2, [("b1", OTHER, " agent-42"), ("b2", OTHER, "agent-7")])
     agent = subject_from_agent("agent-42", ROTATED, TENANT)
-    exported = subject_rows(harness.storage, agent)
+    exported = subject_rows(harness.storage, agent).table
     assert exported is not None and sorted(exported.column("cdr_id").to_pylist()) == ["a1", "b1"]
     without_tenant = harness.erase("agent-42", kind="agent", request_id="r-no-tenant")
     assert without_tenant.status == "rejected" and "tenant" in str(without_tenant.reason)
@@ -457,7 +457,7 @@ def test_stray_files_never_stop_retention_erasure_or_export(tmp_path: Path) -> N
         harness.storage.publish(stray, b"not a data file")
     receipt = harness.erase(SUBJECT)
     assert receipt.passed and len(receipt.files_skipped or ()) == 4
-    assert subject_rows(harness.storage, subject_from_number(SUBJECT, ROTATED, CLASSIFIER)) is None
+    assert subject_rows(harness.storage, subject_from_number(SUBJECT, ROTATED, CLASSIFIER)).table is None
     report = apply_retention(harness.storage, datetime(2027, 12, 1, tzinfo=UTC), 365)
     assert report.files == 1 and not harness.storage.list("cdr/call_date=2026-11-01")
     skipped = [entry for entry in read_audit(harness.storage) if entry["kind"] == "stray-files"]

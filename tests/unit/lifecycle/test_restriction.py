@@ -194,7 +194,7 @@ def test_restriction_lift_and_their_receipts_and_register_entries(tmp_path: Path
     assert receipt["key_ids"] == ["k1", "k2"] and receipt["passes"] == 2
     assert [(entry.request_id, entry.action) for entry in written] == [("res-1", "restrict")]
     assert _ids(tmp_path, "cdr") == ["b", "d"]
-    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER))
+    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER)).table
     assert table is not None and table.column("restricted").to_pylist() == [True, True]
     record = load_request(storage, "res-1")
     assert record is not None and record.status == "closed" and "2 rows moved" in (record.outcome or "")
@@ -407,7 +407,7 @@ def test_ending_one_party_s_hold_keeps_a_call_another_held_party_shares(
     assert ended["verification"]["passed"] is True and ended["verification"]["rows_remaining"] == 0
     # A's own call is back; the call A shares with B stays out of use while B's hold is in force.
     assert _ids(tmp_path, "cdr") == ["a1", "x"] and _ids(tmp_path, "restricted") == ["ab", "b1"]
-    exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER))
+    exported = subject_rows(storage, subject_from_number(A, KEYS, CLASSIFIER)).table
     assert exported is not None
     restricted = exported.column("restricted").to_pylist()
     assert dict(zip(exported.column("cdr_id").to_pylist(), restricted, strict=True)) == {
@@ -443,14 +443,15 @@ def test_a_hold_older_than_a_key_keeps_the_rows_under_that_key_until_it_is_renew
     old_b = subject_from_number(B, OLD_KEYS, CLASSIFIER)
     view.add(LedgerEntry(request_id="res-b", requested_at=NOW, action="restrict", subject=list(old_b.pairs)))
     under_k1, under_k2 = (_calls(key, [("a1", A, C)]) for key in KEYS.keys)
-    assert view.held_rows(under_k1).to_pylist() == [False]
-    assert view.held_rows(under_k2).to_pylist() == [True]
-    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {"k2": frozenset({"res-b"})}
+    k1, k2 = (key.ref for key in KEYS.keys)
+    assert view.held_rows(under_k1, frozenset({k1})).to_pylist() == [False]
+    assert view.held_rows(under_k2, frozenset({k2})).to_pylist() == [True]
+    assert view.holds_blind_to(frozenset({k1, k2})) == {k2: frozenset({"res-b"})}
     both = subject_from_number(B, KEYS, CLASSIFIER)
     view.add(LedgerEntry(request_id="res-b2", requested_at=NOW, action="restrict", subject=list(both.pairs)))
-    assert view.held_rows(under_k2).to_pylist() == [False]
-    assert view.holds_blind_to(frozenset({"k1", "k2"})) == {}
-    assert view.held_rows(_calls(KEYS.keys[1], [("ab", A, B)])).to_pylist() == [True]
+    assert view.held_rows(under_k2, frozenset({k2})).to_pylist() == [False]
+    assert view.holds_blind_to(frozenset({k1, k2})) == {}
+    assert view.held_rows(_calls(KEYS.keys[1], [("ab", A, B)]), frozenset({k2})).to_pylist() == [True]
 
 
 def test_a_lift_names_the_older_hold_that_keeps_rows_under_a_newer_key(tmp_path: Path) -> None:

@@ -328,7 +328,7 @@ def test_redacting_the_callee_redacts_the_same_answering_party_and_the_export_no
 ) -> None:
     storage, _, written, processor = _rectifying(tmp_path)
     wrong = subject_from_number(WRONG, KEYS, CLASSIFIER)
-    before = subject_rows(storage, wrong)
+    before = subject_rows(storage, wrong).table
     assert before is not None and before.column("cdr_id").to_pylist() == ["w1", "w2", "o1"]
     receipt = _rectify(processor, "r-w1", "w1")
     assert (receipt["status"], receipt["parties_redacted"], receipt["rows_redacted"]) == (
@@ -337,7 +337,7 @@ def test_redacting_the_callee_redacts_the_same_answering_party_and_the_export_no
         1,
     )
     assert receipt["verification"]["passed"] is True
-    after = subject_rows(storage, wrong)
+    after = subject_rows(storage, wrong).table
     assert after is not None and after.column("cdr_id").to_pylist() == ["w2", "o1"]
     assert _parties(pq.read_table(tmp_path / CALL_FILE)) == {
         "w1": ("REDACTED", True),

@@ -75,6 +75,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     settings = {"CDRPIPE_KEYRING": str(keyring_path), "CDRPIPE_STORE": str(tmp_path / "store")}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr("pipeline.cli.naming.on_terminal", lambda: True)  # the DPO's terminal
     return settings
 
 
@@ -142,12 +143,12 @@ def test_tokens_are_stable_within_one_export_and_unlinkable_across_exports(env: 
     storage = LocalStorage(Path(env["CDRPIPE_STORE"]))
     keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))
     agent_side = subject_from_number("1001", keyring, CLASSIFIER, "pbx-a")
-    rows = subject_rows(storage, agent_side)
+    rows = subject_rows(storage, agent_side).table
     assert rows is not None
     callers = minimise(rows, agent_side).column("caller_pseudonym").to_pylist()
     assert callers == ["party-1", "party-2"]
     other = subject_from_number("+32468123456", keyring, CLASSIFIER)
-    other_rows = subject_rows(storage, other)
+    other_rows = subject_rows(storage, other).table
     assert other_rows is not None
     exported = minimise(other_rows, other).to_pylist()
     assert {row["callee_pseudonym"] for row in exported} == {"party-1", "party-2"}
@@ -212,5 +213,5 @@ def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, 
     assert processor.subject_of(request) == subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")
     receipt = processor.handle(signed(request, keyring))
     assert receipt.status == "completed" and receipt.passed and receipt.rows_removed == 1
-    remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a"))
+    remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a")).table
     assert remaining is not None and sorted(remaining.column("cdr_id").to_pylist()) == ["a1", "a2"]

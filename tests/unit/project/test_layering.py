@@ -18,13 +18,16 @@ LAYERS = [
     "sink",
     "ingest",
     "lifecycle",
+    "compaction",
     "kafka",
     "worker",
     "cli",
 ]
 """Earlier layers never import later ones. ``core`` is the top-level ``record`` and ``errors``. The
 store comes before the sink (the publish protocol writes through it), and the sink before ingest:
-it defines the batch it accepts (``sink.batch``), which the ingest stage builds."""
+it defines the batch it accepts (``sink.batch``), which the ingest stage builds. Compaction comes
+after the lifecycle (it applies the ledger and writes audit entries); the coverage it records,
+which the publisher reads, is part of the store."""
 TOP_LEVEL = {"record": "core", "errors": "core", "__init__": "core", "app": "worker", "__main__": "cli"}
 """The only modules outside a package: the record and the errors every stage shares, the package's
 face, the documented Faust entry point (``faust -A pipeline.app worker``) and ``python -m pipeline``."""

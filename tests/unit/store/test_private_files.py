@@ -152,9 +152,11 @@ def test_the_start_check_is_bounded(tmp_path: Path) -> None:
 def test_the_keyring_written_by_keys_init_and_rotate_is_owner_only(tmp_path: Path, umask: int) -> None:
     del umask
     path = tmp_path / "secrets" / "keyring.json"
+    (tmp_path / "store").mkdir()  # rotate asks the store which key ids it knows
     runner = CliRunner()
+    env = {"CDRPIPE_KEYRING": str(path), "CDRPIPE_STORE": str(tmp_path / "store")}
     for command in (["keys", "init"], ["keys", "rotate"]):
-        result = runner.invoke(cli, command, env={"CDRPIPE_KEYRING": str(path)})
+        result = runner.invoke(cli, command, env=env)
         assert result.exit_code == 0, result.output
         assert _mode(path) == 0o600
         assert not list(path.parent.glob(".*.tmp"))

@@ -13,7 +13,7 @@ from tests.support.lifecycle_store import CLASSIFIER, KEYS, sample_store
 
 def test_export_returns_exactly_the_subjects_rows(tmp_path: Path) -> None:
     storage = sample_store(tmp_path)
-    table = subject_rows(storage, subject_from_number("0032475000111", KEYS, CLASSIFIER))
+    table = subject_rows(storage, subject_from_number("0032475000111", KEYS, CLASSIFIER)).table
     assert table is not None
     assert sorted(table.column("cdr_id").to_pylist()) == ["a", "c"]
     assert set(table.column("call_date").to_pylist()) == {date(2026, 11, 1)}

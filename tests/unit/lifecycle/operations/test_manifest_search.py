@@ -71,7 +71,7 @@ def test_a_file_replaced_behind_the_manifest_is_read_again(tmp_path: Path) -> No
     storage.opened.clear()
     assert search(storage, _pseudonyms()).candidates == [*SUBJECT_FILES, f"{DAY_DIR}/t+2+0.parquet"]
     assert storage.opened == [f"{DAY_DIR}/t+2+0.parquet"]
-    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER))
+    table = subject_rows(storage, subject_from_number(SUBJECT, KEYS, CLASSIFIER)).table
     assert table is not None and sorted(table.column("cdr_id").to_pylist()) == ["a", "c", "e"]
 
 

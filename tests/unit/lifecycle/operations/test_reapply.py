@@ -21,7 +21,7 @@ def test_reapplying_the_ledger_erases_restored_rows_once_and_audits_it(tmp_path:
     assert first.rows_affected == 2 and first.verification_passed
     assert first.files_deleted == ["cdr/call_date=2026-11-01/t+1+0.parquet"]
     assert first.files_rewritten == ["cdr/call_date=2026-11-01/t+0+0.parquet"]
-    assert subject_rows(storage, subject) is None
+    assert subject_rows(storage, subject).table is None
     kept = {path: (tmp_path / path).stat().st_mtime_ns for path in storage.list("cdr")}
     second = reapply_ledger(storage, [entry])
     assert (second.rows_affected, second.files_rewritten, second.files_deleted) == (0, [], [])

@@ -22,6 +22,7 @@ from pipeline.lifecycle.requests.register import (
     verify_register,
 )
 from pipeline.store.storage import LocalStorage
+from tests.support.memory_storage import MemoryStorage
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -154,6 +155,48 @@ def test_two_writers_never_fork_the_chain(tmp_path: Path, sealing_keyring: Keyri
     report = verify_audit(storage, sealing_keyring)
     assert report.intact and report.last_seq == 3
     assert [entry["kind"] for entry in read_audit(storage)] == ["erasure", "retention", "erasure"]
+
+
+class _CountingLocal(LocalStorage):
+    listings = 0
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        self.listings += 1
+        return super().list(relative_dir, modified_since)
+
+
+class _CountingMemory(MemoryStorage):
+    listings = 0
+
+    def list(self, relative_dir: str, modified_since: datetime | None = None) -> list[str]:
+        self.listings += 1
+        return super().list(relative_dir, modified_since)
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_each_store_lists_its_chain_once_however_appends_interleave(
+    tmp_path: Path, sealing_keyring: Keyring, kind: str
+) -> None:
+    # A listing per append makes a register of 100,000 requests quadratic: after its first
+    # append, a process appends at the number after its own last entry, store by store.
+    def store(name: str) -> _CountingLocal | _CountingMemory:
+        return _CountingLocal(tmp_path / name) if kind == "local" else _CountingMemory()
+
+    stores = [store("a"), store("b"), store("c")]
+    for index in range(30):
+        append_audit(stores[index % 3], "erasure", {"request_id": f"r-{index}"}, NOW)
+    for each in stores:
+        assert each.listings == 1
+        report = verify_audit(each, sealing_keyring)
+        assert report.intact and report.last_seq == 10
+
+
+def test_a_remembered_tail_that_is_gone_is_not_trusted(tmp_path: Path, sealing_keyring: Keyring) -> None:
+    storage = _trail(tmp_path, 2)
+    _entry(storage, 2).unlink()  # this process's last entry is gone: the tail is unknown again
+    append_audit(storage, "erasure", {"request_id": "r-after"}, NOW)
+    assert json.loads(_entry(storage, 2).read_text())["request_id"] == "r-after"
+    assert verify_audit(storage, sealing_keyring).intact
 
 
 def _register(tmp_path: Path) -> LocalStorage:
