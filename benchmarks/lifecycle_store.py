@@ -45,6 +45,7 @@ from pipeline.lifecycle.operations.finder import data_files
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.requests.chain import seal_with
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
+from pipeline.lifecycle.requests.signing import sign_message
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.parquet import decode, encode
@@ -213,7 +214,8 @@ def main() -> None:
             residual_copies=list,
         )
         request = ErasureRequest(request_id="bench", subject=SUBJECT, requested_at=datetime.now(UTC))
-        erase_s, receipt = _timed(lambda: processor.handle(msgspec.json.encode(request)))
+        signed = sign_message(msgspec.json.encode(request), keyring.active)  # as the CLI sends it
+        erase_s, receipt = _timed(lambda: processor.handle(signed))
         assert receipt.passed and receipt.rows_removed == subject_count
         assert count_rows(storage) == total - subject_count
         assert subject_rows(storage, subject) is None

@@ -62,8 +62,9 @@ from pipeline.config.settings import load_settings
 from pipeline.kafka.connection import kafka_connection
 from pipeline.kafka.lag import ingest_lag
 from pipeline.kafka.topics import TopicPlan, ensure_topics
-from pipeline.keys.keyring import init_keyring
+from pipeline.keys.keyring import Keyring, init_keyring
 from pipeline.lifecycle.ledger import KeyedPseudonym, LedgerEntry, encode_entry
+from pipeline.lifecycle.requests.signing import sign_message
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -126,8 +127,9 @@ def _profile(pid: int, work: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def fill_ledger(topic: str, entries: int) -> None:
-    """Write ``entries`` erasure ledger entries of random subjects (none of the benchmark's)."""
+async def fill_ledger(topic: str, entries: int, keyring: Keyring) -> None:
+    """Write ``entries`` erasure ledger entries of random subjects (none of the benchmark's), signed
+    under ``keyring`` as the workers write them (the workers refuse unsigned ones)."""
     await ensure_topics(
         kafka_connection(load_settings()), [TopicPlan(topic, 1, {"cleanup.policy": "compact"})]
     )
@@ -142,7 +144,8 @@ async def fill_ledger(topic: str, entries: int) -> None:
                 KeyedPseudonym("k1", secrets.token_hex(16)),
             ]
             entry = LedgerEntry(request_id=f"bench-{index}", requested_at=requested_at, subject=subject)
-            pending.append(await producer.send(topic, encode_entry(entry), key=entry.request_id.encode()))
+            signed = sign_message(encode_entry(entry), keyring.active)
+            pending.append(await producer.send(topic, signed, key=entry.key.encode()))
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
@@ -273,7 +276,7 @@ def _timed_section(label: str, measure: Callable[[], Run]) -> Run:
 def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partitions: int) -> dict[str, Run]:
     """Produce the topic, then measure every configuration (logs stay in ``work`` on failure)."""
     keyring = work / "keyring.json"
-    init_keyring(keyring)
+    keys = init_keyring(keyring)
     base = {key: value for key, value in os.environ.items() if not key.startswith("CDRPIPE_")}
     base.update(
         {
@@ -287,7 +290,7 @@ def _measure_all(work: Path, topic: str, count: int, baseline_count: int, partit
     asyncio.run(produce(topic, count, partitions))
     print(f"  produced in {time.perf_counter() - began:.1f} s", flush=True)
     ledger_topic = f"bench.ledger.{uuid.uuid4().hex[:8]}"
-    asyncio.run(fill_ledger(ledger_topic, _setting("BENCH_LEDGER_ENTRIES", 10_000)))
+    asyncio.run(fill_ledger(ledger_topic, _setting("BENCH_LEDGER_ENTRIES", 10_000), keys))
     with_ledger = {**base, "CDRPIPE_LEDGER_TOPIC": ledger_topic}
 
     measures: dict[str, tuple[str, Callable[[], Run]]] = {

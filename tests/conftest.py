@@ -31,14 +31,15 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     subprocess.run([launcher, "stop"], env=env, capture_output=True, timeout=120)
 
 
-SECURE_PRINCIPALS = ("worker", "dpo", "producer")
+SECURE_PRINCIPALS = ("worker", "dpo", "producer", "admin")
 
 
 @pytest.fixture(scope="session")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
     """A single-node KRaft broker with only a SASL_SSL listener (SCRAM users, least-privilege ACLs).
 
-    Yields each principal's client settings (``worker``, ``dpo``, ``producer``), as
+    Yields each principal's client settings (``worker``, ``dpo``, ``producer``, and ``admin``, a
+    super user that tests use as a principal allowed to write every topic), as
     ``deploy/kafka-local env USER`` prints them.
     """
     port = free_port_pair()

@@ -23,11 +23,12 @@ read:
   job's collected output) it and the ambiguity refusal name the kind, region
   and line type of each reading, never the number, extension or agent id.
 
-What a request carries is the resolved form (:attr:`NamedSubject.value`: the
-E.164 number, the extension, the agent id, the pseudonym) and the tenant as
-given (a source or a tenant: the worker maps it with its own
-``CDRPIPE_TENANTS``, which may differ from the DPO's), never the digits as
-typed. Refusals are
+What a request carries (:meth:`NamedSubject.carried`) is the subject's
+pseudonyms under every key of the keyring, each with the tenant it was computed
+within, and the tenant as given (a source or a tenant: the worker maps it with
+its own ``CDRPIPE_TENANTS``, and refuses the request if the pseudonyms miss a
+tenant its mapping says the rows may carry), or a pseudonym as given: never the
+number, the extension or the agent id, so the request topics hold none. Refusals are
 ``click.UsageError`` (exit status 2, one line).
 """
 
@@ -42,7 +43,7 @@ import click
 from pipeline.cli.group import DpoContext
 from pipeline.config.fields import region_code
 from pipeline.config.settings import Settings
-from pipeline.lifecycle.requests.erasure_request import SubjectKind, tenant_problem
+from pipeline.lifecycle.requests.erasure_request import SubjectKind, SubjectPseudonym, tenant_problem
 from pipeline.lifecycle.subject import Subject, subject_from_agent, subject_from_party, subject_from_pseudonym
 from pipeline.numbers.msisdn import NumberKind, PartyNumber
 from pipeline.numbers.resolution import describe, resolve_number
@@ -84,6 +85,19 @@ class NamedSubject:
     value: str
     tenant: str | None
     subject: Subject
+
+    def carried(self) -> dict[str, Any]:
+        """The fields a request names the subject by: its pseudonyms under every key of the keyring,
+        each with the tenant it was computed within, and the tenant as given (so the request topic
+        holds no number), or a pseudonym as given (its key is not known)."""
+        if self.kind == "pseudonym":
+            return {"subject": self.value, "subject_kind": "pseudonym"}
+        tenants = self.subject.pair_tenants or (None,) * len(self.subject.pairs)
+        pseudonyms = [
+            SubjectPseudonym(key_id=pair.key_id, pseudonym=pair.pseudonym, tenant=tenant)
+            for pair, tenant in zip(self.subject.pairs, tenants, strict=True)
+        ]
+        return {"subject_kind": "pseudonyms", "pseudonyms": pseudonyms, "tenant": self.tenant}
 
 
 def named_subject(context: DpoContext, options: Mapping[str, Any]) -> NamedSubject:

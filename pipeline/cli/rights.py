@@ -3,8 +3,9 @@
 Contract: each command checks its request as the worker will (a request the
 worker would reject is refused here with exit status 2; the subject of a
 restriction, lift, objection or withdrawal is named as for an erasure, by
-:mod:`pipeline.cli.naming`, and the request carries it resolved), publishes it to the
-subject request topic and, with ``--wait``, prints the receipt as JSON (its
+:mod:`pipeline.cli.naming`, and the request carries its pseudonyms, never the
+number), signs it with the keyring, publishes it to the subject request topic
+and, with ``--wait``, prints the receipt as JSON (its
 one-line ``summary`` first): exit status 0 when the request was carried out,
 1 when it was rejected, failed, or no receipt came in time.
 """
@@ -54,7 +55,9 @@ def _send(context: DpoContext, request: SubjectRequest, wait_s: float) -> None:
         raise RequestRefusedError(checked.reason)
     settings = context.settings
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
-    receipt = asyncio.run(request_and_wait(settings, topics, request.request_id, payload, wait_s))
+    receipt = asyncio.run(
+        request_and_wait(settings, topics, request.request_id, payload, keyring=context.keys(), wait_s=wait_s)
+    )
     echo_receipt(receipt, f"{request.kind} request {request.request_id} published to {topics[0]}", wait_s)
     if receipt is not None and receipt.get("status") != "completed":
         raise SystemExit(1)
@@ -114,9 +117,7 @@ def _send_about(kind: RequestKind, subject_options: Mapping[str, Any], request_i
         request_id=request_id or new_request_id(),
         kind=kind,
         requested_at=datetime.now(UTC),
-        subject=named.value,
-        subject_kind=named.kind,
-        tenant=named.tenant,
+        **named.carried(),
         **fields,
     )
     _send(context, request, wait_s)

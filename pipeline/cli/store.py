@@ -15,6 +15,7 @@ from pipeline.compaction import requests
 from pipeline.config.settings import Settings
 from pipeline.kafka.connection import check_login, kafka_connection
 from pipeline.kafka.ledger_reader import LedgerReader
+from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.reapply import reapply_ledger
 from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
@@ -97,9 +98,10 @@ def reapply_erasures_command() -> None:
     (a lift or withdrawal after the backup) go back to the dataset.
     Stop the workers first: this rewrites files outside the worker's lifecycle path.
     """
-    settings = dpo_context(reads_store=True).settings
+    context = dpo_context(reads_store=True)
+    settings, keyring = context.settings, context.keys()
     ledger = SubjectLedger()
-    asyncio.run(_read_ledger(settings, ledger))
+    asyncio.run(_read_ledger(settings, ledger, keyring))
     entries = ledger.entries()
     storage = open_storage(settings.store.root, group_read=settings.store.group_read)
     with terminal_progress("re-apply") as progress:
@@ -128,10 +130,11 @@ def reapply_erasures_command() -> None:
         raise SystemExit(1)
 
 
-async def _read_ledger(settings: Settings, ledger: SubjectLedger) -> None:
+async def _read_ledger(settings: Settings, ledger: SubjectLedger, keyring: Keyring) -> None:
+    """Read the whole ledger; only entries whose MAC holds under ``keyring`` are re-applied."""
     connection = kafka_connection(settings)
     await check_login(connection)
-    reader = LedgerReader(connection, settings.topics.ledger_topic, ledger)
+    reader = LedgerReader(connection, settings.topics.ledger_topic, ledger, lambda: keyring)
     await reader.start()
     await reader.stop()
 

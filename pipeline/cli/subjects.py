@@ -22,6 +22,7 @@ from pipeline.cli.naming import named_subject, subject_options
 from pipeline.cli.progress import terminal_progress
 from pipeline.cli.rights import REQUEST_ID_OPTION, WAIT_OPTION, classifier, echo_receipt
 from pipeline.config.settings import Settings
+from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.operations.export import (
     ExportFormat,
     check_export_target,
@@ -47,8 +48,9 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     """Publish a GDPR erasure request for one subject to the erasure request topic.
 
     A --number is shown as the E.164 number and region (or extension and
-    tenant) it resolves to, on the terminal only; the request carries that
-    resolved form, so every worker reads it the same way.
+    tenant) it resolves to, on the terminal only; the request carries its
+    pseudonyms under every key of the keyring (never the number), signed with
+    the keyring, so every worker reads it the same way.
 
     With --wait it prints the receipt and exits 1 if the request was rejected
     or its verification failed.
@@ -61,13 +63,11 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
     named = named_subject(context, subject_options)  # validated before anything is sent
     request = ErasureRequest(
         request_id=request_id or new_request_id(),
-        subject=named.value,
-        subject_kind=named.kind,
-        tenant=named.tenant,
+        **named.carried(),
         requested_at=datetime.now(UTC),
         mode="redact" if mode == "redact" else "delete",
     )
-    receipt = asyncio.run(_request_erasure(settings, request, wait_s))
+    receipt = asyncio.run(_request_erasure(settings, request, context.keys(), wait_s))
     echo_receipt(
         receipt, f"erasure request {request.request_id} published to {settings.topics.erasure_topic}", wait_s
     )
@@ -78,7 +78,7 @@ def erase_command(*, mode: str, request_id: str | None, wait_s: float, **subject
 
 
 async def _request_erasure(
-    settings: Settings, request: ErasureRequest, wait_s: float
+    settings: Settings, request: ErasureRequest, keyring: Keyring, wait_s: float
 ) -> dict[str, object] | None:
     payload = msgspec.json.encode(request)
     return await request_and_wait(
@@ -86,7 +86,8 @@ async def _request_erasure(
         (settings.topics.erasure_topic, settings.topics.receipts_topic),
         request.request_id,
         payload,
-        wait_s,
+        keyring=keyring,
+        wait_s=wait_s,
     )
 
 

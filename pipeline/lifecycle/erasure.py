@@ -4,6 +4,11 @@ Contract of :meth:`ErasureProcessor.handle` (synchronous; the worker calls it
 in one thread hand-off per request, tests call it directly with injected
 storage, clock, ledger and passes, the same as the rights processor's):
 
+0. A message whose MAC does not hold under the keyring (:mod:`pipeline.lifecycle.requests.signing`) is
+   not read: its receipt is ``rejected`` with the reason ``unauthenticated`` and names the id it
+   claims (one that holds no number), or a new ``unidentified-<uuid>``. Nothing is registered,
+   stored, audited or changed; the refusal is counted and logged. A keyring that cannot be
+   loaded rejects every message the same way, with the reason naming the file and the fix.
 1. A payload that is not a valid request, or whose subject cannot be searched
    for (an invalid number, a short code, a malformed pseudonym), gets a
    receipt with ``status: "rejected"`` and a reason that quotes no input
@@ -49,7 +54,10 @@ storage, clock, ledger and passes, the same as the rights processor's):
    what had been done; it is audited and noted on the register, not kept, so a re-delivery
    carries the erasure out again.
 
-The raw number is used only to compute pseudonyms; it is in no output.
+A request names its subject by the pseudonyms the CLI computed (``subject_kind``
+``pseudonyms``: the topic holds no number), or by a number, agent id or
+pseudonym (``subject``). A raw number is used only to compute pseudonyms; it is
+in no output.
 A crash at any point leaves old or new files (never partial ones); the request
 is processed again after restart.
 """
@@ -57,25 +65,31 @@ is processed again after restart.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from pipeline import __version__
-from pipeline.errors import KeyringError, RequestRefusedError
+from pipeline.errors import KeyringError
 from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.desk import Desk, Earlier, failure_summary, verdict
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.finder import skip_strays, survey
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.rewriter import rewrite_subject_files, searched_keys, verify_erasure
-from pipeline.lifecycle.requests.erasure_request import ErasureRequest, InvalidRequest, decode_request
-from pipeline.lifecycle.requests.ids import check_request_id
+from pipeline.lifecycle.requests.erasure_request import (
+    ErasureRequest,
+    InvalidRequest,
+    claimed_request_id,
+    decode_request,
+)
 from pipeline.lifecycle.requests.receipts import (
     Receipt,
     ResidualCopy,
     WorkDone,
     receipt_keys,
 )
+from pipeline.lifecycle.requests.signing import UNAUTHENTICATED, verified_message
 from pipeline.lifecycle.subject import RequestSubjects, Subject, SubjectError
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.observability.progress import NO_PROGRESS, Progress
@@ -121,11 +135,17 @@ class ErasureProcessor:
     def handle(self, payload: bytes | None, key: bytes | None = None) -> Receipt:
         """Carry out the request in one message of the erasure topic, or reject it; return its receipt."""
         started = self._clock()
-        request = decode_request(payload or b"", self._classifier)
+        try:
+            checked = verified_message(
+                payload, self._subjects.keyring(), "request", "the erasure request topic"
+            )
+        except KeyringError as exc:  # nothing can be checked, so nothing is done, and nothing filed
+            return self._unread(payload, key, f"the worker cannot use its keyring: {exc}")
+        if checked is None:
+            return self._unread(payload, key, UNAUTHENTICATED)
+        request = decode_request(checked, self._classifier)
         if isinstance(request, InvalidRequest):
-            request_id = request.request_id
-            if request_id.startswith("unidentified-") and key:
-                request_id = self._usable_key(key) or request_id
+            request_id = claimed_request_id(checked, key, self._classifier) or request.request_id
             return self._reject(request_id, request.reason)
         return self._desk.guard(
             request.request_id,
@@ -139,14 +159,13 @@ class ErasureProcessor:
 
         An extension or agent is searched within every tenant its rows may carry: the one its
         tenant or source stands for now, and the sources mapped to it, as they were before.
+        A request the CLI sent names the pseudonyms it computed that way (no number).
         """
+        if request.pseudonyms is not None:
+            named = ((pair.key_id, pair.pseudonym, pair.tenant) for pair in request.pseudonyms)
+            return self._subjects.of_pseudonyms(named, request.tenant)
+        assert request.subject is not None  # checked by decode_request
         return self._subjects.of(request.subject_kind, request.subject, request.tenant)
-
-    def _usable_key(self, key: bytes) -> str | None:
-        try:
-            return check_request_id(key.decode("utf-8", "replace"), self._classifier)
-        except RequestRefusedError:
-            return None
 
     def _process(self, request: ErasureRequest, started: datetime) -> Receipt:
         earlier = self._desk.earlier(request.request_id)
@@ -269,9 +288,18 @@ class ErasureProcessor:
             pipeline_version=__version__,
         )
 
-    def _reject(self, request_id: str, reason: str, *, answers_register: bool = True) -> Receipt:
-        """The receipt of a request that cannot be carried out, audited but not kept."""
-        receipt = Receipt(
+    def _unread(self, payload: bytes | None, key: bytes | None, reason: str) -> Receipt:
+        """The receipt of a message that was not read (its MAC does not hold, or cannot be checked).
+
+        Nothing is registered, stored or audited: a forger could otherwise fill the register or
+        take a genuine request's id before it arrives.
+        """
+        claimed = claimed_request_id(payload, key, self._classifier) or f"unidentified-{uuid.uuid4()}"
+        log.warning("erasure request %s rejected unread: %s", claimed, reason, extra={"request_id": claimed})
+        return self._rejection(claimed, reason)
+
+    def _rejection(self, request_id: str, reason: str) -> Receipt:
+        return Receipt(
             summary=f"rejected: {reason}",
             request_id=request_id,
             status="rejected",
@@ -279,6 +307,10 @@ class ErasureProcessor:
             finished_at=self._clock(),
             pipeline_version=__version__,
         )
+
+    def _reject(self, request_id: str, reason: str, *, answers_register: bool = True) -> Receipt:
+        """The receipt of a request that cannot be carried out, audited but not kept."""
+        receipt = self._rejection(request_id, reason)
         log.warning("erasure request %s rejected: %s", request_id, reason, extra={"request_id": request_id})
         # audited but not kept as the request id's receipt: a corrected request may reuse the id
         self._desk.file(receipt, "erasure-rejected", keep=False, answers_register=answers_register)
@@ -296,8 +328,12 @@ class ErasureProcessor:
         # Compared under the keys and within the tenants of the first delivery: a rotation or a
         # CDRPIPE_TENANTS change since changes nothing.
         first_keys = stored.key_ids if stored.key_ids is not None else subject.key_ids
-        first = self._subjects.as_first_searched(
-            subject, request.subject_kind, request.subject, request.tenant, stored.tenants_searched
+        first = (
+            subject  # named by pseudonyms: the request fixes them, whatever the mapping now
+            if request.subject is None
+            else self._subjects.as_first_searched(
+                subject, request.subject_kind, request.subject, request.tenant, stored.tenants_searched
+            )
         )
         if stored.subject_digest not in (None, first.digest(first_keys or None)):
             return self._reused(request_id, "for another subject")

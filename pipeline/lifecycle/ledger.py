@@ -1,6 +1,8 @@
 """The subject ledger: whose rows are erased up to when, as every worker knows it.
 
-The ledger is a compacted Kafka topic (key: request id). Every worker reads it
+The ledger is a compacted Kafka topic (key: :attr:`LedgerEntry.key`, the request id and family of
+action). Only entries whose MAC holds are added (:mod:`pipeline.kafka.ledger_reader` checks it and
+the Kafka key), so a forged entry never replaces, shortens or ends a genuine one. Every worker reads it
 from the beginning before it publishes anything and follows it afterwards;
 the sink passes every table through :meth:`SubjectLedger.route` before
 publishing, so buffered, in-flight, replayed and late records of an erased
@@ -186,6 +188,7 @@ class SubjectLedger:
         self._entries: dict[str, LedgerEntry] = {}
         # sets are replaced, never changed in place: the sink reads them from its publishing thread
         self._index: dict[str, frozenset[str]] = {}
+        self._overshadowed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -195,7 +198,8 @@ class SubjectLedger:
         return list(self._entries.values())
 
     def add(self, entry: LedgerEntry) -> None:
-        """Record (or replace) an entry (by :attr:`LedgerEntry.key`)."""
+        """Record (or replace) an authenticated entry (by :attr:`LedgerEntry.key`, its Kafka key)."""
+        self._overshadowed.discard(entry.key)
         previous = self._entries.get(entry.key)
         if previous is not None:
             for pseudonym in previous.subject_pseudonyms():
@@ -203,6 +207,21 @@ class SubjectLedger:
         self._entries[entry.key] = entry
         for pseudonym in entry.subject_pseudonyms():
             self._index[pseudonym] = self._index.get(pseudonym, frozenset()) | {entry.key}
+
+    def overshadow(self, key: str) -> None:
+        """Note that a refused message was published under ``key`` after the entry held under it.
+
+        The entry stays in force here; but the compacted topic keeps only a key's last message,
+        so the entry must be written again (:meth:`take_overshadowed`) or a worker that reads the
+        topic after its compaction would never see it.
+        """
+        if key in self._entries:
+            self._overshadowed.add(key)
+
+    def take_overshadowed(self) -> list[LedgerEntry]:
+        """The entries overshadowed since the last call, each once (to be written again)."""
+        keys, self._overshadowed = sorted(self._overshadowed), set()
+        return [self._entries[key] for key in keys]
 
     def matches(
         self, table: pa.Table, translations: Translations

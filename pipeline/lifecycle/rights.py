@@ -5,6 +5,10 @@ topic at a time, on the serial lifecycle path; the same entry point, injected
 ledger, passes and clock as the erasure processor's, and the same paperwork,
 :class:`~pipeline.lifecycle.desk.Desk`):
 
+0. A message whose MAC does not hold under the keyring (:mod:`pipeline.lifecycle.requests.signing`),
+   or that cannot be checked because the keyring cannot be loaded, is not read: its receipt is
+   ``rejected`` (reason ``unauthenticated``, no kind, the id it claims if usable) and nothing is
+   registered, stored, audited or changed; the refusal is counted and logged.
 1. A message that is not a usable request (malformed, an id or ``cdr_id``
    the one rule of ids refuses, a subject that cannot be searched for) gets
    a receipt with ``status: rejected`` and the reason. It is audited and
@@ -55,7 +59,9 @@ from pipeline.lifecycle.operations.restriction import (
     put_back_in_use,
     take_out_of_use,
 )
+from pipeline.lifecycle.requests.erasure_request import claimed_request_id
 from pipeline.lifecycle.requests.receipts import ReceiptVerification, SubjectReceipt, WorkDone, receipt_keys
+from pipeline.lifecycle.requests.signing import UNAUTHENTICATED, verified_message
 from pipeline.lifecycle.requests.subject_request import Rejection, RequestKind, SubjectRequest, parse_request
 from pipeline.lifecycle.subject import RequestSubjects, Subject
 from pipeline.numbers.msisdn import NumberClassifier
@@ -89,7 +95,15 @@ class RightsProcessor:
     def handle(self, payload: bytes | None, key: bytes | None = None) -> SubjectReceipt:
         """Carry out the request in one message (its key the fallback id) or reject it; its receipt."""
         started = self._clock()
-        request = parse_request(key, payload, self._classifier)
+        try:
+            checked = verified_message(
+                payload, self._subjects.keyring(), "request", "the subject request topic"
+            )
+        except KeyringError as exc:  # nothing can be checked, so nothing is done, and nothing filed
+            return self._unread(payload, key, f"the worker cannot use its keyring: {exc}", started)
+        if checked is None:
+            return self._unread(payload, key, UNAUTHENTICATED, started)
+        request = parse_request(key, checked, self._classifier)
         if isinstance(request, Rejection):
             return self._reject(request.request_id, request.kind, request.reason, started)
         return self._desk.guard(
@@ -143,6 +157,9 @@ class RightsProcessor:
         """
         if request.kind == "rectification":
             return None  # a rectification names a call, not a subject
+        if request.pseudonyms is not None:
+            named = ((pair.key_id, pair.pseudonym, pair.tenant) for pair in request.pseudonyms)
+            return self._subjects.of_pseudonyms(named, request.tenant)
         assert request.subject is not None  # checked by parse_request
         return self._subjects.of(request.subject_kind, request.subject, request.tenant)
 
@@ -314,7 +331,28 @@ class RightsProcessor:
         answers_register: bool = True,
     ) -> SubjectReceipt:
         """The receipt of a message that cannot be carried out as sent: audited, noted, not kept."""
-        receipt = SubjectReceipt(
+        receipt = self._rejection(request_id, kind, reason, started)
+        audit_kind = kind or "unknown-request"  # a message too malformed to name its kind
+        self._desk.file(receipt, audit_kind, keep=False, answers_register=answers_register)
+        log.info("%s request %s rejected", audit_kind, request_id or "(no usable id)")
+        return receipt
+
+    def _unread(
+        self, payload: bytes | None, key: bytes | None, reason: str, started: datetime
+    ) -> SubjectReceipt:
+        """The receipt of a message that was not read (its MAC does not hold, or cannot be checked).
+
+        Nothing is registered, stored or audited: a forger could otherwise fill the register or
+        take a genuine request's id before it arrives.
+        """
+        claimed = claimed_request_id(payload, key, self._classifier)
+        log.warning("subject request %s rejected unread: %s", claimed or "(no usable id)", reason)
+        return self._rejection(claimed, None, reason, started)
+
+    def _rejection(
+        self, request_id: str | None, kind: RequestKind | None, reason: str, started: datetime
+    ) -> SubjectReceipt:
+        return SubjectReceipt(
             summary=f"rejected: {reason}",
             request_id=request_id,
             kind=kind,
@@ -324,10 +362,6 @@ class RightsProcessor:
             finished_at=self._clock(),
             pipeline_version=__version__,
         )
-        audit_kind = kind or "unknown-request"  # a message too malformed to name its kind
-        self._desk.file(receipt, audit_kind, keep=False, answers_register=answers_register)
-        log.info("%s request %s rejected", audit_kind, request_id or "(no usable id)")
-        return receipt
 
     def _reused(self, request: SubjectRequest, used_by: str, started: datetime) -> SubjectReceipt:
         # The register entry is another request's: this rejection leaves it alone.

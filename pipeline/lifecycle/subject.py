@@ -10,8 +10,10 @@ domain). Extensions and agent ids are only unique within their tenant
 rows may carry (:func:`~pipeline.keys.pseudonym.tenants_under`: a source
 mapped to a tenant was its own tenant before), and
 :attr:`Subject.tenants_searched` lists those tenants. A subscriber number is
-the same person at every tenant and takes none. :func:`subject_from_pseudonym`
-takes a pseudonym as given: its key is unknown and it can only match rows of
+the same person at every tenant and takes none. :func:`subject_from_pseudonyms` takes
+the ``(key id, pseudonym)`` pairs a request carries (the CLI computed
+them from a number or an agent id, so the request holds neither).
+:func:`subject_from_pseudonym` takes a pseudonym as given: its key is unknown and it can only match rows of
 the key it was computed with. A subject computed from a keyring also holds
 the keys (ids and fingerprints) it was computed under, which verifications
 compare with the keys of the store's files. :meth:`RequestSubjects.of` is what a worker
@@ -54,6 +56,8 @@ class Subject:
     """The tenants the pseudonyms were computed within (an extension or agent); empty otherwise."""
     keys: frozenset[KeyRef] = frozenset()
     """The keys of the pairs' key ids, with fingerprints (empty for a given pseudonym)."""
+    pair_tenants: tuple[str | None, ...] = ()
+    """The tenant each pair was computed within, in the order of ``pairs`` (empty when not known)."""
 
     @property
     def pseudonyms(self) -> frozenset[str]:
@@ -94,7 +98,8 @@ def _under_every_key(keyring: Keyring, domain: Domain, value: str, tenants: tupl
         for pseudonymizer in pseudonymizers
         for tenant in scopes
     )
-    return Subject(pairs, tenants, frozenset(key.ref for key in keyring.keys))
+    pair_tenants = tuple(tenant for _ in pseudonymizers for tenant in scopes) if tenants else ()
+    return Subject(pairs, tenants, frozenset(key.ref for key in keyring.keys), pair_tenants)
 
 
 def subject_from_number(
@@ -148,6 +153,30 @@ def subject_from_agent(
     return _under_every_key(keyring, Domain.AGENT, value, within or tenants_under(tenant, tenants or {}))
 
 
+def subject_from_pseudonyms(
+    pairs: Iterable[tuple[str, str]], keyring: Keyring, tenants_searched: tuple[str, ...] = ()
+) -> Subject:
+    """The subject named by ``(key id, pseudonym)`` pairs its sender computed (the CLI), within
+    ``tenants_searched`` for an extension or an agent.
+
+    The subject's keys are those of ``keyring`` (the worker's) that the pairs name. A rotation
+    the sender had not seen leaves keys without a pseudonym: the verification of what is done
+    with the subject names the files under those keys.
+    """
+    checked: list[KeyedPseudonym] = []
+    for key_id, pseudonym in pairs:
+        if not key_id or not key_id.isalnum():
+            raise SubjectError("a pseudonym's key id is a non-empty alphanumeric string")
+        if not _PSEUDONYM.fullmatch(pseudonym):
+            raise SubjectError("a pseudonym is 32 lowercase hexadecimal characters")
+        checked.append(KeyedPseudonym(key_id, pseudonym))
+    if not checked:
+        raise SubjectError("the request names no pseudonym of its subject")
+    named = {pair.key_id for pair in checked}
+    keys = frozenset(key.ref for key in keyring.keys if key.key_id in named)
+    return Subject(tuple(dict.fromkeys(checked)), tenants_searched, keys)
+
+
 def subject_from_pseudonym(pseudonym: str) -> Subject:
     """The subject given directly as a pseudonym (32 lowercase hex characters)."""
     value = pseudonym.strip().lower()
@@ -166,6 +195,28 @@ class RequestSubjects:
     keyring: Callable[[], Keyring]
     classifier: NumberClassifier
     tenants: Mapping[str, str]
+
+    def of_pseudonyms(self, pairs: Iterable[tuple[str, str, str | None]], tenant: str | None) -> Subject:
+        """The subject a request names by the pseudonyms its sender computed (no number in it).
+
+        An extension's or agent's pseudonyms must cover every tenant ``tenant`` may carry by this
+        worker's ``CDRPIPE_TENANTS`` (:func:`~pipeline.keys.pseudonym.tenants_under`): a sender whose
+        mapping differs would leave rows unsearched, so its request is refused, naming the tenants;
+        pseudonyms of tenants this worker does not read ``tenant`` as are left out.
+        """
+        triples = list(pairs)
+        covered = {name for _, _, name in triples if name}
+        expected = tenants_under(tenant, self.tenants) if tenant else ()
+        missing = [name for name in expected if name not in covered]
+        if missing:
+            raise SubjectError(
+                f"the request's pseudonyms miss tenants {', '.join(missing)}, which this worker's "
+                "CDRPIPE_TENANTS says the rows may carry: send it with the workers' CDRPIPE_TENANTS"
+            )
+        # Only the pseudonyms of tenants this worker reads the request's tenant as: another tenant's
+        # extension 1001 may be somebody else here, however the sender's mapping reads it.
+        named = [(key_id, pseudonym) for key_id, pseudonym, within in triples if within in (*expected, None)]
+        return subject_from_pseudonyms(named, self.keyring(), expected)
 
     def of(self, kind: SubjectKind, value: str, tenant: str | None, within: tuple[str, ...] = ()) -> Subject:
         """The subject a request names, as the worker searches for it (an extension or agent

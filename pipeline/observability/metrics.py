@@ -94,6 +94,13 @@ TIMER_FAILURES = Counter(
     ["timer"],
     registry=REGISTRY,
 )
+LIFECYCLE_MESSAGES_REFUSED = Counter(
+    "cdrpipe_lifecycle_messages_refused",
+    "Requests, ledger entries and receipts refused because their MAC does not hold "
+    "(message: request, ledger or receipt; reason: unsigned, unknown-key, mismatch or misplaced)",
+    ["message", "reason"],
+    registry=REGISTRY,
+)
 RETENTION_PARTITIONS_DELETED = Counter(
     "cdrpipe_retention_partitions_deleted", "call_date partitions deleted by retention", registry=REGISTRY
 )

@@ -29,7 +29,9 @@ disabled (``env={}``): only ``CDRPIPE_*`` variables configure the worker.
   as unknown and the worker starts: its writes fail until the bucket exists;
   credentials that may not read it (AccessDenied) are refused like an
   unencrypted bucket.
-* The audit trail and the register are sealed with the keyring file.
+* The audit trail and the register are sealed with the keyring file, and so are the
+  lifecycle messages (:mod:`pipeline.lifecycle.requests.signing`): requests and ledger entries are
+  checked with it, ledger entries and receipts signed with it.
 * Every broker client, Faust's own included, connects through
   :func:`~pipeline.kafka.connection.kafka_connection` (TLS, SASL).
 """
@@ -96,8 +98,10 @@ def create_app(settings: Settings) -> faust.App:
     )
     storage = open_storage(settings.store.root, group_read=settings.store.group_read)
     _check_store(storage, settings.store)
-    seal_with(KeyringFile(settings.numbers.keyring).current)
-    context = WorkerContext(settings, connection, app, storage, LifecycleTopics.declare(app, settings))
+    keyring = KeyringFile(settings.numbers.keyring).current
+    seal_with(keyring)
+    topics = LifecycleTopics.declare(app, settings)
+    context = WorkerContext(settings, connection, app, storage, topics, keyring)
     app.service(_ingest_service(context))
     lifecycle = LifecycleAgents(context)
     lifecycle.add_to_app()
@@ -164,7 +168,7 @@ def _ingest_service(context: WorkerContext) -> type[IngestService]:
             publisher = BatchPublisher(
                 context.storage, row_filter=ledger.route, on_storage_failure=HEALTH.failed
             )
-            reader = LedgerReader(context.connection, settings.topics.ledger_topic, ledger)
+            reader = LedgerReader(context.connection, settings.topics.ledger_topic, ledger, context.keyring)
             ingestor = build_ingestor(settings, keyring_file.current())  # one read: no rotation slips between
             # looked up on each scrape: a rotated keyring brings a new cache
             watch_cache_hit_ratio(lambda: ingestor.parties.cache_info())  # noqa: PLW0108

@@ -9,6 +9,7 @@ ingest service has read the whole ledger.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,7 +18,9 @@ import faust
 from pipeline.config.settings import Settings
 from pipeline.kafka.connection import KafkaConnection
 from pipeline.kafka.topics import BROKER_DEFAULT, lifecycle_config
+from pipeline.keys.keyring import Keyring
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger, encode_entry
+from pipeline.lifecycle.requests.signing import sign_message
 from pipeline.store.storage import Storage
 
 
@@ -75,14 +78,17 @@ class WorkerContext:
     app: faust.App
     storage: Storage
     topics: LifecycleTopics
+    keyring: Callable[[], Keyring]
+    """The keyring file as it is now: lifecycle messages are signed and checked with it."""
     ledger: SubjectLedger = field(default_factory=SubjectLedger)
     lifecycle_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ledger_loaded: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def publish_ledger(self, entry: LedgerEntry) -> None:
-        """Apply ``entry`` in this worker and write it to the ledger topic (acknowledged)."""
+        """Apply ``entry`` in this worker and write it, signed, to the ledger topic (acknowledged)."""
         self.ledger.add(entry)
-        await (await self.topics.ledger.send(key=entry.key.encode(), value=encode_entry(entry)))
+        signed = sign_message(encode_entry(entry), self.keyring().active)
+        await (await self.topics.ledger.send(key=entry.key.encode(), value=signed))
 
     def owns_lifecycle(self) -> bool:
         """Whether this worker holds the lifecycle topics (the erasure request partition)."""

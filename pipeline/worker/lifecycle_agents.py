@@ -1,18 +1,22 @@
 """The lifecycle path of a worker: erasure and subject-request agents, retention and register timers.
 
-Contract of :class:`LifecycleAgents`: every request on the lifecycle
-topics gets a receipt (rejected and failed ones too), published keyed by its
-request id. Both processors have the same entry point (message bytes and key
-in, typed receipt out), get the same ledger, passes and clock, and each
-request crosses one thread hand-off, under the worker's lifecycle lock; the
-register and the receipt's paperwork happen inside it. The processors' ledger
-writes and broker questions come back to the event loop. Every store write of
-the lifecycle path passes the owner's fence (:mod:`pipeline.worker.ownership`):
-a worker that lost the lifecycle to another stops at its next write, sends no
-receipt and leaves the request to the new owner. Retention and the
-register metrics act only in the worker that owns the lifecycle topics; the register
-timer also verifies the audit trail and the register. No timer's failure stops
-the worker (:func:`~pipeline.worker.dpo_records.guarded`).
+Contract of :class:`LifecycleAgents`: every request on the lifecycle topics gets
+a receipt (rejected and failed ones too), published keyed by its request id,
+signed, and naming the digest of the request message it answers
+(:func:`~pipeline.lifecycle.requests.receipts.receipt_message`). Both processors
+have the same entry point (message bytes and key in, typed receipt out), get the
+same ledger, passes and clock, and each request crosses one thread hand-off,
+under the worker's lifecycle lock; the register and the receipt's paperwork
+happen inside it. The processors' ledger writes and broker questions come back
+to the event loop. Every store write of the lifecycle path passes the owner's
+fence (:mod:`pipeline.worker.ownership`): a worker that lost the lifecycle to
+another stops at its next write, sends no receipt and leaves the request to the
+new owner. Retention and the register metrics act only in the worker that owns
+the lifecycle topics; the register timer also verifies the audit trail and the
+register. No timer's failure stops the worker
+(:func:`~pipeline.worker.dpo_records.guarded`). Within :data:`LEDGER_GUARD_S` of
+a refused ledger message published under a genuine entry's key, the lifecycle
+owner writes that entry again.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
 from pipeline.lifecycle.operations.retention import apply_retention, purge_dpo_records
-from pipeline.lifecycle.requests.receipts import ResidualCopy, encode_receipt
+from pipeline.lifecycle.requests.receipts import ResidualCopy, receipt_message
 from pipeline.lifecycle.requests.register import load_register
 from pipeline.lifecycle.requests.register_metrics import REQUEST_REGISTER
 from pipeline.lifecycle.rights import RightsProcessor
@@ -63,6 +67,7 @@ from pipeline.worker.ownership import LifecycleOwnership
 log = logging.getLogger(__name__)
 BROKER_CALL_S = 30.0
 REGISTER_READ_S = 60.0
+LEDGER_GUARD_S = 5.0
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -82,10 +87,11 @@ class LifecycleAgents:
         self._residual = (
             *((topic, "raw CDRs") for topic in settings.topics.raw_topics),
             (settings.topics.dlq_topic, "rejected raw CDRs"),
-            (settings.topics.erasure_topic, "erasure requests with the subject's number"),
+            # cdrpipe's CLI sends pseudonyms; a request signed by another tool may carry a number
+            (settings.topics.erasure_topic, "erasure requests with the subject's pseudonyms (or number)"),
             (
                 settings.topics.subject_requests_topic,
-                "restriction and objection requests with the subject's number",
+                "restriction and objection requests with the subject's pseudonyms (or number)",
             ),
         )
 
@@ -103,6 +109,9 @@ class LifecycleAgents:
         )
         app.timer(interval=REGISTER_READ_S, name="pipeline.app.register_metrics")(
             guarded("register_metrics", self.register_metrics)
+        )
+        app.timer(interval=LEDGER_GUARD_S, name="pipeline.app.ledger_guard")(
+            guarded("ledger_guard", self.rewrite_overshadowed)
         )
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -178,11 +187,8 @@ class LifecycleAgents:
             ERASURE_SECONDS.observe(time.perf_counter() - began)
             outcome = "passed" if receipt.passed else "failed" if receipt.status != "rejected" else "rejected"
             ERASURES_COMPLETED.labels(verification=outcome).inc()
-            await (
-                await self._context.topics.receipts.send(
-                    key=receipt.request_id.encode(), value=encode_receipt(receipt)
-                )
-            )
+            message = receipt_message(receipt, event.value, self._context.keyring().active)
+            await (await self._context.topics.receipts.send(key=receipt.request_id.encode(), value=message))
 
     async def subject_rights(self, stream: faust.StreamT[bytes]) -> None:
         """Process rectification, restriction, lift, objection and withdrawal requests; publish receipts."""
@@ -202,7 +208,8 @@ class LifecycleAgents:
                 continue
             SUBJECT_REQUESTS.labels(kind=receipt.kind or "unknown", status=receipt.status).inc()
             key = receipt.request_id.encode() if receipt.request_id else None
-            await (await self._context.topics.subject_receipts.send(key=key, value=encode_receipt(receipt)))
+            message = receipt_message(receipt, event.value, self._context.keyring().active)
+            await (await self._context.topics.subject_receipts.send(key=key, value=message))
 
     async def check_topics(self) -> None:
         """At start, warn about topics that keep raw data longer than their setting (or forever),
@@ -242,6 +249,26 @@ class LifecycleAgents:
                 return
         RETENTION_PARTITIONS_DELETED.inc(len(report.partitions))
         log.info("retention: %d partitions deleted, %d DPO records purged", len(report.partitions), purged)
+
+    async def rewrite_overshadowed(self) -> None:
+        """Write again the ledger entries a refused message was published over, in the lifecycle owner.
+
+        The compacted topic keeps only the last message of a key, so a forged message under a
+        genuine entry's key would, once compacted, hide that entry from every worker that reads
+        the topic afterwards. Under the lifecycle lock, the entry written again is the latest one
+        of its key (the owner writes every genuine entry under that lock).
+        """
+        if not self._context.owns_lifecycle():
+            return
+        async with self._context.lifecycle_lock:
+            entries = self._context.ledger.take_overshadowed()
+            for entry in entries:
+                await self._context.publish_ledger(entry)
+        if entries:
+            log.warning(
+                "wrote %d ledger entries again: refused messages had been published under their keys",
+                len(entries),
+            )
 
     async def register_metrics(self) -> None:
         """Read the register for the metrics and verify the DPO records, in the lifecycle owner only."""

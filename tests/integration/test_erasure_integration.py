@@ -36,6 +36,7 @@ from tests.support.helpers import (
     raw_number_needles,
     wait_stored,
 )
+from tests.support.signed import signed
 
 pytestmark = pytest.mark.integration
 
@@ -327,11 +328,12 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
             "subject": SUBJECT,
             "requested_at": datetime.now(UTC).isoformat(),
         }
-        return json.dumps({**document, **fields}).encode()
+        return signed({**document, **fields}, keyring)
 
+    keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))  # a tool that holds the keyring signs them
     bad = {
-        "malformed": b"{not json at all",
-        "bad-missing": b'{"request_id": "bad-missing", "subject": "+32475000111"}',
+        "malformed": b"{not json at all",  # cannot be signed: rejected unread
+        "bad-missing": signed({"request_id": "bad-missing", "subject": SUBJECT}, keyring),
         "bad-short-code": request("bad-short-code", subject="112"),
         "bad-invalid": request("bad-invalid", subject="+3247"),
         "bad-pseudonym": request("bad-pseudonym", subject=SUBJECT, subject_kind="pseudonym"),
@@ -355,6 +357,7 @@ def test_bad_requests_published_straight_to_the_topic_each_get_a_rejected_receip
     *rejected, completed = receipts
     assert [receipt["status"] for receipt in rejected] == ["rejected"] * len(bad)
     assert str(rejected[0]["request_id"]).startswith("unidentified-")
+    assert rejected[0]["reason"] == "unauthenticated"
     assert [receipt["request_id"] for receipt in rejected[1:]] == list(bad)[1:]
     reasons = {str(receipt["request_id"]): str(receipt["reason"]) for receipt in rejected}
     # a subject is a person: short digits are an extension, which needs its tenant

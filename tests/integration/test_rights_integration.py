@@ -58,7 +58,8 @@ def _publish_raw(env: dict[str, str], key: str, payload: bytes, wait_s: float) -
     """Publish ``payload`` straight to the subject request topic, keyed ``key``; its receipt, if awaited."""
     settings = load_settings(env)
     topics = (settings.topics.subject_requests_topic, settings.topics.subject_receipts_topic)
-    return asyncio.run(request_and_wait(settings, topics, key, payload, wait_s))
+    keyring = load_keyring(settings.numbers.keyring)  # a tool that holds the keyring: the request is signed
+    return asyncio.run(request_and_wait(settings, topics, key, payload, keyring=keyring, wait_s=wait_s))
 
 
 def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_rectify_bad_requests_and_the_register(worker_env: dict[str, str], tmp_p
             "120",
         )
         bad = [
-            _publish_raw(env, "bad-1", b"{not json", 60),
+            _publish_raw(env, "bad-1", b'{"request_id": "bad-1", "kind": "nonsense"}', 60),
             _publish_raw(env, "bad-2", json.dumps(lift_without_subject).encode(), 60),
         ]
         # The key is number-shaped, so the receipt cannot carry it: it is found in the audit log below.

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, for_code
@@ -18,46 +17,24 @@ from pipeline.kafka.connection import kafka_connection
 from pipeline.keys.keyring import load_keyring
 from pipeline.lifecycle.subject import subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
-from tests.support.broker_requests import SPELLINGS, SUBJECT, lifecycle_env, run_cli, traffic
+from tests.support.broker_requests import (
+    SPELLINGS,
+    SUBJECT,
+    as_principal,
+    pseudonym_rows,
+    run_cli,
+    secure_envs,
+    traffic,
+)
 from tests.support.helpers import WorkerProcess, wait_stored
 
 pytestmark = pytest.mark.integration
-SECURITY = ("CDRPIPE_BROKER", "CDRPIPE_KAFKA_")
-
-
-def _as(principal: dict[str, str], env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the broker settings of ``principal`` only."""
-    return {**{name: value for name, value in env.items() if not name.startswith(SECURITY)}, **principal}
-
-
-def _envs(
-    secure_kafka: dict[str, dict[str, str]], worker_env_on: Callable[[str], dict[str, str]]
-) -> dict[str, dict[str, str]]:
-    """Worker, DPO and producer environments sharing one store, keyring and set of topics."""
-    bootstrap = secure_kafka["worker"]["CDRPIPE_BROKER"].removeprefix("kafka://")
-    base = lifecycle_env(worker_env_on(bootstrap))
-    run = base["CDRPIPE_APP_ID"]
-    base["CDRPIPE_SUBJECT_REQUESTS_TOPIC"] = f"cdr.subject.requests.{run}"
-    base["CDRPIPE_SUBJECT_RECEIPTS_TOPIC"] = f"cdr.subject.receipts.{run}"
-    return {user: _as(settings, base) for user, settings in secure_kafka.items()}
-
-
-def _pseudonym_rows(store: str, area: str, pseudonyms: frozenset[str]) -> int:
-    files = list(Path(store, area).glob("*/*.parquet"))
-    if not files:
-        return 0
-    listed = ", ".join(f"'{path}'" for path in files)
-    wanted = ", ".join(f"'{pseudonym}'" for pseudonym in pseudonyms)
-    query = f"""SELECT count(*) FROM read_parquet([{listed}])
-                WHERE caller_pseudonym IN ({wanted}) OR callee_pseudonym IN ({wanted})"""
-    ((count,),) = duckdb.sql(query).fetchall()
-    return int(count)
 
 
 def test_ingest_export_restriction_and_erasure_each_under_its_own_principal(
     secure_kafka: dict[str, dict[str, str]], worker_env_on: Callable[[str], dict[str, str]], tmp_path: Path
 ) -> None:
-    envs = _envs(secure_kafka, worker_env_on)
+    envs = secure_envs(secure_kafka, worker_env_on)
     worker_env, dpo_env, producer_env = envs["worker"], envs["dpo"], envs["producer"]
     cdrs, subject_rows = traffic(300, seed=131, subject_every=10)
     # a demo caller: never a party of the subject's calls (their other party is a service line)
@@ -79,7 +56,7 @@ def test_ingest_export_restriction_and_erasure_each_under_its_own_principal(
     try:
         run_cli(producer_env, "publish", "--format", "canonical-json", str(records))
         wait_stored(worker_env)
-        before = _pseudonym_rows(store, "cdr", erased)
+        before = pseudonym_rows(store, "cdr", erased)
         run_cli(dpo_env, "export", "--number", SUBJECT, "--out", str(export))
         restriction = json.loads(run_cli(dpo_env, "restrict", "--number", SUBJECT, "--wait", "180").stdout)
         erasure = json.loads(run_cli(dpo_env, "erase", "--number", other, "--wait", "180").stdout)
@@ -87,10 +64,10 @@ def test_ingest_export_restriction_and_erasure_each_under_its_own_principal(
         assert worker.stop() == 0, worker.log()[-3000:]
     assert len(export.read_text().splitlines()) == subject_rows
     assert restriction["status"] == "completed", restriction
-    assert _pseudonym_rows(store, "cdr", restricted) == 0
-    assert _pseudonym_rows(store, "restricted", restricted) == subject_rows
+    assert pseudonym_rows(store, "cdr", restricted) == 0
+    assert pseudonym_rows(store, "restricted", restricted) == subject_rows
     assert erasure["status"] == "completed" and erasure["verification"]["passed"] is True, erasure
-    assert before > 0 and _pseudonym_rows(store, "cdr", erased) == 0
+    assert before > 0 and pseudonym_rows(store, "cdr", erased) == 0
     assert worker.log().count("has 1 replica(s) and min.insync.replicas=1") == 1, "the ledger warning, once"
     password = Path(worker_env["CDRPIPE_KAFKA_SASL_PASSWORD_FILE"]).read_text().strip()
     assert password not in worker.log()
@@ -99,7 +76,7 @@ def test_ingest_export_restriction_and_erasure_each_under_its_own_principal(
 def test_the_dpo_principal_can_touch_nothing_but_the_request_and_receipt_topics(
     secure_kafka: dict[str, dict[str, str]], worker_env_on: Callable[[str], dict[str, str]], tmp_path: Path
 ) -> None:
-    envs = _envs(secure_kafka, worker_env_on)
+    envs = secure_envs(secure_kafka, worker_env_on)
     worker = WorkerProcess(envs["worker"], tmp_path / "worker.log").start()  # creates the topics
     worker.stop()
     settings = load_settings(envs["dpo"])
@@ -144,12 +121,12 @@ async def _refusals(env: dict[str, str], raw: str, ledger: str, receipts: str) -
 def test_a_wrong_password_and_a_plaintext_client_are_refused_in_one_line(
     secure_kafka: dict[str, dict[str, str]], worker_env_on: Callable[[str], dict[str, str]], tmp_path: Path
 ) -> None:
-    envs = _envs(secure_kafka, worker_env_on)
+    envs = secure_envs(secure_kafka, worker_env_on)
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not-the-password\n")
     wrong_dpo = {**envs["dpo"], "CDRPIPE_KAFKA_SASL_PASSWORD_FILE": str(wrong)}
     wrong_worker = {**envs["worker"], "CDRPIPE_KAFKA_SASL_PASSWORD_FILE": str(wrong)}
-    plaintext = _as({"CDRPIPE_BROKER": envs["dpo"]["CDRPIPE_BROKER"]}, envs["dpo"])
+    plaintext = as_principal({"CDRPIPE_BROKER": envs["dpo"]["CDRPIPE_BROKER"]}, envs["dpo"])
     erase = ("erase", "--number", SUBJECT, "--wait", "5")
     results = {
         "dpo": run_cli(wrong_dpo, *erase, check=False),

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
+import duckdb
 import msgspec
 
 from pipeline.cli import demo
@@ -86,3 +89,33 @@ def rights_env(worker_env: dict[str, str]) -> dict[str, str]:
         "CDRPIPE_SUBJECT_REQUESTS_TOPIC": f"cdr.subject.requests.{run}",
         "CDRPIPE_SUBJECT_RECEIPTS_TOPIC": f"cdr.subject.receipts.{run}",
     }
+
+
+SECURITY = ("CDRPIPE_BROKER", "CDRPIPE_KAFKA_")
+
+
+def as_principal(principal: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the broker settings of ``principal`` only."""
+    return {**{name: value for name, value in env.items() if not name.startswith(SECURITY)}, **principal}
+
+
+def secure_envs(
+    secure_kafka: dict[str, dict[str, str]], worker_env_on: Callable[[str], dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Worker, DPO and producer environments sharing one store, keyring and set of topics."""
+    bootstrap = secure_kafka["worker"]["CDRPIPE_BROKER"].removeprefix("kafka://")
+    base = rights_env(worker_env_on(bootstrap))
+    return {user: as_principal(settings, base) for user, settings in secure_kafka.items()}
+
+
+def pseudonym_rows(store: str, area: str, pseudonyms: frozenset[str]) -> int:
+    """Rows of a local store's ``area`` where a party is one of ``pseudonyms``."""
+    files = list(Path(store, area).glob("*/*.parquet"))
+    if not files:
+        return 0
+    listed = ", ".join(f"'{path}'" for path in files)
+    wanted = ", ".join(f"'{pseudonym}'" for pseudonym in pseudonyms)
+    query = f"""SELECT count(*) FROM read_parquet([{listed}])
+                WHERE caller_pseudonym IN ({wanted}) OR callee_pseudonym IN ({wanted})"""
+    ((count,),) = duckdb.sql(query).fetchall()
+    return int(count)

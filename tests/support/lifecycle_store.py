@@ -12,9 +12,10 @@ import jsonschema
 from pipeline.ingest.rows import build_rows
 from pipeline.keys.keyring import Key, Keyring
 from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
+from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import LedgerEntry, SubjectLedger
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
-from pipeline.lifecycle.requests.receipts import AnyReceipt, SubjectReceipt, encode_receipt
+from pipeline.lifecycle.requests.receipts import AnyReceipt, SubjectReceipt, encode_receipt, receipt_message
 from pipeline.lifecycle.rights import RightsProcessor
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.parquet import encode
@@ -82,5 +83,21 @@ def valid_receipt(receipt: AnyReceipt) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(encode_receipt(receipt))
     schema = RECEIPT_SCHEMAS["subject" if isinstance(receipt, SubjectReceipt) else "erasure"]
     jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    published = json.loads(receipt_message(receipt, b"the request", KEYS.active))  # as the topic has it
+    jsonschema.validate(published, schema, format_checker=jsonschema.FormatChecker())
+    assert next(iter(published)) == "summary" and {"answers", "signing_key_id", "mac"} <= set(published)
     assert next(iter(document)) == "summary" and "\n" not in document["summary"] and document["summary"]
     return document
+
+
+def erasure_processor(storage: LocalStorage, written: list[LedgerEntry], now: datetime) -> ErasureProcessor:
+    """An erasure processor over ``storage`` under :data:`KEYS`; its ledger writes go to ``written``."""
+    return ErasureProcessor(
+        storage,
+        lambda: KEYS,
+        CLASSIFIER,
+        ledger=Ledger(SubjectLedger(), written.append),
+        passes=Passes(0, lambda _: None),
+        residual_copies=list,
+        clock=lambda: now,
+    )

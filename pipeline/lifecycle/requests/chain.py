@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import json
 import re
 from collections.abc import Callable
@@ -44,15 +43,14 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.keys.keyring import Key, Keyring
-from pipeline.keys.pseudonym import derive_key
+from pipeline.keys.macs import MacDomain, MacProblem
 from pipeline.store.errors import StorageError
 from pipeline.store.storage import Storage
 
 GENESIS = "0" * 64
 CHECKPOINT = "chain-checkpoint"
 """The ``kind`` of the entry a purge appends before it deletes older entries."""
-_SALT = b"cdrpipe/audit/v1"
-_INFO = b"cdrpipe audit chain v1"
+_CHAIN_MACS = MacDomain(salt=b"cdrpipe/audit/v1", info=b"cdrpipe audit chain v1", key_field="key_id")
 _CHAIN_FIELDS = ("seq", "prev", "key_id", "mac")
 _APPEND_ATTEMPTS = 100
 _NAME = re.compile(r"^(\d{12})\.json$")
@@ -76,34 +74,26 @@ def sealing_keyring() -> Keyring:
 @functools.lru_cache(maxsize=16)  # every entry sealed or verified needs it: derived once per key
 def chain_key(key: Key) -> bytes:
     """The MAC key of the chains under keyring key ``key``."""
-    return derive_key(key.secret, _SALT, _INFO)
-
-
-def canonical(document: dict[str, Any]) -> bytes:
-    """The bytes a MAC covers: ``document`` without its ``mac``, as sorted JSON."""
-    return json.dumps({k: v for k, v in document.items() if k != "mac"}, sort_keys=True).encode()
+    return _CHAIN_MACS.derive(key)
 
 
 def seal(document: dict[str, Any], key: Key) -> dict[str, Any]:
     """``document`` (JSON types only) with ``key_id`` and the ``mac`` that seals it under ``key``."""
-    sealed = {**document, "key_id": key.key_id}
-    sealed["mac"] = hmac.new(chain_key(key), canonical(sealed), hashlib.sha256).hexdigest()
-    return sealed
+    return _CHAIN_MACS.seal(document, key)
+
+
+_PROBLEM_WORDS = {
+    MacProblem.UNSIGNED: "it is not sealed",
+    MacProblem.MISMATCH: "its MAC does not match: it was rewritten",
+}
 
 
 def seal_problem(document: dict[str, Any], keyring: Keyring) -> str | None:
     """Why ``document``'s seal does not hold (no MAC, unknown key, MAC mismatch), or None if it holds."""
-    key = next((key for key in keyring.keys if key.key_id == document.get("key_id")), None)
-    mac = document.get("mac")
-    if not isinstance(mac, str):
-        return "it is not sealed"
-    if key is None:
+    problem = _CHAIN_MACS.check(document, keyring)
+    if problem is MacProblem.UNKNOWN_KEY:
         return f"it is sealed under key {document.get('key_id')!r}, which the keyring does not hold"
-    expected = hmac.new(chain_key(key), canonical(document), hashlib.sha256).hexdigest()
-    # as bytes: compare_digest raises on a str with non-ASCII characters, and a crafted entry must
-    # be a break, never a crash of the verification
-    matches = hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace"))
-    return None if matches else "its MAC does not match: it was rewritten"
+    return _PROBLEM_WORDS[problem] if problem is not None else None
 
 
 def digest(data: bytes) -> str:

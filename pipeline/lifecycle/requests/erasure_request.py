@@ -24,8 +24,11 @@ from pipeline.formats.text_policy import system_name_problem
 from pipeline.lifecycle.requests.ids import check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
-SubjectKind = Literal["number", "pseudonym", "agent"]
-"""How a request names its subject: a number or extension, a contact-centre agent id, or a pseudonym."""
+SubjectKind = Literal["number", "pseudonym", "agent", "pseudonyms"]
+"""How a request names its subject: a number or extension, a contact-centre agent id, a pseudonym,
+or (what the CLI sends) the pseudonyms it computed from one of them."""
+MAX_SUBJECT_PSEUDONYMS = 4096
+"""The most pseudonyms one request names (every key of a keyring at every tenant of a subject)."""
 _SCHEMA_PATH = re.compile(r" - at (`\$[^`]*`)")
 _MISSING_FIELD = re.compile(r"missing required field (`\w+`)")
 
@@ -34,12 +37,29 @@ Mode = Literal["delete", "redact"]
 the subject's side."""
 
 
-class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True):
-    """A message of the erasure request topic (``schemas/erasure-request.schema.json``)."""
+class SubjectPseudonym(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One of the pseudonyms a request names its subject by, computed by the sender under keyring key
+    ``key_id`` (an extension's or agent's within ``tenant``), so the request carries no number."""
+
+    key_id: str
+    pseudonym: str
+    tenant: str | None = None
+
+
+SubjectPseudonyms = Annotated[list[SubjectPseudonym], msgspec.Meta(max_length=MAX_SUBJECT_PSEUDONYMS)]
+
+
+class ErasureRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A message of the erasure request topic (``schemas/erasure-request.schema.json``).
+
+    ``subject_kind`` ``pseudonyms`` names the subject by ``pseudonyms`` (what ``cdrpipe erase``
+    sends: no number on the topic); the other kinds by ``subject``.
+    """
 
     request_id: Annotated[str, msgspec.Meta(min_length=1)]
-    subject: str
+    subject: str | None = None
     subject_kind: SubjectKind = "number"
+    pseudonyms: SubjectPseudonyms | None = None
     tenant: str | None = None
     requested_at: Annotated[datetime, msgspec.Meta(tz=True)]
     mode: Mode = "delete"
@@ -73,7 +93,9 @@ def decode_request(payload: bytes, classifier: NumberClassifier) -> ErasureReque
         # The id names the receipt, the audit entry and the ledger key: one that is or holds a
         # phone number (or cannot be a file name) is refused under an id of its own.
         return InvalidRequest(f"unidentified-{uuid.uuid4()}", f"the request id is not usable: {error}")
-    problem = tenant_problem(request.tenant)
+    problem = tenant_problem(request.tenant) or naming_problem(
+        request.subject_kind, request.subject, request.pseudonyms
+    )
     if problem is not None:
         return InvalidRequest(request.request_id, problem)
     return request
@@ -85,6 +107,17 @@ def tenant_problem(tenant: str | None) -> str | None:
     The receipt lists the tenants searched, so a tenant must pass the rule of a stored source.
     """
     return None if tenant is None else system_name_problem(tenant, "the tenant")
+
+
+def naming_problem(
+    kind: SubjectKind, subject: str | None, pseudonyms: list[SubjectPseudonym] | None
+) -> str | None:
+    """Why a request does not name its subject one way (by ``subject``, or by ``pseudonyms`` with
+    ``subject_kind`` ``pseudonyms``), or None; the pseudonyms' tenants pass :func:`tenant_problem`."""
+    by_pseudonyms = kind == "pseudonyms"
+    if by_pseudonyms != (pseudonyms is not None) or (by_pseudonyms and subject is not None):
+        return "a request names its subject by pseudonyms (subject_kind pseudonyms) or by subject, not both"
+    return next(filter(None, (tenant_problem(pair.tenant) for pair in pseudonyms or ())), None)
 
 
 def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-request.schema.json") -> str:
@@ -103,7 +136,19 @@ def schema_problem(error: msgspec.DecodeError, schema: str = "schemas/erasure-re
 
 def _request_id_of(payload: bytes, classifier: NumberClassifier) -> str:
     """The request id of an invalid request if it has a usable one, else a new unique id."""
+    return claimed_request_id(payload, None, classifier) or f"unidentified-{uuid.uuid4()}"
+
+
+def claimed_request_id(payload: bytes | None, key: bytes | None, classifier: NumberClassifier) -> str | None:
+    """The request id a message claims (its ``request_id``, else its Kafka key) if it is usable, or None.
+
+    Nothing is proved by it: it names the receipt of a message that is rejected unread.
+    """
     try:
-        return check_request_id(_REQUEST_ID.decode(payload).request_id, classifier)
+        return check_request_id(_REQUEST_ID.decode(payload or b"").request_id, classifier)
     except (msgspec.DecodeError, RequestRefusedError):
-        return f"unidentified-{uuid.uuid4()}"
+        pass
+    try:
+        return check_request_id(key.decode("utf-8", "replace"), classifier) if key else None
+    except RequestRefusedError:
+        return None

@@ -7,7 +7,9 @@ the same things (``status``, ``rows_*``, ``files_*``, ``verification`` with
 ``checked`` in words, ``work_done`` when a request failed part-way,
 ``tenants_searched`` for an extension or agent) and hold request ids, counts,
 paths, key ids, tenant names and plain-language text, never a number or a
-pseudonym. A receipt is written once (``_cdrpipe/receipts/<request
+pseudonym. On the receipts topic a receipt is :func:`receipt_message`: it
+carries ``answers`` (the digest of the request message it answers) and is
+signed (:mod:`pipeline.lifecycle.requests.signing`). A receipt is written once (``_cdrpipe/receipts/<request
 id>.json``, see :func:`receipt_path`) and never rewritten;
 :func:`purge_receipts` deletes those whose ``finished_at`` is more than
 ``keep_days`` ago, skipping (and reporting) a file that is not a receipt.
@@ -23,9 +25,11 @@ from typing import Literal
 import msgspec
 
 from pipeline.keys.fingerprint import KeyRef, sorted_refs
+from pipeline.keys.keyring import Key
 from pipeline.lifecycle.requests import skipped
 from pipeline.lifecycle.requests.erasure_request import Mode
 from pipeline.lifecycle.requests.ids import path_name
+from pipeline.lifecycle.requests.signing import message_digest, sign_message
 from pipeline.lifecycle.requests.subject_request import RequestKind
 from pipeline.store.storage import Storage
 
@@ -142,6 +146,8 @@ class Receipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """Data files the work opened, footers or rows, each counted once (store manifests spare the rest)."""
     seconds: float | None = None
     """How long the work on the store took."""
+    answers: str | None = None
+    """On the receipts topic: the SHA-256 of the request message this receipt answers."""
 
     @property
     def passed(self) -> bool:
@@ -193,6 +199,8 @@ class SubjectReceipt(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     """Data files the work opened, footers or rows, each counted once (store manifests spare the rest)."""
     seconds: float | None = None
     """How long the work on the store took."""
+    answers: str | None = None
+    """On the receipts topic: the SHA-256 of the request message this receipt answers."""
 
     @property
     def passed(self) -> bool:
@@ -209,6 +217,13 @@ _SUBJECT_RECEIPT = msgspec.json.Decoder(SubjectReceipt)
 def encode_receipt(receipt: AnyReceipt) -> bytes:
     """The receipt as JSON, its summary first."""
     return msgspec.json.encode(receipt)
+
+
+def receipt_message(receipt: AnyReceipt, request: bytes | None, key: Key) -> bytes:
+    """The receipts topic's message of ``receipt``: it names the ``request`` message it answers
+    (``answers``: its digest) and is signed under ``key``, so only that request's sender takes it."""
+    answering = msgspec.structs.replace(receipt, answers=message_digest(request or b""))
+    return sign_message(encode_receipt(answering), key)
 
 
 def decode_stored(data: bytes) -> AnyReceipt | None:

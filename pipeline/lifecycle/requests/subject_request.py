@@ -18,7 +18,13 @@ from typing import Literal
 import msgspec
 
 from pipeline.errors import RequestRefusedError
-from pipeline.lifecycle.requests.erasure_request import SubjectKind, schema_problem, tenant_problem
+from pipeline.lifecycle.requests.erasure_request import (
+    SubjectKind,
+    SubjectPseudonyms,
+    naming_problem,
+    schema_problem,
+    tenant_problem,
+)
 from pipeline.lifecycle.requests.ids import check_call_id, check_request_id
 from pipeline.numbers.msisdn import NumberClassifier
 
@@ -34,6 +40,8 @@ class SubjectRequest(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     requested_at: datetime
     subject: str | None = None
     subject_kind: SubjectKind = "number"
+    pseudonyms: SubjectPseudonyms | None = None
+    """``subject_kind`` ``pseudonyms``: the subject's pseudonyms (what the CLI sends: no number)."""
     tenant: str | None = None
     existing: Literal["quarantine", "erase"] | None = None
     cdr_id: str | None = None
@@ -92,9 +100,11 @@ def _problem(request: SubjectRequest, classifier: NumberClassifier) -> str | Non
         return str(exc)
     if request.requested_at.tzinfo is None:
         return "requested_at needs a UTC offset"
-    if request.kind in _NEEDS_SUBJECT and not request.subject:
+    if request.kind in _NEEDS_SUBJECT and not (request.subject or request.pseudonyms):
         return f"a {request.kind} request names its subject"
-    problem = tenant_problem(request.tenant)
+    problem = tenant_problem(request.tenant) or naming_problem(
+        request.subject_kind, request.subject, request.pseudonyms
+    )
     if problem is not None:
         return problem
     if request.kind == "objection" and request.existing is None:

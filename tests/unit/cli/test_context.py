@@ -43,7 +43,7 @@ BROKER_COMMANDS = [
 def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A store and a keyring of two keys; the broker round trips answered without a broker."""
 
-    async def no_receipt(*_: object) -> None:
+    async def no_receipt(*_: object, **__: object) -> None:
         return None  # the round trips are tested in tests/integration
 
     async def empty_ledger(*_: object) -> None:

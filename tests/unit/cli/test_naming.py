@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from pipeline.keys.pseudonym import PartyPseudonymizer, Pseudonymizer
 from pipeline.lifecycle.erasure import ErasureProcessor
 from pipeline.lifecycle.ledger import SubjectLedger
 from pipeline.lifecycle.operations.restriction import Ledger, Passes
+from pipeline.lifecycle.subject import Subject, subject_from_agent, subject_from_number
 from pipeline.numbers.msisdn import NumberClassifier
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.samples import call_at, canonical_decode
+from tests.support.signed import signed
 
 SENDING = {
     "erase": [],
@@ -31,6 +34,7 @@ SENDING = {
 }
 NAMING = {"number", "agent", "pseudonym", "region", "tenant", "yes"}
 BELGIAN, SWEDISH = "+32468123456", "+46812345678"
+CLASSIFIER = NumberClassifier("BE", (2, 5))
 
 
 @pytest.fixture
@@ -53,14 +57,23 @@ def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]
     published: list[dict[str, Any]] = []
 
     async def publish(
-        settings: object, topics: object, request_id: str, payload: bytes, wait_s: float
+        settings: object, topics: object, request_id: str, payload: bytes, *, keyring: object, wait_s: float
     ) -> None:
-        del settings, topics, request_id, wait_s  # the broker round trip: tests/integration
+        del settings, topics, request_id, keyring, wait_s  # the broker round trip: tests/integration
         published.append(json.loads(payload))
 
     monkeypatch.setattr("pipeline.cli.subjects.request_and_wait", publish)
     monkeypatch.setattr("pipeline.cli.rights.request_and_wait", publish)
     return published
+
+
+def _pseudonyms(request: dict[str, Any]) -> set[tuple[str, str]]:
+    assert request["subject_kind"] == "pseudonyms", request
+    return {(pair["key_id"], pair["pseudonym"]) for pair in request["pseudonyms"]}
+
+
+def _pairs(subject: Subject) -> set[tuple[str, str]]:
+    return {(pair.key_id, pair.pseudonym) for pair in subject.pairs}
 
 
 def _command(name: str) -> click.Command:
@@ -97,11 +110,13 @@ def test_an_ambiguous_number_is_refused_and_the_resolved_one_is_sent(
     swedish = runner.invoke(cli, [command, "--number", "08 123 456 78", "--region", "SE", *extra])
     assert swedish.exit_code == 0, swedish.output
     assert f"subject: {SWEDISH} (region SE" in swedish.stderr
-    assert [(request["subject"], request.get("subject_kind", "number")) for request in sent] == [
-        (BELGIAN, "number"),
-        (SWEDISH, "number"),
+    keyring = load_keyring(Path(os.environ["CDRPIPE_KEYRING"]))
+    assert [_pseudonyms(request) for request in sent] == [
+        _pairs(subject_from_number(BELGIAN, keyring, CLASSIFIER)),
+        _pairs(subject_from_number(SWEDISH, keyring, CLASSIFIER)),
     ]
-    assert all(request.get("tenant") is None for request in sent)
+    assert all(request.get("tenant") is None and "subject" not in request for request in sent)
+    assert "468123456" not in json.dumps(sent) and "812345678" not in json.dumps(sent)  # no number sent
     assert "468123456" not in refused.stdout + confirmed.stdout  # the resolution line is stderr's
 
 
@@ -122,12 +137,12 @@ def test_an_extension_is_sent_with_its_tenant_and_the_tenants_searched_are_shown
     agent = runner.invoke(cli, [command, "--agent", " agent-7 ", "--tenant", "pbx-b", *extra])
     assert agent.exit_code == 0, agent.output
     assert "subject: agent agent-7 at tenant pbx-b" in agent.stderr
-    assert [
-        (request["subject"], request.get("subject_kind", "number"), request["tenant"]) for request in sent
-    ] == [
-        ("1001", "number", "pbx-a1"),  # as given: the worker reads it with its own CDRPIPE_TENANTS
-        ("agent-7", "agent", "pbx-b"),
+    keyring, tenants = load_keyring(Path(os.environ["CDRPIPE_KEYRING"])), {"pbx-a1": "acme", "pbx-a2": "acme"}
+    assert [(_pseudonyms(request), request["tenant"]) for request in sent] == [
+        (_pairs(subject_from_number("1001", keyring, CLASSIFIER, "pbx-a1", tenants)), "pbx-a1"),  # as given
+        (_pairs(subject_from_agent("agent-7", keyring, "pbx-b", tenants)), "pbx-b"),
     ]
+    assert all("subject" not in request for request in sent)
 
 
 def test_export_reads_the_number_the_same_way(sent: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -178,7 +193,7 @@ def test_the_request_carries_the_tenant_as_given_so_a_worker_with_another_mappin
     view = SubjectLedger()
     worker = ErasureProcessor(storage, lambda: keyring, classifier, ledger=Ledger(view, view.add),
                               passes=Passes(0, lambda _: None), residual_copies=list)  # fmt: skip
-    receipt = worker.handle(json.dumps(sent[0]).encode())
+    receipt = worker.handle(signed(sent[0], keyring))  # as request_and_wait signs it
     assert receipt.status == "completed" and receipt.rows_removed == 1, receipt.summary
     assert receipt.tenants_searched == ["pbx-a1"]
 
@@ -210,4 +225,6 @@ def test_off_a_terminal_the_resolution_and_the_ambiguity_name_no_number(
     shown = refused.stderr + resolved.stderr + extension.stderr + agent.stderr
     for value in ("468123456", "8123456", "475123456", "475 12", "475000111", " 1001"):
         assert value not in shown, value
-    assert [request["subject"] for request in sent] == ["+32475123456", "1001", "+32475000111"][: len(sent)]
+    assert all(request["subject_kind"] == "pseudonyms" and "subject" not in request for request in sent)
+    for value in ("475123456", "1001", "475000111"):
+        assert value not in json.dumps(sent), value

@@ -37,6 +37,7 @@ from pipeline.store.fence import FencedStorage, OwnershipLostError
 from pipeline.store.storage import Storage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, valid_receipt
 from tests.support.memory_storage import MemoryStorage
+from tests.support.signed import signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DAY = "2026-11-01T10:00:00+00:00"
@@ -75,13 +76,13 @@ class _Worker:
 
     def erase(self, request_id: str, subject: str = SUBJECT, **fields: object) -> Receipt:
         document = {"request_id": request_id, "subject": subject, "requested_at": NOW.isoformat(), **fields}
-        return self.erasures.handle(json.dumps(document).encode(), request_id.encode())
+        return self.erasures.handle(signed(document, KEYS), request_id.encode())
 
     def ask(self, request_id: str, kind: str, **fields: object) -> SubjectReceipt:
         document = {"request_id": request_id, "kind": kind, "requested_at": NOW.isoformat(), **fields}
         if kind != "rectification":
             document.setdefault("subject", SUBJECT)
-        return self.rights.handle(json.dumps(document).encode(), request_id.encode())
+        return self.rights.handle(signed(document, KEYS), request_id.encode())
 
 
 def _store(storage: MemoryStorage | None = None) -> MemoryStorage:
@@ -117,12 +118,12 @@ def test_receipts_of_every_kind_and_status_match_their_schemas_and_agree_on_name
         worker.ask("lift-2", "lift"),  # nothing in force: kept, and it closes the entry as rejected
         worker.ask("rect-2", "rectification", cdr_id="1732530102.42#3", party="callee"),
         worker.ask("r-bad", "restriction", subject="112"),
-        worker.rights.handle(b"not json", b"r-json"),
-        worker.rights.handle(b"[]"),
+        worker.rights.handle(signed({"request_id": "r-json"}, KEYS)),
+        worker.rights.handle(b"[]"),  # unsigned: rejected unread
         worker.ask("era-1", "restriction"),  # an erasure's id
         worker.erase("res-1"),  # a restriction's id
         worker.erase("e-bad", "+3247"),
-        worker.erasures.handle(b"{", b"e-json"),
+        worker.erasures.handle(b"{", b"e-json"),  # unsigned: rejected unread, keyed as sent
     ]
     for receipt in completed:
         document = valid_receipt(receipt)

@@ -46,6 +46,7 @@ from pipeline.store.schema import PSEUDONYM_COLUMNS
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO, find_raw_numbers, raw_number_needles
 from tests.support.samples import call_at, canonical_decode, decode_context
+from tests.support.signed import signed
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 K1, K2 = Key("k1", b"a" * 32, "t"), Key("k2", b"b" * 32, "t")
@@ -209,10 +210,13 @@ class _Harness:
         keyring: Callable[[], Keyring],
         storage: LocalStorage | None = None,
         tenants: dict[str, str] | None = None,
+        cli_keyring: Keyring | None = None,
     ) -> None:
         self.storage = storage or LocalStorage(tmp_path / "store")
         self.ledger: list[LedgerEntry] = []
         self.sleeps: list[float] = []
+        # the DPO's CLI signs with its own copy of the keyring (by default the worker's)
+        self.cli_keyring = cli_keyring if cli_keyring is not None else keyring()
         self.processor = ErasureProcessor(
             self.storage,
             keyring,
@@ -247,7 +251,7 @@ class _Harness:
     ) -> Receipt:
         document = {"request_id": request_id, "subject": subject, "subject_kind": kind, "mode": mode,
                     "requested_at": REQUESTED_AT.isoformat(), "tenant": tenant}  # fmt: skip
-        return self.processor.handle(json.dumps(document).encode())
+        return self.processor.handle(signed(document, self.cli_keyring))
 
     def rows(self) -> pa.Table:
         return _stored(self.storage)
@@ -360,16 +364,15 @@ def test_a_receipt_cannot_pass_while_a_subject_row_remains(tmp_path: Path, attac
 
 
 def _request(**fields: str) -> bytes:
-    return json.dumps(
-        {"request_id": "r-2", "subject": SUBJECT, "requested_at": "2026-11-02T00:00:00Z", **fields}
-    ).encode()
+    document = {"request_id": "r-2", "subject": SUBJECT, "requested_at": "2026-11-02T00:00:00Z", **fields}
+    return signed(document, ROTATED)
 
 
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (b"\x00not json", "does not match schemas/erasure-request.schema.json"),
-        (b'{"request_id": "r-2", "subject": "+32475000111"}', "missing field `requested_at`"),
+        (signed({"request_id": ["r-2"]}, ROTATED), "does not match schemas/erasure-request.schema.json"),
+        (signed({"request_id": "r-2", "subject": SUBJECT}, ROTATED), "missing field `requested_at`"),
         (_request(requested_at="2026-11-02T00:00:00"), "$.requested_at"),
         (_request(subject_kind=SUBJECT), "$.subject_kind"),
         (_request(mode=SUBJECT), "$.mode"),
@@ -498,7 +501,7 @@ def test_the_request_struct_refuses_times_without_an_offset() -> None:
 def test_a_keyring_that_cannot_be_loaded_rejects_the_request_and_erases_nothing(tmp_path: Path) -> None:
     path = tmp_path / "secrets" / "keyring.json"
     init_keyring(path)
-    harness = _Harness(tmp_path, KeyringFile(path).current)
+    harness = _Harness(tmp_path, KeyringFile(path).current, cli_keyring=load_keyring(path))
     harness.put("a", load_keyring(path).active, [("a1", SPELLINGS[0], "x")])
     path.chmod(0o644)
     receipt = harness.erase(SUBJECT)

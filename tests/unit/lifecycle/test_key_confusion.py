@@ -45,6 +45,7 @@ from pipeline.store.parquet import KEYS_METADATA_KEY
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO
 from tests.support.samples import call_at, decode_context
+from tests.support.signed import signed
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 SUBJECT = "+32475000111"
@@ -98,7 +99,7 @@ class _Site:
         )
         document = {"request_id": request_id, "subject": SUBJECT, "subject_kind": "number",
                     "mode": "delete", "requested_at": "2026-11-02T00:00:00+00:00"}  # fmt: skip
-        return processor.handle(json.dumps(document).encode())
+        return processor.handle(signed(document, load_keyring(self.keyring)))  # as the CLI holds it
 
     def restore(self, backup: bytes) -> None:
         self.keyring.write_bytes(backup)

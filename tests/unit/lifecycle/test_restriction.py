@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -43,6 +42,7 @@ from tests.support.lifecycle_store import (
     sample_store,
 )
 from tests.support.samples import call_at, canonical_decode, decode_context
+from tests.support.signed import signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 OLD_KEYS = Keyring("k1", (KEYS.keys[0],))
@@ -70,7 +70,7 @@ def _request(request_id: str, kind: str, **fields: object) -> SubjectRequest:
 
 def _answer(processor: RightsProcessor, request: SubjectRequest) -> dict[str, Any]:
     """The receipt of one request, as the receipts topic carries it."""
-    document: dict[str, Any] = json.loads(encode_receipt(processor.handle(msgspec.json.encode(request))))
+    document: dict[str, Any] = json.loads(encode_receipt(processor.handle(signed(request, KEYS))))
     return document
 
 

@@ -32,8 +32,16 @@ from pipeline.lifecycle.subject import subject_from_number
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.helpers import REPO
-from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file, rights_processor, sample_store
+from tests.support.lifecycle_store import (
+    CLASSIFIER,
+    KEYS,
+    SUBJECT,
+    parquet_file,
+    rights_processor,
+    sample_store,
+)
 from tests.support.samples import call_at, canonical_decode
+from tests.support.signed import pseudonyms_of, signed
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FILE = "cdr/call_date=2026-11-01/t+0+0.parquet"
@@ -56,8 +64,13 @@ def _request(**fields: object) -> bytes:
 
 
 def _answer(processor: RightsProcessor, payload: bytes, key: bytes | None = None) -> dict[str, Any]:
-    """The receipt of one message, as the receipts topic carries it."""
-    document: dict[str, Any] = json.loads(encode_receipt(processor.handle(payload, key)))
+    """The receipt of one message (signed as the CLI signs it, if it is a JSON object), as published."""
+    try:
+        signable = isinstance(json.loads(payload), dict)
+    except ValueError:
+        signable = False
+    message = signed(payload, KEYS) if signable else payload
+    document: dict[str, Any] = json.loads(encode_receipt(processor.handle(message, key)))
     return document
 
 
@@ -136,12 +149,18 @@ def test_a_rectification_of_an_unknown_call_and_a_malformed_message_are_rejected
         "rectification",
         "rejected",
     )
-    anonymous = _answer(processor, b"\xff")
+    anonymous = _answer(processor, signed({"kind": "rectification"}, KEYS))  # no usable id anywhere
     assert (anonymous["request_id"], anonymous["status"]) == (None, "rejected")
+    unsigned = _answer(processor, b"\xff")  # not signed: rejected unread, never audited
+    assert (unsigned["request_id"], unsigned["status"], unsigned["reason"]) == (
+        None,
+        "rejected",
+        "unauthenticated",
+    )
     assert [entry["kind"] for entry in read_audit(storage)] == [
         "rectification",
         "rectification",
-        "unknown-request",
+        "rectification",
     ]
 
 
@@ -177,7 +196,15 @@ def test_requests_and_receipts_match_their_schemas(tmp_path: Path) -> None:
         party="caller",
         call_date=date(2026, 11, 1),
     )
-    _check(json.loads(msgspec.json.encode(request)), "subject-request.schema.json")
+    _check(json.loads(signed(request, KEYS)), "subject-request.schema.json")
+    by_pseudonyms = SubjectRequest(
+        request_id="r-6",
+        kind="restriction",
+        requested_at=NOW,
+        subject_kind="pseudonyms",
+        pseudonyms=pseudonyms_of(subject_from_number(SUBJECT, KEYS, CLASSIFIER)),
+    )
+    _check(json.loads(signed(by_pseudonyms, KEYS)), "subject-request.schema.json")
     _check(_answer(processor, msgspec.json.encode(request)), "subject-receipt.schema.json")
     _check(_answer(processor, b"[]"), "subject-receipt.schema.json")
     try:

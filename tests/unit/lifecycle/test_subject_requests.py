@@ -29,6 +29,7 @@ from pipeline.numbers.resolution import resolve_number
 from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.samples import call_at, canonical_decode
+from tests.support.signed import signed
 
 CLASSIFIER = NumberClassifier("BE", (2, 5))
 DAY = "2026-11-01T10:00:00+00:00"
@@ -164,11 +165,13 @@ def test_an_extension_subject_is_per_tenant_and_a_subscriber_is_global(env: dict
 
 
 @pytest.mark.usefixtures("env")
-def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_erase_sends_the_pseudonyms_of_the_resolved_number_never_the_number(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent: list[ErasureRequest] = []
 
-    async def capture(settings: object, request: ErasureRequest, wait_s: float) -> None:
-        del settings, wait_s
+    async def capture(settings: object, request: ErasureRequest, keyring: object, wait_s: float) -> None:
+        del settings, keyring, wait_s
         sent.append(request)
 
     monkeypatch.setattr(cli_module, "_request_erasure", capture)
@@ -179,10 +182,19 @@ def test_erase_sends_the_resolved_number_and_the_tenant(monkeypatch: pytest.Monk
     assert national.exit_code == 0 and "subject: +46812345678 (region SE" in national.output
     extension = runner.invoke(cli, ["erase", "--number", "1001", "--tenant", "pbx-b"])
     assert extension.exit_code == 0, extension.output
-    assert [(request.subject, request.tenant) for request in sent] == [
-        ("+46812345678", None),
-        ("1001", "pbx-b"),
+    keyring = load_keyring(Path(env["CDRPIPE_KEYRING"]))
+    expected = [
+        (subject_from_number("+46812345678", keyring, CLASSIFIER), None),
+        (subject_from_number("1001", keyring, CLASSIFIER, "pbx-b"), "pbx-b"),
     ]
+    for request, (subject, tenant) in zip(sent, expected, strict=True):
+        assert (request.subject, request.subject_kind, request.tenant) == (None, "pseudonyms", tenant)
+        assert request.pseudonyms is not None
+        assert {(pair.key_id, pair.pseudonym) for pair in request.pseudonyms} == {
+            (pair.key_id, pair.pseudonym) for pair in subject.pairs
+        }
+        payload = msgspec.json.encode(request)
+        assert b"812345678" not in payload and b"1001" not in payload
 
 
 def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, str]) -> None:
@@ -199,7 +211,7 @@ def test_the_worker_reads_an_extension_request_within_its_tenant(env: dict[str, 
     at = datetime(2026, 11, 2, tzinfo=UTC)
     request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=at)
     assert processor.subject_of(request) == subject_from_number("1001", keyring, CLASSIFIER, "pbx-b")
-    receipt = processor.handle(msgspec.json.encode(request))
+    receipt = processor.handle(signed(request, keyring))
     assert receipt.status == "completed" and receipt.passed and receipt.rows_removed == 1
     remaining = subject_rows(storage, subject_from_number("1001", keyring, CLASSIFIER, "pbx-a")).table
     assert remaining is not None and sorted(remaining.column("cdr_id").to_pylist()) == ["a1", "a2"]

@@ -36,6 +36,7 @@ from pipeline.store.parquet import encode
 from pipeline.store.storage import LocalStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, valid_receipt
 from tests.support.samples import call_at, canonical_decode, decode_context
+from tests.support.signed import pseudonyms_of, signed
 
 TENANTS = {"pbx-a1": "acme", "pbx-a2": "acme"}
 DAY = "2026-11-01T10:00:00+00:00"
@@ -116,13 +117,47 @@ def test_an_erasure_by_number_removes_rows_from_before_and_after_the_mapping(
 ) -> None:
     storage = _store(tmp_path)
     request = ErasureRequest(request_id="r-1", subject="1001", tenant=named, requested_at=NOW)
-    receipt = _erasures(storage).handle(msgspec.json.encode(request))
+    receipt = _erasures(storage).handle(signed(request, KEYS))
     document = valid_receipt(receipt)
     assert receipt.status == "completed" and receipt.passed, receipt.summary
     assert document["tenants_searched"] == ["acme", "pbx-a1", "pbx-a2"]
     assert receipt.rows_removed == 3
     # acme's 1001 is gone before and after the mapping; 1002 and the other customer's 1001 stay
     assert _call_ids(tmp_path) == ["after-1002", "before-1002", "elsewhere-1001"]
+
+
+def test_an_extension_named_by_the_cli_s_pseudonyms_is_erased_before_and_after_the_mapping(
+    tmp_path: Path,
+) -> None:
+    storage = _store(tmp_path)
+    subject = subject_from_number("1001", KEYS, CLASSIFIER, "acme", TENANTS)  # as the CLI computes it
+    request = ErasureRequest(
+        request_id="r-1",
+        subject_kind="pseudonyms",
+        pseudonyms=pseudonyms_of(subject),
+        tenant="acme",
+        requested_at=NOW,
+    )
+    assert b"1001" not in msgspec.json.encode(request)
+    receipt = _erasures(storage).handle(signed(request, KEYS))
+    assert receipt.passed and receipt.rows_removed == 3, receipt.summary
+    assert valid_receipt(receipt)["tenants_searched"] == ["acme", "pbx-a1", "pbx-a2"]
+    assert _call_ids(tmp_path) == ["after-1002", "before-1002", "elsewhere-1001"]
+
+
+def test_pseudonyms_that_miss_a_tenant_of_the_worker_s_mapping_are_refused_and_erase_nothing(
+    tmp_path: Path,
+) -> None:
+    storage = _store(tmp_path)
+    # a DPO whose CDRPIPE_TENANTS maps nothing: pbx-a1's 1001 within pbx-a1 only
+    subject = subject_from_number("1001", KEYS, CLASSIFIER, "pbx-a1", {})
+    request = ErasureRequest(
+        request_id="r-1", subject_kind="pseudonyms", pseudonyms=pseudonyms_of(subject), tenant="pbx-a1",
+        requested_at=NOW,
+    )  # fmt: skip
+    receipt = _erasures(storage).handle(signed(request, KEYS))
+    assert receipt.status == "rejected" and "miss tenants acme, pbx-a2" in (receipt.reason or "")
+    assert len(_call_ids(tmp_path)) == len(CALLS_BEFORE) + len(CALLS_AFTER)
 
 
 def test_an_agent_is_erased_before_and_after_the_mapping_and_a_subscriber_names_no_tenant(
@@ -137,7 +172,7 @@ def test_an_agent_is_erased_before_and_after_the_mapping_and_a_subscriber_names_
         requested_at=NOW,
         mode="redact",
     )
-    receipt = _erasures(storage).handle(msgspec.json.encode(agent))
+    receipt = _erasures(storage).handle(signed(agent, KEYS))
     assert (
         receipt.passed
         and receipt.rows_redacted == 2
@@ -153,7 +188,7 @@ def test_an_agent_is_erased_before_and_after_the_mapping_and_a_subscriber_names_
     assert agents["before-1001"] is None and agents["after-1001"] is None
     assert agents["elsewhere-1001"] is not None  # pbx-b's agent-7 is somebody else
     subscriber = ErasureRequest(request_id="r-sub", subject="+32475000111", tenant="acme", requested_at=NOW)
-    document = valid_receipt(_erasures(storage).handle(msgspec.json.encode(subscriber)))
+    document = valid_receipt(_erasures(storage).handle(signed(subscriber, KEYS)))
     assert document["status"] == "completed" and "tenants_searched" not in document
     assert _call_ids(tmp_path) == []  # the caller of every call: the same person at every tenant
 
@@ -163,7 +198,7 @@ def test_a_restriction_by_number_quarantines_rows_from_before_and_after_the_mapp
     request = SubjectRequest(
         request_id="q-1", kind="restriction", requested_at=NOW, subject="1001", tenant="pbx-a2"
     )
-    receipt = _rights(storage).handle(msgspec.json.encode(request))
+    receipt = _rights(storage).handle(signed(request, KEYS))
     document = valid_receipt(receipt)
     assert receipt.status == "completed" and receipt.passed, receipt.summary
     assert document["tenants_searched"] == ["acme", "pbx-a1", "pbx-a2"] and receipt.rows_moved == 3
@@ -181,11 +216,11 @@ def test_the_worker_refuses_an_ambiguous_number_rather_than_act_on_one_reading(t
     objection = SubjectRequest(
         request_id="o-1", kind="objection", requested_at=NOW, subject="468123456", existing="erase"
     )
-    receipt = _rights(storage).handle(msgspec.json.encode(objection))
+    receipt = _rights(storage).handle(signed(objection, KEYS))
     assert receipt.status == "rejected" and receipt.reason is not None and "ambiguous" in receipt.reason
     assert "468" not in receipt.reason
     erasure = ErasureRequest(request_id="r-1", subject="468123456", requested_at=NOW)
-    rejected = _erasures(storage).handle(msgspec.json.encode(erasure))
+    rejected = _erasures(storage).handle(signed(erasure, KEYS))
     assert rejected.status == "rejected" and rejected.reason is not None and "E.164" in rejected.reason
     assert _call_ids(tmp_path) == ["belgian"]
     subjects = RequestSubjects(lambda: KEYS, CLASSIFIER, {})
@@ -201,11 +236,11 @@ def test_a_tenant_that_could_not_be_a_source_is_rejected_without_quoting_it(tmp_
     storage = _store(tmp_path)
     for tenant in ("pbx-0475123456", "acme corp"):
         erasure = ErasureRequest(request_id="r-1", subject="1001", tenant=tenant, requested_at=NOW)
-        receipt = _erasures(storage).handle(msgspec.json.encode(erasure))
+        receipt = _erasures(storage).handle(signed(erasure, KEYS))
         assert receipt.status == "rejected" and receipt.reason is not None
         assert receipt.reason.startswith("the tenant ") and tenant not in receipt.reason
         lift = SubjectRequest(request_id="l-1", kind="lift", requested_at=NOW, subject="1001", tenant=tenant)
-        answered = _rights(storage).handle(msgspec.json.encode(lift))
+        answered = _rights(storage).handle(signed(lift, KEYS))
         assert answered.status == "rejected" and answered.reason is not None
         assert answered.reason.startswith("the tenant ") and tenant not in answered.reason
     assert len(_call_ids(tmp_path)) == len(CALLS_BEFORE) + len(CALLS_AFTER)
@@ -244,12 +279,12 @@ def test_a_late_record_of_an_extension_erased_before_its_source_was_mapped_stays
         erasures = ErasureProcessor(storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes,
                                     residual_copies=list)  # fmt: skip
         request = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW)
-        receipt: AnyReceipt = erasures.handle(msgspec.json.encode(request))
+        receipt: AnyReceipt = erasures.handle(signed(request, KEYS))
     else:
         rights = RightsProcessor(storage, lambda: KEYS, CLASSIFIER, ledger=ledger, passes=passes)
         hold = SubjectRequest(request_id="q-1", kind="restriction", requested_at=NOW, subject="1001",
                               tenant="pbx-a1")  # fmt: skip
-        receipt = rights.handle(msgspec.json.encode(hold))
+        receipt = rights.handle(signed(hold, KEYS))
     assert receipt.status == "completed" and receipt.tenants_searched == ["pbx-a1"], receipt.summary
     _late_records(view, storage)  # the worker now maps pbx-a1 and pbx-a2 to acme
     # pbx-a1's 1001 is acme's 1001 now, at pbx-a1 and pbx-a2 alike; pbx-b's 1001 is somebody else
@@ -265,13 +300,14 @@ def test_a_request_delivered_again_after_the_mapping_changed_gets_its_receipt_ag
     # The attacker review: the same message, delivered again to a worker with another
     # CDRPIPE_TENANTS, was rejected as "the request id is already used for another subject".
     storage = _store(tmp_path)
-    erasure = msgspec.json.encode(
-        ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW)
+    erasure = signed(
+        ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW), KEYS
     )
-    restriction = msgspec.json.encode(
+    restriction = signed(
         SubjectRequest(
             request_id="q-1", kind="restriction", requested_at=NOW, subject="1002", tenant="pbx-a1"
-        )
+        ),
+        KEYS,
     )
     erasures, rights = _processors(storage, first)
     erased, held = erasures.handle(erasure), rights.handle(restriction)
@@ -281,7 +317,7 @@ def test_a_request_delivered_again_after_the_mapping_changed_gets_its_receipt_ag
     assert rights.handle(restriction) == held
     # the id reused for another tenant's 1001 is still another subject
     elsewhere = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-b", requested_at=NOW)
-    reused = erasures.handle(msgspec.json.encode(elsewhere))
+    reused = erasures.handle(signed(elsewhere, KEYS))
     assert reused.status == "rejected" and reused.reason is not None and "another subject" in reused.reason
     assert "elsewhere-1001" in _call_ids(tmp_path)
 
@@ -321,7 +357,7 @@ def test_forged_subjects_on_the_topic_are_rejected_one_by_one_and_the_next_reque
         **({"kind": "restriction"} if topic == "subject" else {}),
     }
     for number, forged in enumerate(FORGED):
-        payload = json.dumps({"request_id": f"forged-{number}", **base, **forged}).encode()
+        payload = signed({"request_id": f"forged-{number}", **base, **forged}, KEYS)  # signed, yet malformed
         receipt = handle(payload)
         assert receipt.status == "rejected" and receipt.reason is not None, (forged, receipt.summary)
         document = valid_receipt(receipt)
@@ -332,7 +368,7 @@ def test_forged_subjects_on_the_topic_are_rejected_one_by_one_and_the_next_reque
                 assert spelling not in words, (forged, spelling)
     assert len(_call_ids(tmp_path)) == len(CALLS_BEFORE) + len(CALLS_AFTER)  # nothing touched
     valid = {"request_id": "r-valid", **base, "subject": "1001", "tenant": "pbx-a1"}
-    receipt = handle(json.dumps(valid).encode())
+    receipt = handle(signed(valid, KEYS))
     assert receipt.status == "completed" and receipt.passed, receipt.summary
 
 
@@ -345,6 +381,6 @@ def test_forged_subjects_on_the_topic_are_rejected_one_by_one_and_the_next_reque
 def test_an_extension_is_found_under_a_tenant_its_source_is_no_longer_mapped_to(tmp_path: Path) -> None:
     storage = _store(tmp_path)  # AFTER was written while pbx-a1 and pbx-a2 were mapped to acme
     erasure = ErasureRequest(request_id="r-1", subject="1001", tenant="pbx-a1", requested_at=NOW)
-    receipt = _processors(storage, {})[0].handle(msgspec.json.encode(erasure))
+    receipt = _processors(storage, {})[0].handle(signed(erasure, KEYS))
     assert receipt.tenants_searched == ["pbx-a1"]
     assert "after-1001" not in _call_ids(tmp_path)

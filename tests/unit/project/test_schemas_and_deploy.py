@@ -19,7 +19,9 @@ from pipeline.keys.pseudonym import PSEUDONYM_SCHEME_VERSION
 from pipeline.lifecycle.requests.erasure_request import ErasureRequest
 from pipeline.store.schema import CDR_SCHEMA
 from tests.support.helpers import REPO
+from tests.support.lifecycle_store import KEYS
 from tests.support.samples import canonical
+from tests.support.signed import signed
 
 SCHEMAS = REPO / "schemas"
 
@@ -221,11 +223,11 @@ def test_dockerfile_runs_as_non_root_with_a_pinned_base_and_no_secret() -> None:
 
 def test_erasure_requests_as_the_cli_sends_them_match_their_schema() -> None:
     request = ErasureRequest(request_id="r1", subject="0475 12 34 56", requested_at=datetime.now(UTC))
-    jsonschema.validate(
-        json.loads(msgspec.json.encode(request)),
-        _load("erasure-request.schema.json"),
-        format_checker=jsonschema.FormatChecker(),
+    validator = jsonschema.Draft202012Validator(
+        _load("erasure-request.schema.json"), format_checker=jsonschema.FormatChecker()
     )
+    validator.validate(json.loads(signed(request, KEYS)))
+    assert not validator.is_valid(json.loads(msgspec.json.encode(request)))  # unsigned
 
 
 def test_the_rendered_data_dictionary_is_up_to_date() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pipeline.store.naming import DATASET, QUARANTINE, manifest_path
 from pipeline.store.storage import Stamp
 from tests.support.counting_storage import CountingStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, SUBJECT, parquet_file, sample_store
+from tests.support.signed import signed
 
 DAY = date(2026, 11, 1)
 DAY_DIR = "cdr/call_date=2026-11-01"
@@ -164,13 +164,13 @@ def test_an_erasure_receipt_says_how_many_files_it_opened_and_how_long_it_took(t
         passes=Passes(0, lambda _: None), residual_copies=list,
     )  # fmt: skip
     document = {"request_id": "r-1", "subject": SUBJECT, "requested_at": NOON}
-    receipt = processor.handle(json.dumps(document).encode())
+    receipt = processor.handle(signed(document, KEYS))
     assert receipt.passed and receipt.rows_removed == 2
     # three footers, and the two files holding the subject read, rewritten (t+1+0 deleted) and checked
     assert receipt.files_read == 3 and receipt.seconds is not None and receipt.seconds >= 0
     assert storage.opened.count(f"{DAY_DIR}/t+2+0.parquet") == 1
     storage.opened.clear()
-    again = processor.handle(json.dumps({**document, "request_id": "r-2"}).encode())
+    again = processor.handle(signed({**document, "request_id": "r-2"}, KEYS))
     # The manifest describes every file, and no index can hold the subject any more: nothing is opened.
     assert again.passed and again.files_read == 0 and storage.opened == []
 

@@ -32,6 +32,7 @@ from pipeline.lifecycle.requests.register import (
 from pipeline.lifecycle.requests.register_metrics import RequestRegisterMetrics
 from pipeline.store.storage import LocalStorage
 from tests.support.lifecycle_store import CLASSIFIER, KEYS, parquet_file
+from tests.support.signed import signed
 
 
 def _at(day: str, hour: int = 10) -> datetime:
@@ -268,14 +269,14 @@ def test_erasures_are_registered_on_arrival_and_closed_only_by_a_passed_receipt(
 
     def erase(request_id: str, subject: str) -> None:
         payload = {"request_id": request_id, "subject": subject, "requested_at": arrived.isoformat()}
-        processor.handle(json.dumps(payload).encode())
+        processor.handle(signed(payload, KEYS))
 
     erase("er-ok", "+32475000111")
     storage.publish("cdr/call_date=2026-02-27/broken.parquet", b"not parquet")  # fails the next one
     erase("er-failed", "+32475000111")
     erase("er-rejected", "+3247")
-    processor.handle(b'{"request_id": "er-malformed"}')
-    processor.handle(json.dumps({"request_id": "0475000111", "requested_at": arrived.isoformat()}).encode())
+    processor.handle(signed({"request_id": "er-malformed"}, KEYS))
+    processor.handle(signed({"request_id": "0475000111", "requested_at": arrived.isoformat()}, KEYS))
     records = {record.request_id: record for record in load_register(storage)}
     assert set(records) == {"er-ok", "er-failed", "er-rejected"}
     assert records["er-ok"].status == "closed" and "verification passed" in (records["er-ok"].outcome or "")
