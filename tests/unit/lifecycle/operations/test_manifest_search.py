@@ -240,9 +240,7 @@ def test_an_erasure_with_manifests_reads_and_publishes_each_base_once(tmp_path: 
         storage, lambda: KEYS, CLASSIFIER, ledger=Ledger(view, view.add),
         passes=Passes(0, lambda _: None), residual_copies=list,
     )  # fmt: skip
-    receipt = processor.handle(
-        json.dumps({"request_id": "r-1", "subject": SUBJECT, "requested_at": NOON}).encode()
-    )
+    receipt = processor.handle(signed({"request_id": "r-1", "subject": SUBJECT, "requested_at": NOON}, KEYS))
     assert receipt.passed and receipt.rows_removed == 2
     base = manifest_path(DATASET, DAY)
     assert storage.bases_read.count(base) == 1 and storage.bases_published.count(base) == 1
