@@ -79,19 +79,19 @@ class CompactionTimer:
 
     async def scheduled(self) -> None:
         """The pass of the interval, in the lifecycle owner."""
-        try:
-            if self._context.owns_lifecycle() and await self._may_write():
-                await self.run_pass()
-        except OwnershipLostError as exc:
-            log.warning("%s; compaction is left to the new lifecycle owner", exc)
+        await self._as_owner(self.run_pass, "compaction is")
 
     async def requested(self) -> None:
         """Recover a pass cut short, then run one pass for the requests waiting, in the lifecycle owner."""
+        await self._as_owner(self._answer_requests, "compaction requests are")
+
+    async def _as_owner(self, work: Callable[[], Awaitable[object]], what: str) -> None:
+        """``work()`` if this worker owns the lifecycle and holds its claim; stop once fenced out."""
         try:
             if self._context.owns_lifecycle() and await self._may_write():
-                await self._answer_requests()
+                await work()
         except OwnershipLostError as exc:
-            log.warning("%s; compaction requests are left to the new lifecycle owner", exc)
+            log.warning("%s; %s left to the new lifecycle owner", exc, what)
 
     async def _answer_requests(self) -> None:
         async with self._context.lifecycle_lock:
