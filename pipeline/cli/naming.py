@@ -16,7 +16,7 @@ read:
   may carry (:func:`~pipeline.keys.pseudonym.tenants_under`); a ``--tenant``
   that could not be a record's source is refused without being quoted or
   shown;
-* the resolution line (``subject: +32468123456 (region BE, MOBILE)``, or the
+* the resolution line (``subject: +32 4xx xx xx xx (region BE, MOBILE)``, or the
   extension or agent with its tenant and the tenants searched) goes to
   standard error, never a log line, a request or a receipt; when standard
   error is not a terminal (:func:`on_terminal`: redirected to a file, or a
